@@ -1,0 +1,378 @@
+"""The records contract (DESIGN section 4): manifest.json + records.jsonl = a run.
+
+Everything written to disk carries ``schema_version``. Writes of whole files are
+atomic (temp file + rename); records are appended and flushed per batch so an
+interrupted run can resume without losing or duplicating records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from collapse_eval.errors import InputError, InputErrors
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+RECORDS_FILE = "records.jsonl"
+SUITES = ("domain", "general")
+
+
+def sha256_text(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """Stable JSON text for hashing: sorted keys, no whitespace, unicode kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """One (suite, task, item, metric) outcome. Pairing key: (suite, task, item_id, metric)."""
+
+    suite: str
+    task: str
+    item_id: str
+    metric: str
+    score: float
+    task_type: str | None = None
+    output_format: str | None = None
+    format_ok: bool | None = None
+    prediction: str | None = None
+    reference: Any = None
+    prompt_hash: str | None = None
+    # Extensions (optional, documented in README): a hash of the source document so that
+    # runs over different data refuse to pair, and a cluster id for clustered errors.
+    doc_hash: str | None = None
+    cluster: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.suite, self.task, self.item_id, self.metric)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # schema_version first, then the contract order; omit empty extensions.
+        ordered: dict[str, Any] = {"schema_version": out.pop("schema_version")}
+        for name in ("doc_hash", "cluster", "metadata"):
+            if out[name] is None:
+                out.pop(name)
+        if out.get("metadata") is not None:
+            out["metadata"] = dict(out["metadata"])
+        ordered.update(out)
+        return ordered
+
+
+_RECORD_FIELDS = {f.name for f in dataclasses.fields(ItemRecord)}
+_RECORD_REQUIRED = ("suite", "task", "item_id", "metric", "score")
+
+
+def record_from_json(obj: Any, *, path: str | Path = "<records>", line: int | None = None) -> ItemRecord:
+    """Validate one decoded JSON object into an ItemRecord, or raise InputError."""
+
+    def fail(message: str, fld: str | None = None) -> InputError:
+        return InputError(path, message, line=line, field=fld)
+
+    if not isinstance(obj, dict):
+        raise fail("expected a JSON object")
+    for name in _RECORD_REQUIRED:
+        if name not in obj:
+            raise fail("missing required field", name)
+    unknown = set(obj) - _RECORD_FIELDS
+    if unknown:
+        raise fail(f"unknown field(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise fail(f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
+                   "schema_version")
+    if obj["suite"] not in SUITES:
+        raise fail(f"must be one of {', '.join(SUITES)}, got {obj['suite']!r}", "suite")
+    for name in ("task", "item_id", "metric"):
+        if not isinstance(obj[name], str) or not obj[name]:
+            raise fail("must be a non-empty string", name)
+    score = obj["score"]
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or score != score:
+        raise fail(f"must be a number, got {score!r}", "score")
+    if obj.get("format_ok") is not None and not isinstance(obj["format_ok"], bool):
+        raise fail("must be true, false or null", "format_ok")
+    return ItemRecord(**{**obj, "score": float(score), "schema_version": version})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """Per-task facts in the manifest. ``primary_metric`` decides what is compared."""
+
+    suite: str
+    primary_metric: str | None = None
+    n: int | None = None
+    margin: float | None = None
+    version: str | None = None
+    num_fewshot: int | None = None
+    config_hash: str | None = None
+    higher_is_better: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class RunManifest:
+    model: str
+    model_fingerprint: str | None = None
+    engine: str | None = None
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    collapse_eval_version: str | None = None
+    lm_eval_version: str | None = None
+    tasks: Mapping[str, TaskInfo] = field(default_factory=dict)
+    seed: int | None = None
+    complete: bool = False
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "model": self.model,
+            "model_fingerprint": self.model_fingerprint,
+            "engine": self.engine,
+            "engine_args": dict(self.engine_args),
+            "created_at": self.created_at,
+            "collapse_eval_version": self.collapse_eval_version,
+            "lm_eval_version": self.lm_eval_version,
+            "seed": self.seed,
+            "complete": self.complete,
+            "tasks": {name: info.to_json() for name, info in self.tasks.items()},
+        }
+
+
+_MANIFEST_FIELDS = {f.name for f in dataclasses.fields(RunManifest)}
+_TASKINFO_FIELDS = {f.name for f in dataclasses.fields(TaskInfo)}
+
+
+def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunManifest:
+    if not isinstance(obj, dict):
+        raise InputError(path, "expected a JSON object")
+    for name in ("schema_version", "model"):
+        if name not in obj:
+            raise InputError(path, "missing required field", field=name)
+    if obj["schema_version"] != SCHEMA_VERSION:
+        raise InputError(path, f"schema_version {obj['schema_version']!r} is not supported "
+                         f"(expected {SCHEMA_VERSION})", field="schema_version")
+    unknown = set(obj) - _MANIFEST_FIELDS
+    if unknown:
+        raise InputError(path, f"unknown field(s): {', '.join(sorted(unknown))}",
+                         field=sorted(unknown)[0])
+    tasks: dict[str, TaskInfo] = {}
+    raw_tasks = obj.get("tasks") or {}
+    if not isinstance(raw_tasks, dict):
+        raise InputError(path, "must be an object of task name -> info", field="tasks")
+    for name, info in raw_tasks.items():
+        if not isinstance(info, dict) or "suite" not in info:
+            raise InputError(path, "each task needs at least a 'suite'", field=f"tasks.{name}")
+        extra = set(info) - _TASKINFO_FIELDS
+        if extra:
+            raise InputError(path, f"unknown field(s): {', '.join(sorted(extra))}",
+                             field=f"tasks.{name}")
+        tasks[name] = TaskInfo(**info)
+    kwargs = {k: v for k, v in obj.items() if k != "tasks"}
+    kwargs["engine_args"] = kwargs.get("engine_args") or {}
+    return RunManifest(**kwargs, tasks=tasks)
+
+
+# ---------------------------------------------------------------- file I/O
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a whole file so that readers see the old or the new content, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield (line_number, decoded object) for each non-blank line; InputError on bad JSON."""
+    path = Path(path)
+    try:
+        fh = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    with fh:
+        lineno = 0
+        while True:
+            try:
+                raw = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise InputError(path, f"not UTF-8 text ({exc.reason})", line=lineno + 1) from None
+            if not raw:
+                return
+            lineno += 1
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                 line=lineno) from None
+
+
+def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[ItemRecord]:
+    """Read records.jsonl, validating every line; report all problems at once.
+
+    A last line without a newline that does not parse is the trace of a run killed
+    mid-write; with ``tolerate_torn_tail`` it is dropped (the run will redo it).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    text = path.read_bytes().decode("utf-8", errors="strict") if path.stat().st_size else ""
+    lines = text.split("\n")
+    torn_tail = bool(text) and not text.endswith("\n")
+    records: list[ItemRecord] = []
+    problems: list[InputError] = []
+    seen: dict[tuple[str, str, str, str], int] = {}
+    for index, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            if torn_tail and index == len(lines) and tolerate_torn_tail:
+                break
+            problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=index))
+            continue
+        try:
+            rec = record_from_json(obj, path=path, line=index)
+        except InputError as err:
+            problems.append(err)
+            continue
+        if rec.key in seen:
+            problems.append(InputError(path, f"duplicate record {rec.key} (first on line "
+                                       f"{seen[rec.key]})", line=index, field="item_id"))
+            continue
+        seen[rec.key] = index
+        records.append(rec)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise InputErrors(path, problems)
+    return records
+
+
+class RecordWriter:
+    """Appends records to records.jsonl, flushed and fsynced per batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_torn_tail()
+        self._fh: IO[str] = self.path.open("a", encoding="utf-8")
+
+    def _repair_torn_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        # Cut the half-written last line left by a killed process.
+        cut = data.rfind(b"\n") + 1
+        with self.path.open("r+b") as fh:
+            fh.truncate(cut)
+
+    def write_batch(self, records: Iterable[ItemRecord]) -> None:
+        text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
+        if not text:
+            return
+        self._fh.write(text)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A loaded run directory."""
+
+    path: Path
+    manifest: RunManifest
+    records: tuple[ItemRecord, ...]
+
+    def primary_metric(self, task: str) -> str | None:
+        """The task's primary metric: named in the manifest, else its only metric."""
+        info = self.manifest.tasks.get(task)
+        if info is not None and info.primary_metric:
+            return info.primary_metric
+        metrics = {r.metric for r in self.records if r.task == task}
+        return next(iter(metrics)) if len(metrics) == 1 else None
+
+
+def is_run_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / MANIFEST_FILE).is_file() and (path / RECORDS_FILE).is_file()
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, "not a directory (expected a run directory with "
+                         f"{MANIFEST_FILE} and {RECORDS_FILE})")
+    manifest = manifest_from_json(read_json(path / MANIFEST_FILE), path=path / MANIFEST_FILE)
+    records = read_records(path / RECORDS_FILE)
+    return Run(path=path, manifest=manifest, records=tuple(records))
+
+
+def write_manifest(run_dir: str | Path, manifest: RunManifest) -> None:
+    atomic_write_json(Path(run_dir) / MANIFEST_FILE, manifest.to_json())
+
+
+def records_frame(records: Iterable[ItemRecord]) -> Any:
+    """A pandas DataFrame with one row per record (columns = record fields)."""
+    import pandas as pd
+
+    rows = [dataclasses.asdict(r) for r in records]
+    columns = [f.name for f in dataclasses.fields(ItemRecord)]
+    return pd.DataFrame(rows, columns=columns)
