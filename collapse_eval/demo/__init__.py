@@ -1,0 +1,1 @@
+"""The embedded offline demo world: synthetic data, tiny models, end-to-end compare."""
