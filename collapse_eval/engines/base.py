@@ -84,3 +84,35 @@ def truncate_at_stops(text: str, until: Sequence[str]) -> str:
         if stop:
             text = text.split(stop)[0]
     return text
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+_CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja", "special_tokens_map.json")
+
+
+def checkpoint_fingerprint(model: str, revision: str | None = None) -> str:
+    """Identify a checkpoint's weights: hash of config, tokenizer and weight files.
+
+    Local directories (or a single local .gguf file) are hashed by content; weight files are
+    hashed in 1 MiB chunks. Hub names are identified by name and revision (nothing is fetched).
+    """
+    import hashlib
+    from pathlib import Path
+
+    path = Path(model)
+    digest = hashlib.sha256()
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir()
+                       if p.is_file() and (p.name in _CONFIG_FILES or p.suffix in _WEIGHT_SUFFIXES))
+    else:
+        digest.update(f"hub:{model}@{revision or 'main'}".encode())
+        return "sha256:" + digest.hexdigest()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
