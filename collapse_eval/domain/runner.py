@@ -83,7 +83,7 @@ def _generate_batch(engine: Engine, items: Sequence[DomainItem], task: str) -> l
         raise EngineError(f"engine returned {len(outputs)} generations for {len(requests)} "
                            "requests")
     records = []
-    for item, output in zip(items, outputs):
+    for item, output in zip(items, outputs, strict=True):
         result = score_prediction(item.output_format, output, item.reference)
         records.append(_record(item, task, score=result.score, format_ok=result.format_ok,
                                prediction=output, rendered_prompt=_rendered_prompt(engine, item)))
@@ -94,7 +94,7 @@ def _rank_batch(engine: Engine, items: Sequence[DomainItem], task: str) -> list[
     contexts = [_rendered_prompt(engine, item) for item in items]
     requests = [
         (context, choice_continuation(context, choice))
-        for item, context in zip(items, contexts)
+        for item, context in zip(items, contexts, strict=True)
         for choice in item.choices or ()
     ]
     scores = engine.loglikelihood(requests)
@@ -102,7 +102,7 @@ def _rank_batch(engine: Engine, items: Sequence[DomainItem], task: str) -> list[
         raise EngineError(f"engine returned {len(scores)} log-likelihoods for {len(requests)} "
                            "requests")
     records, offset = [], 0
-    for item, context in zip(items, contexts):
+    for item, context in zip(items, contexts, strict=True):
         choices = item.choices or ()
         logprobs = [lp for lp, _ in scores[offset: offset + len(choices)]]
         offset += len(choices)
