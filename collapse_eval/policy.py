@@ -1,0 +1,213 @@
+"""policy.yaml -> frozen Policy (DESIGN section 6). Unknown keys are errors with a hint.
+
+```
+alpha: 0.05
+general: {margin: 0.02, fail_on: [regressed], critical: [], margins: {gsm8k: 0.03}}
+domain:  {require_gain: true, min_gain: 0.0, margin: 0.02, fail_on: []}
+```
+
+Extensions (documented in README): ``domain.fail_on`` (statuses of any domain comparison,
+task level or per group, that fail the gate; default none, DESIGN: "a domain group that
+regressed is reported, and fails only if the policy says so"). ``general.critical`` tasks
+must show non-inferiority: they fail when ``regressed`` or ``inconclusive``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
+
+FAILABLE_STATUSES = ("regressed", "inconclusive")
+_TOP_KEYS = ("alpha", "general", "domain")
+_GENERAL_KEYS = ("margin", "fail_on", "critical", "margins")
+_DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on")
+
+
+@dataclass(frozen=True, slots=True)
+class GeneralPolicy:
+    margin: float = 0.02
+    fail_on: tuple[str, ...] = ("regressed",)
+    critical: tuple[str, ...] = ()
+    margins: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPolicy:
+    require_gain: bool = True
+    min_gain: float = 0.0
+    margin: float = 0.02
+    fail_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    alpha: float = 0.05
+    general: GeneralPolicy = field(default_factory=GeneralPolicy)
+    domain: DomainPolicy = field(default_factory=DomainPolicy)
+    source: str | None = None  # the file it came from, for messages; not part of the policy
+
+    def general_margin(self, task: str, benchmark_margin: float | None = None) -> float:
+        """Precedence: policy general.margins[task] > benchmarks.yaml margin > general.margin."""
+        if task in self.general.margins:
+            return self.general.margins[task]
+        if benchmark_margin is not None:
+            return benchmark_margin
+        return self.general.margin
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "general": {
+                "margin": self.general.margin,
+                "fail_on": list(self.general.fail_on),
+                "critical": list(self.general.critical),
+                "margins": dict(self.general.margins),
+            },
+            "domain": {
+                "require_gain": self.domain.require_gain,
+                "min_gain": self.domain.min_gain,
+                "margin": self.domain.margin,
+                "fail_on": list(self.domain.fail_on),
+            },
+        }
+
+
+def default_policy() -> Policy:
+    return Policy()
+
+
+def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
+    """Map dotted key paths to 1-based line numbers, for messages that point at a line."""
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                path = f"{prefix}{key_node.value}"
+                lines[path] = key_node.start_mark.line + 1
+                lines.update(_key_lines(value_node, path + "."))
+    return lines
+
+
+class _Reader:
+    def __init__(self, source: str, lines: dict[str, int]) -> None:
+        self.source = source
+        self.lines = lines
+
+    def error(self, key: str, message: str) -> ConfigError:
+        line = self.lines.get(key)
+        where = f"{self.source}:{line}" if line else self.source
+        return ConfigError(f"{where}: field '{key}': {message}")
+
+    def check_keys(self, obj: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+        for key in obj:
+            if key not in allowed:
+                raise unknown_key_error(
+                    self.source, str(key), allowed, where=prefix.rstrip(".") or "the top level",
+                    line=self.lines.get(f"{prefix}{key}"),
+                )
+
+    def number(self, obj: Mapping[str, Any], key: str, path: str, default: float, *,
+               low: float, high: float, low_open: bool = False) -> float:
+        if key not in obj:
+            return default
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise self.error(path, f"must be a number, got {value!r}")
+        if value < low or value > high or (low_open and value == low):
+            bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+            raise self.error(path, f"must be in {bound} on the 0..1 score scale, got {value!r}")
+        return float(value)
+
+    def statuses(self, obj: Mapping[str, Any], key: str, path: str,
+                 default: tuple[str, ...]) -> tuple[str, ...]:
+        if key not in obj:
+            return default
+        value = obj[key]
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.error(path, f"must be a list of statuses, e.g. [regressed], got {value!r}")
+        for status in value:
+            if status not in FAILABLE_STATUSES:
+                raise self.error(path, f"unknown status {status!r}."
+                                 f"{did_you_mean(str(status), FAILABLE_STATUSES)} "
+                                 f"Allowed: {', '.join(FAILABLE_STATUSES)}")
+        return tuple(value)
+
+    def section(self, obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = obj.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a mapping, got {type(value).__name__}")
+        return value
+
+
+def policy_from_mapping(raw: Any, *, source: str = "<policy>",
+                        lines: dict[str, int] | None = None) -> Policy:
+    """Validate a decoded policy mapping (also used for the policy stored in summary.json)."""
+    r = _Reader(source, lines or {})
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a policy must be a mapping of {', '.join(_TOP_KEYS)}")
+    r.check_keys(raw, _TOP_KEYS, "")
+    alpha = r.number(raw, "alpha", "alpha", 0.05, low=0.0, high=0.5, low_open=True)
+    gen = r.section(raw, "general")
+    r.check_keys(gen, _GENERAL_KEYS, "general.")
+    critical = gen.get("critical") or []
+    if not isinstance(critical, list) or not all(isinstance(t, str) for t in critical):
+        raise r.error("general.critical", "must be a list of task names")
+    margins_raw = gen.get("margins") or {}
+    if not isinstance(margins_raw, dict):
+        raise r.error("general.margins", "must be a mapping of task name -> margin")
+    margins = {
+        str(task): r.number(margins_raw, task, f"general.margins.{task}", 0.0, low=0.0, high=1.0)
+        for task in margins_raw
+    }
+    general = GeneralPolicy(
+        margin=r.number(gen, "margin", "general.margin", 0.02, low=0.0, high=1.0),
+        fail_on=r.statuses(gen, "fail_on", "general.fail_on", ("regressed",)),
+        critical=tuple(critical),
+        margins=margins,
+    )
+    dom = r.section(raw, "domain")
+    r.check_keys(dom, _DOMAIN_KEYS, "domain.")
+    require_gain = dom.get("require_gain", True)
+    if not isinstance(require_gain, bool):
+        raise r.error("domain.require_gain", f"must be true or false, got {require_gain!r}")
+    domain = DomainPolicy(
+        require_gain=require_gain,
+        min_gain=r.number(dom, "min_gain", "domain.min_gain", 0.0, low=-1.0, high=1.0),
+        margin=r.number(dom, "margin", "domain.margin", 0.02, low=0.0, high=1.0),
+        fail_on=r.statuses(dom, "fail_on", "domain.fail_on", ()),
+    )
+    return Policy(alpha=alpha, general=general, domain=domain, source=source)
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Read policy.yaml; None gives the default policy. ConfigError (exit 2) on problems."""
+    if path is None:
+        return default_policy()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: policy file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return policy_from_mapping(raw, source=str(path), lines=_key_lines(node))

@@ -1,0 +1,214 @@
+"""Per-comparison status and the overall verdict under a policy (DESIGN sections 5 and 6).
+
+Pure functions over the summary dict that ``compare_runs`` builds, so that ``gate`` can
+re-judge a stored summary.json under another policy without the records.
+
+Status (margin m > 0 on the 0..1 scale; ``p_adjusted`` is Holm within the family):
+  improved      p_adjusted < alpha and delta > 0
+  regressed     p_adjusted < alpha and delta < 0 and ci_low <= -m
+  non_inferior  ci_low > -m (and not improved)
+  inconclusive  anything else: a drop larger than the margin cannot be ruled out
+For metrics where lower is better (``higher_is_better: false``), delta and the CI are
+mirrored before the rules are applied.
+
+Verdict "fail" when any of:
+  * a general task-level comparison has a status listed in ``general.fail_on``;
+  * a ``general.critical`` task is regressed or inconclusive, or was not compared;
+  * a domain comparison (task or group) has a status listed in ``domain.fail_on``;
+  * ``domain.require_gain`` and domain items were evaluated, but the pooled domain
+    comparison shows no significant gain (p < alpha and delta > 0) of at least
+    ``domain.min_gain``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from collapse_eval.errors import ConfigError
+from collapse_eval.policy import Policy
+
+STATUSES = ("improved", "regressed", "non_inferior", "inconclusive")
+
+
+def comparison_status(
+    delta: float,
+    ci_low: float,
+    ci_high: float,
+    p_adjusted: float,
+    *,
+    alpha: float,
+    margin: float,
+    higher_is_better: bool = True,
+) -> str:
+    if not higher_is_better:
+        delta, ci_low = -delta, -ci_high
+    significant = p_adjusted < alpha
+    if significant and delta > 0:
+        return "improved"
+    if significant and delta < 0 and ci_low <= -margin:
+        return "regressed"
+    if ci_low > -margin:
+        return "non_inferior"
+    return "inconclusive"
+
+
+def _points(x: float) -> str:
+    return f"{abs(x) * 100:.1f}"
+
+
+def _signed_points(x: float) -> str:
+    return f"{x * 100:+.1f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+
+
+def _ci(c: dict[str, Any], alpha: float) -> str:
+    level = f"{(1 - alpha) * 100:g}%"
+    return f"{level} CI {_signed_points(c['ci_low'])} to {_signed_points(c['ci_high'])}"
+
+
+def _label(c: dict[str, Any]) -> str:
+    if c.get("group_by"):
+        return f"domain {c['group_by']}={c['group']}"
+    return str(c["task"]) if c["suite"] == "general" else f"domain task {c['task']}"
+
+
+def _describe(c: dict[str, Any], alpha: float) -> str:
+    """'arc_challenge dropped 4.1 points (95% CI -6.0 to -2.2, Holm p = 0.003), beyond ...'."""
+    margin = f"{c['margin'] * 100:g}-point margin"
+    stats = f"{_ci(c, alpha)}, Holm p {_p(c.get('p_adjusted'))}"
+    worse = c["delta"] < 0 if c.get("higher_is_better", True) else c["delta"] > 0
+    if c["status"] == "regressed":
+        verb = "dropped" if c.get("higher_is_better", True) else "got worse by"
+        return f"{_label(c)} {verb} {_points(c['delta'])} points ({stats}), beyond the {margin}"
+    if c["status"] == "inconclusive":
+        mde = c.get("mde")
+        power = (f"; n = {c['n']} detects about {_points(mde)} points"
+                 if isinstance(mde, (int, float)) else f"; n = {c['n']}")
+        change = "dropped" if worse else "changed"
+        return (f"{_label(c)} {change} {_points(c['delta'])} points ({stats}): a drop beyond "
+                f"the {margin} cannot be ruled out{power}")
+    verb = "improved" if c["status"] == "improved" else "changed"
+    return f"{_label(c)} {verb} {_signed_points(c['delta'])} points ({stats})"
+
+
+def domain_gain(summary: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
+    """Whether the pooled domain comparison shows the gain the policy requires."""
+    overall = summary.get("domain_overall")
+    pooled = overall.get("pooled") if isinstance(overall, dict) else None
+    if not pooled:
+        return None
+    p = pooled.get("p_value")
+    delta = pooled["delta"]
+    met = (p is not None and p < policy.alpha and delta > 0 and delta >= policy.domain.min_gain)
+    return {"required": policy.domain.require_gain, "min_gain": policy.domain.min_gain,
+            "delta": delta, "p_value": p, "met": bool(met)}
+
+
+def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """Statuses, verdict and reasons for a summary whose statistics are already computed.
+
+    Returns a new dict; the input is not modified.
+    """
+    out = copy.deepcopy(summary)
+    alpha = policy.alpha
+    for c in out["comparisons"]:
+        if c["suite"] == "general":
+            c["margin"] = policy.general_margin(c["task"], c.get("benchmark_margin"))
+            c["critical"] = c["task"] in policy.general.critical
+        else:
+            c["margin"] = policy.domain.margin
+        p_adj = c.get("p_adjusted")
+        c["status"] = comparison_status(
+            c["delta"], c["ci_low"], c["ci_high"],
+            p_adj if p_adj is not None else 1.0,
+            alpha=alpha, margin=c["margin"], higher_is_better=c.get("higher_is_better", True),
+        )
+
+    failures: list[str] = []
+    notes: list[str] = []
+    general = [c for c in out["comparisons"] if c["suite"] == "general" and not c.get("group_by")]
+    for c in general:
+        if c["status"] in policy.general.fail_on:
+            failures.append(_describe(c, alpha))
+        elif c.get("critical") and c["status"] in ("regressed", "inconclusive"):
+            failures.append(_describe(c, alpha) + " (critical task: must be non-inferior)")
+        elif c["status"] in ("regressed", "inconclusive"):
+            notes.append("note: " + _describe(c, alpha))
+    compared = {c["task"] for c in general}
+    for task in policy.general.critical:
+        if task not in compared:
+            failures.append(f"critical task {task} was not compared (not in both runs)")
+
+    for c in out["comparisons"]:
+        if c["suite"] != "domain":
+            continue
+        if c["status"] in policy.domain.fail_on:
+            failures.append(_describe(c, alpha))
+        elif c["status"] == "regressed":
+            notes.append("note: " + _describe(c, alpha) + " (reported; domain.fail_on does "
+                         "not include regressed)")
+
+    gain = domain_gain(out, policy)
+    if gain is not None:
+        pooled = out["domain_overall"]["pooled"]
+        described = (f"domain (all items pooled) changed {_signed_points(pooled['delta'])} "
+                     f"points ({_ci(pooled, alpha)}, p {_p(pooled.get('p_value'))})")
+        if gain["met"]:
+            notes.insert(0, f"{described}: a significant gain")
+        elif policy.domain.require_gain:
+            why = ("below the required min_gain of "
+                   f"{policy.domain.min_gain * 100:g} points"
+                   if gain["p_value"] is not None and gain["p_value"] < alpha
+                   and pooled["delta"] > 0 else "no significant gain")
+            failures.append(f"{described}: {why}")
+        else:
+            notes.append(f"{described}: no significant gain (not required by the policy)")
+    out["domain_gain"] = gain
+
+    for entry in out.get("unpaired", []):
+        notes.append(f"note: {entry['suite']} task {entry['task']} is only in the "
+                     f"{entry['only_in']} run; it was not compared")
+
+    out["verdict"] = "fail" if failures else "pass"
+    if not failures:
+        counts = {s: sum(c["status"] == s for c in general) for s in STATUSES}
+        summary_line = (f"pass: {len(general)} general task(s) compared, "
+                        f"{counts['regressed']} regressed beyond the margin, "
+                        f"{counts['inconclusive']} inconclusive, {counts['non_inferior']} "
+                        f"non-inferior, {counts['improved']} improved")
+        failures_or_head = [summary_line]
+    else:
+        failures_or_head = failures
+    out["reasons"] = failures_or_head + notes
+    out["alpha"] = alpha
+    out["policy"] = policy.to_json()
+    return out
+
+
+def rejudge(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """Re-judge a stored summary under another policy, without the records.
+
+    Margins, fail_on, critical tasks and the domain gain rule can change; alpha cannot,
+    because the stored CIs and adjusted p-values were computed at the old alpha.
+    """
+    if not isinstance(summary, dict) or not isinstance(summary.get("comparisons"), list):
+        raise ConfigError("not a collapse-eval summary.json: no 'comparisons' list")
+    old_alpha = summary.get("alpha", (summary.get("policy") or {}).get("alpha"))
+    if old_alpha is not None and not math.isclose(float(old_alpha), policy.alpha):
+        where = f"{policy.source}: " if policy.source else ""
+        raise ConfigError(
+            f"{where}alpha {policy.alpha:g} differs from the alpha {float(old_alpha):g} the "
+            "summary was computed with; its confidence intervals and adjusted p-values only "
+            "hold at that alpha. A new alpha needs the runs: run `collapse-eval compare "
+            "BASE_RUN_DIR TUNED_RUN_DIR --policy ...` on the two run directories again."
+        )
+    return apply_policy(summary, policy)
