@@ -217,13 +217,13 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 @click.argument("directory", type=click.Path(path_type=Path))
 @handled
 def report(directory: Path) -> None:
-    """Re-render the reports in DIRECTORY from summary.json (no model)."""
+    """Re-render report.html, plots/*.png and summary.md in DIRECTORY (no model)."""
     from collapse_eval.records import read_json
-    from collapse_eval.runner import write_summary
+    from collapse_eval.report.html import write_reports
 
-    summary = read_json(directory / "summary.json")
-    write_summary(directory, summary)
-    click.echo(f"re-rendered {directory / 'summary.md'}")
+    written = write_reports(directory, read_json(directory / "summary.json"))
+    for name in written:
+        click.echo(f"wrote {directory / name}")
 
 
 @cli.command()

@@ -294,9 +294,10 @@ def compare(
     return summary
 
 
-def write_summary(out: Path, summary: Mapping[str, Any]) -> None:
+def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
+    """summary.json, then the reports rendered from it (summary.md, report.html, plots)."""
     from collapse_eval.records import atomic_write_json
-    from collapse_eval.report.markdown import render_summary_markdown
+    from collapse_eval.report.html import write_reports
 
     atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "summary.md", render_summary_markdown(dict(summary)))
+    return write_reports(out, summary)

@@ -1,0 +1,1 @@
+"""Reports rendered from summary.json (+ records): Markdown, HTML, PNG plots."""

