@@ -192,9 +192,9 @@ def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path
     rows = [
         {"id": "p1", "task_type": "intent", "output_format": "label", "prompt": "Intent: price?",
          "reference": "price_inquiry"},
-        {"id": "p2", "task_type": "summary", "output_format": "free_text",
-         "messages": [{"role": "user", "content": "总结对话：客户想买房。"}],
-         "reference": "客户想买房"},
+        {"id": "p2", "task_type": "price", "output_format": "number",
+         "messages": [{"role": "user", "content": "客户的预算是多少？"}],
+         "reference": "350万"},
         {"id": "p3", "task_type": "compliance", "output_format": "yes_no",
          "prompt": "Compliant?", "choices": ["yes", "no"], "reference": "no"},
         {"id": "p4", "task_type": "compliance", "output_format": "yes_no",
@@ -212,8 +212,8 @@ def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path
         # Batched results equal what the engine gives for the same requests directly.
         direct = engine.generate([
             GenRequest(prompt="Intent: price?", until=("\n\n", "\n"), max_tokens=16),
-            GenRequest(messages=(("user", "总结对话：客户想买房。"),), until=("\n\n",),
-                       max_tokens=160),
+            GenRequest(messages=(("user", "客户的预算是多少？"),), until=("\n\n", "\n"),
+                       max_tokens=24),
         ])
         assert [batch[0].prediction, batch[1].prediction] == direct
         chat = engine.render_chat((("user", "Compliant?"),))
