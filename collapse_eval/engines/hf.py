@@ -1,0 +1,485 @@
+"""The transformers engine: one causal LM on CPU or GPU, scored exactly like lm-eval's HFLM.
+
+Every number this engine produces equals what ``lm_eval --model hf`` computes for the same
+checkpoint, dtype, batch size and max length, because it reproduces HFLM step by step:
+
+- token boundaries (``engines.tokenization``): trailing context spaces move into the
+  continuation, no BOS unless the tokenizer adds one, an empty context becomes the
+  prefix token (BOS, else EOS);
+- batching: requests sharing ``context + continuation[:-1]`` are scored once (HFLM's
+  ``logits_cache``), the rest sorted longest first and cut into ``batch_size`` chunks,
+  right-padded, left-truncated to ``max_length``; the same batches give the same floats;
+- generation: requests grouped by generation settings, sorted longest prompt first,
+  left-padded batches, greedy ``model.generate`` with HFLM's multi-token stop criteria,
+  the EOS text added to the stop strings, output cut at the first stop string.
+
+Only ``general.py`` imports lm_eval, so the few HFLM helpers needed are re-implemented
+here (and tested against HFLM itself in ``tests/test_hf_engine.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from collapse_eval.engines.base import (
+    GenRequest,
+    Message,
+    checkpoint_fingerprint,
+    plain_chat_rendering,
+    truncate_at_stops,
+)
+from collapse_eval.engines.tokenization import encode, encode_pair, prefix_token_id, rolling_windows
+from collapse_eval.errors import ConfigError, EngineError, InputError
+
+log = logging.getLogger("collapse_eval.engines.hf")
+
+# lm-eval's fallback context length when neither config nor tokenizer names one.
+DEFAULT_MAX_LENGTH = 2048
+# transformers' "no limit" sentinel for tokenizer.model_max_length.
+_TOKENIZER_INFINITY = 1000000000000000019884624838656
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+TokenPair = tuple[list[int], list[int]]
+
+
+class HFEngine:
+    """A transformers ``AutoModelForCausalLM`` behind the Engine protocol.
+
+    ``model`` is a checkpoint directory, a single ``.gguf`` file, or a hub name (used only
+    if it is already in the local Hugging Face cache; nothing here downloads on purpose).
+    ``batch_size`` and ``max_length`` must match lm-eval's ``--batch_size`` and
+    ``max_length=`` for bit-identical scores; ``max_gen_toks`` is the generation budget
+    that lm-eval tasks get when their ``generation_kwargs`` name none (HFLM's 256).
+    """
+
+    kind = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        batch_size: int = 16,
+        max_length: int | None = None,
+        max_gen_toks: int = 256,
+        trust_remote_code: bool = False,
+        gguf_file: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ConfigError(f"hf engine: dtype '{dtype}' is not supported; use one of "
+                              f"{', '.join(_DTYPES)}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(
+                f"hf engine: batch_size must be a positive integer, got {batch_size!r}")
+        if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
+            raise ConfigError(f"hf engine: max_length must be an integer >= 2, got {max_length!r}")
+        self._name = model
+        self._source, self._gguf_file = _resolve_source(model, gguf_file)
+        self._revision = revision
+        self._dtype = dtype
+        self.batch_size = batch_size
+        self.max_gen_toks = max_gen_toks
+        self._tokenizer, self._model, self._device = _load(
+            self._source, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+            gguf_file=self._gguf_file, revision=revision,
+        )
+        self.max_length = max_length or _resolve_max_length(self._model.config, self._tokenizer)
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            target = str(Path(self._source) / self._gguf_file) if self._gguf_file else self._source
+            self._fingerprint = checkpoint_fingerprint(target, self._revision)
+        return self._fingerprint
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    @property
+    def engine_args(self) -> dict[str, Any]:
+        # What can change an output: batch size is left out (it changes floats only in the
+        # last bits, and a cache keyed on it would miss for no reason).
+        args: dict[str, Any] = {"dtype": self._dtype, "max_length": self.max_length,
+                                "device": str(self._device)}
+        if self._gguf_file:
+            args["gguf_file"] = self._gguf_file
+        if self._revision:
+            args["revision"] = self._revision
+        return args
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    # ------------------------------------------------------------------ scoring
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        """(sum log p(continuation | context), is_greedy) per request, as HFLM computes it.
+
+        An empty continuation (which HFLM rejects) scores (0.0, True): nothing to predict.
+        """
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        pairs: list[TokenPair] = []
+        where: list[int] = []
+        for index, (context, continuation) in enumerate(requests):
+            context_enc, continuation_enc = encode_pair(self._tokenizer, context, continuation)
+            if not continuation_enc:
+                results[index] = (0.0, True)
+                continue
+            if not context_enc:
+                # A context of only spaces, with a tokenizer that adds no BOS: HFLM fails on
+                # it; conditioning on the prefix token is what an empty context gets.
+                context_enc = [prefix_token_id(self._tokenizer)]
+            pairs.append((context_enc, continuation_enc))
+            where.append(index)
+        for index, answer in zip(where, self._score_tokens(pairs), strict=True):
+            results[index] = answer
+        return [r for r in results if r is not None]
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        """Whole-text log-likelihood in disjoint max_length windows (HFLM, context_len=1)."""
+        prefix = prefix_token_id(self._tokenizer)
+        windows: list[tuple[int, TokenPair]] = []
+        for index, text in enumerate(texts):
+            tokens = encode(self._tokenizer, text)
+            windows += [(index, w) for w in rolling_windows(tokens, prefix, self.max_length)]
+        totals = [0.0] * len(texts)
+        # HFLM scores the windows of all texts in consecutive slices of batch_size.
+        for start in range(0, len(windows), self.batch_size):
+            chunk = windows[start : start + self.batch_size]
+            scores = self._score_tokens([w for _, w in chunk])
+            for (index, _), (logprob, _greedy) in zip(chunk, scores, strict=True):
+                totals[index] += logprob
+        return totals
+
+    def _score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
+        """HFLM._loglikelihood_tokens with logits_cache: same groups, order and batches."""
+        # Requests whose inputs are identical (same context + continuation[:-1]) share one
+        # forward pass; the member with the longest continuation represents the group.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, cont) in enumerate(pairs):
+            groups.setdefault(tuple(ctx + cont[:-1]), []).append(i)
+        representatives = [max(members, key=lambda i: len(pairs[i][1]))
+                           for members in groups.values()]
+        representatives.sort(key=lambda i: (-len(pairs[i][0]) - len(pairs[i][1]),
+                                            tuple(pairs[i][0] + pairs[i][1])))
+        results: list[tuple[float, bool] | None] = [None] * len(pairs)
+        for start in range(0, len(representatives), self.batch_size):
+            chunk = representatives[start : start + self.batch_size]
+            with self._runtime_errors("log-likelihood"):
+                self._score_chunk(pairs, chunk, groups, results)
+        return [r for r in results if r is not None]
+
+    def _score_chunk(self, pairs: Sequence[TokenPair], chunk: list[int],
+                     groups: dict[tuple[int, ...], list[int]],
+                     results: list[tuple[float, bool] | None]) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        inputs = []
+        for i in chunk:
+            ctx, cont = pairs[i]
+            # Left-truncate to max_length; the last token is never an input.
+            inputs.append((ctx + cont)[-(self.max_length + 1) :][:-1])
+        width = max(len(x) for x in inputs)
+        batch = torch.zeros((len(inputs), width), dtype=torch.long)
+        for row, tokens in enumerate(inputs):
+            batch[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        with torch.inference_mode():
+            logits = self._model(batch.to(self._device)).logits
+            logprobs = F.log_softmax(logits, dim=-1)
+            for row, i in enumerate(chunk):
+                ctx, cont = pairs[i]
+                inplen = len(inputs[row])
+                scored = logprobs[row, inplen - len(cont) : inplen].unsqueeze(0)  # [1, cont, vocab]
+                greedy = scored.argmax(dim=-1)
+                for member in groups[tuple(ctx + cont[:-1])]:
+                    member_cont = torch.tensor(pairs[member][1], dtype=torch.long,
+                                               device=self._device).unsqueeze(0)
+                    n = member_cont.shape[1]
+                    is_greedy = bool((greedy[:, -n:] == member_cont).all())
+                    picked = torch.gather(scored[:, -n:], 2, member_cont.unsqueeze(-1)).squeeze(-1)
+                    results[member] = (float(picked.sum()), is_greedy)
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        """Greedy continuations with HFLM.generate_until's grouping, batching and stops."""
+        prompts = [r.prompt if r.prompt is not None else self.render_chat(r.messages or ())
+                   for r in requests]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault((req.until, req.max_tokens, req.params), []).append(i)
+        results: list[str | None] = [None] * len(requests)
+        for (until, max_tokens, params), members in groups.items():
+            ordered = sorted(members, key=lambda i: (-len(encode(self._tokenizer, prompts[i])),
+                                                     prompts[i]))
+            for start in range(0, len(ordered), self.batch_size):
+                chunk = ordered[start : start + self.batch_size]
+                with self._runtime_errors("generation"):
+                    outputs = self._generate_batch([prompts[i] for i in chunk], until,
+                                                   max_tokens, params)
+                for i, text in zip(chunk, outputs, strict=True):
+                    results[i] = text
+        return [r if r is not None else "" for r in results]
+
+    def _generate_batch(self, prompts: list[str], until: Sequence[str], max_tokens: int,
+                        params: Sequence[tuple[str, Any]]) -> list[str]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        tok = self._tokenizer
+        stops = list(until)
+        if tok.eos_token_id is not None:
+            eos_text = tok.decode(tok.eos_token_id, skip_special_tokens=False)
+            if eos_text not in stops:
+                stops.append(eos_text)
+        max_context = self.max_length - max_tokens
+        if max_context <= 0:
+            raise ConfigError(
+                f"asked for {max_tokens} new tokens, but the model's context is only "
+                f"{self.max_length} tokens; lower max_gen_toks / max_tokens or raise max_length."
+            )
+        special: dict[str, Any] = {}
+        # HFLM checks only the first prompt of the batch for a leading BOS text.
+        if tok.bos_token and prompts[0].startswith(tok.bos_token):
+            special["add_special_tokens"] = False
+        old_side = tok.padding_side
+        tok.padding_side = "left"
+        try:
+            encoded = tok(prompts, truncation=False, padding="longest", return_tensors="pt",
+                          **special)
+        finally:
+            tok.padding_side = old_side
+        input_ids = encoded["input_ids"][:, -max_context:]
+        attention_mask = encoded["attention_mask"][:, -max_context:]
+        if input_ids.shape[1] == 0:
+            # Only empty prompts (HFLM fails here): condition on the prefix token, as an
+            # empty log-likelihood context does.
+            input_ids = torch.full((len(prompts), 1), prefix_token_id(tok), dtype=torch.long)
+            attention_mask = torch.ones_like(input_ids)
+        input_ids = input_ids.to(self._device)
+        attention_mask = attention_mask.to(self._device)
+
+        kwargs = dict(params)
+        total_length = kwargs.pop("max_length", input_ids.shape[1] + max_tokens)
+        # HFLM._model_generate: temperature 0 without do_sample means greedy.
+        kwargs["temperature"] = kwargs.get("temperature", 0.0)
+        do_sample = kwargs.get("do_sample")
+        if kwargs["temperature"] == 0.0 and do_sample is None:
+            kwargs["do_sample"] = do_sample = False
+        if do_sample is False and kwargs["temperature"] == 0.0:
+            kwargs.pop("temperature")
+        stop_class = _stop_sequence_class()
+        criteria = StoppingCriteriaList(
+            [stop_class(s, tok, input_ids.shape[1], input_ids.shape[0]) for s in stops]
+        )
+        with torch.inference_mode():
+            output = self._model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, max_length=total_length,
+                stopping_criteria=criteria, pad_token_id=tok.pad_token_id, use_cache=True,
+                **kwargs,
+            )
+        texts = []
+        for row in output.tolist():
+            text = tok.decode(row[input_ids.shape[1] :], skip_special_tokens=True)
+            texts.append(truncate_at_stops(text, stops))
+        return texts
+
+    # ------------------------------------------------------------------ chat
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The chat template with a generation prompt; plain ``role: content`` lines without one."""
+        return self.apply_chat_template([{"role": r, "content": c} for r, c in messages])
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]],
+                            add_generation_prompt: bool = True) -> str:
+        """HFLM.apply_chat_template: on a template error, retry without system messages."""
+        if not getattr(self._tokenizer, "chat_template", None):
+            if not add_generation_prompt:
+                raise ConfigError(f"{self._name}: the tokenizer has no chat template, so a final "
+                                  "assistant message cannot be continued")
+            return plain_chat_rendering([(m["role"], m["content"]) for m in chat_history])
+        import jinja2
+
+        def render(history: list[dict[str, str]]) -> str:
+            text = self._tokenizer.apply_chat_template(
+                history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                continue_final_message=not add_generation_prompt,
+            )
+            return str(text)
+
+        try:
+            return render(chat_history)
+        except jinja2.exceptions.TemplateError:
+            log.warning("chat template failed; retrying without the system message")
+            return render([m for m in chat_history if m["role"] != "system"])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @contextlib.contextmanager
+    def _runtime_errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError:
+            raise
+        except MemoryError as exc:
+            raise EngineError(f"{self._name}: out of memory during {what}; lower the batch size "
+                              f"(--engine-arg batch_size=N, now {self.batch_size})") from exc
+        except RuntimeError as exc:  # torch's OutOfMemoryError is a RuntimeError too
+            hint = (f"; lower the batch size (--engine-arg batch_size=N, now {self.batch_size})"
+                    if "out of memory" in str(exc).lower() else "")
+            raise EngineError(f"{self._name}: {what} failed: {exc}{hint}") from exc
+
+    def close(self) -> None:
+        # Drop the references so the weights can be freed before the next model loads.
+        self._model = None
+        with contextlib.suppress(Exception):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+@functools.lru_cache(maxsize=1)
+def _stop_sequence_class() -> type:
+    """Built on first use so that importing this module does not import transformers."""
+    from transformers import StoppingCriteria
+
+    class StopSequence(StoppingCriteria):
+        """lm-eval's MultiTokenEOSCriteria: stop once every row's new text contains ``sequence``.
+
+        The last len(tokens(sequence)) + 2 generated tokens are decoded and searched, because
+        a model may emit a stop string with other token boundaries than the tokenizer's.
+        """
+
+        def __init__(self, sequence: str, tokenizer: Any, prompt_length: int, batch_size: int):
+            self.prompt_length = prompt_length
+            self.done = [False] * batch_size
+            self.sequence = sequence
+            self.lookback = len(tokenizer.encode(sequence, add_special_tokens=False)) + 2
+            self.tokenizer = tokenizer
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            recent = input_ids[:, self.prompt_length :][:, -self.lookback :]
+            texts = self.tokenizer.batch_decode(recent)
+            for i, done in enumerate(self.done):
+                if not done:
+                    self.done[i] = self.sequence in texts[i]
+            return False not in self.done
+
+    return StopSequence
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _looks_like_path(model: str) -> bool:
+    """A hub name is ``name`` or ``org/name``; anything else that does not exist is a path."""
+    return (model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+            or model.endswith(".gguf"))
+
+
+def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """(directory or hub name, gguf file name or None); InputError for missing local paths."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise InputError(path, "is a file; expected a checkpoint directory (with "
+                             "config.json) or a .gguf file")
+        return str(path.parent), path.name
+    if path.is_dir():
+        if gguf_file:
+            if not (path / gguf_file).is_file():
+                raise InputError(path / gguf_file, "GGUF file not found", field="gguf_file")
+        elif not (path / "config.json").is_file():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            hint = (f"pass --engine-arg gguf_file={ggufs[0]}" if ggufs
+                    else "a transformers checkpoint directory has config.json and weights")
+            raise InputError(path, "not a transformers checkpoint (no config.json)", hint=hint)
+        return str(path), gguf_file
+    if _looks_like_path(model):
+        raise InputError(path, "checkpoint directory not found",
+                         hint="pass an existing checkpoint directory, a .gguf file or a hub name")
+    return model, gguf_file
+
+
+def _load(source: str, *, dtype: str, device: str, trust_remote_code: bool,
+          gguf_file: str | None, revision: str | None) -> tuple[Any, Any, Any]:
+    """Tokenizer, model (eval mode, on device) and torch.device, as HFLM loads them."""
+    import torch
+    import transformers
+
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"hf engine: device '{device}' is not a torch device ({exc})") from exc
+    common: dict[str, Any] = {"revision": revision or "main",
+                              "trust_remote_code": trust_remote_code}
+    if gguf_file:
+        common["gguf_file"] = gguf_file
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **common)
+        if getattr(config, "is_encoder_decoder", False):
+            raise InputError(source, "is an encoder-decoder model; the hf engine evaluates "
+                             "decoder-only (causal) language models")
+        tok_kwargs = dict(common)
+        if not gguf_file:
+            tok_kwargs["use_fast"] = True
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **tok_kwargs)
+        torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
+        model: Any = transformers.AutoModelForCausalLM.from_pretrained(
+            source, config=config, dtype=torch_dtype, **common)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(source, f"cannot load the checkpoint: {exc}",
+                         hint="a hub name works only if it is already in the local Hugging "
+                              "Face cache; otherwise pass a local directory") from exc
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        raise EngineError(f"{source}: loading the model failed: {exc}") from exc
+    model.eval()
+    with contextlib.suppress(Exception):
+        model.tie_weights()
+    try:
+        model.to(torch_device)
+    except (RuntimeError, AssertionError) as exc:
+        raise EngineError(f"{source}: cannot move the model to {device}: {exc}") from exc
+    _configure_pad_token(tokenizer)
+    return tokenizer, model, torch_device
+
+
+def _configure_pad_token(tokenizer: Any) -> None:
+    """lm-eval's configure_pad_token: unk, else eos, else a new <|pad|> token."""
+    if tokenizer.pad_token_id is not None or tokenizer.pad_token:
+        return
+    if tokenizer.unk_token:
+        tokenizer.pad_token_id = tokenizer.unk_token_id
+    elif tokenizer.eos_token:
+        tokenizer.pad_token_id = tokenizer.eos_token_id
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+
+
+def _resolve_max_length(config: Any, tokenizer: Any) -> int:
+    """lm-eval's resolve_max_length: text config, config, tokenizer, then 2048."""
+    cfg = getattr(config, "text_config", None) or config
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(cfg, attr, None)
+        if value is not None:
+            return int(value)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if model_max is not None and model_max != _TOKENIZER_INFINITY:
+        return int(model_max)
+    return DEFAULT_MAX_LENGTH
