@@ -1,0 +1,263 @@
+"""benchmarks.yaml -> frozen dataclasses (DESIGN section 4); unknown keys are errors.
+
+```
+include_paths: [my_tasks/]        # extra lm-eval task directories, relative to this file
+suites:
+  quick:
+    - {task: arc_easy, limit: 200, num_fewshot: 0, metric: acc, margin: 0.02}
+    - my_custom_task                # shorthand for {task: my_custom_task}
+```
+
+Every problem is a ConfigError (exit 2) naming the file, the line and the key, with a
+did-you-mean hint for misspelt keys and suite names. Task names are checked against
+lm-eval's registry later, in ``general.py`` (that needs lm_eval imported).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
+
+BENCHMARKS_FILE = "benchmarks.yaml"
+TOP_LEVEL_KEYS = ("include_paths", "suites")
+ENTRY_KEYS = ("task", "limit", "num_fewshot", "fewshot_seed", "metric", "gen_kwargs",
+              "apply_chat_template", "margin")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarkEntry:
+    """One lm-eval task or group in a suite, with its evaluation settings.
+
+    ``limit`` caps the number of documents (the run's ``--limit`` caps it further);
+    ``metric`` names the primary metric as recorded (``acc``, ``exact_match:strict-match``);
+    ``margin`` is this task's non-inferiority margin (the policy's default when None).
+    """
+
+    task: str
+    limit: int | None = None
+    num_fewshot: int | None = None
+    fewshot_seed: int | None = None
+    metric: str | None = None
+    gen_kwargs: Mapping[str, Any] | None = None
+    apply_chat_template: bool = False
+    margin: float | None = None
+    line: int | None = field(default=None, compare=False)  # where it is written, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class Suite:
+    name: str
+    entries: tuple[BenchmarkEntry, ...]
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(entry.task for entry in self.entries)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarksConfig:
+    path: Path
+    include_paths: tuple[Path, ...]
+    suites: Mapping[str, Suite]
+
+    def suite(self, name: str | None = None) -> Suite:
+        """The named suite, or the first one written in the file."""
+        if name is None:
+            return next(iter(self.suites.values()))
+        if name not in self.suites:
+            raise ConfigError(
+                f"{self.path}: no suite named '{name}'.{did_you_mean(name, self.suites)} "
+                f"Suites in this file: {', '.join(self.suites)}."
+            )
+        return self.suites[name]
+
+
+def packaged_benchmarks_path() -> Path:
+    """The benchmarks.yaml shipped inside the package."""
+    return Path(str(resources.files("collapse_eval").joinpath(BENCHMARKS_FILE)))
+
+
+def default_benchmarks_path() -> Path:
+    """./benchmarks.yaml when it exists, else the packaged one (DESIGN section 4)."""
+    local = Path.cwd() / BENCHMARKS_FILE
+    return local if local.is_file() else packaged_benchmarks_path()
+
+
+def load_benchmarks(path: Path | str | None = None) -> BenchmarksConfig:
+    """Read and validate a benchmarks.yaml (``None``: the default location)."""
+    file = Path(path) if path is not None else default_benchmarks_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: file not found (--benchmarks)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a directory; --benchmarks takes a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text ({exc.reason})") from None
+    return parse_benchmarks(text, file)
+
+
+def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
+    """Validate benchmarks.yaml text; ``path`` names it in errors and anchors include_paths."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if root is None:
+        raise ConfigError(f"{path}: the file is empty; it needs a 'suites:' mapping")
+    parser = _Parser(path)
+    top = parser.mapping(root, "the top level")
+    for key, (key_node, _) in top.items():
+        if key not in TOP_LEVEL_KEYS:
+            raise unknown_key_error(path, key, TOP_LEVEL_KEYS, where="the top level",
+                                    line=_line(key_node))
+    include_paths = parser.include_paths(top.get("include_paths"))
+    if "suites" not in top:
+        raise ConfigError(f"{path}: missing required key 'suites' (a mapping of suite name "
+                          "to a list of tasks)")
+    suites: dict[str, Suite] = {}
+    for name, (name_node, value) in parser.mapping(top["suites"][1], "'suites'").items():
+        suites[name] = parser.suite(name, name_node, value)
+    if not suites:
+        raise ConfigError(f"{path}:{_line(top['suites'][1])}: 'suites' is empty; "
+                          "define at least one suite")
+    return BenchmarksConfig(path=path, include_paths=include_paths,
+                            suites=MappingProxyType(suites))
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class _Parser:
+    """Walks the composed YAML nodes so that every error can name its line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, node: yaml.Node, message: str, key: str | None = None) -> ConfigError:
+        where = f"{self.path}:{_line(node)}"
+        if key:
+            where += f": field '{key}'"
+        return ConfigError(f"{where}: {message}")
+
+    def value(self, node: yaml.Node) -> Any:
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+
+    def mapping(self, node: yaml.Node, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, f"{what} must be a mapping (key: value)")
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.value(key_node)
+            if not isinstance(key, str):
+                raise self.fail(key_node, f"keys in {what} must be strings, got {key!r}")
+            if key in out:
+                raise self.fail(key_node, f"duplicate key '{key}' in {what} (first on line "
+                                f"{_line(out[key][0])})")
+            out[key] = (key_node, value_node)
+        return out
+
+    def include_paths(self, item: tuple[yaml.Node, yaml.Node] | None) -> tuple[Path, ...]:
+        if item is None:
+            return ()
+        node = item[1]
+        raw = self.value(node)
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+            raise self.fail(node, "must be a list of directory paths", "include_paths")
+        paths = []
+        for entry in raw:
+            resolved = (self.path.parent / Path(entry).expanduser()).resolve()
+            if not resolved.is_dir():
+                raise self.fail(node, f"'{entry}' is not a directory (resolved relative to "
+                                f"this file: {resolved})", "include_paths")
+            paths.append(resolved)
+        return tuple(paths)
+
+    def suite(self, name: str, name_node: yaml.Node, node: yaml.Node) -> Suite:
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise self.fail(name_node, f"suite '{name}' must be a non-empty list of tasks, "
+                            "e.g. '- {task: arc_easy, limit: 200}'")
+        entries: list[BenchmarkEntry] = []
+        seen: dict[str, int] = {}
+        for item in node.value:
+            entry = self.entry(name, item)
+            if entry.task in seen:
+                raise self.fail(item, f"task '{entry.task}' appears twice in suite '{name}' "
+                                f"(first on line {seen[entry.task]})", "task")
+            seen[entry.task] = _line(item)
+            entries.append(entry)
+        return Suite(name=name, entries=tuple(entries))
+
+    def entry(self, suite: str, node: yaml.Node) -> BenchmarkEntry:
+        where = f"suite '{suite}'"
+        if isinstance(node, yaml.ScalarNode):
+            task = self.value(node)
+            if not isinstance(task, str) or not task.strip():
+                raise self.fail(node, f"entries of {where} are task names or mappings with "
+                                "a 'task' key")
+            return BenchmarkEntry(task=task.strip(), line=_line(node))
+        fields = self.mapping(node, f"an entry of {where}")
+        for key, (key_node, _) in fields.items():
+            if key not in ENTRY_KEYS:
+                raise unknown_key_error(self.path, key, ENTRY_KEYS, where=f"an entry of {where}",
+                                        line=_line(key_node))
+        if "task" not in fields:
+            raise self.fail(node, f"an entry of {where} has no 'task' (the lm-eval task or "
+                            "group name)", "task")
+        values = {key: (self.value(v), v) for key, (_, v) in fields.items()}
+        task, task_node = values["task"]
+        if not isinstance(task, str) or not task.strip():
+            raise self.fail(task_node, "must be a non-empty task name", "task")
+        kwargs: dict[str, Any] = {"task": task.strip(), "line": _line(node)}
+        for key in ("limit", "num_fewshot", "fewshot_seed"):
+            if key in values:
+                kwargs[key] = self.integer(key, *values[key], minimum=1 if key == "limit" else 0)
+        if "metric" in values:
+            metric, metric_node = values["metric"]
+            if not isinstance(metric, str) or not metric:
+                raise self.fail(metric_node, "must be a metric name such as acc", "metric")
+            kwargs["metric"] = metric
+        if "gen_kwargs" in values:
+            gen, gen_node = values["gen_kwargs"]
+            if not isinstance(gen, dict) or not all(isinstance(k, str) for k in gen):
+                raise self.fail(gen_node, "must be a mapping of generation settings, e.g. "
+                                "{max_gen_toks: 64, until: ['\\n']}", "gen_kwargs")
+            kwargs["gen_kwargs"] = MappingProxyType(dict(gen))
+        if "apply_chat_template" in values:
+            flag, flag_node = values["apply_chat_template"]
+            if not isinstance(flag, bool):
+                raise self.fail(flag_node, f"must be true or false, got {flag!r}",
+                                "apply_chat_template")
+            kwargs["apply_chat_template"] = flag
+        if "margin" in values:
+            margin, margin_node = values["margin"]
+            if (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                    or not math.isfinite(margin) or not 0 <= margin < 1):
+                raise self.fail(margin_node, "must be a number in [0, 1) on the 0..1 score "
+                                f"scale, got {margin!r}", "margin")
+            kwargs["margin"] = float(margin)
+        return BenchmarkEntry(**kwargs)
+
+    def integer(self, key: str, value: Any, node: yaml.Node, *, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(node, f"must be an integer >= {minimum}, got {value!r}", key)
+        return value
