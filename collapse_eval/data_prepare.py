@@ -201,18 +201,9 @@ def _mmlu_subjects(olmo: Path) -> list[str]:
 # ---------------------------------------------------------------- rendering YAMLs
 
 
-class _LenientLoader(yaml.SafeLoader):
-    """Reads lm-eval YAMLs for their plain keys; ``!function`` values become strings."""
-
-
-_LenientLoader.add_constructor(
-    "!function", lambda loader, node: str(loader.construct_scalar(node))  # type: ignore[arg-type]
-)
-
-
 def _mmlu_category(lm_tasks: Path, subject: str) -> str:
-    cfg = yaml.load((lm_tasks / "mmlu" / "default" / f"mmlu_{subject}.yaml").read_text(),
-                    Loader=_LenientLoader)
+    # lm-eval's per-subject MMLU YAMLs are plain (no !function), so safe_load reads them.
+    cfg = yaml.safe_load((lm_tasks / "mmlu" / "default" / f"mmlu_{subject}.yaml").read_text())
     tag = str(cfg["tag"])  # e.g. mmlu_humanities_tasks
     return tag.removeprefix("mmlu_").removesuffix("_tasks")
 
