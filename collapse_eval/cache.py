@@ -1,0 +1,246 @@
+"""Content-addressed request cache (sqlite, WAL) and an Engine wrapper that uses it.
+
+A cache key is the sha256 of everything that can change an answer: the model fingerprint
+(content hash of config + weights for local checkpoints, name@revision for hub names), the
+engine kind, the engine's output-affecting arguments (dtype, max_model_len, ...), the
+request kind and the full request including its generation parameters. Re-running a
+comparison with the same base checkpoint therefore recomputes nothing for the base.
+
+The database lives in one file; several processes may read and write it at once (WAL
+mode, a busy timeout, ``INSERT OR IGNORE`` so that two writers of the same key agree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from collapse_eval.engines.base import Engine, GenRequest, Message
+from collapse_eval.errors import ConfigError
+from collapse_eval.records import canonical_json
+
+CACHE_SCHEMA_VERSION = 1
+CACHE_FILENAME = "requests.sqlite"
+# sqlite's default limit on bound parameters is 32766 (3.32+); stay far below it.
+_QUERY_CHUNK = 500
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache directory (``platformdirs.user_cache_dir('collapse-eval')``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("collapse-eval"))
+
+
+class RequestCache:
+    """A key -> JSON value store in one sqlite file under ``cache_dir``.
+
+    Values are stored as JSON text; Python floats round-trip exactly through ``repr``.
+    One connection per instance, guarded by a lock so that engine worker threads may share it.
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None, *, timeout_s: float = 60.0) -> None:
+        directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{directory}: cannot create the cache directory ({exc.strerror}). "
+                "Pass a writable --cache-dir or use --no-cache."
+            ) from exc
+        self.path = directory / CACHE_FILENAME
+        self._lock = threading.Lock()
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE takes the
+            # write lock up front, so two writers queue on busy_timeout instead of deadlocking).
+            self._conn = sqlite3.connect(
+                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS entries ("
+                " key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL)"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"{self.path}: cannot open the request cache ({exc}). "
+                "Delete the file, pass another --cache-dir, or use --no-cache."
+            ) from exc
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The stored values of those ``keys`` that are present."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        with self._lock:
+            for start in range(0, len(wanted), _QUERY_CHUNK):
+                chunk = wanted[start : start + _QUERY_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk
+                ).fetchall()
+                found.update((key, json.loads(value)) for key, value in rows)
+        return found
+
+    def put_many(self, kind: str, items: Mapping[str, Any]) -> None:
+        """Store ``items`` in one transaction; an existing key keeps its first value."""
+        rows = [(key, kind, json.dumps(value)) for key, value in items.items()]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO entries (key, kind, value) VALUES (?, ?, ?)", rows
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+@dataclass
+class CacheStats:
+    """Per-wrapper counters (requests answered from the cache vs sent to the engine)."""
+
+    hits: int = 0
+    misses: int = 0
+
+
+def engine_identity(engine: Engine) -> dict[str, Any]:
+    """What identifies an engine's answers: weights, backend and output-affecting args."""
+    return {
+        "schema": CACHE_SCHEMA_VERSION,
+        "fingerprint": engine.fingerprint,
+        "engine": engine.kind,
+        "engine_args": engine.engine_args,
+    }
+
+
+def request_key(identity: Mapping[str, Any], request_kind: str, request: Any) -> str:
+    """The content address of one request (see module docstring)."""
+    payload = dict(identity, request_kind=request_kind, request=request)
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def _gen_request_identity(req: GenRequest) -> dict[str, Any]:
+    return {
+        "prompt": req.prompt,
+        "messages": [list(m) for m in req.messages] if req.messages is not None else None,
+        "until": list(req.until),
+        "max_tokens": req.max_tokens,
+        "params": sorted([k, v] for k, v in req.params),
+    }
+
+
+class CachedEngine:
+    """Wraps any Engine: answers cached requests, sends only the misses, in one batch.
+
+    Duplicate requests within one call are computed once. Results are written to the cache
+    right after the inner engine returns, so an interrupted run keeps what it computed.
+    """
+
+    def __init__(self, engine: Engine, cache: RequestCache) -> None:
+        self.inner = engine
+        self.cache = cache
+        self.stats = CacheStats()
+        # Engine identity (fingerprint hashes weight files) is fixed for the engine's life.
+        self._identity: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def engine_args(self) -> dict[str, Any]:
+        return self.inner.engine_args
+
+    def _keys(self, request_kind: str, requests: Sequence[Any]) -> list[str]:
+        if self._identity is None:
+            self._identity = engine_identity(self.inner)
+        return [request_key(self._identity, request_kind, r) for r in requests]
+
+    def _cached_call(
+        self,
+        request_kind: str,
+        requests: Sequence[T],
+        identities: Sequence[Any],
+        compute: Callable[[list[T]], list[R]],
+        decode: Callable[[Any], R],
+    ) -> list[R]:
+        keys = self._keys(request_kind, identities)
+        found = self.cache.get_many(keys)
+        missing: dict[str, T] = {}
+        for key, req in zip(keys, requests, strict=True):
+            if key not in found and key not in missing:
+                missing[key] = req
+        self.stats.hits += sum(1 for key in keys if key in found)
+        self.stats.misses += len(keys) - sum(1 for key in keys if key in found)
+        if missing:
+            computed = compute(list(missing.values()))
+            if len(computed) != len(missing):
+                raise RuntimeError(
+                    f"{self.inner.kind} engine returned {len(computed)} results "
+                    f"for {len(missing)} {request_kind} requests"
+                )
+            fresh = dict(zip(missing, computed, strict=True))
+            self.cache.put_many(request_kind, fresh)
+            # Round-trip through JSON so that hits and misses return identical types.
+            found.update(json.loads(json.dumps(fresh)))
+        return [decode(found[key]) for key in keys]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        return self._cached_call(
+            "loglikelihood",
+            requests,
+            [[ctx, cont] for ctx, cont in requests],
+            self.inner.loglikelihood,
+            lambda v: (float(v[0]), bool(v[1])),
+        )
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        return self._cached_call(
+            "loglikelihood_rolling", texts, list(texts), self.inner.loglikelihood_rolling, float
+        )
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        return self._cached_call(
+            "generate",
+            requests,
+            [_gen_request_identity(r) for r in requests],
+            self.inner.generate,
+            str,
+        )
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        return self.inner.render_chat(messages)
+
+    def close(self) -> None:
+        self.inner.close()
