@@ -6,6 +6,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collapse_eval.domain import scorers
 from collapse_eval.domain.scorers import (
@@ -120,6 +122,7 @@ def test_yes_no(prediction: str, reference: Any, score: float, format_ok: bool) 
     ("1.2亿", 120_000_000.0),
     ("2 billion", 2e9),
     ("-3.25", -3.25),
+    ("1.5e-07", 1.5e-07),
     ("１２０平方米", 120.0),               # full-width digits
     ("5km", 5.0),                         # k of km is not a multiplier
     ("3 rooms, 89 m²", 3.0),              # the first number counts
@@ -298,3 +301,31 @@ def test_every_scorer_stays_in_range_on_junk(fmt: str, prediction: str) -> None:
     result = score_prediction(fmt, prediction, reference)
     assert 0.0 <= result.score <= 1.0
     assert isinstance(result.format_ok, bool)
+
+
+# ------------------------------------------------------------------ perfect answers
+
+_WORD = st.text(alphabet=st.sampled_from("abcxyz_北京朝阳区客户"), min_size=1, max_size=8).filter(
+    lambda w: w.strip("_"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    label=_WORD,
+    number=st.floats(min_value=-1e12, max_value=1e12, allow_nan=False) | st.integers(-10**9, 10**9),
+    items=st.lists(_WORD, min_size=1, max_size=5, unique=True),
+    obj=st.dictionaries(st.sampled_from(["city", "budget", "rooms"]), _WORD | st.integers(0, 10**7),
+                        min_size=1),
+)
+def test_the_reference_itself_is_a_perfect_well_formed_answer(
+    label: str, number: float, items: list[str], obj: dict[str, Any]
+) -> None:
+    import json
+
+    cases = [("label", label, label), ("span", label, label), ("free_text", label, label),
+             ("number", repr(number), number), ("list", ", ".join(items), items),
+             ("list", json.dumps(items, ensure_ascii=False), items),
+             ("json", json.dumps(obj, ensure_ascii=False), obj)]
+    for fmt, prediction, reference in cases:
+        result = score_prediction(fmt, " " + prediction, reference)
+        assert (result.score, result.format_ok) == (1.0, True), (fmt, prediction, result)

@@ -284,7 +284,7 @@ _MULTIPLIERS: dict[str, float] = {
 _MULT_ALT = "|".join(sorted((re.escape(m) for m in _MULTIPLIERS), key=len, reverse=True))
 _NUMBER_RE = re.compile(
     r"(?<![A-Za-z0-9.])(?P<sign>[-+−])?\s*(?P<cur>[$¥€£₩]|rmb|usd|cny|hk\$)?\s*"
-    r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?P<num>(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?)"
     rf"(?:\s*(?P<mult>{_MULT_ALT})(?![a-z]))?",
     re.IGNORECASE,
 )
@@ -548,9 +548,9 @@ def score_span(prediction: str, reference: Any) -> ScoreResult:
     """SQuAD-style token F1 (max over acceptable answers); CJK compared per character."""
     answer = _strip_answer_prefix(_first_line(prediction))
     refs = reference if isinstance(reference, list) else [str(reference)]
-    score = max((_token_f1(answer, str(r)) for r in refs), default=0.0)
-    if not _span_tokens(answer):
-        score = 0.0
+    # As in SQuAD, two answers that normalise to nothing ("a" vs "the") agree; an empty
+    # output never does.
+    score = max((_token_f1(answer, str(r)) for r in refs), default=0.0) if answer else 0.0
     format_ok = bool(answer) and _count_lines(prediction) == 1
     return ScoreResult(score, format_ok, answer or None)
 
