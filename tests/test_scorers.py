@@ -103,6 +103,7 @@ def test_label(prediction: str, reference: str, score: float, format_ok: bool) -
     ("是否合规需要进一步确认", "yes", 0.0, False),  # restated question, no answer
     ("Maybe", "yes", 0.0, False),
     ("Nothing to add", "no", 0.0, False),  # "nothing" is not "no"
+    ("Not sure", "no", 0.0, False),
     ("", "no", 0.0, False),
     ("ＹＥＳ", "yes", 1.0, True),        # full-width letters
 ])

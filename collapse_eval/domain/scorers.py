@@ -221,7 +221,7 @@ def score_label(prediction: str, reference: Any) -> ScoreResult:
 # ------------------------------------------------------------------ yes_no
 
 _YES_WORDS = {"yes", "y", "true", "correct", "right", "yeah", "yep", "affirmative"}
-_NO_WORDS = {"no", "n", "false", "incorrect", "wrong", "nope", "not"}
+_NO_WORDS = {"no", "n", "false", "incorrect", "wrong", "nope"}  # not "not": "Not sure"
 # Chinese has no spaces: match by prefix, negatives first so that 不是 is not read as 是.
 _ZH_NO = ("不是", "不对", "不正确", "不符合", "不合规", "不", "否", "没有", "没", "错误", "错",
           "无")
