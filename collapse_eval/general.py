@@ -1,0 +1,604 @@
+"""The general suite through lm-evaluation-harness: the only module that imports lm_eval.
+
+``EngineLM`` is an ``lm_eval.api.model.LM`` over our Engine, so one loaded checkpoint
+serves both the domain runner and lm-eval tasks; each request type reaches the engine
+as one batched call. ``run_general_suite`` runs a suite's entries one at a time through
+``lm_eval.simple_evaluate`` (so lm-eval applies few-shot, seeds and generation settings
+exactly as its CLI does), turns the logged samples into ItemRecords and hands them to
+the caller task by task (group tasks such as mmlu are recorded per subtask), so that a
+resumed run skips finished tasks.
+
+Task YAMLs shipped under ``collapse_eval/tasks/`` (and those in include paths) name
+their ``dataset_kwargs.data_files`` relative to the YAML's own directory. lm-eval would
+read them relative to the working directory, so before lm-eval sees them each task
+directory is mirrored into a temporary directory whose YAML copies carry absolute
+paths (see :func:`materialize_task_dirs`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from lm_eval.api.model import LM
+
+from collapse_eval.engines.base import Engine, GenRequest
+from collapse_eval.errors import CollapseEvalError, ConfigError
+from collapse_eval.records import ItemRecord, TaskInfo, sha256_text
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+    from lm_eval.tasks import TaskManager
+
+    from collapse_eval.config import BenchmarkEntry, Suite
+
+log = logging.getLogger("collapse_eval.general")
+
+SUITE = "general"
+# HFLM's generation budget when a task's generation_kwargs name none.
+DEFAULT_MAX_GEN_TOKS = 256
+# lm-eval's default seeds for numpy, torch and the few-shot sampler (its CLI's "0,1234,1234,1234").
+LM_EVAL_OTHER_SEED = 1234
+# dataset_path values that read local files (no hub access).
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow", "pandas")
+
+OnTask = Callable[[str, list[ItemRecord], TaskInfo], None]
+
+
+# ---------------------------------------------------------------------- the LM adapter
+
+
+class EngineLM(LM):  # type: ignore[misc]
+    """lm-eval's LM interface over an Engine; one engine call per request type."""
+
+    def __init__(self, engine: Engine, *, max_gen_toks: int | None = None) -> None:
+        super().__init__()
+        self.engine = engine
+        self.max_gen_toks = max_gen_toks or int(getattr(engine, "max_gen_toks",
+                                                        DEFAULT_MAX_GEN_TOKS))
+
+    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False
+                      ) -> list[tuple[float, bool]]:
+        pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
+        return self.engine.loglikelihood(pairs) if pairs else []
+
+    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False
+                              ) -> list[float]:
+        texts = [str(r.args[0]) for r in requests]
+        return self.engine.loglikelihood_rolling(texts) if texts else []
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        gen = [self.gen_request(str(r.args[0]), r.args[1]) for r in requests]
+        return self.engine.generate(gen) if gen else []
+
+    def gen_request(self, context: str, gen_kwargs: Mapping[str, Any] | None) -> GenRequest:
+        """lm-eval generation kwargs -> GenRequest, normalised as HFLM normalises them."""
+        from lm_eval.models.utils import normalize_gen_kwargs
+
+        kwargs = dict(normalize_gen_kwargs(dict(gen_kwargs or {}), self.max_gen_toks))
+        until = kwargs.pop("until", None) or []
+        if isinstance(until, str):
+            until = [until]
+        max_tokens = int(kwargs.pop("max_gen_toks"))
+        # Greedy is the GenRequest default (empty params): drop the settings that say so.
+        if kwargs.get("do_sample") is False and float(kwargs.get("temperature", 0.0)) == 0.0:
+            kwargs.pop("do_sample", None)
+            kwargs.pop("temperature", None)
+        params = tuple(sorted((key, _hashable(value)) for key, value in kwargs.items()))
+        return GenRequest(prompt=context, until=tuple(str(s) for s in until),
+                          max_tokens=max_tokens, params=params)
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]],
+                            add_generation_prompt: bool = True) -> str:
+        if add_generation_prompt:
+            return self.engine.render_chat([(m["role"], m["content"]) for m in chat_history])
+        render = getattr(self.engine, "apply_chat_template", None)
+        if render is None:
+            raise ConfigError(f"engine '{self.engine.kind}' cannot continue a final assistant "
+                              "message (a task with gen_prefix under apply_chat_template)")
+        return str(render(chat_history, add_generation_prompt=False))
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.engine.model_name.replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        template = getattr(tokenizer, "chat_template", None)
+        return template if isinstance(template, str) else None
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
+
+
+# ---------------------------------------------------------------------- task directories
+
+
+def shipped_tasks_dir() -> Path:
+    """``collapse_eval/tasks``: always on lm-eval's include path."""
+    return Path(str(resources.files("collapse_eval").joinpath("tasks")))
+
+
+def materialize_task_dirs(roots: Sequence[Path], out: Path) -> list[Path]:
+    """Mirror task directories into ``out`` with YAML paths made absolute.
+
+    In every YAML, ``dataset_kwargs.data_files`` entries and ``include:`` targets that are
+    relative are resolved against the directory of the YAML that names them (this
+    project's convention; lm-eval itself would use the working directory for data files).
+    A data path that exists only relative to the working directory is left as is, so
+    ordinary lm-eval YAMLs keep working. Python files are copied (``!function`` helpers
+    are looked up next to the YAML); data files are not copied, only pointed at.
+    """
+    mirrors = []
+    for number, root in enumerate(roots):
+        root = Path(root).resolve()
+        target = out / f"{number}-{root.name}"
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted(root.rglob("*")):
+            relative = source.relative_to(root)
+            if any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+                continue
+            if source.is_dir():
+                continue
+            dest = target / relative
+            if source.suffix in (".yaml", ".yml"):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_text(_absolutize_yaml(source), encoding="utf-8")
+            elif source.suffix == ".py":
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
+        mirrors.append(target)
+    return mirrors
+
+
+def _absolutize_yaml(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: !function tags survive
+    except yaml.YAMLError:
+        return text  # lm-eval skips YAMLs it cannot read; let it report them
+    if not isinstance(root, yaml.MappingNode):
+        return text
+    changed = _absolutize_node(root, path.parent)
+    if not changed:
+        return text
+    header = f"# materialised by collapse-eval from {path}: relative paths made absolute\n"
+    return header + str(yaml.serialize(root, Dumper=yaml.SafeDumper, allow_unicode=True))
+
+
+def _absolutize_node(node: yaml.Node, base: Path) -> bool:
+    changed = False
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key == "include":
+                changed |= _rewrite_scalars(value, lambda p: _absolute_include(p, base))
+            elif key == "dataset_kwargs" and isinstance(value, yaml.MappingNode):
+                for inner_key, inner in value.value:
+                    if isinstance(inner_key, yaml.ScalarNode) and inner_key.value == "data_files":
+                        changed |= _rewrite_scalars(inner, lambda p: _absolute_data(p, base))
+            else:
+                changed |= _absolutize_node(value, base)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            changed |= _absolutize_node(item, base)
+    return changed
+
+
+def _rewrite_scalars(node: yaml.Node, rewrite: Callable[[str], str | None]) -> bool:
+    """Rewrite string scalars in a scalar / list / mapping-of-lists node, in place."""
+    if isinstance(node, yaml.ScalarNode):
+        new = rewrite(str(node.value))
+        if new is None:
+            return False
+        node.value, node.tag, node.style = new, "tag:yaml.org,2002:str", '"'
+        return True
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [value for _, value in node.value]
+    changed = False
+    for child in children:
+        changed |= _rewrite_scalars(child, rewrite)
+    return changed
+
+
+def _absolute_include(value: str, base: Path) -> str | None:
+    if Path(value).is_absolute():
+        return None
+    return str((base / value).resolve())
+
+
+def _absolute_data(value: str, base: Path) -> str | None:
+    if "://" in value or Path(value).expanduser().is_absolute():
+        return None
+    beside = base / value
+    if not _matches(beside) and _matches(Path.cwd() / value):
+        return None  # an lm-eval style path relative to the working directory
+    return str(beside.resolve()) if not _has_glob(value) else str(base.resolve() / value)
+
+
+def _has_glob(value: str) -> bool:
+    return any(ch in value for ch in "*?[")
+
+
+def _matches(path: Path) -> bool:
+    if _has_glob(str(path)):
+        import glob
+
+        return bool(glob.glob(str(path), recursive=True))
+    return path.exists()
+
+
+# ---------------------------------------------------------------------- the suite runner
+
+
+class _Prepared:
+    """Task directories materialised for one run, and lm-eval's task index over them.
+
+    Indexing lm-eval's own ~10k task YAMLs takes about 15 s on a small CPU, so a suite
+    whose names are all local (the demo tasks, the offline copies) is served from an
+    index of the local directories alone; the full index is built only when needed.
+    """
+
+    def __init__(self, mirrors: Sequence[Path]) -> None:
+        self.mirrors = [str(m) for m in mirrors]
+        self._local: TaskManager | None = None
+        self._full: TaskManager | None = None
+
+    @property
+    def local(self) -> TaskManager:
+        if self._local is None:
+            from lm_eval.tasks import TaskManager
+
+            self._local = TaskManager(include_path=self.mirrors, include_defaults=False)
+        return self._local
+
+    @property
+    def full(self) -> TaskManager:
+        if self._full is None:
+            from lm_eval.tasks import TaskManager
+
+            self._full = TaskManager(include_path=self.mirrors)
+        return self._full
+
+    def manager_for(self, names: Sequence[str]) -> TaskManager:
+        local = self.local
+        return local if all(_is_local(n, local) for n in names) else self.full
+
+
+def _is_local(name: str, manager: TaskManager, depth: int = 0) -> bool:
+    """Whether ``name`` and every group member it names are in ``manager``'s index."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = manager.task_index.get(name)
+    if entry is None or depth > 8:
+        return False
+    if entry.kind != Kind.GROUP or entry.yaml_path is None:
+        return True
+    members = load_yaml(entry.yaml_path, resolve_func=False).get("task", [])
+    for member in members if isinstance(members, list) else [members]:
+        if isinstance(member, str) and not _is_local(member, manager, depth + 1):
+            return False
+        # an inline group definition is local by construction; a reference must resolve
+        if (isinstance(member, dict) and isinstance(member.get("group"), str)
+                and "task" not in member and not _is_local(member["group"], manager, depth + 1)):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _prepared_tasks(include_paths: Sequence[Path]) -> Iterator[_Prepared]:
+    roots = [shipped_tasks_dir(), *[Path(p) for p in include_paths]]
+    for root in roots:
+        if not Path(root).is_dir():
+            raise ConfigError(f"{root}: task include path is not a directory")
+    with tempfile.TemporaryDirectory(prefix="collapse-eval-tasks-") as tmp:
+        yield _Prepared(materialize_task_dirs([Path(r) for r in roots], Path(tmp)))
+
+
+def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str = "") -> None:
+    """ConfigError naming every unknown task, with close matches from lm-eval's index."""
+    known = set(manager.all_tasks)
+    for name in names:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
+        lower = name.lower()
+        close += [t for t in manager.all_tasks
+                  if lower in t.lower() and t not in close][: max(0, 3 - len(close))]
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"{where}unknown lm-eval task or group '{name}'.{hint} List the known names "
+            "with `lm-eval ls tasks`; local task YAMLs go in collapse_eval/tasks/ or a "
+            "directory named in include_paths."
+        )
+
+
+def validate_suite(suite: Suite, include_paths: Sequence[Path] = ()) -> None:
+    """Check every task name of ``suite`` before any model is loaded (ConfigError)."""
+    with _prepared_tasks(include_paths) as prepared:
+        manager = prepared.manager_for(suite.task_names)
+        check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
+
+
+def run_general_suite(
+    engine: Engine,
+    suite: Suite,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    include_paths: Sequence[Path] = (),
+    done_tasks: Collection[str] = (),
+    on_task: OnTask,
+) -> None:
+    """Evaluate every entry of ``suite`` with lm-eval on ``engine``; report per task.
+
+    ``limit`` caps each entry's own limit. ``seed`` is lm-eval's Python ``random`` seed
+    (its first ``--seed`` value); numpy, torch and the few-shot sampler use lm-eval's
+    default 1234 unless the entry sets ``fewshot_seed``. Leaf tasks named in
+    ``done_tasks`` are skipped. ``on_task(task, records, info)`` is called once per leaf
+    task (each subtask of a group) as soon as it is finished.
+    """
+    lm = EngineLM(engine)
+    with _prepared_tasks(include_paths) as prepared:
+        manager = prepared.manager_for(suite.task_names)
+        check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
+        for entry in suite.entries:
+            _run_entry(lm, manager, entry, limit=limit, seed=seed,
+                       done_tasks=done_tasks, on_task=on_task)
+
+
+def _effective_limit(entry: BenchmarkEntry, limit: int | None) -> int | None:
+    limits = [x for x in (entry.limit, limit) if x is not None]
+    return min(limits) if limits else None
+
+
+def _run_entry(lm: EngineLM, manager: TaskManager, entry: BenchmarkEntry, *,
+               limit: int | None, seed: int, done_tasks: Collection[str],
+               on_task: OnTask) -> None:
+    import lm_eval
+
+    loaded = _load_tasks(manager, entry.task)
+    todo = {name: task for name, task in loaded["tasks"].items() if name not in done_tasks}
+    if not todo:
+        return
+    for name, task in todo.items():
+        names = expected_metric_names(task)
+        if entry.metric is not None and entry.metric not in names:
+            raise ConfigError(
+                f"benchmarks entry '{entry.task}' (line {entry.line}): task '{name}' has no "
+                f"metric '{entry.metric}'.{_did_you_mean(entry.metric, names)} "
+                f"Its metrics: {', '.join(names)}."
+            )
+    fewshot_seed = entry.fewshot_seed if entry.fewshot_seed is not None else LM_EVAL_OTHER_SEED
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=list(todo.values()),
+        task_manager=manager,
+        num_fewshot=entry.num_fewshot,
+        limit=_effective_limit(entry, limit),
+        gen_kwargs=dict(entry.gen_kwargs) if entry.gen_kwargs else None,
+        apply_chat_template=entry.apply_chat_template,
+        log_samples=True,
+        bootstrap_iters=0,  # lm-eval's stderr is not used: statistics are ours, paired
+        random_seed=seed,
+        numpy_random_seed=LM_EVAL_OTHER_SEED,
+        torch_random_seed=LM_EVAL_OTHER_SEED,
+        fewshot_random_seed=fewshot_seed,
+    )
+    if results is None:
+        raise ConfigError(f"lm-eval returned no results for '{entry.task}'")
+    for name, task in todo.items():
+        samples = results["samples"].get(name, [])
+        group = entry.task if name != entry.task else None
+        records = records_from_samples(name, task, samples, group=group)
+        metrics = sorted({r.metric for r in records})
+        if not records:
+            raise ConfigError(f"task '{name}': lm-eval logged no per-item numeric scores "
+                              "(corpus-level metrics only?), so it cannot be compared item by "
+                              "item")
+        primary = entry.metric or _default_primary(task, metrics)
+        info = TaskInfo(
+            suite=SUITE,
+            primary_metric=primary,
+            n=len({r.item_id for r in records}),
+            margin=entry.margin,
+            version=_version(results, name),
+            num_fewshot=_num_fewshot(results, name),
+            config_hash=config_hash(results.get("configs", {}).get(name, {})),
+            higher_is_better=_higher_is_better(results, name, primary),
+        )
+        on_task(name, records, info)
+
+
+def _did_you_mean(word: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _load_tasks(manager: TaskManager, name: str) -> Any:
+    """lm-eval's TaskManager.load (which reads the data), with data errors made clear."""
+    try:
+        return manager.load([name])
+    except CollapseEvalError:
+        raise
+    except Exception as exc:  # datasets / hub errors come in many types
+        task, dataset = _failing_dataset(exc)
+        failing = f"task '{task}' of '{name}'" if task and task != name else f"task '{name}'"
+        where = f" (dataset '{dataset}')" if dataset else ""
+        if dataset and dataset.split(" ")[0] in LOCAL_BUILDERS:
+            hint = ("check its dataset_kwargs.data_files (paths are relative to the task "
+                    "YAML's directory)")
+        else:
+            hint = ("its data comes from the Hugging Face dataset hub, which is not reachable "
+                    "or not cached here. For the standard benchmarks run `collapse-eval data "
+                    "prepare` and use `--suite standard-offline`; otherwise make the hub "
+                    "reachable or fill HF_DATASETS_CACHE")
+        raise ConfigError(f"{failing}: its data could not be loaded{where}: "
+                          f"{type(exc).__name__}: {exc}. What to do: {hint}.") from exc
+
+
+def _failing_dataset(exc: BaseException) -> tuple[str | None, str | None]:
+    """The task whose constructor raised, found on the traceback (lm-eval builds one at a time)."""
+    tb = exc.__traceback__
+    found: tuple[str | None, str | None] = (None, None)
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        config = getattr(owner, "config", None)
+        if config is not None and hasattr(config, "dataset_path") and hasattr(config, "task"):
+            path = config.dataset_path
+            if path in LOCAL_BUILDERS:
+                files = (config.dataset_kwargs or {}).get("data_files")
+                path = f"{path} {files}" if files else path
+            elif config.dataset_name:
+                path = f"{path}/{config.dataset_name}"
+            found = (str(config.task), str(path) if path else None)
+        tb = tb.tb_next
+    return found
+
+
+# ---------------------------------------------------------------------- records
+
+
+def metric_name(metric: str, filter_name: str, filters: Collection[str]) -> str:
+    """``acc`` for single-filter tasks; ``exact_match:strict-match`` when filters differ."""
+    return metric if len(filters) <= 1 else f"{metric}:{filter_name}"
+
+
+def expected_metric_names(task: Any) -> list[str]:
+    """The metric names a task's records will carry, in lm-eval's order."""
+    filters = [f.name for f in getattr(task, "_filters", [])] or ["none"]
+    metrics = list(getattr(task, "_metric_fn_list", {}))
+    return [metric_name(m, f, filters) for f in filters for m in metrics]
+
+
+def _default_primary(task: Any, recorded: Sequence[str]) -> str | None:
+    for name in expected_metric_names(task):
+        if name in recorded:
+            return name
+    return recorded[0] if recorded else None
+
+
+def records_from_samples(task_name: str, task: Any, samples: Sequence[Mapping[str, Any]], *,
+                         group: str | None = None) -> list[ItemRecord]:
+    """One ItemRecord per (document, metric) from lm-eval's logged samples."""
+    filters = sorted({str(s.get("filter", "none")) for s in samples})
+    output_type = str(getattr(task, "OUTPUT_TYPE", None) or task.config.output_type)
+    records: list[ItemRecord] = []
+    for sample in samples:
+        doc = sample["doc"]
+        choices = _choices(task, doc) if output_type == "multiple_choice" else None
+        reference = _reference(sample.get("target"), choices)
+        prompt_hash = sha256_text(_stable_json([list(a) for a in sample["arguments"]]))
+        doc_hash = sha256_text(_stable_json(doc))
+        for metric in sample["metrics"]:
+            value = sample.get(metric)
+            score = _as_score(value)
+            if score is None:
+                continue  # corpus-level metrics log (prediction, reference) pairs, not scores
+            records.append(ItemRecord(
+                suite=SUITE,
+                task=task_name,
+                item_id=str(sample["doc_id"]),
+                metric=metric_name(metric, str(sample.get("filter", "none")), filters),
+                score=score,
+                prediction=_prediction(output_type, metric, sample, choices),
+                reference=reference,
+                prompt_hash=prompt_hash,
+                doc_hash=doc_hash,
+                metadata={"group": group} if group else None,
+            ))
+    return records
+
+
+def _as_score(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        return None
+    return score if math.isfinite(score) else None
+
+
+def _choices(task: Any, doc: Any) -> list[str] | None:
+    try:
+        choices = task.doc_to_choice(doc)
+    except Exception:  # tasks without choices for this doc: no readable prediction
+        return None
+    return [str(c) for c in choices] if isinstance(choices, list) else None
+
+
+def _reference(target: Any, choices: list[str] | None) -> Any:
+    if choices is not None and isinstance(target, int) and 0 <= target < len(choices):
+        return choices[target]
+    return json.loads(_stable_json(target))
+
+
+def _prediction(output_type: str, metric: str, sample: Mapping[str, Any],
+                choices: list[str] | None) -> str | None:
+    responses = sample.get("filtered_resps") or []
+    if output_type == "multiple_choice":
+        lls = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in responses]
+        if not lls:
+            return None
+        if metric == "acc_norm" and choices is not None and len(choices) == len(lls):
+            # lm-eval normalises by the choice's length in characters
+            scores = [ll / max(len(c), 1) for ll, c in zip(lls, choices, strict=True)]
+        else:
+            scores = lls
+        best = max(range(len(scores)), key=lambda i: scores[i])
+        return choices[best] if choices is not None and best < len(choices) else str(best)
+    if not responses:
+        return None
+    first = responses[0]
+    if output_type == "generate_until":
+        return first if isinstance(first, str) else _stable_json(first)
+    return _stable_json(first)
+
+
+def _stable_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """sha256 of a task config without where-it-came-from fields (paths, metadata)."""
+    stable = {k: v for k, v in config.items() if k not in ("metadata", "dataset_kwargs")}
+    return "sha256:" + hashlib.sha256(_stable_json(stable).encode("utf-8")).hexdigest()
+
+
+def _version(results: Mapping[str, Any], name: str) -> str | None:
+    version = results.get("versions", {}).get(name)
+    return None if version is None else str(version)
+
+
+def _num_fewshot(results: Mapping[str, Any], name: str) -> int | None:
+    value = results.get("n-shot", {}).get(name)
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+def _higher_is_better(results: Mapping[str, Any], name: str, metric: str | None) -> bool:
+    table = results.get("higher_is_better", {}).get(name, {})
+    base = (metric or "").split(":")[0]
+    value = table.get(base)
+    return bool(value) if value is not None else True
