@@ -305,9 +305,24 @@ def _is_local(name: str, manager: TaskManager, depth: int = 0) -> bool:
     return True
 
 
+def _offline_include(names: Sequence[str]) -> list[Path]:
+    """The prepared offline task directory when the suite names offline tasks.
+
+    ``collapse-eval data prepare`` writes those YAMLs into the data cache; when it has not
+    run, ``offline_tasks_dir`` raises a ConfigError that says to run it.
+    """
+    from collapse_eval import data_prepare
+
+    offline = set(data_prepare.offline_task_names())
+    if not any(name in offline for name in names):
+        return []
+    return [data_prepare.offline_tasks_dir()]
+
+
 @contextlib.contextmanager
-def _prepared_tasks(include_paths: Sequence[Path]) -> Iterator[_Prepared]:
-    roots = [shipped_tasks_dir(), *[Path(p) for p in include_paths]]
+def _prepared_tasks(include_paths: Sequence[Path], names: Sequence[str] = ()
+                    ) -> Iterator[_Prepared]:
+    roots = [shipped_tasks_dir(), *[Path(p) for p in include_paths], *_offline_include(names)]
     for root in roots:
         if not Path(root).is_dir():
             raise ConfigError(f"{root}: task include path is not a directory")
@@ -335,7 +350,7 @@ def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str =
 
 def validate_suite(suite: Suite, include_paths: Sequence[Path] = ()) -> None:
     """Check every task name of ``suite`` before any model is loaded (ConfigError)."""
-    with _prepared_tasks(include_paths) as prepared:
+    with _prepared_tasks(include_paths, suite.task_names) as prepared:
         manager = prepared.manager_for(suite.task_names)
         check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
 
@@ -359,7 +374,7 @@ def run_general_suite(
     task (each subtask of a group) as soon as it is finished.
     """
     lm = EngineLM(engine)
-    with _prepared_tasks(include_paths) as prepared:
+    with _prepared_tasks(include_paths, suite.task_names) as prepared:
         manager = prepared.manager_for(suite.task_names)
         check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
         for entry in suite.entries:
