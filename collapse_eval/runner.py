@@ -209,9 +209,13 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
 
 def _load_suite(spec: RunSpec) -> Any:
     from collapse_eval.config import load_benchmarks
+    from collapse_eval.general import validate_suite
 
     config = load_benchmarks(spec.benchmarks)
-    return config.suite(spec.suite)
+    suite = config.suite(spec.suite)
+    # Unknown task names fail here, before a model is loaded.
+    validate_suite(suite, config.include_paths)
+    return suite
 
 
 def _run_domain_task(engine: Engine, task: str, items: Sequence[Any], done: set[str],
