@@ -1,0 +1,100 @@
+"""The demo world: a small world builds, loads with transformers, learns, and is cached."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from collapse_eval.demo import train, world
+from collapse_eval.demo.world import DemoWorld, WorldConfig, ensure_demo_world, world_key
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoWorld, list[str]]:
+    cache = tmp_path_factory.mktemp("demo-cache")
+    messages: list[str] = []
+    built = ensure_demo_world(cache, config=WorldConfig.test(), progress=messages.append)
+    return cache, built, messages
+
+
+def test_the_world_has_three_checkpoints_and_the_demo_suite(small_world) -> None:
+    cache, built, messages = small_world
+    root = cache / world_key(WorldConfig.test())
+    assert built.base == root / "base" and built.mixed == root / "mixed"
+    assert built.domain_only == root / "domain-only"
+    assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
+    assert built.domain_test.name == "realestate_test.jsonl" and built.domain_test.is_file()
+    for ckpt in (built.base, built.domain_only, built.mixed):
+        names = {p.name for p in ckpt.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert messages[0].startswith("building the demo world")
+    assert any(m.startswith("mixed: step 240/240") for m in messages)  # 120 domain + 120 replay
+    # Only the finished world is left: no temporary build directories.
+    assert sorted(p.name for p in cache.iterdir()) == [root.name]
+    manifest = json.loads((root / "world.json").read_text())
+    assert manifest["config"]["finetune_steps"] == 120
+
+
+def test_checkpoints_load_with_transformers_and_keep_the_chat_template(small_world) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, built, _ = small_world
+    tokenizer = AutoTokenizer.from_pretrained(str(built.mixed))
+    model = AutoModelForCausalLM.from_pretrained(str(built.mixed))
+    assert model.config.tie_word_embeddings and model.config.hidden_size == 64
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert rendered == "user: hi\nassistant:"
+    # Digits are single tokens (arithmetic and budgets are learnable digit by digit).
+    assert len(tokenizer("2450", add_special_tokens=False)["input_ids"]) == 4
+
+
+def test_fine_tuning_moves_the_weights_and_the_domain_score(small_world) -> None:
+    _, built, _ = small_world
+    base = train.evaluate_checkpoint(built.base, limit=240, general=False)
+    domain_only = train.evaluate_checkpoint(built.domain_only, limit=240, general=False)
+    # Even the small world learns the domain's answer formats (summaries, labels).
+    assert domain_only["domain"] > base["domain"] + 0.03
+    assert {"domain", "domain/summary", "domain/entity_extraction"} <= set(base)
+    assert "demo_copy" not in base
+
+
+def test_a_second_call_reuses_the_cached_world(small_world, monkeypatch) -> None:
+    cache, built, _ = small_world
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached world must not be rebuilt")
+
+    monkeypatch.setattr(world, "build_base", no_training)
+    monkeypatch.setattr(world, "finetune", no_training)
+    assert ensure_demo_world(cache, config=WorldConfig.test()) == built
+
+
+def test_the_cache_key_follows_the_config() -> None:
+    config = WorldConfig.test()
+    assert world_key(config) == world_key(WorldConfig.test())
+    assert world_key(config) != world_key(dataclasses.replace(config, finetune_steps=81))
+    assert world_key(config) != world_key(WorldConfig.demo())
+
+
+def test_an_interrupted_build_leaves_no_half_world(tmp_path: Path, monkeypatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    tiny = dataclasses.replace(WorldConfig.test(), base_steps=2, general_per_task=50)
+    monkeypatch.setattr(world, "finetune", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_demo_world(tmp_path, config=tiny)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
+    tiny = dataclasses.replace(WorldConfig.test(), base_steps=3, general_per_task=50,
+                               unlabelled_dialogues=20)
+    first = train.build_base(tmp_path / "a", tiny)
+    second = train.build_base(tmp_path / "b", tiny)
+    weights = (first / "model.safetensors").read_bytes()
+    assert weights == (second / "model.safetensors").read_bytes()
