@@ -19,6 +19,7 @@ import dataclasses
 import gc
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from collapse_eval.engines.base import (
@@ -36,7 +37,13 @@ from collapse_eval.engines.tokenization import (
     rolling_windows,
     truncate_left,
 )
-from collapse_eval.errors import ConfigError, EngineError, MissingDependencyError, did_you_mean
+from collapse_eval.errors import (
+    ConfigError,
+    EngineError,
+    InputError,
+    MissingDependencyError,
+    did_you_mean,
+)
 
 VLLM_INSTALL_HINT = (
     "pip install vllm (CUDA machines) or scripts/install_vllm_cpu.sh (CPU-only machines)"
@@ -99,6 +106,9 @@ class VLLMEngine:
         except ImportError as exc:
             raise MissingDependencyError("vLLM", VLLM_INSTALL_HINT) from exc
 
+        if model.startswith(("/", ".", "~")) and not Path(model).expanduser().exists():
+            raise InputError(model, "checkpoint directory not found",
+                             hint="pass an existing checkpoint directory or a hub name")
         self._model = model
         args = dict(engine_args)
         if current_platform.is_cpu():
@@ -227,10 +237,15 @@ class VLLMEngine:
                 ) from exc
             stops.append(stop)
         outputs = self._run(prompts, params)
-        # vLLM already stops at the stop strings; cutting again matches lm-eval's
-        # post-processing when a stop string spans the max_tokens boundary.
+        # Decode the generated ids ourselves, as the transformers engine does: vLLM's
+        # incremental detokenizer drops a trailing incomplete UTF-8 sequence, which a
+        # byte-level BPE model can end on. vLLM already stopped at the stop strings;
+        # cutting again matches lm-eval's post-processing.
         return [
-            truncate_at_stops(out.outputs[0].text, stop)
+            truncate_at_stops(
+                self._tokenizer.decode(list(out.outputs[0].token_ids), skip_special_tokens=True),
+                stop,
+            )
             for out, stop in zip(outputs, stops, strict=True)
         ]
 

