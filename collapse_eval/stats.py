@@ -117,9 +117,12 @@ def newcombe_paired_ci(
     l1, u1 = wilson_interval(a + b, n, alpha)
     l2, u2 = wilson_interval(a + c, n, alpha)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # phi is taken as 0 when a margin is empty (Newcombe's convention).
-        phi = _safe_ratio(a * d - b * c, np.sqrt(margins), 0.0)
+    # Newcombe's phi with his continuity adjustment of the numerator (as in Fagerland,
+    # Lydersen & Laake 2017, ch. 8): AD - BC shrinks by n/2 towards 0 when positive; phi
+    # is 0 when a margin is empty.
+    cross = a * d - b * c
+    adjusted = np.where(cross > n / 2, cross - n / 2, np.where(cross >= 0, 0.0, cross))
+    phi = _safe_ratio(adjusted, np.sqrt(margins), 0.0)
     delta = p_tuned - p_base
     lower_sq = (p_tuned - l1) ** 2 - 2 * phi * (p_tuned - l1) * (u2 - p_base) + (u2 - p_base) ** 2
     upper_sq = (u1 - p_tuned) ** 2 - 2 * phi * (u1 - p_tuned) * (p_base - l2) + (p_base - l2) ** 2
