@@ -1,0 +1,416 @@
+"""Engine for a checkpoint already served behind an OpenAI-compatible API.
+
+Works with ``vllm serve``, SGLang, TGI and llama.cpp's server:
+
+- generation: ``/completions`` for prompts, ``/chat/completions`` for ``messages``
+  (the server applies its chat template), greedy (``temperature=0``) unless a request
+  sets parameters;
+- log-likelihood: ``/completions`` with ``echo=true, logprobs=1, max_tokens=1``. With a
+  local tokenizer (``tokenizer=DIR``, or MODEL itself when it is a local checkpoint) the
+  prompt is sent as token ids cut with lm-eval's boundaries, and vLLM's
+  ``prompt_logprobs`` extension (token ids, not strings) is used when the server returns
+  it; without one, the text is sent and the boundary is the first token starting at or
+  after the end of the context (``text_offset``);
+- requests run on a bounded thread pool, each with a timeout; 429 and 5xx answers and
+  connection failures are retried with exponential backoff (``Retry-After`` honoured).
+
+The API key is read from the environment variable named by ``api_key_env`` (default
+``OPENAI_API_KEY``) at request time; it is never stored in ``engine_args``, the
+manifest, the cache key or any message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from collapse_eval.engines.base import (
+    GenRequest,
+    Message,
+    checkpoint_fingerprint,
+    plain_chat_rendering,
+    truncate_at_stops,
+)
+from collapse_eval.engines.tokenization import (
+    encode,
+    encode_pair,
+    fit_scoring_input,
+    prefix_token_id,
+    rolling_windows,
+)
+from collapse_eval.errors import ConfigError, EngineError, did_you_mean
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+# Arguments OpenAIEngine accepts via --engine-arg (``model`` names the served model).
+OPENAI_ENGINE_ARGS = (
+    "base_url", "model", "api_key_env", "tokenizer", "max_concurrency", "timeout_s",
+    "max_retries", "backoff_s", "max_backoff_s", "max_length",
+)
+
+
+class OpenAIEngine:
+    """The Engine protocol over HTTP to an OpenAI-compatible server.
+
+    ``model`` is what the run is about: a local checkpoint directory (then its tokenizer
+    is used and its content hash is the fingerprint) or any name. ``served_model`` is the
+    name the server knows (``--engine-arg model=NAME``; default: ``model``).
+    """
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        served_model: str | None = None,
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        tokenizer: str | None = None,
+        max_concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        max_length: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(
+                f"--engine-arg base_url={base_url!r} is not an http(s) URL; "
+                "e.g. base_url=http://127.0.0.1:8000/v1"
+            )
+        for name, value, low in (("max_concurrency", max_concurrency, 1),
+                                 ("max_retries", max_retries, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"--engine-arg {name} must be an integer >= {low}, got {value!r}")
+        if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
+            raise ConfigError(
+                f"--engine-arg timeout_s must be a positive number, got {timeout_s!r}"
+            )
+        self._model = model
+        self._base_url = base_url.rstrip("/")
+        # Credentials embedded in the URL never reach the manifest or messages.
+        self._public_url = urllib.parse.urlunsplit(
+            parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
+        ).rstrip("/")
+        self._served = served_model or model
+        self._api_key_env = api_key_env
+        self._max_concurrency = max_concurrency
+        self._timeout_s = float(timeout_s)
+        self._max_retries = max_retries
+        self._backoff_s = float(backoff_s)
+        self._max_backoff_s = float(max_backoff_s)
+        self._max_length = max_length
+        self._sleep = sleep
+        self._tokenizer = _load_tokenizer(tokenizer, model)
+        self._fingerprint: str | None = None
+        self.requests_sent = 0  # HTTP attempts, retries included (for tests and benches)
+        self._count_lock = threading.Lock()
+        self._is_vllm: bool | None = None
+
+    @classmethod
+    def from_engine_args(cls, model: str, engine_args: Mapping[str, Any]) -> OpenAIEngine:
+        """Build from typed ``--engine-arg`` values; ``model=NAME`` is the served name."""
+        args = dict(engine_args)
+        for key in args:
+            if key not in OPENAI_ENGINE_ARGS:
+                raise ConfigError(
+                    f"--engine-arg {key}: the openai engine has no argument '{key}'."
+                    f"{did_you_mean(key, OPENAI_ENGINE_ARGS)} "
+                    f"Allowed: {', '.join(sorted(OPENAI_ENGINE_ARGS))}."
+                )
+        served = args.pop("model", None)
+        return cls(model, served_model=None if served is None else str(served), **args)
+
+    # -- identity -----------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            if Path(self._model).is_dir():
+                self._fingerprint = checkpoint_fingerprint(self._model)
+            else:
+                # Remote weights cannot be hashed: identify them by server and served name.
+                identity = f"openai:{self._public_url}|{self._served}"
+                self._fingerprint = "sha256:" + hashlib.sha256(identity.encode()).hexdigest()
+        return self._fingerprint
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    @property
+    def engine_args(self) -> dict[str, Any]:
+        # Output-affecting only: no key, no URL (a new port must not invalidate the cache).
+        args: dict[str, Any] = {
+            "served_model": self._served,
+            "scoring": "tokens" if self._tokenizer is not None else "text",
+        }
+        if self._max_length is not None:
+            args["max_length"] = self._max_length
+        return args
+
+    @property
+    def base_url(self) -> str:
+        """The server URL without credentials (for the manifest)."""
+        return self._public_url
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine(model={self._model!r}, base_url={self._public_url!r})"
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self._api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST JSON with retries on 429/5xx/connection errors; EngineError when it gives up."""
+        url = f"{self._base_url}/{path}"
+        data = json.dumps(body).encode("utf-8")
+        problem = ""
+        for attempt in range(self._max_retries + 1):
+            with self._count_lock:
+                self.requests_sent += 1
+            delay = min(self._max_backoff_s, self._backoff_s * (2**attempt))
+            request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                    answer: dict[str, Any] = json.loads(response.read().decode("utf-8"))
+                    return answer
+            except urllib.error.HTTPError as exc:
+                problem = f"HTTP {exc.code}: {_server_message(exc)}"
+                if exc.code not in RETRY_STATUSES:
+                    raise EngineError(
+                        f"{self._public_url}/{path} rejected the request ({problem})"
+                    ) from exc
+                retry_after = _retry_after_seconds(exc.headers.get("Retry-After"))
+                if retry_after is not None:
+                    delay = min(self._max_backoff_s, retry_after)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                reason = getattr(exc, "reason", exc)
+                problem = f"{type(reason).__name__}: {reason}"
+            except json.JSONDecodeError as exc:
+                problem = f"the answer is not JSON ({exc})"
+            if attempt < self._max_retries:
+                self._sleep(delay)
+        raise EngineError(
+            f"{self._public_url}/{path} failed after {self._max_retries + 1} attempts "
+            f"(last: {problem}). Is the server running and serving '{self._served}'?"
+        )
+
+    def _server_is_vllm(self) -> bool:
+        """Whether the server is vLLM (its /models lists owned_by "vllm"); asked once."""
+        with self._count_lock:
+            if self._is_vllm is None:
+                request = urllib.request.Request(f"{self._base_url}/models",
+                                                 headers=self._headers())
+                try:
+                    with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                        listing = json.loads(response.read().decode("utf-8"))
+                    owners = {m.get("owned_by") for m in listing.get("data", [])}
+                    self._is_vllm = owners == {"vllm"}
+                except (OSError, ValueError, AttributeError):
+                    self._is_vllm = False
+            return self._is_vllm
+
+    def _map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """Run ``function`` over ``items`` with at most ``max_concurrency`` in flight."""
+        if len(items) <= 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(items))) as pool:
+            return list(pool.map(function, items))
+
+    # -- scoring ------------------------------------------------------------------------
+
+    def _score_ids(self, pair: tuple[list[int], list[int]]) -> tuple[float, bool]:
+        context_enc, continuation_enc = pair
+        if self._max_length is not None:
+            tokens, ctxlen = fit_scoring_input(context_enc, continuation_enc, self._max_length - 1)
+        else:
+            tokens, ctxlen = list(context_enc) + list(continuation_enc), len(context_enc)
+        choice = self._echo(tokens)
+        prompt_logprobs = choice.get("prompt_logprobs")
+        if isinstance(prompt_logprobs, list) and len(prompt_logprobs) == len(tokens):
+            return _from_prompt_logprobs(tokens, ctxlen, prompt_logprobs)
+        logprobs = choice.get("logprobs") or {}
+        return _from_token_strings(logprobs, range(ctxlen, len(tokens)))
+
+    def _score_text(self, pair: tuple[str, str]) -> tuple[float, bool]:
+        context, continuation = pair
+        prompt = context + continuation
+        logprobs = self._echo(prompt).get("logprobs") or {}
+        offsets = logprobs.get("text_offset") or []
+        positions = [i for i, offset in enumerate(offsets) if len(context) <= offset < len(prompt)]
+        return _from_token_strings(logprobs, positions)
+
+    def _echo(self, prompt: str | list[int]) -> dict[str, Any]:
+        answer = self._post("completions", {
+            "model": self._served, "prompt": prompt, "max_tokens": 1, "temperature": 0,
+            "echo": True, "logprobs": 1,
+        })
+        choices = answer.get("choices") or [{}]
+        choice: dict[str, Any] = choices[0]
+        return choice
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        if self._tokenizer is None:
+            return self._map(self._score_text, list(requests))
+        pairs = [encode_pair(self._tokenizer, c, x) for c, x in requests]
+        return self._map(self._score_ids, pairs)
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        if self._tokenizer is None:
+            # The server's first token has no log-prob; the rest are summed.
+            return [score for score, _ in self._map(self._score_text, [("", t) for t in texts])]
+        prefix = prefix_token_id(self._tokenizer)
+        windows: list[tuple[list[int], list[int]]] = []
+        owners: list[int] = []
+        for index, text in enumerate(texts):
+            max_seq = (self._max_length - 2) if self._max_length else 1 << 30
+            for window in rolling_windows(encode(self._tokenizer, text), prefix, max_seq):
+                windows.append(window)
+                owners.append(index)
+        totals = [0.0] * len(texts)
+        for owner, (score, _) in zip(owners, self._map(self._score_ids, windows), strict=True):
+            totals[owner] += score
+        return totals
+
+    # -- generation ---------------------------------------------------------------------
+
+    def _generate_one(self, req: GenRequest) -> str:
+        body: dict[str, Any] = {"model": self._served, "max_tokens": req.max_tokens,
+                                "temperature": 0}
+        if req.until:
+            body["stop"] = list(req.until)
+        decode_ids = self._tokenizer is not None and self._server_is_vllm()
+        if decode_ids:
+            body["return_token_ids"] = True  # vLLM extension, see _decode
+        body.update(dict(req.params))
+        if req.messages is not None:
+            body["messages"] = [{"role": r, "content": c} for r, c in req.messages]
+            answer = self._post("chat/completions", body)
+            choice = (answer.get("choices") or [{}])[0]
+            text = (choice.get("message") or {}).get("content")
+        else:
+            body["prompt"] = req.prompt
+            answer = self._post("completions", body)
+            choice = (answer.get("choices") or [{}])[0]
+            text = choice.get("text")
+        token_ids = choice.get("token_ids")
+        if decode_ids and isinstance(token_ids, list) and self._tokenizer is not None:
+            # Decode the ids like the transformers and vllm engines do: a server's
+            # incremental detokenizer drops a trailing incomplete UTF-8 sequence.
+            text = self._tokenizer.decode(token_ids, skip_special_tokens=True)
+        if not isinstance(text, str):
+            raise EngineError(f"{self._public_url}: the answer has no text: {answer!r:.300}")
+        return truncate_at_stops(text, req.until)
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        return self._map(self._generate_one, list(requests))
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The local tokenizer's chat template (what the server is expected to apply)."""
+        template = getattr(self._tokenizer, "chat_template", None) if self._tokenizer else None
+        if not template or self._tokenizer is None:
+            return plain_chat_rendering(messages)
+        return str(self._tokenizer.apply_chat_template(
+            [{"role": r, "content": c} for r, c in messages],
+            tokenize=False, add_generation_prompt=True,
+        ))
+
+    def close(self) -> None:
+        """Nothing to release: every request opens and closes its own connection."""
+
+
+def _load_tokenizer(tokenizer: str | None, model: str) -> Any:
+    source = tokenizer
+    if source is None and (Path(model) / "tokenizer_config.json").is_file():
+        source = model
+    if source is None:
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--engine-arg tokenizer={source}: cannot load a tokenizer ({exc})"
+        ) from exc
+
+
+def _server_message(exc: urllib.error.HTTPError) -> str:
+    """The error text the server sent (OpenAI style ``{"error": {"message": ...}}``)."""
+    try:
+        raw = exc.read().decode("utf-8", "replace")
+    except OSError:
+        return exc.reason if isinstance(exc.reason, str) else str(exc)
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw.strip()[:500] or str(exc.reason)
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:500]
+    return str(error)[:500]
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _from_prompt_logprobs(
+    tokens: Sequence[int], ctxlen: int, prompt_logprobs: Sequence[Mapping[str, Any] | None]
+) -> tuple[float, bool]:
+    """vLLM's ``prompt_logprobs``: per position {token id: {"logprob": x, ...}}."""
+    total = 0.0
+    greedy = True
+    for token, options in zip(tokens[ctxlen:], prompt_logprobs[ctxlen:], strict=True):
+        if options is None:
+            continue
+        values = {int(k): float(v["logprob"] if isinstance(v, Mapping) else v)
+                  for k, v in options.items()}
+        total += values[token]
+        greedy = greedy and max(values, key=values.__getitem__) == token
+    return total, greedy
+
+
+def _from_token_strings(
+    logprobs: Mapping[str, Any], positions: Sequence[int]
+) -> tuple[float, bool]:
+    """OpenAI ``logprobs`` (token strings): sum and greedy check over ``positions``."""
+    tokens = logprobs.get("tokens") or []
+    token_logprobs = logprobs.get("token_logprobs") or []
+    top = logprobs.get("top_logprobs") or [None] * len(tokens)
+    total = 0.0
+    greedy = True
+    for i in positions:
+        value = token_logprobs[i]
+        if value is None:
+            continue
+        total += float(value)
+        options = top[i] if i < len(top) else None
+        if options:
+            greedy = greedy and max(options, key=options.__getitem__) == tokens[i]
+    return total, greedy
