@@ -251,7 +251,11 @@ def paired_bootstrap_cis(
     for i, d in enumerate(arrays):
         if d.size == 0:
             raise ValueError("cannot bootstrap an empty sample")
-        values, counts = np.unique(d, return_counts=True)
+        values, first, counts = np.unique(d, return_index=True, return_counts=True)
+        # Categories in order of first appearance, not sorted: negating d (swapping base
+        # and tuned) then maps every draw to its mirror image, so the CI negates exactly.
+        by_appearance = np.argsort(first)
+        values, counts = values[by_appearance], counts[by_appearance]
         if values.size == 1:
             out[i] = (float(values[0]), float(values[0]))
         elif values.size <= _FEW_VALUES:

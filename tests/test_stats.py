@@ -240,7 +240,8 @@ def test_retention_and_macro() -> None:
         tuned = base * (rng.random(400) < 0.9)
         samples.append(S.PairedSample.of(base, tuned))
     ret = S.retention_index(samples)
-    expected = np.mean([s.tuned.mean() for s in samples]) / np.mean([s.base.mean() for s in samples])
+    expected = (np.mean([s.tuned.mean() for s in samples])
+                / np.mean([s.base.mean() for s in samples]))
     assert ret.index == pytest.approx(expected)
     assert ret.ci_low < ret.index < ret.ci_high < 1.0  # a 10 % loss is clearly detected
     macro = S.macro_comparison(samples)
