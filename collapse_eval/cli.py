@@ -255,6 +255,24 @@ def validate(path: Path) -> None:
     click.echo(f"{path}: OK, {kind} set with {count} items")
 
 
+@cli.command()
+@click.argument("table", metavar="TABLE.csv", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/correlate"),
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@handled
+def correlate(table: Path, out: Path, seed: int) -> None:
+    """Correlate training-data quality with domain and general performance across runs."""
+    from collapse_eval.correlate import correlate_table, render_markdown, write_correlation_plot
+    from collapse_eval.records import atomic_write_json, atomic_write_text
+
+    result = correlate_table(table, seed=seed)
+    atomic_write_json(out / "correlation.json", result)
+    atomic_write_text(out / "correlation.md", render_markdown(result))
+    write_correlation_plot(result, out / "plots" / "correlation.png")
+    click.echo(render_markdown(result))
+
+
 @cli.group()
 def data() -> None:
     """Real benchmark data for offline use."""
