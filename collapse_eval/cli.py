@@ -78,6 +78,25 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="collapse-eval")
 def cli() -> None:
     """Did fine-tuning improve the domain without collapsing general capability?"""
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party progress bars and INFO logs out of our output (our progress shows
+    the work); COLLAPSE_EVAL_DEBUG=1 keeps them."""
+    if os.environ.get("COLLAPSE_EVAL_DEBUG"):
+        return
+    import logging
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("LMEVAL_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "vllm", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _progress(quiet: bool) -> Any:
