@@ -54,7 +54,7 @@ def typed_value(text: str) -> Any:
         return float(stripped)
     except ValueError:
         pass
-    if stripped[:1] in "{[\"":
+    if stripped and stripped[0] in "{[\"":
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
