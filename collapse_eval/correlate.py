@@ -44,8 +44,13 @@ def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> Run:
             return load_run(tuned)
         if is_run_dir(candidate / "runs" / "tuned"):
             return load_run(candidate / "runs" / "tuned")
-    raise InputError(path, f"'{value}' is neither a run directory (manifest.json + "
-                     "records.jsonl) nor a compare output directory", line=line, field="run")
+    raise InputError(
+        path,
+        f"'{value}' is neither a run directory (manifest.json + "
+        "records.jsonl) nor a compare output directory",
+        line=line,
+        field="run",
+    )
 
 
 def run_performance(run: Run) -> tuple[float | None, float | None]:
@@ -77,21 +82,33 @@ def read_table(path: str | Path) -> list[RunPerformance]:
     columns = set(reader.fieldnames or [])
     for needed in ("run", "quality"):
         if needed not in columns:
-            raise InputError(path, f"missing column '{needed}' (columns: run, quality, "
-                             "optional label)", line=1, field=needed)
+            raise InputError(
+                path,
+                f"missing column '{needed}' (columns: run, quality, optional label)",
+                line=1,
+                field=needed,
+            )
     rows = []
     for line, row in enumerate(reader, start=2):
         try:
             quality = float(row["quality"])
         except (TypeError, ValueError):
-            raise InputError(path, f"not a number: {row['quality']!r}", line=line,
-                             field="quality") from None
+            raise InputError(
+                path, f"not a number: {row['quality']!r}", line=line, field="quality"
+            ) from None
         if not math.isfinite(quality):
             raise InputError(path, "must be a finite number", line=line, field="quality")
         run = _resolve_run(row["run"] or "", path.parent, path, line)
         domain, general = run_performance(run)
-        rows.append(RunPerformance(label=row.get("label") or row["run"], run=str(run.path),
-                                   quality=quality, domain=domain, general=general))
+        rows.append(
+            RunPerformance(
+                label=row.get("label") or row["run"],
+                run=str(run.path),
+                quality=quality,
+                domain=domain,
+                general=general,
+            )
+        )
     if len(rows) < 3:
         raise InputError(path, f"needs at least 3 runs to correlate, found {len(rows)}")
     return rows
@@ -106,8 +123,11 @@ def correlate_table(path: str | Path, *, n_boot: int = 10_000, seed: int = 0) ->
     from collapse_eval.stats import correlation
 
     rows = read_table(path)
-    result: dict[str, Any] = {"schema_version": 1, "runs": [asdict(r) for r in rows],
-                              "correlations": []}
+    result: dict[str, Any] = {
+        "schema_version": 1,
+        "runs": [asdict(r) for r in rows],
+        "correlations": [],
+    }
     for target in ("domain", "general"):
         pairs = [(r.quality, getattr(r, target)) for r in rows if getattr(r, target) is not None]
         if len(pairs) < 3:
@@ -115,12 +135,18 @@ def correlate_table(path: str | Path, *, n_boot: int = 10_000, seed: int = 0) ->
         x, y = [p[0] for p in pairs], [p[1] for p in pairs]
         for method in METHODS:
             res = correlation(x, y, method, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
-            result["correlations"].append({
-                "performance": target, "method": method, "n": res.n,
-                "estimate": _clean(res.estimate), "ci_low": _clean(res.ci_low),
-                "ci_high": _clean(res.ci_high), "p_value": _clean(res.p_value),
-                "p_method": res.p_method,
-            })
+            result["correlations"].append(
+                {
+                    "performance": target,
+                    "method": method,
+                    "n": res.n,
+                    "estimate": _clean(res.estimate),
+                    "ci_low": _clean(res.ci_low),
+                    "ci_high": _clean(res.ci_high),
+                    "p_value": _clean(res.p_value),
+                    "p_method": res.p_method,
+                }
+            )
     return result
 
 
@@ -131,17 +157,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         text = format(value, spec) if isinstance(value, float) else str(value)
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["# Training-data quality vs model performance", "",
-             "| run | quality | domain score | general score |", "|---|---|---|---|"]
+    lines = [
+        "# Training-data quality vs model performance",
+        "",
+        "| run | quality | domain score | general score |",
+        "|---|---|---|---|",
+    ]
     for r in report["runs"]:
-        lines.append(f"| {cell(r['label'])} | {cell(r['quality'], 'g')} | {cell(r['domain'])} "
-                     f"| {cell(r['general'])} |")
-    lines += ["", "| performance | method | n | estimate | 95% CI | p | p method |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {cell(r['label'])} | {cell(r['quality'], 'g')} | {cell(r['domain'])} "
+            f"| {cell(r['general'])} |"
+        )
+    lines += [
+        "",
+        "| performance | method | n | estimate | 95% CI | p | p method |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in report["correlations"]:
         ci = "" if c["ci_low"] is None else f"[{cell(c['ci_low'])}, {cell(c['ci_high'])}]"
-        lines.append(f"| {c['performance']} | {c['method']} | {c['n']} | {cell(c['estimate'])} "
-                     f"| {ci} | {cell(c['p_value'], '.3g')} | {c['p_method']} |")
+        lines.append(
+            f"| {c['performance']} | {c['method']} | {c['n']} | {cell(c['estimate'])} "
+            f"| {ci} | {cell(c['p_value'], '.3g')} | {c['p_method']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -156,8 +193,13 @@ def write_correlation_plot(report: dict[str, Any], path: Path) -> Path:
         runs = [r for r in report["runs"] if r[target] is not None]
         ax.scatter([r["quality"] for r in runs], [r[target] for r in runs], color="#0969da")
         for r in runs:
-            ax.annotate(str(r["label"]), (r["quality"], r[target]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(r["label"]),
+                (r["quality"], r[target]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xlabel("training-data quality")
         ax.set_ylabel(f"{target} score")
         ax.grid(alpha=0.3)

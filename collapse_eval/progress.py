@@ -107,9 +107,15 @@ class RichProgress:
                 speed = task.finished_speed or task.speed
                 return Text("  -- items/s" if speed is None else f"{speed:6.1f} items/s")
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   ItemsPerSecond(), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            ItemsPerSecond(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
         with RichBars(*columns, console=self.console, transient=False) as bars:
             task_id = bars.add_task(description, total=total)
 

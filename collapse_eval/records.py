@@ -77,7 +77,9 @@ _RECORD_FIELDS = {f.name for f in dataclasses.fields(ItemRecord)}
 _RECORD_REQUIRED = ("suite", "task", "item_id", "metric", "score")
 
 
-def record_from_json(obj: Any, *, path: str | Path = "<records>", line: int | None = None) -> ItemRecord:
+def record_from_json(
+    obj: Any, *, path: str | Path = "<records>", line: int | None = None
+) -> ItemRecord:
     """Validate one decoded JSON object into an ItemRecord, or raise InputError."""
 
     def fail(message: str, fld: str | None = None) -> InputError:
@@ -93,8 +95,10 @@ def record_from_json(obj: Any, *, path: str | Path = "<records>", line: int | No
         raise fail(f"unknown field(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
-        raise fail(f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
-                   "schema_version")
+        raise fail(
+            f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
+            "schema_version",
+        )
     if obj["suite"] not in SUITES:
         raise fail(f"must be one of {', '.join(SUITES)}, got {obj['suite']!r}", "suite")
     for name in ("task", "item_id", "metric"):
@@ -166,12 +170,17 @@ def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunMani
         if name not in obj:
             raise InputError(path, "missing required field", field=name)
     if obj["schema_version"] != SCHEMA_VERSION:
-        raise InputError(path, f"schema_version {obj['schema_version']!r} is not supported "
-                         f"(expected {SCHEMA_VERSION})", field="schema_version")
+        raise InputError(
+            path,
+            f"schema_version {obj['schema_version']!r} is not supported "
+            f"(expected {SCHEMA_VERSION})",
+            field="schema_version",
+        )
     unknown = set(obj) - _MANIFEST_FIELDS
     if unknown:
-        raise InputError(path, f"unknown field(s): {', '.join(sorted(unknown))}",
-                         field=sorted(unknown)[0])
+        raise InputError(
+            path, f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0]
+        )
     tasks: dict[str, TaskInfo] = {}
     raw_tasks = obj.get("tasks") or {}
     if not isinstance(raw_tasks, dict):
@@ -181,8 +190,9 @@ def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunMani
             raise InputError(path, "each task needs at least a 'suite'", field=f"tasks.{name}")
         extra = set(info) - _TASKINFO_FIELDS
         if extra:
-            raise InputError(path, f"unknown field(s): {', '.join(sorted(extra))}",
-                             field=f"tasks.{name}")
+            raise InputError(
+                path, f"unknown field(s): {', '.join(sorted(extra))}", field=f"tasks.{name}"
+            )
         tasks[name] = TaskInfo(**info)
     kwargs = {k: v for k, v in obj.items() if k != "tasks"}
     kwargs["engine_args"] = kwargs.get("engine_args") or {}
@@ -248,8 +258,9 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield lineno, json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON: {exc.msg} (column {exc.colno})",
-                                 line=lineno) from None
+                raise InputError(
+                    path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno
+                ) from None
 
 
 def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[ItemRecord]:
@@ -283,8 +294,14 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
             problems.append(err)
             continue
         if rec.key in seen:
-            problems.append(InputError(path, f"duplicate record {rec.key} (first on line "
-                                       f"{seen[rec.key]})", line=index, field="item_id"))
+            problems.append(
+                InputError(
+                    path,
+                    f"duplicate record {rec.key} (first on line {seen[rec.key]})",
+                    line=index,
+                    field="item_id",
+                )
+            )
             continue
         seen[rec.key] = index
         records.append(rec)
@@ -358,8 +375,10 @@ def is_run_dir(path: str | Path) -> bool:
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
-        raise InputError(path, "not a directory (expected a run directory with "
-                         f"{MANIFEST_FILE} and {RECORDS_FILE})")
+        raise InputError(
+            path,
+            f"not a directory (expected a run directory with {MANIFEST_FILE} and {RECORDS_FILE})",
+        )
     manifest = manifest_from_json(read_json(path / MANIFEST_FILE), path=path / MANIFEST_FILE)
     records = read_records(path / RECORDS_FILE)
     return Run(path=path, manifest=manifest, records=tuple(records))

@@ -92,8 +92,10 @@ def _check_resumable(run_dir: Path, manifest: RunManifest, fingerprint: str, spe
             "or delete this one."
         )
     if manifest.seed is not None and manifest.seed != spec.seed:
-        raise UsageError(f"{run_dir}: the existing run used --seed {manifest.seed}, not "
-                         f"{spec.seed}. Use the same seed to resume, or a new --out directory.")
+        raise UsageError(
+            f"{run_dir}: the existing run used --seed {manifest.seed}, not "
+            f"{spec.seed}. Use the same seed to resume, or a new --out directory."
+        )
 
 
 def _drop_incomplete_general(run_dir: Path, manifest: RunManifest) -> list[ItemRecord]:
@@ -110,8 +112,9 @@ def _drop_incomplete_general(run_dir: Path, manifest: RunManifest) -> list[ItemR
     if len(keep) != len(records):
         import json
 
-        atomic_write_text(path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n"
-                                        for r in keep))
+        atomic_write_text(
+            path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in keep)
+        )
     return keep
 
 
@@ -134,7 +137,9 @@ def run_model(
 
     existing: RunManifest | None = None
     if (run_dir / MANIFEST_FILE).exists():
-        existing = manifest_from_json(read_json(run_dir / MANIFEST_FILE), path=run_dir / MANIFEST_FILE)
+        existing = manifest_from_json(
+            read_json(run_dir / MANIFEST_FILE), path=run_dir / MANIFEST_FILE
+        )
 
     fingerprint = checkpoint_fingerprint(spec.model)
     if existing is not None:
@@ -169,8 +174,9 @@ def run_model(
             for task, items in domain_sets.items():
                 tasks[task] = TaskInfo(suite="domain", primary_metric="score", n=len(items))
                 write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
-                _run_domain_task(engine, task, items, done_domain.get(task, set()), writer,
-                                 progress)
+                _run_domain_task(
+                    engine, task, items, done_domain.get(task, set()), writer, progress
+                )
             if suite is not None:
                 _run_general(engine, spec, suite, tasks, manifest, run_dir, writer, progress)
         manifest = dataclasses.replace(manifest, tasks=tasks, complete=True)
@@ -188,8 +194,10 @@ def _covers(manifest: RunManifest, domain_sets: Mapping[str, Any], suite: Any) -
     if suite is None:
         return True
     # Group tasks (mmlu) are recorded per subtask (mmlu_anatomy, ...).
-    return all(entry.task in have or any(t.startswith(entry.task + "_") for t in have)
-               for entry in suite.entries)
+    return all(
+        entry.task in have or any(t.startswith(entry.task + "_") for t in have)
+        for entry in suite.entries
+    )
 
 
 def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
@@ -201,8 +209,11 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
     for path in files:
         name = domain_task_name(path)
         if name in sets:
-            raise InputError(path, f"two --domain files share the task name '{name}' "
-                             "(the file name without extension); rename one")
+            raise InputError(
+                path,
+                f"two --domain files share the task name '{name}' "
+                "(the file name without extension); rename one",
+            )
         sets[name] = load_domain_set(path)
     return sets
 
@@ -218,21 +229,40 @@ def _load_suite(spec: RunSpec) -> Any:
     return suite
 
 
-def _run_domain_task(engine: Engine, task: str, items: Sequence[Any], done: set[str],
-                     writer: RecordWriter, progress: Progress) -> None:
+def _run_domain_task(
+    engine: Engine,
+    task: str,
+    items: Sequence[Any],
+    done: set[str],
+    writer: RecordWriter,
+    progress: Progress,
+) -> None:
     from collapse_eval.domain.runner import evaluate_domain
 
     todo = len(items) - len(done & {item.id for item in items})
     if todo == 0:
         return
     with progress.bar(f"domain {task}", todo) as bar:
-        evaluate_domain(engine, items, task, done_item_ids=done, on_batch=writer.write_batch,
-                        on_progress=bar.advance)
+        evaluate_domain(
+            engine,
+            items,
+            task,
+            done_item_ids=done,
+            on_batch=writer.write_batch,
+            on_progress=bar.advance,
+        )
 
 
-def _run_general(engine: Engine, spec: RunSpec, suite: Any, tasks: dict[str, TaskInfo],
-                 manifest: RunManifest, run_dir: Path, writer: RecordWriter,
-                 progress: Progress) -> None:
+def _run_general(
+    engine: Engine,
+    spec: RunSpec,
+    suite: Any,
+    tasks: dict[str, TaskInfo],
+    manifest: RunManifest,
+    run_dir: Path,
+    writer: RecordWriter,
+    progress: Progress,
+) -> None:
     from collapse_eval.config import load_benchmarks
     from collapse_eval.general import run_general_suite
 
@@ -246,8 +276,15 @@ def _run_general(engine: Engine, spec: RunSpec, suite: Any, tasks: dict[str, Tas
         progress.log(f"general {task}: {info.n} items")
 
     progress.log(f"general suite '{suite.name}': {len(suite.entries)} task(s)")
-    run_general_suite(engine, suite, limit=spec.limit, seed=spec.seed,
-                      include_paths=tuple(config.include_paths), done_tasks=done, on_task=on_task)
+    run_general_suite(
+        engine,
+        suite,
+        limit=spec.limit,
+        seed=spec.seed,
+        include_paths=tuple(config.include_paths),
+        done_tasks=done,
+        on_task=on_task,
+    )
 
 
 def resolve_run(
@@ -263,13 +300,23 @@ def resolve_run(
         return load_run(model_or_run)
     path = Path(model_or_run)
     if path.is_dir() and (path / MANIFEST_FILE).exists():
-        raise InputError(path, f"has {MANIFEST_FILE} but no {RECORDS_FILE}: an incomplete run "
-                         "directory. Re-run `collapse-eval run` into it to finish it.")
+        raise InputError(
+            path,
+            f"has {MANIFEST_FILE} but no {RECORDS_FILE}: an incomplete run "
+            "directory. Re-run `collapse-eval run` into it to finish it.",
+        )
     if path.is_dir() and (path / "summary.json").exists():
-        raise InputError(path, "is a compare output directory, not a run or a checkpoint. "
-                         "Pass its runs/base or runs/tuned directory instead.")
-    return run_model(dataclasses.replace(spec, model=model_or_run), out, progress=progress,
-                     engine_factory=engine_factory)
+        raise InputError(
+            path,
+            "is a compare output directory, not a run or a checkpoint. "
+            "Pass its runs/base or runs/tuned directory instead.",
+        )
+    return run_model(
+        dataclasses.replace(spec, model=model_or_run),
+        out,
+        progress=progress,
+        engine_factory=engine_factory,
+    )
 
 
 def compare(
@@ -291,8 +338,9 @@ def compare(
     progress = progress or QuietProgress()
     base_dir, tuned_dir = run_dirs or (out / "runs" / "base", out / "runs" / "tuned")
     base_run = resolve_run(base, spec, base_dir, progress=progress, engine_factory=engine_factory)
-    tuned_run = resolve_run(tuned, spec, tuned_dir, progress=progress,
-                            engine_factory=engine_factory)
+    tuned_run = resolve_run(
+        tuned, spec, tuned_dir, progress=progress, engine_factory=engine_factory
+    )
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     write_summary(out, summary)
     return summary

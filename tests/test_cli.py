@@ -19,19 +19,36 @@ def _rows(seed: int, p_general: float, p_domain: float, n: int = 300) -> list[di
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        rows.append({"suite": "general", "task": "arc_easy", "item_id": str(i), "metric": "acc",
-                     "score": float(rng.random() < p_general)})
+        rows.append(
+            {
+                "suite": "general",
+                "task": "arc_easy",
+                "item_id": str(i),
+                "metric": "acc",
+                "score": float(rng.random() < p_general),
+            }
+        )
     for i in range(n):
-        rows.append({"suite": "domain", "task": "realestate", "item_id": f"rt-{i}",
-                     "metric": "score", "score": float(rng.random() < p_domain),
-                     "task_type": ["intent", "extract"][i % 2],
-                     "output_format": ["label", "json"][i % 2],
-                     "prediction": XSS if i == 0 else f"answer {i}", "reference": "x"})
+        rows.append(
+            {
+                "suite": "domain",
+                "task": "realestate",
+                "item_id": f"rt-{i}",
+                "metric": "score",
+                "score": float(rng.random() < p_domain),
+                "task_type": ["intent", "extract"][i % 2],
+                "output_format": ["label", "json"][i % 2],
+                "prediction": XSS if i == 0 else f"answer {i}",
+                "reference": "x",
+            }
+        )
     return rows
 
 
-TASKS = {"arc_easy": {"suite": "general", "primary_metric": "acc"},
-         "realestate": {"suite": "domain", "primary_metric": "score"}}
+TASKS = {
+    "arc_easy": {"suite": "general", "primary_metric": "acc"},
+    "realestate": {"suite": "domain", "primary_metric": "score"},
+}
 
 
 @pytest.fixture
@@ -45,11 +62,13 @@ def runs(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def test_compare_run_dirs_pass_exits_0_and_writes_reports(runs: dict[str, Path],
-                                                          tmp_path: Path) -> None:
+def test_compare_run_dirs_pass_exits_0_and_writes_reports(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["compare", str(runs["base"]), str(runs["good"]),
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["compare", str(runs["base"]), str(runs["good"]), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "pass"
@@ -61,8 +80,9 @@ def test_compare_run_dirs_pass_exits_0_and_writes_reports(runs: dict[str, Path],
 
 def test_compare_collapse_exits_1_with_reason(runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["compare", str(runs["base"]), str(runs["collapsed"]),
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["compare", str(runs["base"]), str(runs["collapsed"]), "--out", str(out)]
+    )
     assert result.exit_code == 1, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdict"] == "fail"
@@ -75,8 +95,12 @@ def test_compare_collapse_exits_1_with_reason(runs: dict[str, Path], tmp_path: P
 
 def test_gate_rejudges_under_a_stricter_policy(runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert CliRunner().invoke(cli, ["compare", str(runs["base"]), str(runs["good"]),
-                                    "--out", str(out)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(cli, ["compare", str(runs["base"]), str(runs["good"]), "--out", str(out)])
+        .exit_code
+        == 0
+    )
     assert CliRunner().invoke(cli, ["gate", str(out / "summary.json")]).exit_code == 0
     strict = tmp_path / "strict.yaml"
     # A zero-width margin cannot be met by a CI around 0: inconclusive, and we fail on it.
@@ -85,13 +109,16 @@ def test_gate_rejudges_under_a_stricter_policy(runs: dict[str, Path], tmp_path: 
     assert result.exit_code == 1, result.output
 
 
-def test_bad_policy_is_exit_2_with_hint_before_any_work(runs: dict[str, Path],
-                                                        tmp_path: Path) -> None:
+def test_bad_policy_is_exit_2_with_hint_before_any_work(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
     bad = tmp_path / "policy.yaml"
     bad.write_text("alpha: 0.05\ngeneral: {margn: 0.02}\n")
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["compare", str(runs["base"]), str(runs["good"]),
-                                      "--policy", str(bad), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        ["compare", str(runs["base"]), str(runs["good"]), "--policy", str(bad), "--out", str(out)],
+    )
     assert result.exit_code == 2
     assert "margn" in result.output and "margin" in result.output
     assert "Traceback" not in result.output
@@ -102,8 +129,16 @@ def test_missing_inputs_are_exit_2(runs: dict[str, Path], tmp_path: Path) -> Non
     runner = CliRunner()
     result = runner.invoke(cli, ["gate", str(tmp_path / "nope.json")])
     assert result.exit_code == 2 and "nope.json: file not found" in result.output
-    result = runner.invoke(cli, ["compare", str(runs["base"]), str(runs["good"]),
-                                 "--domain", str(tmp_path / "missing.jsonl")])
+    result = runner.invoke(
+        cli,
+        [
+            "compare",
+            str(runs["base"]),
+            str(runs["good"]),
+            "--domain",
+            str(tmp_path / "missing.jsonl"),
+        ],
+    )
     assert result.exit_code == 2 and "missing.jsonl" in result.output
     result = runner.invoke(cli, ["compare", str(runs["base"])])
     assert result.exit_code == 2
@@ -114,8 +149,9 @@ def test_corrupt_records_are_exit_2_naming_the_line(runs: dict[str, Path], tmp_p
     lines = records.read_text().splitlines()
     lines[3] = lines[3].replace('"score": ', '"score": "x", "was": ')
     records.write_text("\n".join(lines) + "\n")
-    result = CliRunner().invoke(cli, ["compare", str(runs["base"]), str(runs["good"]),
-                                      "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        cli, ["compare", str(runs["base"]), str(runs["good"]), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2
     assert "records.jsonl:4" in result.output
 
@@ -129,23 +165,54 @@ def test_report_rerenders_from_summary(runs: dict[str, Path], tmp_path: Path) ->
     assert "arc_easy" in (out / "report.html").read_text()
 
 
-def test_main_returns_exit_codes_without_a_subprocess(runs: dict[str, Path],
-                                                      tmp_path: Path) -> None:
-    assert main(["compare", str(runs["base"]), str(runs["collapsed"]), "--out",
-                 str(tmp_path / "o"), "-q"]) == 1
+def test_main_returns_exit_codes_without_a_subprocess(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    assert (
+        main(
+            [
+                "compare",
+                str(runs["base"]),
+                str(runs["collapsed"]),
+                "--out",
+                str(tmp_path / "o"),
+                "-q",
+            ]
+        )
+        == 1
+    )
     assert main(["gate", str(tmp_path / "absent.json")]) == 2
     assert main(["--version"]) == 0
 
 
 def test_validate_reports_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "set.jsonl"
-    path.write_text("\n".join([
-        json.dumps({"id": "a", "task_type": "t", "output_format": "label", "prompt": "p",
-                    "reference": "x"}),
-        "{oops",
-        json.dumps({"id": "a", "task_type": "t", "output_format": "lable", "prompt": "p",
-                    "reference": "x"}),
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(
+                    {
+                        "id": "a",
+                        "task_type": "t",
+                        "output_format": "label",
+                        "prompt": "p",
+                        "reference": "x",
+                    }
+                ),
+                "{oops",
+                json.dumps(
+                    {
+                        "id": "a",
+                        "task_type": "t",
+                        "output_format": "lable",
+                        "prompt": "p",
+                        "reference": "x",
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 2
     assert f"{path}:2" in result.output and f"{path}:3" in result.output

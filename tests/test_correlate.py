@@ -14,12 +14,30 @@ TASKS = {"arc": {"suite": "general", "primary_metric": "acc"}}
 
 
 def _run(path: Path, domain_correct: int, general_correct: int) -> Path:
-    rows = [{"suite": "domain", "task": "rt", "item_id": str(i), "metric": "score",
-             "score": float(i < domain_correct)} for i in range(20)]
-    rows += [{"suite": "general", "task": "arc", "item_id": str(i), "metric": "acc",
-              "score": float(i < general_correct)} for i in range(20)]
-    rows += [{"suite": "general", "task": "arc", "item_id": str(i), "metric": "acc_norm",
-              "score": 1.0} for i in range(20)]  # not the primary metric: must be ignored
+    rows = [
+        {
+            "suite": "domain",
+            "task": "rt",
+            "item_id": str(i),
+            "metric": "score",
+            "score": float(i < domain_correct),
+        }
+        for i in range(20)
+    ]
+    rows += [
+        {
+            "suite": "general",
+            "task": "arc",
+            "item_id": str(i),
+            "metric": "acc",
+            "score": float(i < general_correct),
+        }
+        for i in range(20)
+    ]
+    rows += [
+        {"suite": "general", "task": "arc", "item_id": str(i), "metric": "acc_norm", "score": 1.0}
+        for i in range(20)
+    ]  # not the primary metric: must be ignored
     return write_run(path, path.name, rows, TASKS)
 
 
@@ -39,11 +57,14 @@ def test_correlate_cli_matches_scipy(tmp_path: Path) -> None:
     by = {(c["performance"], c["method"]): c for c in report["correlations"]}
     d_scores = [d / 20 for d in domain]
     assert by["domain", "spearman"]["estimate"] == pytest.approx(
-        stats.spearmanr(quality, d_scores).statistic)
+        stats.spearmanr(quality, d_scores).statistic
+    )
     assert by["domain", "pearson"]["estimate"] == pytest.approx(
-        stats.pearsonr(quality, d_scores).statistic)
+        stats.pearsonr(quality, d_scores).statistic
+    )
     assert by["general", "kendall"]["estimate"] == pytest.approx(
-        stats.kendalltau(quality, [g / 20 for g in general]).statistic)
+        stats.kendalltau(quality, [g / 20 for g in general]).statistic
+    )
     assert by["domain", "spearman"]["p_method"] == "exact_permutation"
     assert report["runs"][0]["label"] == "ckpt 0"
     assert (out / "plots" / "correlation.png").stat().st_size > 1000

@@ -23,10 +23,21 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "collapse_eval" / "schemas"
 
 
 def _record(**over: object) -> ItemRecord:
-    base = dict(suite="domain", task="rt", item_id="1", metric="score", score=1.0,
-                task_type="intent", output_format="label", format_ok=True,
-                prediction="<b>ok</b>", reference={"city": "上海"}, prompt_hash="sha256:x",
-                cluster="d1", metadata={"cluster": "d1"})
+    base = dict(
+        suite="domain",
+        task="rt",
+        item_id="1",
+        metric="score",
+        score=1.0,
+        task_type="intent",
+        output_format="label",
+        format_ok=True,
+        prediction="<b>ok</b>",
+        reference={"city": "上海"},
+        prompt_hash="sha256:x",
+        cluster="d1",
+        metadata={"cluster": "d1"},
+    )
     base.update(over)
     return ItemRecord(**base)  # type: ignore[arg-type]
 
@@ -47,18 +58,28 @@ def test_records_and_manifest_match_published_schemas(tmp_path: Path) -> None:
     manifest_schema = json.loads((SCHEMAS / "manifest.schema.json").read_text())
     jsonschema.validate(_record().to_json(), record_schema)
     jsonschema.validate(_record(cluster=None, metadata=None).to_json(), record_schema)
-    manifest = RunManifest(model="m", engine="hf", tasks={"arc": TaskInfo(suite="general",
-                                                                         primary_metric="acc", n=3)})
+    manifest = RunManifest(
+        model="m", engine="hf", tasks={"arc": TaskInfo(suite="general", primary_metric="acc", n=3)}
+    )
     jsonschema.validate(manifest.to_json(), manifest_schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**_record().to_json(), "extra": 1}, record_schema)
 
 
 def test_manifest_round_trip(tmp_path: Path) -> None:
-    manifest = RunManifest(model="ckpt", model_fingerprint="sha256:ab", engine="hf",
-                           engine_args={"dtype": "float32"}, seed=3, complete=True,
-                           tasks={"arc_easy": TaskInfo(suite="general", primary_metric="acc",
-                                                       n=10, version="1.0", num_fewshot=0)})
+    manifest = RunManifest(
+        model="ckpt",
+        model_fingerprint="sha256:ab",
+        engine="hf",
+        engine_args={"dtype": "float32"},
+        seed=3,
+        complete=True,
+        tasks={
+            "arc_easy": TaskInfo(
+                suite="general", primary_metric="acc", n=10, version="1.0", num_fewshot=0
+            )
+        },
+    )
     write_manifest(tmp_path, manifest)
     (tmp_path / "records.jsonl").write_text("", encoding="utf-8")
     assert load_run(tmp_path).manifest == manifest
@@ -68,18 +89,43 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     ("obj", "field", "fragment"),
     [
         ({"suite": "domain", "task": "t", "item_id": "1", "metric": "m"}, "score", "missing"),
-        ({"suite": "other", "task": "t", "item_id": "1", "metric": "m", "score": 1}, "suite",
-         "must be one of"),
-        ({"suite": "domain", "task": "t", "item_id": "1", "metric": "m", "score": "1"}, "score",
-         "must be a number"),
-        ({"suite": "domain", "task": "t", "item_id": "1", "metric": "m", "score": True}, "score",
-         "must be a number"),
-        ({"suite": "domain", "task": "", "item_id": "1", "metric": "m", "score": 1}, "task",
-         "non-empty"),
-        ({"suite": "domain", "task": "t", "item_id": "1", "metric": "m", "score": 1, "bogus": 2},
-         "bogus", "unknown"),
-        ({"schema_version": 2, "suite": "domain", "task": "t", "item_id": "1", "metric": "m",
-          "score": 1}, "schema_version", "not supported"),
+        (
+            {"suite": "other", "task": "t", "item_id": "1", "metric": "m", "score": 1},
+            "suite",
+            "must be one of",
+        ),
+        (
+            {"suite": "domain", "task": "t", "item_id": "1", "metric": "m", "score": "1"},
+            "score",
+            "must be a number",
+        ),
+        (
+            {"suite": "domain", "task": "t", "item_id": "1", "metric": "m", "score": True},
+            "score",
+            "must be a number",
+        ),
+        (
+            {"suite": "domain", "task": "", "item_id": "1", "metric": "m", "score": 1},
+            "task",
+            "non-empty",
+        ),
+        (
+            {"suite": "domain", "task": "t", "item_id": "1", "metric": "m", "score": 1, "bogus": 2},
+            "bogus",
+            "unknown",
+        ),
+        (
+            {
+                "schema_version": 2,
+                "suite": "domain",
+                "task": "t",
+                "item_id": "1",
+                "metric": "m",
+                "score": 1,
+            },
+            "schema_version",
+            "not supported",
+        ),
     ],
 )
 def test_record_validation_names_file_line_field(obj: dict, field: str, fragment: str) -> None:
@@ -93,8 +139,9 @@ def test_record_validation_names_file_line_field(obj: dict, field: str, fragment
 def test_read_records_reports_every_problem_at_once(tmp_path: Path) -> None:
     path = tmp_path / "records.jsonl"
     good = json.dumps(_record().to_json())
-    path.write_text("\n".join([good, "{not json", good, '{"suite": "domain"}']) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        "\n".join([good, "{not json", good, '{"suite": "domain"}']) + "\n", encoding="utf-8"
+    )
     with pytest.raises(InputErrors) as info:
         read_records(path)
     lines = [p.line for p in info.value.problems]
@@ -124,11 +171,16 @@ def test_manifest_errors(tmp_path: Path) -> None:
 def test_primary_metric_falls_back_to_the_only_metric(tmp_path: Path) -> None:
     from tests.conftest import write_run
 
-    run_dir = write_run(tmp_path / "r", "m", [
-        {"suite": "general", "task": "a", "item_id": "1", "metric": "acc", "score": 1},
-        {"suite": "general", "task": "b", "item_id": "1", "metric": "acc", "score": 1},
-        {"suite": "general", "task": "b", "item_id": "1", "metric": "acc_norm", "score": 0},
-    ], tasks={"c": {"suite": "general", "primary_metric": "f1"}})
+    run_dir = write_run(
+        tmp_path / "r",
+        "m",
+        [
+            {"suite": "general", "task": "a", "item_id": "1", "metric": "acc", "score": 1},
+            {"suite": "general", "task": "b", "item_id": "1", "metric": "acc", "score": 1},
+            {"suite": "general", "task": "b", "item_id": "1", "metric": "acc_norm", "score": 0},
+        ],
+        tasks={"c": {"suite": "general", "primary_metric": "f1"}},
+    )
     run = load_run(run_dir)
     assert run.primary_metric("a") == "acc"
     assert run.primary_metric("b") is None

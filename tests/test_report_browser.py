@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 
 # Payloads that would change the page if any untrusted text were rendered unescaped.
 PAYLOADS = [
-    '<img src=x onerror="document.body.setAttribute(\'data-pwned\', \'img\')">',
+    "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">",
     "<script>document.body.setAttribute('data-pwned', 'script')</script>",
     "</pre></td></tr></table><h1 id=injected>injected</h1>",
 ]
@@ -29,14 +29,30 @@ PAYLOADS = [
 
 def _rows(seed: int, p_general: float, p_domain: float) -> list[dict]:
     rng = random.Random(seed)
-    rows = [{"suite": "general", "task": "arc_easy", "item_id": str(i), "metric": "acc",
-             "score": float(rng.random() < p_general)} for i in range(200)]
+    rows = [
+        {
+            "suite": "general",
+            "task": "arc_easy",
+            "item_id": str(i),
+            "metric": "acc",
+            "score": float(rng.random() < p_general),
+        }
+        for i in range(200)
+    ]
     for i in range(200):
-        rows.append({"suite": "domain", "task": "realestate", "item_id": f"rt-{i}",
-                     "metric": "score", "score": float(rng.random() < p_domain),
-                     "task_type": PAYLOADS[i % 3] if i < 3 else ["intent", "extract"][i % 2],
-                     "output_format": "label", "prediction": PAYLOADS[i % 3],
-                     "reference": PAYLOADS[(i + 1) % 3]})
+        rows.append(
+            {
+                "suite": "domain",
+                "task": "realestate",
+                "item_id": f"rt-{i}",
+                "metric": "score",
+                "score": float(rng.random() < p_domain),
+                "task_type": PAYLOADS[i % 3] if i < 3 else ["intent", "extract"][i % 2],
+                "output_format": "label",
+                "prediction": PAYLOADS[i % 3],
+                "reference": PAYLOADS[(i + 1) % 3],
+            }
+        )
     return rows
 
 
@@ -47,9 +63,17 @@ def driver():  # type: ignore[no-untyped-def]
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--allow-file-access-from-files"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--allow-file-access-from-files",
+    ):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     yield browser
@@ -57,8 +81,10 @@ def driver():  # type: ignore[no-untyped-def]
 
 
 def test_report_renders_in_chromium_without_executing_model_output(driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    tasks = {"arc_easy": {"suite": "general", "primary_metric": "acc"},
-             "realestate": {"suite": "domain", "primary_metric": "score"}}
+    tasks = {
+        "arc_easy": {"suite": "general", "primary_metric": "acc"},
+        "realestate": {"suite": "domain", "primary_metric": "score"},
+    }
     base = write_run(tmp_path / "base", PAYLOADS[0], _rows(1, 0.6, 0.2), tasks)
     tuned = write_run(tmp_path / "tuned", PAYLOADS[1], _rows(2, 0.3, 0.7), tasks)
     out = tmp_path / "out"
@@ -71,11 +97,11 @@ def test_report_renders_in_chromium_without_executing_model_output(driver, tmp_p
     # The payload text is shown as text, verbatim.
     assert PAYLOADS[2] in driver.find_element("id", "examples").text
     images = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])")
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])"
+    )
     assert {src for src, _ in images} >= {"plots/general.png", "plots/domain.png"}
     assert all(width > 200 for _, width in images), images
-    general_rows = driver.find_elements("css selector",
-                                        "table[data-section=general] tbody tr")
+    general_rows = driver.find_elements("css selector", "table[data-section=general] tbody tr")
     assert len(general_rows) == 1
     assert "regressed" in general_rows[0].text
     summary = json.loads((out / "summary.json").read_text())

@@ -20,19 +20,44 @@ N_ITEMS = 320
 def _domain_file(path: Path) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(N_ITEMS):
-            fh.write(json.dumps({"id": f"k{i}", "task_type": "intent", "output_format": "label",
-                                 "prompt": f"Customer {i}: I want to rent. Intent:",
-                                 "reference": "rent"}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"k{i}",
+                        "task_type": "intent",
+                        "output_format": "label",
+                        "prompt": f"Customer {i}: I want to rent. Intent:",
+                        "reference": "rent",
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
 def _command(model: Path, domain: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "collapse_eval.cli", "run", str(model), "--domain", str(domain),
-            "--no-general", "--engine", "hf", "--engine-arg", "batch_size=16", "--no-cache",
-            "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "collapse_eval.cli",
+        "run",
+        str(model),
+        "--domain",
+        str(domain),
+        "--no-general",
+        "--engine",
+        "hf",
+        "--engine-arg",
+        "batch_size=16",
+        "--no-cache",
+        "--out",
+        str(out),
+    ]
 
 
-def _start_and_wait_for_records(cmd: list[str], records: Path, at_least: int) -> subprocess.Popen[bytes]:
+def _start_and_wait_for_records(
+    cmd: list[str], records: Path, at_least: int
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240

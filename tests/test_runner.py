@@ -18,10 +18,19 @@ from collapse_eval.runner import RunSpec, compare, run_model
 def _domain_file(path: Path, n: int = 40) -> Path:
     with path.open("w", encoding="utf-8") as fh:
         for i in range(n):
-            fh.write(json.dumps({"id": f"q{i}", "task_type": ["intent", "budget"][i % 2],
-                                 "output_format": ["label", "number"][i % 2],
-                                 "prompt": f"Q{i}: ", "reference": ["buy", 100 + i][i % 2],
-                                 "metadata": {"cluster": f"d{i // 4}"}}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"q{i}",
+                        "task_type": ["intent", "budget"][i % 2],
+                        "output_format": ["label", "number"][i % 2],
+                        "prompt": f"Q{i}: ",
+                        "reference": ["buy", 100 + i][i % 2],
+                        "metadata": {"cluster": f"d{i // 4}"},
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -30,6 +39,7 @@ def _oracle(correct_every: int) -> FakeEngine:
         i = int(prompt[1:].split(":")[0])
         right = i % correct_every == 0
         return ("buy" if i % 2 == 0 else str(100 + i)) if right else "rent"
+
     return FakeEngine(name=f"oracle-{correct_every}", answers=answer)
 
 
@@ -43,8 +53,9 @@ class CrashingEngine(FakeEngine):
 
 
 def test_run_writes_records_and_manifest(tmp_path: Path) -> None:
-    spec = RunSpec(model="m", domain_files=(_domain_file(tmp_path / "rt.jsonl"),),
-                   run_general=False)
+    spec = RunSpec(
+        model="m", domain_files=(_domain_file(tmp_path / "rt.jsonl"),), run_general=False
+    )
     run = run_model(spec, tmp_path / "run", engine_factory=lambda s: _oracle(1))
     assert len(run.records) == 40
     assert all(r.score == 1.0 for r in run.records)
@@ -74,31 +85,47 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> N
 
 def test_run_dir_of_another_model_is_refused(tmp_path: Path, tiny_model: Path) -> None:
     domain = _domain_file(tmp_path / "rt.jsonl", n=4)
-    run_model(RunSpec(model="m", domain_files=(domain,), run_general=False), tmp_path / "run",
-              engine_factory=lambda s: _oracle(1))
+    run_model(
+        RunSpec(model="m", domain_files=(domain,), run_general=False),
+        tmp_path / "run",
+        engine_factory=lambda s: _oracle(1),
+    )
     with pytest.raises(UsageError, match="another checkpoint"):
-        run_model(RunSpec(model=str(tiny_model), domain_files=(domain,), run_general=False),
-                  tmp_path / "run", engine_factory=lambda s: _oracle(1))
+        run_model(
+            RunSpec(model=str(tiny_model), domain_files=(domain,), run_general=False),
+            tmp_path / "run",
+            engine_factory=lambda s: _oracle(1),
+        )
 
 
 def test_compare_checkpoints_with_fake_engines(tmp_path: Path) -> None:
     domain = _domain_file(tmp_path / "rt.jsonl", n=200)
     engines = {"base": _oracle(5), "tuned": _oracle(1)}
     spec = RunSpec(model="", domain_files=(domain,), run_general=False)
-    summary = compare("base", "tuned", spec, tmp_path / "out",
-                      engine_factory=lambda s: engines[s.model])
-    task_row = next(c for c in summary["comparisons"]
-                    if c["suite"] == "domain" and c["group_by"] is None)
+    summary = compare(
+        "base", "tuned", spec, tmp_path / "out", engine_factory=lambda s: engines[s.model]
+    )
+    task_row = next(
+        c for c in summary["comparisons"] if c["suite"] == "domain" and c["group_by"] is None
+    )
     assert task_row["base_mean"] == pytest.approx(0.2)
     assert task_row["tuned_mean"] == pytest.approx(1.0)
     assert task_row["status"] == "improved"
     assert summary["verdict"] == "pass"
     groups = {(c["group_by"], c["group"]) for c in summary["comparisons"] if c["group_by"]}
-    assert groups == {("task_type", "intent"), ("task_type", "budget"),
-                      ("output_format", "label"), ("output_format", "number")}
+    assert groups == {
+        ("task_type", "intent"),
+        ("task_type", "budget"),
+        ("output_format", "label"),
+        ("output_format", "number"),
+    }
     # Re-judging from the run directories needs no engine at all.
-    again = compare(str(tmp_path / "out" / "runs" / "base"),
-                    str(tmp_path / "out" / "runs" / "tuned"), spec, tmp_path / "out2",
-                    engine_factory=lambda s: pytest.fail("engine loaded"))
+    again = compare(
+        str(tmp_path / "out" / "runs" / "base"),
+        str(tmp_path / "out" / "runs" / "tuned"),
+        spec,
+        tmp_path / "out2",
+        engine_factory=lambda s: pytest.fail("engine loaded"),
+    )
     assert again["comparisons"] == summary["comparisons"]
     assert load_run(tmp_path / "out" / "runs" / "tuned").manifest.engine == "fake"

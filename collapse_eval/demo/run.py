@@ -20,8 +20,11 @@ class DemoRow:
 
 def _overall_delta(summary: dict[str, Any], suite: str) -> float | None:
     """Mean task-level delta of a suite (for the printed table only)."""
-    deltas = [c["delta"] for c in summary["comparisons"]
-              if c["suite"] == suite and c.get("group_by") is None and c.get("delta") is not None]
+    deltas = [
+        c["delta"]
+        for c in summary["comparisons"]
+        if c["suite"] == suite and c.get("group_by") is None and c.get("delta") is not None
+    ]
     return sum(deltas) / len(deltas) if deltas else None
 
 
@@ -40,8 +43,9 @@ def run_demo(
 
     progress = progress or QuietProgress()
     out = Path(out)
-    world = ensure_demo_world(cache_dir, config=world_config or WorldConfig.demo(),
-                              progress=progress.log)
+    world = ensure_demo_world(
+        cache_dir, config=world_config or WorldConfig.demo(), progress=progress.log
+    )
     spec = RunSpec(
         model=str(world.base),
         domain_files=(world.domain_test,),
@@ -57,11 +61,22 @@ def run_demo(
     base_dir = out / "runs" / "base"
     for name, checkpoint in (("domain-only", world.domain_only), ("mixed", world.mixed)):
         progress.log(f"demo: comparing {name} against base")
-        summary = compare(str(world.base), str(checkpoint), spec, out / name,
-                          policy=default_policy(), progress=progress,
-                          run_dirs=(base_dir, out / "runs" / name))
-        rows.append(DemoRow(name=name, verdict=summary["verdict"],
-                            domain_delta=_overall_delta(summary, "domain"),
-                            general_delta=_overall_delta(summary, "general"),
-                            summary=out / name / "summary.json"))
+        summary = compare(
+            str(world.base),
+            str(checkpoint),
+            spec,
+            out / name,
+            policy=default_policy(),
+            progress=progress,
+            run_dirs=(base_dir, out / "runs" / name),
+        )
+        rows.append(
+            DemoRow(
+                name=name,
+                verdict=summary["verdict"],
+                domain_delta=_overall_delta(summary, "domain"),
+                general_delta=_overall_delta(summary, "general"),
+                summary=out / name / "summary.json",
+            )
+        )
     return rows

@@ -33,8 +33,13 @@ class TinyLlamaSize:
 
 
 DEMO_SIZE = TinyLlamaSize()
-TEST_SIZE = TinyLlamaSize(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=128, vocab_size=1024)
+TEST_SIZE = TinyLlamaSize(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    vocab_size=1024,
+)
 
 
 def build_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int) -> None:
@@ -43,10 +48,12 @@ def build_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int) 
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -55,7 +62,7 @@ def build_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int) 
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         eos_token=EOS_TOKEN,
         bos_token=EOS_TOKEN,
@@ -68,7 +75,10 @@ def build_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int) 
 
 
 def init_tiny_llama(
-    out_dir: str | Path, size: TinyLlamaSize = TEST_SIZE, seed: int = 0, texts: Iterable[str] | None = None
+    out_dir: str | Path,
+    size: TinyLlamaSize = TEST_SIZE,
+    seed: int = 0,
+    texts: Iterable[str] | None = None,
 ) -> Path:
     """Write a seeded, randomly initialised tiny Llama checkpoint (tokenizer included)."""
     import torch
@@ -92,21 +102,60 @@ def init_tiny_llama(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
     model.save_pretrained(str(out), safe_serialization=True)
     return out
 
 
 def _default_corpus() -> list[str]:
-    words = ("the buyer asked the agent about the apartment price rent deposit viewing "
-             "contract city budget yes no answer question what is one two three four five "
-             "six seven eight nine zero plus minus equals sort copy reverse letter").split()
+    words = [
+        "the",
+        "buyer",
+        "asked",
+        "the",
+        "agent",
+        "about",
+        "the",
+        "apartment",
+        "price",
+        "rent",
+        "deposit",
+        "viewing",
+        "contract",
+        "city",
+        "budget",
+        "yes",
+        "no",
+        "answer",
+        "question",
+        "what",
+        "is",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "zero",
+        "plus",
+        "minus",
+        "equals",
+        "sort",
+        "copy",
+        "reverse",
+        "letter",
+    ]
     lines = []
     for i in range(400):
         a, b = i % 97, (i * 7) % 89
-        lines.append(f"Q: {a} + {b} = ? A: {a + b}. " + " ".join(words[(i + k) % len(words)]
-                                                               for k in range(12)))
+        lines.append(
+            f"Q: {a} + {b} = ? A: {a + b}. "
+            + " ".join(words[(i + k) % len(words)] for k in range(12))
+        )
     return lines

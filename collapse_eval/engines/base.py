@@ -38,7 +38,10 @@ class GenRequest:
 class Engine(Protocol):
     """What every backend (vllm, hf, openai, fake) provides."""
 
-    kind: str  # "vllm" | "hf" | "openai" | "fake"
+    @property
+    def kind(self) -> str:
+        """"vllm" | "hf" | "openai" | "fake"."""
+        ...
 
     @property
     def fingerprint(self) -> str:

@@ -26,47 +26,81 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
         return str(value)
 
 
-def changed_examples(base: Sequence[ItemRecord], tuned: Sequence[ItemRecord],
-                     limit: int = 20) -> list[dict[str, Any]]:
+def changed_examples(
+    base: Sequence[ItemRecord], tuned: Sequence[ItemRecord], limit: int = 20
+) -> list[dict[str, Any]]:
     """Domain items whose score changed between base and tuned, worst drops first."""
     by_key = {r.key: r for r in base if r.suite == "domain"}
-    changed = []
+    changed: list[tuple[float, str, str, dict[str, Any]]] = []
     for rec in tuned:
         other = by_key.get(rec.key)
         if other is None or other.score == rec.score:
             continue
-        changed.append({
-            "task": rec.task, "item_id": rec.item_id, "task_type": rec.task_type,
-            "reference": rec.reference if isinstance(rec.reference, str)
-            else json.dumps(rec.reference, ensure_ascii=False),
-            "base_prediction": other.prediction or "", "tuned_prediction": rec.prediction or "",
-            "base_score": other.score, "tuned_score": rec.score,
-            "delta": rec.score - other.score,
-        })
-    changed.sort(key=lambda ex: (ex["delta"], ex["task"], ex["item_id"]))
-    drops = [ex for ex in changed if ex["delta"] < 0][: limit // 2]
-    gains = [ex for ex in reversed(changed) if ex["delta"] > 0][: limit - len(drops)]
+        delta = rec.score - other.score
+        changed.append(
+            (
+                delta,
+                rec.task,
+                rec.item_id,
+                {
+                    "task": rec.task,
+                    "item_id": rec.item_id,
+                    "task_type": rec.task_type,
+                    "reference": rec.reference
+                    if isinstance(rec.reference, str)
+                    else json.dumps(rec.reference, ensure_ascii=False),
+                    "base_prediction": other.prediction or "",
+                    "tuned_prediction": rec.prediction or "",
+                    "base_score": other.score,
+                    "tuned_score": rec.score,
+                },
+            )
+        )
+    changed.sort(key=lambda entry: entry[:3])
+    drops = [ex for delta, _, _, ex in changed if delta < 0][: limit // 2]
+    gains = [ex for delta, _, _, ex in reversed(changed) if delta > 0][: limit - len(drops)]
     return drops + gains
 
 
-def render_html(summary: Mapping[str, Any], plots: Mapping[str, Path], out_dir: Path,
-                examples: Sequence[Mapping[str, Any]] = ()) -> str:
+def render_html(
+    summary: Mapping[str, Any],
+    plots: Mapping[str, Path],
+    out_dir: Path,
+    examples: Sequence[Mapping[str, Any]] = (),
+) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=PackageLoader("collapse_eval", "report/templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True),
-                      undefined=StrictUndefined)
+    env = Environment(
+        loader=PackageLoader("collapse_eval", "report/templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+    )
     sections = []
     for key, suite, group_by, title, label in _SECTIONS:
-        rows = [c for c in summary.get("comparisons", [])
-                if c.get("suite") == suite and c.get("group_by") == group_by]
+        rows = [
+            c
+            for c in summary.get("comparisons", [])
+            if c.get("suite") == suite and c.get("group_by") == group_by
+        ]
         if rows:
             plot = plots.get(key)
-            sections.append({"key": key, "title": title, "label": label, "rows": rows,
-                             "plot": plot.relative_to(out_dir).as_posix() if plot else None})
+            sections.append(
+                {
+                    "key": key,
+                    "title": title,
+                    "label": label,
+                    "rows": rows,
+                    "plot": plot.relative_to(out_dir).as_posix() if plot else None,
+                }
+            )
     template = env.get_template("report.html.j2")
-    return template.render(summary=_defaults(summary), sections=sections, fmt=_fmt,
-                           retention=summary.get("retention"), examples=list(examples))
+    return template.render(
+        summary=_defaults(summary),
+        sections=sections,
+        fmt=_fmt,
+        retention=summary.get("retention"),
+        examples=list(examples),
+    )
 
 
 def _defaults(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,8 +130,11 @@ def write_reports(out_dir: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
             examples = changed_examples(load_run(base_path).records, load_run(tuned_path).records)
     atomic_write_text(out_dir / "summary.md", render_summary_markdown(dict(summary)))
     atomic_write_text(out_dir / "report.html", render_html(summary, plots, out_dir, examples))
-    return {"summary.md": out_dir / "summary.md", "report.html": out_dir / "report.html",
-            **{f"plots/{p.name}": p for p in plots.values()}}
+    return {
+        "summary.md": out_dir / "summary.md",
+        "report.html": out_dir / "report.html",
+        **{f"plots/{p.name}": p for p in plots.values()},
+    }
 
 
 def _resolve(out_dir: Path, run: str) -> Path:

@@ -6,18 +6,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-_STATUS_COLOURS = {"improved": "#1a7f37", "regressed": "#cf222e", "non_inferior": "#0969da",
-                   "inconclusive": "#9a6700"}
+_STATUS_COLOURS = {
+    "improved": "#1a7f37",
+    "regressed": "#cf222e",
+    "non_inferior": "#0969da",
+    "inconclusive": "#9a6700",
+}
 
 
 def _rows(summary: Mapping[str, Any], suite: str, group_by: str | None) -> list[Mapping[str, Any]]:
-    return [c for c in summary.get("comparisons", [])
-            if c.get("suite") == suite and c.get("group_by") == group_by
-            and c.get("delta") is not None]
+    return [
+        c
+        for c in summary.get("comparisons", [])
+        if c.get("suite") == suite and c.get("group_by") == group_by and c.get("delta") is not None
+    ]
 
 
-def forest_plot(rows: Sequence[Mapping[str, Any]], title: str, path: Path,
-                margin: float | None = None) -> Path:
+def forest_plot(
+    rows: Sequence[Mapping[str, Any]], title: str, path: Path, margin: float | None = None
+) -> Path:
     """One line per comparison: delta (point) and CI (bar), coloured by status."""
     import matplotlib
 
@@ -35,8 +42,13 @@ def forest_plot(rows: Sequence[Mapping[str, Any]], title: str, path: Path,
         ax.plot([row["delta"]], [y], "o", color=colour, markersize=6)
     ax.axvline(0.0, color="#24292f", linewidth=0.8)
     if margin:
-        ax.axvline(-margin, color="#cf222e", linewidth=0.8, linestyle="--",
-                   label=f"non-inferiority margin (-{margin:g})")
+        ax.axvline(
+            -margin,
+            color="#cf222e",
+            linewidth=0.8,
+            linestyle="--",
+            label=f"non-inferiority margin (-{margin:g})",
+        )
         ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_yticks(range(len(rows)), labels=labels, fontsize=8)
     ax.invert_yaxis()
@@ -63,6 +75,7 @@ def write_plots(summary: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
     for name, suite, group_by, title in specs:
         rows = _rows(summary, suite, group_by)
         if rows:
-            written[name] = forest_plot(rows, title, plots_dir / f"{name}.png",
-                                        margin if suite == "general" else None)
+            written[name] = forest_plot(
+                rows, title, plots_dir / f"{name}.png", margin if suite == "general" else None
+            )
     return written
