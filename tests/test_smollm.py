@@ -74,8 +74,8 @@ def test_chat_generation_answers_a_simple_question(smollm_dir: Path) -> None:
 @needs_olmo
 def test_arc_easy_clearly_above_chance(smollm_dir: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """100 real ARC-Easy items, zero-shot: chance is ~25 %; SmolLM2-135M-Instruct gets
-    ~60 % acc on 500 items here (bench/vs_lm_eval.py), so 45 % is a wide safety margin."""
+    """100 real ARC-Easy items, zero-shot: chance is ~25 % (sd 4.3 points at n = 100).
+    Measured here: acc 0.48 on these 100, 0.506 on 500 items; 0.38 is 3 sd above chance."""
     from collapse_eval.config import BenchmarkEntry, Suite
     from collapse_eval.data_prepare import DATA_ENV, prepare_offline_data
     from collapse_eval.engines.hf import HFEngine
@@ -97,4 +97,4 @@ def test_arc_easy_clearly_above_chance(smollm_dir: Path, tmp_path: Path,
     finally:
         engine.close()
     assert len(scores["acc"]) == 100
-    assert sum(scores["acc"]) / 100 >= 0.45
+    assert sum(scores["acc"]) / 100 >= 0.38
