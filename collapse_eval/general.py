@@ -135,6 +135,17 @@ def shipped_tasks_dir() -> Path:
     return Path(str(resources.files("collapse_eval").joinpath("tasks")))
 
 
+def _distinct_roots(roots: Sequence[Path]) -> list[Path]:
+    """Resolved roots without repeats or roots nested in another root.
+
+    Indexing one YAML twice makes lm-eval warn that a task "overrides" itself, e.g. when a
+    benchmarks.yaml includes a directory under the always-included ``collapse_eval/tasks``.
+    """
+    resolved = list(dict.fromkeys(Path(r).resolve() for r in roots))
+    return [r for r in resolved
+            if not any(other != r and r.is_relative_to(other) for other in resolved)]
+
+
 def materialize_task_dirs(roots: Sequence[Path], out: Path) -> list[Path]:
     """Mirror task directories into ``out`` with YAML paths made absolute.
 
@@ -146,8 +157,7 @@ def materialize_task_dirs(roots: Sequence[Path], out: Path) -> list[Path]:
     are looked up next to the YAML); data files are not copied, only pointed at.
     """
     mirrors = []
-    for number, root in enumerate(roots):
-        root = Path(root).resolve()
+    for number, root in enumerate(_distinct_roots(roots)):
         target = out / f"{number}-{root.name}"
         target.mkdir(parents=True, exist_ok=True)
         for source in sorted(root.rglob("*")):

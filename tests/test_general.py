@@ -221,3 +221,14 @@ def test_engine_lm_gen_kwargs_match_hflm_defaults() -> None:
     req = lm.gen_request("ctx", {"max_new_tokens": 9, "temperature": 0.7, "until": ["a", "b"]})
     assert req.max_tokens == 9 and req.until == ("a", "b")
     assert dict(req.params) == {"do_sample": True, "temperature": 0.7}
+
+
+def test_nested_or_repeated_include_paths_are_indexed_once(tmp_path: Path) -> None:
+    from collapse_eval.general import materialize_task_dirs
+
+    root = tmp_path / "tasks"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "t.yaml").write_text("task: t\n")
+    mirrors = materialize_task_dirs([root, root / "sub", root], tmp_path / "out")
+    assert len(mirrors) == 1
+    assert len(list((tmp_path / "out").rglob("t.yaml"))) == 1
