@@ -88,6 +88,8 @@ def _ll_requests() -> list[tuple[str, str]]:
         ("", "an empty context is conditioned on the prefix token"),
         ("trailing spaces move to the continuation   ", "so boundaries match"),
         ("digits 12", "345 split into single tokens"),
+        ("   ", "a context of only spaces"),
+        ("nothing to score", ""),
     ]
     return requests
 
@@ -100,7 +102,8 @@ def test_loglikelihoods_match_transformers(vllm_engine, hf_engine) -> None:
     worst = max(abs(a[0] - b[0]) for a, b in zip(from_vllm, from_hf, strict=True))
     assert worst < 1e-3, worst
     assert [a[1] for a in from_vllm] == [b[1] for b in from_hf]
-    assert all(math.isfinite(a[0]) and a[0] < 0 for a in from_vllm)
+    assert all(math.isfinite(a[0]) and a[0] < 0 for a in from_vllm[:-1])
+    assert from_vllm[-1] == (0.0, True)  # an empty continuation: nothing to predict
     # The model's multiple-choice answers (argmax over the four choices) are identical.
     picks_vllm = [max(range(4), key=lambda j: from_vllm[i + j][0]) for i in range(0, 100, 4)]
     picks_hf = [max(range(4), key=lambda j: from_hf[i + j][0]) for i in range(0, 100, 4)]

@@ -63,6 +63,10 @@ def encode_pair(
         context = context[:-n_spaces]
     whole = encode(tokenizer, context + continuation)
     context_enc = encode(tokenizer, context)
+    if not context_enc:
+        # A context of only spaces with a tokenizer that adds no BOS (lm-eval fails here):
+        # condition on the prefix token, as an empty context is.
+        return [prefix_token_id(tokenizer)], whole
     return context_enc, whole[len(context_enc) :]
 
 
