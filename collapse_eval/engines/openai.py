@@ -48,6 +48,7 @@ from collapse_eval.engines.tokenization import (
     fit_scoring_input,
     prefix_token_id,
     rolling_windows,
+    score_continuation,
 )
 from collapse_eval.errors import ConfigError, EngineError, did_you_mean
 
@@ -254,7 +255,12 @@ class OpenAIEngine:
         choice = self._echo(tokens)
         prompt_logprobs = choice.get("prompt_logprobs")
         if isinstance(prompt_logprobs, list) and len(prompt_logprobs) == len(tokens):
-            return _from_prompt_logprobs(tokens, ctxlen, prompt_logprobs)
+            # vLLM's extension: per position {token id: {"logprob": x, ...}}.
+            return score_continuation(tokens, ctxlen, [
+                None if options is None
+                else {int(t): float(v["logprob"]) for t, v in options.items()}
+                for options in prompt_logprobs
+            ])
         logprobs = choice.get("logprobs") or {}
         return _from_token_strings(logprobs, range(ctxlen, len(tokens)))
 
@@ -384,22 +390,6 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
-
-
-def _from_prompt_logprobs(
-    tokens: Sequence[int], ctxlen: int, prompt_logprobs: Sequence[Mapping[str, Any] | None]
-) -> tuple[float, bool]:
-    """vLLM's ``prompt_logprobs``: per position {token id: {"logprob": x, ...}}."""
-    total = 0.0
-    greedy = True
-    for token, options in zip(tokens[ctxlen:], prompt_logprobs[ctxlen:], strict=True):
-        if options is None:
-            continue
-        values = {int(k): float(v["logprob"] if isinstance(v, Mapping) else v)
-                  for k, v in options.items()}
-        total += values[token]
-        greedy = greedy and max(values, key=values.__getitem__) == token
-    return total, greedy
 
 
 def _from_token_strings(

@@ -8,7 +8,7 @@ re-implemented, not imported, because only ``general.py`` may import lm_eval.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -103,3 +103,22 @@ def truncate_left(tokens: Sequence[int], max_tokens: int, max_len: int) -> list[
         return list(tokens)
     keep = max(max_len - max_tokens, 1)
     return list(tokens)[-keep:]
+
+
+def score_continuation(
+    tokens: Sequence[int], ctxlen: int, logprobs: Sequence[Mapping[int, float] | None]
+) -> tuple[float, bool]:
+    """lm-eval's ``_parse_logprobs``: (sum of log p over tokens[ctxlen:], all of them top-1).
+
+    ``logprobs[i]`` maps token ids to log-probs at prompt position ``i`` (it holds at least
+    the actual token and the top-1 token); position 0 has none.
+    """
+    total = 0.0
+    greedy = True
+    for token, options in zip(tokens[ctxlen:], logprobs[ctxlen:], strict=True):
+        if options is None:
+            continue
+        total += float(options[token])
+        if greedy and max(options, key=options.__getitem__) != token:
+            greedy = False
+    return total, greedy

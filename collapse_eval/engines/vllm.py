@@ -35,6 +35,7 @@ from collapse_eval.engines.tokenization import (
     fit_scoring_input,
     prefix_token_id,
     rolling_windows,
+    score_continuation,
     truncate_left,
 )
 from collapse_eval.errors import (
@@ -182,7 +183,10 @@ class VLLMEngine:
         params = SamplingParams(temperature=0, prompt_logprobs=1, max_tokens=1, detokenize=False)
         outputs = self._run([TokensPrompt(prompt_token_ids=tokens) for tokens, _ in fitted], params)
         return [
-            _continuation_logprob(tokens, ctxlen, out.prompt_logprobs)
+            score_continuation(tokens, ctxlen, [
+                None if options is None else {t: lp.logprob for t, lp in options.items()}
+                for options in out.prompt_logprobs
+            ])
             for (tokens, ctxlen), out in zip(fitted, outputs, strict=True)
         ]
 
@@ -270,18 +274,3 @@ class VLLMEngine:
         del llm
         gc.collect()
 
-
-def _continuation_logprob(
-    tokens: Sequence[int], ctxlen: int, prompt_logprobs: Sequence[Mapping[int, Any] | None]
-) -> tuple[float, bool]:
-    """lm-eval's ``_parse_logprobs``: sum over continuation tokens; greedy if each is top-1."""
-    total = 0.0
-    greedy = True
-    for token, options in zip(tokens[ctxlen:], prompt_logprobs[ctxlen:], strict=True):
-        if options is None:  # only the very first prompt position has no log-prob
-            continue
-        values = {tok: getattr(lp, "logprob", lp) for tok, lp in options.items()}
-        total += float(values[token])
-        if greedy and max(values, key=values.__getitem__) != token:
-            greedy = False
-    return total, greedy
