@@ -154,6 +154,13 @@ def run_model(
         if rec.suite == "domain":
             done_domain.setdefault(rec.task, set()).add(rec.item_id)
 
+    if engine_factory is default_engine_factory:
+        from collapse_eval.engines.registry import resolve_engine_kind
+
+        kind, notice = resolve_engine_kind(spec.engine)
+        if notice:
+            progress.log(notice)
+        spec = dataclasses.replace(spec, engine=kind)
     progress.log(f"loading {spec.model}")
     engine = engine_factory(spec)
     try:
