@@ -115,19 +115,32 @@ def test_general_test_items_never_appear_in_general_training_data() -> None:
     pairs = data.general_train_pairs(3000)
     for task in ("demo_arithmetic", "demo_copy", "demo_sort"):
         docs = data.general_test_docs(task)
-        assert len(docs) == 200 and len({d["question"] for d in docs}) == 200
+        assert len(docs) == 500 and len({d["question"] for d in docs}) == 500
         assert not {d["question"] for d in docs} & {p for p, _ in pairs[task]}
-    arithmetic = data.general_test_docs("demo_arithmetic")[0]
-    a, b = map(int, re.findall(r"\d+", arithmetic["question"]))
-    assert arithmetic["answer"] == str(a + b)
+        # Training is not a handful of items repeated: the test set is a minority of the
+        # item space, and training covers most of what is left.
+        assert len({p for p, _ in pairs[task]}) >= 450
+    for doc in data.general_test_docs("demo_arithmetic"):
+        a, b = map(int, re.findall(r"\d+", doc["question"]))
+        assert doc["answer"] == str(a + b)
+        # Two-digit operands, no carry in either digit.
+        assert 10 <= a <= 99 and 10 <= b <= 99
+        assert a % 10 + b % 10 <= 9 and a // 10 + b // 10 <= 9
+    for doc in data.general_test_docs("demo_copy"):
+        letters = doc["question"].split("letters: ")[1].split("\n")[0]
+        assert doc["answer"] == letters and len(letters.split()) == 3
     for doc in data.general_test_docs("demo_sort"):
         digits = doc["question"].split("digits: ")[1].split("\n")[0].split()
-        assert doc["answer"].split() == sorted(digits)
+        assert len(digits) == 3 and doc["answer"].split() == sorted(digits)
 
 
 def test_capitals_are_four_way_multiple_choice_with_the_right_label() -> None:
     docs = data.general_test_docs("demo_capitals")
-    assert len(docs) == 150
+    assert len(docs) == 200
+    # Each of the 50 facts is asked four times, each time with other distractors.
+    assert Counter(d["question"] for d in docs) == Counter(
+        {data._capital_question(c): 4 for c in data.CAPITALS})
+    assert len({(d["question"], tuple(sorted(d["choices"]))) for d in docs}) == 200
     for doc in docs:
         country = doc["question"].split("capital of ")[1].split("?")[0]
         assert len(set(doc["choices"])) == 4
@@ -150,12 +163,12 @@ def test_task_yamls_point_at_their_local_data_relative_to_the_yaml() -> None:
     assert names == set(data.GENERAL_TASKS)
 
 
-def test_demo_benchmarks_file_lists_the_four_tasks() -> None:
+def test_demo_benchmarks_file_lists_the_four_tasks_with_a_five_point_margin() -> None:
     config = yaml.safe_load((Path(data.__file__).parent / "benchmarks.yaml").read_text())
-    assert list(config["suites"]) == ["demo"]
+    # The packaged tasks directory is always on lm-eval's path: no include_paths.
+    assert set(config) == {"suites"} and list(config["suites"]) == ["demo"]
     assert [t["task"] for t in config["suites"]["demo"]] == list(data.GENERAL_TASKS)
-    include = (Path(data.__file__).parent / config["include_paths"][0]).resolve()
-    assert include == GENERAL_DIR.resolve()
+    assert {t["margin"] for t in config["suites"]["demo"]} == {0.05}
 
 
 def test_each_dialogue_cluster_is_one_dialogue() -> None:
