@@ -57,7 +57,7 @@ def test_fine_tuning_moves_the_weights_and_the_domain_score(small_world) -> None
     base = train.evaluate_checkpoint(built.base, limit=240, general=False)
     domain_only = train.evaluate_checkpoint(built.domain_only, limit=240, general=False)
     # Even the small world learns the domain's answer formats (summaries, labels).
-    assert domain_only["domain"] > base["domain"] + 0.03
+    assert domain_only["domain"] > base["domain"] + 0.05
     assert {"domain", "domain/summary", "domain/entity_extraction"} <= set(base)
     assert "demo_copy" not in base
 
