@@ -33,7 +33,8 @@ from collapse_eval.verdict import apply_policy
 SUMMARY_SCHEMA_VERSION = 1
 DOMAIN_METRIC = "score"
 ALL_DOMAIN_TASKS = "*"  # the `task` of per-group domain comparisons: all domain tasks pooled
-FAMILIES = ("general/task", "domain/task", "domain/task_type", "domain/output_format")
+FAMILIES = ("general/task", "general/subtask", "domain/task", "domain/task_type",
+            "domain/output_format")
 _SHOW_IDS = 5
 
 
@@ -48,6 +49,16 @@ class _Pair:
     tuned: tuple[ItemRecord, ...]
     benchmark_margin: float | None
     higher_is_better: bool
+    group: str | None = None  # the lm-eval group (benchmarks.yaml entry) this subtask is in
+
+
+def _record_group(records: Sequence[ItemRecord]) -> str | None:
+    """The group named in every record's metadata (lm-eval group tasks), else None."""
+    names = {(r.metadata or {}).get("group") for r in records}
+    if len(names) != 1:
+        return None
+    name = names.pop()
+    return str(name) if name else None
 
 
 def _cluster_of(rec: ItemRecord) -> str | None:
@@ -145,12 +156,35 @@ def _pair_task(base: Run, tuned: Run, suite: str, task: str) -> _Pair:
             f"hashes in the two runs ({_ids(mismatched)}); the runs used different data"
         )
     info = base.manifest.tasks.get(task) or tuned.manifest.tasks.get(task)
+    base_records = tuple(b[i] for i in order)
+    group = _record_group(base_records) if suite == "general" else None
     return _Pair(
         suite=suite, task=task, metric=metric,
-        base=tuple(b[i] for i in order), tuned=tuple(t[i] for i in order),
+        base=base_records, tuned=tuple(t[i] for i in order),
         benchmark_margin=info.margin if info is not None else None,
         higher_is_better=info.higher_is_better if info is not None else True,
+        group=group if group != task else None,
     )
+
+
+def _general_units(general: Sequence[_Pair]) -> list[tuple[str, list[_Pair]]]:
+    """Task-level units of the general suite: plain tasks, and groups (mmlu) as one unit.
+
+    lm-eval aggregates a group as the size-weighted mean of its subtasks, which is the mean
+    over all the group's items; items stay paired within their subtask, so pooling the
+    subtasks' pairs compares the group exactly as lm-eval scores it.
+    """
+    units: dict[str, list[_Pair]] = {}
+    for pair in general:
+        units.setdefault(pair.group or pair.task, []).append(pair)
+    for name, unit in units.items():
+        metrics = {m.metric for m in unit}
+        if len(metrics) > 1:
+            raise PairingError(
+                f"group '{name}': its subtasks have different primary metrics "
+                f"({', '.join(sorted(metrics))}); name one with `metric:` in benchmarks.yaml"
+            )
+    return list(units.items())
 
 
 def _num(x: float | None) -> float | None:
@@ -217,8 +251,25 @@ def compare_runs(
 
     # (family, row metadata, sample); every sample goes through one batched compare_many.
     jobs: list[tuple[str, dict[str, Any], PairedSample]] = []
-    for p in pairs:
-        jobs.append((f"{p.suite}/task", {
+    general_units = _general_units(general)
+    general_samples = []
+    for name, unit in general_units:
+        first = unit[0]
+        sample = _sample([r for p in unit for r in p.base], [r for p in unit for r in p.tuned])
+        if first.higher_is_better:
+            general_samples.append(sample)
+        jobs.append(("general/task", {
+            "suite": "general", "task": name, "group_by": None, "group": None,
+            "metric": first.metric, "benchmark_margin": first.benchmark_margin,
+            "higher_is_better": first.higher_is_better}, sample))
+        if first.group is not None:  # subtasks of a group: reported, judged via the group
+            for p in unit:
+                jobs.append(("general/subtask", {
+                    "suite": "general", "task": name, "group_by": "subtask", "group": p.task,
+                    "metric": p.metric, "benchmark_margin": p.benchmark_margin,
+                    "higher_is_better": p.higher_is_better}, _sample(p.base, p.tuned)))
+    for p in domain:
+        jobs.append(("domain/task", {
             "suite": p.suite, "task": p.task, "group_by": None, "group": None,
             "metric": p.metric, "benchmark_margin": p.benchmark_margin,
             "higher_is_better": p.higher_is_better}, _sample(p.base, p.tuned)))
@@ -260,8 +311,7 @@ def compare_runs(
                      "p_value": _num(m.p_value), "se": _num(m.se), "test": "stratified_z"}
         domain_overall = {"pooled": pooled, "macro_by_task_type": macro}
 
-    retained = [_sample(p.base, p.tuned) for p in general if p.higher_is_better]
-    ret = retention_index(retained, alpha=policy.alpha)
+    ret = retention_index(general_samples, alpha=policy.alpha)
     retention = {"index": _num(ret.index), "ci_low": _num(ret.ci_low),
                  "ci_high": _num(ret.ci_high), "base_macro": _num(ret.base_macro),
                  "tuned_macro": _num(ret.tuned_macro), "n_tasks": ret.n_tasks,

@@ -116,3 +116,38 @@ def test_pairing_refusals() -> None:
     two_metrics = _general("arc", scores) + _general("arc", scores, "acc_norm")
     with pytest.raises(PairingError, match="primary_metric"):
         compare_runs(_run("a", two_metrics), _run("b", two_metrics), default_policy())
+
+
+def test_group_tasks_are_judged_as_one_pooled_benchmark() -> None:
+    """mmlu-like groups: one task-level row pooled over subtask items (lm-eval's
+    size-weighted group mean), subtasks reported in their own family, not gating."""
+    rng = np.random.default_rng(3)
+
+    def grouped(task: str, scores: np.ndarray) -> list[ItemRecord]:
+        return [ItemRecord("general", task, str(i), "acc", float(s), metadata={"group": "mmlu"})
+                for i, s in enumerate(scores)]
+
+    base_a, base_b = (rng.random(300) < 0.5).astype(float), (rng.random(100) < 0.7).astype(float)
+    tuned_b = base_b.copy()
+    tuned_b[base_b == 1] = 0  # one small subtask collapses completely: -0.7 on 100 items
+    plain = (rng.random(200) < 0.5).astype(float)
+    base = _run("b", grouped("mmlu_a", base_a) + grouped("mmlu_b", base_b) + _general("arc", plain))
+    tuned = _run("t", grouped("mmlu_a", base_a) + grouped("mmlu_b", tuned_b)
+                 + _general("arc", plain))
+    summary = compare_runs(base, tuned, default_policy(), seed=0)
+    jsonschema.validate(summary, SCHEMA)
+    task_rows = {c["task"]: c for c in summary["comparisons"]
+                 if c["suite"] == "general" and c["group_by"] is None}
+    assert set(task_rows) == {"mmlu", "arc"}
+    mmlu = task_rows["mmlu"]
+    assert mmlu["n"] == 400
+    assert mmlu["base_mean"] == pytest.approx((base_a.sum() + base_b.sum()) / 400)
+    assert mmlu["delta"] == pytest.approx(-base_b.sum() / 400)
+    assert mmlu["status"] == "regressed"
+    subtasks = {c["group"]: c for c in summary["comparisons"] if c["group_by"] == "subtask"}
+    assert set(subtasks) == {"mmlu_a", "mmlu_b"}
+    assert subtasks["mmlu_b"]["family"] == "general/subtask"
+    assert subtasks["mmlu_a"]["delta"] == 0.0
+    assert summary["retention"]["n_tasks"] == 2
+    assert summary["verdict"] == "fail"
+    assert summary["reasons"][0].startswith("mmlu dropped")
