@@ -244,7 +244,7 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
+    console = _console()
     table = Table(title=f"collapse-eval: verdict {summary['verdict'].upper()}")
     for column in (
         "suite",
@@ -286,6 +286,14 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
             markup=False,
             highlight=False,
         )
+
+
+def _console() -> Any:
+    """A rich console; in logs and pipes (no terminal) wide enough for the tables."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=150)
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -413,7 +421,7 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
                 )
             )
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
