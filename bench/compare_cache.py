@@ -9,6 +9,7 @@ model loading and lm-eval task setup included:
 Also shown: a re-run into the SAME output directory (complete run dirs, no model loaded).
 
     python bench/compare_cache.py [--engine hf|vllm] [--limit 50] [--domain-items 100]
+                                  [--models BASE,TUNED,TUNED2]
 
 Models: two random-init demo-size Llamas (seeds 0, 1) and a third for "tuned changed";
 inputs: the first N items of the demo domain set and the `quick` general suite.
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--domain-items", type=int, default=100)
+    parser.add_argument("--models", default=None,
+                        help="three checkpoint dirs (e.g. the demo world's base, domain-only, "
+                             "mixed) instead of random-init models")
     options = parser.parse_args()
 
     from collapse_eval.demo.tinymodel import DEMO_SIZE, init_tiny_llama
@@ -54,8 +58,11 @@ def main() -> None:
         domain = root / "domain.jsonl"
         lines = DOMAIN_TEST_FILE.read_text(encoding="utf-8").splitlines(keepends=True)
         domain.write_text("".join(lines[: options.domain_items]), encoding="utf-8")
-        base, tuned, tuned2 = (init_tiny_llama(root / f"m{seed}", DEMO_SIZE, seed=seed)
-                               for seed in (0, 1, 2))
+        if options.models:
+            base, tuned, tuned2 = (Path(p) for p in options.models.split(","))
+        else:
+            base, tuned, tuned2 = (init_tiny_llama(root / f"m{seed}", DEMO_SIZE, seed=seed)
+                                   for seed in (0, 1, 2))
         cache = root / "cache"
         args = (cache, options.engine, options.limit, domain)
         cold = timed_compare(base, tuned, root / "cold", *args)
