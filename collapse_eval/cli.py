@@ -240,7 +240,6 @@ def compare(base: str, tuned: str, out: Path, policy: Path | None, **kw: Any) ->
 
 
 def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -401,7 +400,6 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
     from collapse_eval.demo.run import run_demo
 
     rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=_progress(quiet))
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 

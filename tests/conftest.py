@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +34,26 @@ def write_run(path: Path, model: str, rows: Iterable[dict], tasks: dict | None =
         for row in rows:
             fh.write(json.dumps({"schema_version": 1, **row}) + "\n")
     return path
+
+
+def synthetic_rows(
+    seed: int,
+    p_general: float,
+    p_domain: float,
+    n: int = 300,
+    domain_fields: Callable[[int], dict[str, Any]] = lambda i: {},
+) -> list[dict[str, Any]]:
+    """Records of one general task (arc_easy) and one domain task (realestate), each item
+    correct with the given probability; ``domain_fields(i)`` adds or overrides fields."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = [
+        {"suite": "general", "task": "arc_easy", "item_id": str(i), "metric": "acc",
+         "score": float(rng.random() < p_general)}
+        for i in range(n)
+    ]
+    for i in range(n):
+        rows.append({"suite": "domain", "task": "realestate", "item_id": f"rt-{i}",
+                     "metric": "score", "score": float(rng.random() < p_domain),
+                     "task_type": ["intent", "extract"][i % 2],
+                     "output_format": ["label", "json"][i % 2], **domain_fields(i)})
+    return rows

@@ -3,46 +3,20 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from collapse_eval.cli import cli, main
-from tests.conftest import write_run
+from tests.conftest import synthetic_rows, write_run
 
 XSS = "<script>alert(1)</script>"
 
 
-def _rows(seed: int, p_general: float, p_domain: float, n: int = 300) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        rows.append(
-            {
-                "suite": "general",
-                "task": "arc_easy",
-                "item_id": str(i),
-                "metric": "acc",
-                "score": float(rng.random() < p_general),
-            }
-        )
-    for i in range(n):
-        rows.append(
-            {
-                "suite": "domain",
-                "task": "realestate",
-                "item_id": f"rt-{i}",
-                "metric": "score",
-                "score": float(rng.random() < p_domain),
-                "task_type": ["intent", "extract"][i % 2],
-                "output_format": ["label", "json"][i % 2],
-                "prediction": XSS if i == 0 else f"answer {i}",
-                "reference": "x",
-            }
-        )
-    return rows
+def _rows(seed: int, p_general: float, p_domain: float) -> list[dict]:
+    return synthetic_rows(seed, p_general, p_domain, domain_fields=lambda i: {
+        "prediction": XSS if i == 0 else f"answer {i}", "reference": "x"})
 
 
 TASKS = {

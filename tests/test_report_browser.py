@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 
 import pytest
 
 from collapse_eval.cli import main
-from tests.conftest import write_run
+from tests.conftest import synthetic_rows, write_run
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,32 +27,10 @@ PAYLOADS = [
 
 
 def _rows(seed: int, p_general: float, p_domain: float) -> list[dict]:
-    rng = random.Random(seed)
-    rows = [
-        {
-            "suite": "general",
-            "task": "arc_easy",
-            "item_id": str(i),
-            "metric": "acc",
-            "score": float(rng.random() < p_general),
-        }
-        for i in range(200)
-    ]
-    for i in range(200):
-        rows.append(
-            {
-                "suite": "domain",
-                "task": "realestate",
-                "item_id": f"rt-{i}",
-                "metric": "score",
-                "score": float(rng.random() < p_domain),
-                "task_type": PAYLOADS[i % 3] if i < 3 else ["intent", "extract"][i % 2],
-                "output_format": "label",
-                "prediction": PAYLOADS[i % 3],
-                "reference": PAYLOADS[(i + 1) % 3],
-            }
-        )
-    return rows
+    return synthetic_rows(seed, p_general, p_domain, n=200, domain_fields=lambda i: {
+        "task_type": PAYLOADS[i % 3] if i < 3 else ["intent", "extract"][i % 2],
+        "output_format": "label", "prediction": PAYLOADS[i % 3],
+        "reference": PAYLOADS[(i + 1) % 3]})
 
 
 @pytest.fixture(scope="module")
