@@ -133,7 +133,7 @@ def run_model(
 
     # Validate every input before loading a model: input mistakes must cost nothing.
     domain_sets = _load_domain_sets(spec.domain_files)
-    suite = _load_suite(spec) if spec.run_general else None
+    suite, include_paths = _load_suite(spec) if spec.run_general else (None, ())
 
     existing: RunManifest | None = None
     if (run_dir / MANIFEST_FILE).exists():
@@ -185,7 +185,9 @@ def run_model(
                     engine, task, items, done_domain.get(task, set()), writer, progress
                 )
             if suite is not None:
-                _run_general(engine, spec, suite, tasks, manifest, run_dir, writer, progress)
+                _run_general(
+                    engine, spec, suite, include_paths, tasks, manifest, run_dir, writer, progress
+                )
         manifest = dataclasses.replace(manifest, tasks=tasks, complete=True)
         write_manifest(run_dir, manifest)
     finally:
@@ -225,7 +227,8 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
     return sets
 
 
-def _load_suite(spec: RunSpec) -> Any:
+def _load_suite(spec: RunSpec) -> tuple[Any, tuple[Path, ...]]:
+    """The chosen suite and the benchmarks file's include paths, validated."""
     from collapse_eval.config import load_benchmarks
     from collapse_eval.general import validate_suite
 
@@ -233,7 +236,7 @@ def _load_suite(spec: RunSpec) -> Any:
     suite = config.suite(spec.suite)
     # Unknown task names fail here, before a model is loaded.
     validate_suite(suite, config.include_paths)
-    return suite
+    return suite, tuple(config.include_paths)
 
 
 def _run_domain_task(
@@ -264,16 +267,15 @@ def _run_general(
     engine: Engine,
     spec: RunSpec,
     suite: Any,
+    include_paths: tuple[Path, ...],
     tasks: dict[str, TaskInfo],
     manifest: RunManifest,
     run_dir: Path,
     writer: RecordWriter,
     progress: Progress,
 ) -> None:
-    from collapse_eval.config import load_benchmarks
     from collapse_eval.general import run_general_suite
 
-    config = load_benchmarks(spec.benchmarks)
     done = {name for name, info in tasks.items() if info.suite == "general"}
 
     def on_task(task: str, records: list[ItemRecord], info: TaskInfo) -> None:
@@ -288,7 +290,7 @@ def _run_general(
         suite,
         limit=spec.limit,
         seed=spec.seed,
-        include_paths=tuple(config.include_paths),
+        include_paths=include_paths,
         done_tasks=done,
         on_task=on_task,
     )
