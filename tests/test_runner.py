@@ -129,3 +129,25 @@ def test_compare_checkpoints_with_fake_engines(tmp_path: Path) -> None:
     )
     assert again["comparisons"] == summary["comparisons"]
     assert load_run(tmp_path / "out" / "runs" / "tuned").manifest.engine == "fake"
+
+
+def test_run_with_general_suite_records_every_task_and_skips_them_on_resume(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from collapse_eval.engines.hf import HFEngine
+
+    spec = RunSpec(model=str(tiny_model), suite="quick", limit=3)
+    run = run_model(spec, tmp_path / "run", engine_factory=lambda s: HFEngine(s.model))
+    tasks = run.manifest.tasks
+    assert set(tasks) == {"demo_arithmetic", "demo_capitals", "demo_copy", "demo_sort"}
+    assert all(info.suite == "general" and info.n == 3 for info in tasks.values())
+    assert tasks["demo_capitals"].primary_metric == "acc"
+    for task in tasks:
+        primary = [
+            r for r in run.records if r.task == task and r.metric == run.primary_metric(task)
+        ]
+        assert sorted(r.item_id for r in primary) == ["0", "1", "2"]
+    # Complete: a second run neither loads a model nor writes anything.
+    before = (tmp_path / "run" / "records.jsonl").read_bytes()
+    run_model(spec, tmp_path / "run", engine_factory=lambda s: pytest.fail("engine loaded"))
+    assert (tmp_path / "run" / "records.jsonl").read_bytes() == before
