@@ -54,20 +54,24 @@ def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> Run:
 
 
 def run_performance(run: Run) -> tuple[float | None, float | None]:
-    """(pooled domain score, mean of general task scores) on each task's primary metric."""
+    """(pooled domain score, mean of general task scores) on each task's primary metric.
+
+    A group task (mmlu) counts as one general task pooled over its subtasks' items, as in
+    ``compare`` and in lm-eval's group score.
+    """
+    primary = {task: run.primary_metric(task) for task in {r.task for r in run.records}}
     domain: list[float] = []
     general: dict[str, list[float]] = {}
-    for task in {r.task for r in run.records}:
-        metric = run.primary_metric(task)
-        for rec in run.records:
-            if rec.task != task or rec.metric != metric:
-                continue
-            if rec.suite == "domain":
-                domain.append(rec.score)
-            else:
-                general.setdefault(task, []).append(rec.score)
+    for rec in run.records:
+        if rec.metric != primary[rec.task]:
+            continue
+        if rec.suite == "domain":
+            domain.append(rec.score)
+        else:
+            unit = str((rec.metadata or {}).get("group") or rec.task)
+            general.setdefault(unit, []).append(rec.score)
     domain_mean = sum(domain) / len(domain) if domain else None
-    task_means = [sum(v) / len(v) for v in general.values() if v]
+    task_means = [sum(v) / len(v) for v in general.values()]
     general_mean = sum(task_means) / len(task_means) if task_means else None
     return domain_mean, general_mean
 
