@@ -144,11 +144,15 @@ def run_model(
     fingerprint = checkpoint_fingerprint(spec.model)
     if existing is not None:
         _check_resumable(run_dir, existing, fingerprint, spec)
-        if existing.complete and _covers(existing, domain_sets, suite):
-            progress.log(f"{run_dir}: already complete, nothing to do")
-            return load_run(run_dir)
     tasks: dict[str, TaskInfo] = dict(existing.tasks) if existing else {}
     previous = _drop_incomplete_general(run_dir, existing) if existing else []
+    if (
+        existing is not None
+        and existing.complete
+        and _covers(existing, previous, domain_sets, suite)
+    ):
+        progress.log(f"{run_dir}: already complete, nothing to do")
+        return Run(path=run_dir, manifest=existing, records=tuple(previous))
     done_domain: dict[str, set[str]] = {}
     for rec in previous:
         if rec.suite == "domain":
@@ -195,18 +199,21 @@ def run_model(
     return load_run(run_dir)
 
 
-def _covers(manifest: RunManifest, domain_sets: Mapping[str, Any], suite: Any) -> bool:
+def _covers(
+    manifest: RunManifest,
+    records: Sequence[ItemRecord],
+    domain_sets: Mapping[str, Any],
+    suite: Any,
+) -> bool:
     """Does a complete run already hold every task asked for (so no model need load)?"""
     have = set(manifest.tasks)
     if not set(domain_sets) <= have:
         return False
     if suite is None:
         return True
-    # Group tasks (mmlu) are recorded per subtask (mmlu_anatomy, ...).
-    return all(
-        entry.task in have or any(t.startswith(entry.task + "_") for t in have)
-        for entry in suite.entries
-    )
+    # Group tasks (mmlu) are recorded per subtask, each record naming its group.
+    groups = {str(g) for r in records if (g := (r.metadata or {}).get("group"))}
+    return all(entry.task in have or entry.task in groups for entry in suite.entries)
 
 
 def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:

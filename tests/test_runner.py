@@ -151,3 +151,22 @@ def test_run_with_general_suite_records_every_task_and_skips_them_on_resume(
     before = (tmp_path / "run" / "records.jsonl").read_bytes()
     run_model(spec, tmp_path / "run", engine_factory=lambda s: pytest.fail("engine loaded"))
     assert (tmp_path / "run" / "records.jsonl").read_bytes() == before
+
+
+def test_complete_run_covers_group_entries_by_the_records_group_not_by_name_prefix() -> None:
+    from collapse_eval.config import BenchmarkEntry, Suite
+    from collapse_eval.records import ItemRecord, RunManifest, TaskInfo
+    from collapse_eval.runner import _covers
+
+    manifest = RunManifest(
+        model="m",
+        complete=True,
+        tasks={"mmlu_anatomy": TaskInfo(suite="general"), "arc_easy": TaskInfo(suite="general")},
+    )
+    records = [
+        ItemRecord("general", "mmlu_anatomy", "0", "acc", 1.0, metadata={"group": "mmlu"}),
+        ItemRecord("general", "arc_easy", "0", "acc", 1.0),
+    ]
+    assert _covers(manifest, records, {}, Suite("s", (BenchmarkEntry(task="mmlu"),)))
+    # "arc_easy" is not the group "arc": a prefix match would wrongly skip the work.
+    assert not _covers(manifest, records, {}, Suite("s", (BenchmarkEntry(task="arc"),)))
