@@ -74,11 +74,7 @@ def handled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class _Group(click.Group):
-    """Usage errors exit 2 (click's default too); we only make sure of it."""
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="collapse-eval")
 def cli() -> None:
     """Did fine-tuning improve the domain without collapsing general capability?"""

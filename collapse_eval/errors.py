@@ -87,12 +87,6 @@ class MissingDependencyError(UsageError):
         super().__init__(f"{what} is not installed. Install it with: {install}")
 
 
-class GateFailed(CollapseEvalError):
-    """Raised by nothing in the library; kept so the exit code has a named home."""
-
-    exit_code = EXIT_GATE_FAILED
-
-
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """A ' Did you mean X?' suffix, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
