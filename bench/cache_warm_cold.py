@@ -33,9 +33,11 @@ def workload(items: int) -> tuple[list[Any], list[tuple[str, str]]]:
             generate.append(GenRequest(messages=messages, until=("\n",), max_tokens=24))
         else:
             generate.append(GenRequest(prompt=str(item["prompt"]), until=("\n",), max_tokens=24))
-    loglikelihood = [(str(doc["question"]), " " + choice)
-                     for doc in general_test_docs("demo_capitals")[:items]
-                     for choice in doc["choices"]]
+    loglikelihood = [
+        (str(doc["question"]), " " + choice)
+        for doc in general_test_docs("demo_capitals")[:items]
+        for choice in doc["choices"]
+    ]
     return generate, loglikelihood
 
 
@@ -55,8 +57,10 @@ def main() -> None:
         base_dir = init_tiny_llama(root / "base", DEMO_SIZE, seed=0)
         tuned_dir = init_tiny_llama(root / "tuned", DEMO_SIZE, seed=1)
         started = time.perf_counter()
-        engines = {name: make_engine(options.engine, str(path), {})
-                   for name, path in (("base", base_dir), ("tuned", tuned_dir))}
+        engines = {
+            name: make_engine(options.engine, str(path), {})
+            for name, path in (("base", base_dir), ("tuned", tuned_dir))
+        }
         load_s = time.perf_counter() - started
 
         def run(cache_dir: Path, which: tuple[str, ...]) -> tuple[float, int, int]:
@@ -80,10 +84,15 @@ def main() -> None:
             engine.close()
 
     n = len(generate) + len(loglikelihood)
-    print(f"engine {options.engine}: {len(generate)} generations + {len(loglikelihood)} "
-          f"log-likelihoods per checkpoint ({n} requests); loading both models: {load_s:.1f} s")
-    for label, (seconds, hits, misses) in (("cold", cold), ("warm", warm),
-                                           ("new tuned", new_tuned)):
+    print(
+        f"engine {options.engine}: {len(generate)} generations + {len(loglikelihood)} "
+        f"log-likelihoods per checkpoint ({n} requests); loading both models: {load_s:.1f} s"
+    )
+    for label, (seconds, hits, misses) in (
+        ("cold", cold),
+        ("warm", warm),
+        ("new tuned", new_tuned),
+    ):
         print(f"{label:10s}: {seconds:8.3f} s  hits {hits:5d}  misses {misses:5d}")
     print(f"warm / cold      = {warm[0] / cold[0]:.4f}  (target <= 0.05)")
     print(f"new tuned / cold = {new_tuned[0] / cold[0]:.4f}  (target <= 0.55)")

@@ -26,11 +26,30 @@ import time
 from pathlib import Path
 
 
-def timed_compare(base: Path, tuned: Path, out: Path, cache: Path, engine: str,
-                  limit: int, domain: Path) -> float:
-    cmd = [sys.executable, "-m", "collapse_eval.cli", "compare", str(base), str(tuned),
-           "--domain", str(domain), "--suite", "quick", "--limit", str(limit),
-           "--engine", engine, "--cache-dir", str(cache), "--out", str(out), "-q"]
+def timed_compare(
+    base: Path, tuned: Path, out: Path, cache: Path, engine: str, limit: int, domain: Path
+) -> float:
+    cmd = [
+        sys.executable,
+        "-m",
+        "collapse_eval.cli",
+        "compare",
+        str(base),
+        str(tuned),
+        "--domain",
+        str(domain),
+        "--suite",
+        "quick",
+        "--limit",
+        str(limit),
+        "--engine",
+        engine,
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "-q",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -45,9 +64,12 @@ def main() -> None:
     parser.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--domain-items", type=int, default=100)
-    parser.add_argument("--models", default=None,
-                        help="three checkpoint dirs (e.g. the demo world's base, domain-only, "
-                             "mixed) instead of random-init models")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="three checkpoint dirs (e.g. the demo world's base, domain-only, "
+        "mixed) instead of random-init models",
+    )
     options = parser.parse_args()
 
     from collapse_eval.demo.tinymodel import DEMO_SIZE, init_tiny_llama
@@ -61,20 +83,25 @@ def main() -> None:
         if options.models:
             base, tuned, tuned2 = (Path(p) for p in options.models.split(","))
         else:
-            base, tuned, tuned2 = (init_tiny_llama(root / f"m{seed}", DEMO_SIZE, seed=seed)
-                                   for seed in (0, 1, 2))
+            base, tuned, tuned2 = (
+                init_tiny_llama(root / f"m{seed}", DEMO_SIZE, seed=seed) for seed in (0, 1, 2)
+            )
         cache = root / "cache"
         args = (cache, options.engine, options.limit, domain)
         cold = timed_compare(base, tuned, root / "cold", *args)
         warm = timed_compare(base, tuned, root / "warm", *args)
         changed = timed_compare(base, tuned2, root / "changed", *args)
         same_out = timed_compare(base, tuned, root / "cold", *args)
-    print(f"engine={options.engine} limit={options.limit} domain items={options.domain_items}"
-          " (demo domain set + quick suite)")
+    print(
+        f"engine={options.engine} limit={options.limit} domain items={options.domain_items}"
+        " (demo domain set + quick suite)"
+    )
     print(f"cold compare               : {cold:7.1f} s")
     print(f"warm cache, new out dir    : {warm:7.1f} s  ratio {warm / cold:.3f}  (target <= 0.05)")
-    print(f"tuned changed, base cached : {changed:7.1f} s  ratio {changed / cold:.3f}  "
-          "(target <= 0.55)")
+    print(
+        f"tuned changed, base cached : {changed:7.1f} s  ratio {changed / cold:.3f}  "
+        "(target <= 0.55)"
+    )
     print(f"same out dir (runs reused) : {same_out:7.1f} s  ratio {same_out / cold:.3f}")
 
 

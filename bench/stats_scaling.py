@@ -37,8 +37,10 @@ def _time(samples: list[PairedSample], n_boot: int) -> float:
 def main() -> None:
     tasks, n, n_boot = 50, 10_000, 10_000
     cont = _time(_samples(tasks, n, binary=False), n_boot)
-    print(f"continuous: {tasks} tasks x {n} items x {n_boot} resamples: {cont:.2f} s "
-          f"(target < 3 s) {'OK' if cont < 3 else 'SLOW'}")
+    print(
+        f"continuous: {tasks} tasks x {n} items x {n_boot} resamples: {cont:.2f} s "
+        f"(target < 3 s) {'OK' if cont < 3 else 'SLOW'}"
+    )
     binary = _time(_samples(tasks, n, binary=True), n_boot)
     print(f"binary:     {tasks} tasks x {n} items (McNemar + Newcombe): {binary:.2f} s")
     print("growth with n (continuous, 50 tasks, 10,000 resamples):")

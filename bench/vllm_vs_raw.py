@@ -55,8 +55,10 @@ def main() -> None:
         prompts = demo_prompts(options.prompts)
         # ignore_eos on both sides: every request generates exactly max_tokens tokens, so
         # both sides do the same model work whatever the model is.
-        requests = [GenRequest(prompt=p, max_tokens=options.max_tokens,
-                               params=(("ignore_eos", True),)) for p in prompts]
+        requests = [
+            GenRequest(prompt=p, max_tokens=options.max_tokens, params=(("ignore_eos", True),))
+            for p in prompts
+        ]
         raw_params = SamplingParams(temperature=0.0, max_tokens=options.max_tokens, ignore_eos=True)
 
         def run_engine() -> float:
@@ -79,8 +81,9 @@ def main() -> None:
     tokens = options.prompts * options.max_tokens
     engine_s, raw_s = statistics.median(engine_times), statistics.median(raw_times)
     print(f"model: {model}  load: {load_s:.1f} s  args: {args or 'CPU defaults'}")
-    print(f"{options.prompts} prompts x {options.max_tokens} new tokens, "
-          f"median of {options.repeats}")
+    print(
+        f"{options.prompts} prompts x {options.max_tokens} new tokens, median of {options.repeats}"
+    )
     print(f"raw LLM.generate     : {raw_s:7.3f} s  {tokens / raw_s:9.1f} tok/s")
     print(f"VLLMEngine.generate  : {engine_s:7.3f} s  {tokens / engine_s:9.1f} tok/s")
     print(f"throughput ratio engine/raw: {raw_s / engine_s:.3f}  (target >= 0.9)")

@@ -45,8 +45,12 @@ def _timed(cmd: list[str], env: dict[str, str], ok_codes: tuple[int, ...] = (0,)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=100, help="items per task (both sides)")
-    parser.add_argument("--size", choices=("demo", "test"), default="demo",
-                        help="tiny-Llama size: demo (1.5M params) or test (~100k)")
+    parser.add_argument(
+        "--size",
+        choices=("demo", "test"),
+        default="demo",
+        help="tiny-Llama size: demo (1.5M params) or test (~100k)",
+    )
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--repeat", type=int, default=1, help="repeat and keep the best")
     args = parser.parse_args(argv)
@@ -55,9 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     from collapse_eval.demo.tinymodel import DEMO_SIZE, TEST_SIZE, init_tiny_llama
 
     work = Path(tempfile.mkdtemp(prefix="bench-vs-lm-eval-"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HOME": str(work / "hf")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HOME": str(work / "hf"),
+    }
     try:
         size = DEMO_SIZE if args.size == "demo" else TEST_SIZE
         base = init_tiny_llama(work / "base", size=size, seed=0)
@@ -70,40 +79,86 @@ def main(argv: list[str] | None = None) -> int:
         env["COLLAPSE_EVAL_DATA"] = str(data_dir)  # where collapse-eval finds offline tasks
         lines = ["suites:", "  slice:"]
         gen = f", gen_kwargs: {{max_gen_toks: {MAX_GEN_TOKS}}}"
-        lines += [f"    - {{task: {t}, num_fewshot: 0{gen if t.startswith('gsm8k') else ''}}}"
-                  for t in tasks]
+        lines += [
+            f"    - {{task: {t}, num_fewshot: 0{gen if t.startswith('gsm8k') else ''}}}"
+            for t in tasks
+        ]
         bench_yaml.write_text("\n".join(lines) + "\n")
 
         # Warm the datasets cache (Arrow conversion of the JSONL) once for both sides.
-        warm = [sys.executable, "-c",
-                "from lm_eval.tasks import TaskManager; import sys; "
-                f"TaskManager(include_path={str(include)!r}, include_defaults=False)"
-                f".load({tasks!r})"]
+        warm = [
+            sys.executable,
+            "-c",
+            "from lm_eval.tasks import TaskManager; import sys; "
+            f"TaskManager(include_path={str(include)!r}, include_defaults=False)"
+            f".load({tasks!r})",
+        ]
         _timed(warm, env)
 
         ours_times, ref_times = [], []
         for attempt in range(args.repeat):
             out = work / f"compare-{attempt}"
-            ours_cmd = [sys.executable, "-m", "collapse_eval.cli", "compare", str(base),
-                        str(tuned), "--benchmarks", str(bench_yaml), "--suite", "slice",
-                        "--engine", "hf", "--engine-arg", f"batch_size={BATCH_SIZE}",
-                        "--limit", str(args.limit), "--cache-dir", str(out / "cache"),
-                        "--out", str(out), "--quiet"]
+            ours_cmd = [
+                sys.executable,
+                "-m",
+                "collapse_eval.cli",
+                "compare",
+                str(base),
+                str(tuned),
+                "--benchmarks",
+                str(bench_yaml),
+                "--suite",
+                "slice",
+                "--engine",
+                "hf",
+                "--engine-arg",
+                f"batch_size={BATCH_SIZE}",
+                "--limit",
+                str(args.limit),
+                "--cache-dir",
+                str(out / "cache"),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
             ours_times.append(_timed(ours_cmd, env, ok_codes=(0, 1)))  # 1 = gate failed
             ref = 0.0
             for model in (base, tuned):
-                ref += _timed([sys.executable, "-m", "lm_eval", "--model", "hf",
-                               "--model_args", f"pretrained={model},dtype=float32",
-                               "--tasks", ",".join(tasks), "--include_path", str(include),
-                               "--limit", str(args.limit), "--num_fewshot", "0",
-                               "--batch_size", str(BATCH_SIZE), "--device", "cpu",
-                               "--gen_kwargs", f"max_gen_toks={MAX_GEN_TOKS}",
-                               "--output_path", str(work / f"lm_eval-{attempt}"),
-                               "--log_samples"], env)
+                ref += _timed(
+                    [
+                        sys.executable,
+                        "-m",
+                        "lm_eval",
+                        "--model",
+                        "hf",
+                        "--model_args",
+                        f"pretrained={model},dtype=float32",
+                        "--tasks",
+                        ",".join(tasks),
+                        "--include_path",
+                        str(include),
+                        "--limit",
+                        str(args.limit),
+                        "--num_fewshot",
+                        "0",
+                        "--batch_size",
+                        str(BATCH_SIZE),
+                        "--device",
+                        "cpu",
+                        "--gen_kwargs",
+                        f"max_gen_toks={MAX_GEN_TOKS}",
+                        "--output_path",
+                        str(work / f"lm_eval-{attempt}"),
+                        "--log_samples",
+                    ],
+                    env,
+                )
             ref_times.append(ref)
         ours, ref = min(ours_times), min(ref_times)
-        print(f"tasks: {', '.join(tasks)}; limit {args.limit}; model size {args.size}; "
-              f"batch {BATCH_SIZE}; cpu threads available {os.cpu_count()}")
+        print(
+            f"tasks: {', '.join(tasks)}; limit {args.limit}; model size {args.size}; "
+            f"batch {BATCH_SIZE}; cpu threads available {os.cpu_count()}"
+        )
         print(f"collapse-eval compare (base + tuned): {ours:8.1f} s")
         print(f"lm_eval CLI x2 (base, tuned):         {ref:8.1f} s")
         print(f"ratio: {ours / ref:.2f} (target <= 0.6)")

@@ -33,8 +33,13 @@ from collapse_eval.verdict import apply_policy
 SUMMARY_SCHEMA_VERSION = 1
 DOMAIN_METRIC = "score"
 ALL_DOMAIN_TASKS = "*"  # the `task` of per-group domain comparisons: all domain tasks pooled
-FAMILIES = ("general/task", "general/subtask", "domain/task", "domain/task_type",
-            "domain/output_format")
+FAMILIES = (
+    "general/task",
+    "general/subtask",
+    "domain/task",
+    "domain/task_type",
+    "domain/output_format",
+)
 _SHOW_IDS = 5
 
 
@@ -72,7 +77,8 @@ def _cluster_of(rec: ItemRecord) -> str | None:
 def _sample(base: Sequence[ItemRecord], tuned: Sequence[ItemRecord]) -> PairedSample:
     clusters = [_cluster_of(r) for r in base]
     return PairedSample.of(
-        [r.score for r in base], [r.score for r in tuned],
+        [r.score for r in base],
+        [r.score for r in tuned],
         clusters if all(c is not None for c in clusters) else None,
     )
 
@@ -130,8 +136,11 @@ def _pair_task(base: Run, tuned: Run, suite: str, task: str) -> _Pair:
         )
 
     def select(run: Run) -> dict[str, ItemRecord]:
-        return {r.item_id: r for r in run.records
-                if r.suite == suite and r.task == task and r.metric == metric}
+        return {
+            r.item_id: r
+            for r in run.records
+            if r.suite == suite and r.task == task and r.metric == metric
+        }
 
     b, t = select(base), select(tuned)
     if b.keys() != t.keys():
@@ -147,9 +156,13 @@ def _pair_task(base: Run, tuned: Run, suite: str, task: str) -> _Pair:
             "same --limit)"
         )
     order = list(b)
-    mismatched = [i for i in order
-                  if b[i].doc_hash is not None and t[i].doc_hash is not None
-                  and b[i].doc_hash != t[i].doc_hash]
+    mismatched = [
+        i
+        for i in order
+        if b[i].doc_hash is not None
+        and t[i].doc_hash is not None
+        and b[i].doc_hash != t[i].doc_hash
+    ]
     if mismatched:
         raise PairingError(
             f"cannot pair task '{task}': {len(mismatched)} item(s) have different document "
@@ -159,8 +172,11 @@ def _pair_task(base: Run, tuned: Run, suite: str, task: str) -> _Pair:
     base_records = tuple(b[i] for i in order)
     group = _record_group(base_records) if suite == "general" else None
     return _Pair(
-        suite=suite, task=task, metric=metric,
-        base=base_records, tuned=tuple(t[i] for i in order),
+        suite=suite,
+        task=task,
+        metric=metric,
+        base=base_records,
+        tuned=tuple(t[i] for i in order),
         benchmark_margin=info.margin if info is not None else None,
         higher_is_better=info.higher_is_better if info is not None else True,
         group=group if group != task else None,
@@ -196,30 +212,51 @@ def _num(x: float | None) -> float | None:
 
 
 def _row(
-    *, suite: str, task: str, group_by: str | None, group: str | None, metric: str,
-    result: PairedComparison, family: str, benchmark_margin: float | None = None,
+    *,
+    suite: str,
+    task: str,
+    group_by: str | None,
+    group: str | None,
+    metric: str,
+    result: PairedComparison,
+    family: str,
+    benchmark_margin: float | None = None,
     higher_is_better: bool = True,
 ) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "suite": suite, "task": task, "group_by": group_by, "group": group, "metric": metric,
-        "n": result.n, "base_mean": _num(result.base_mean), "tuned_mean": _num(result.tuned_mean),
-        "delta": _num(result.delta), "ci_low": _num(result.ci_low),
-        "ci_high": _num(result.ci_high), "test": result.test, "p_value": _num(result.p_value),
-        "p_adjusted": None, "status": None,
+        "suite": suite,
+        "task": task,
+        "group_by": group_by,
+        "group": group,
+        "metric": metric,
+        "n": result.n,
+        "base_mean": _num(result.base_mean),
+        "tuned_mean": _num(result.tuned_mean),
+        "delta": _num(result.delta),
+        "ci_low": _num(result.ci_low),
+        "ci_high": _num(result.ci_high),
+        "test": result.test,
+        "p_value": _num(result.p_value),
+        "p_adjusted": None,
+        "status": None,
         # Extensions (README): see summary.schema.json for each field's meaning.
-        "family": family, "q_value": None, "margin": None,
-        "benchmark_margin": _num(benchmark_margin), "mde": _num(result.mde),
-        "se": _num(result.se), "se_clustered": _num(result.se_clustered),
-        "n_clusters": result.n_clusters, "ci_method": result.ci_method,
+        "family": family,
+        "q_value": None,
+        "margin": None,
+        "benchmark_margin": _num(benchmark_margin),
+        "mde": _num(result.mde),
+        "se": _num(result.se),
+        "se_clustered": _num(result.se_clustered),
+        "n_clusters": result.n_clusters,
+        "ci_method": result.ci_method,
         "higher_is_better": higher_is_better,
-        "tuned_only": result.tuned_only, "base_only": result.base_only,
+        "tuned_only": result.tuned_only,
+        "base_only": result.base_only,
     }
     return row
 
 
-def _group_samples(
-    pairs: Sequence[_Pair], field: str
-) -> list[tuple[str, PairedSample]]:
+def _group_samples(pairs: Sequence[_Pair], field: str) -> list[tuple[str, PairedSample]]:
     grouped: dict[str, tuple[list[ItemRecord], list[ItemRecord]]] = {}
     for pair in pairs:
         for b, t in zip(pair.base, pair.tuned, strict=True):
@@ -239,10 +276,14 @@ def compare_runs(
     base_tasks, tuned_tasks = _task_order(base), _task_order(tuned)
     tuned_set, base_set = set(tuned_tasks), set(base_tasks)
     paired_keys = [k for k in base_tasks if k in tuned_set]
-    unpaired = [{"suite": s, "task": t, "only_in": "base"} for s, t in base_tasks
-                if (s, t) not in tuned_set]
-    unpaired += [{"suite": s, "task": t, "only_in": "tuned"} for s, t in tuned_tasks
-                 if (s, t) not in base_set]
+    unpaired = [
+        {"suite": s, "task": t, "only_in": "base"} for s, t in base_tasks if (s, t) not in tuned_set
+    ]
+    unpaired += [
+        {"suite": s, "task": t, "only_in": "tuned"}
+        for s, t in tuned_tasks
+        if (s, t) not in base_set
+    ]
     # General first, then domain, each in run order.
     paired_keys.sort(key=lambda k: k[0] != "general")
     pairs = [_pair_task(base, tuned, s, t) for s, t in paired_keys]
@@ -258,37 +299,84 @@ def compare_runs(
         sample = _sample([r for p in unit for r in p.base], [r for p in unit for r in p.tuned])
         if first.higher_is_better:
             general_samples.append(sample)
-        jobs.append(("general/task", {
-            "suite": "general", "task": name, "group_by": None, "group": None,
-            "metric": first.metric, "benchmark_margin": first.benchmark_margin,
-            "higher_is_better": first.higher_is_better}, sample))
+        jobs.append(
+            (
+                "general/task",
+                {
+                    "suite": "general",
+                    "task": name,
+                    "group_by": None,
+                    "group": None,
+                    "metric": first.metric,
+                    "benchmark_margin": first.benchmark_margin,
+                    "higher_is_better": first.higher_is_better,
+                },
+                sample,
+            )
+        )
         if first.group is not None:  # subtasks of a group: reported, judged via the group
             for p in unit:
-                jobs.append(("general/subtask", {
-                    "suite": "general", "task": name, "group_by": "subtask", "group": p.task,
-                    "metric": p.metric, "benchmark_margin": p.benchmark_margin,
-                    "higher_is_better": p.higher_is_better}, _sample(p.base, p.tuned)))
+                jobs.append(
+                    (
+                        "general/subtask",
+                        {
+                            "suite": "general",
+                            "task": name,
+                            "group_by": "subtask",
+                            "group": p.task,
+                            "metric": p.metric,
+                            "benchmark_margin": p.benchmark_margin,
+                            "higher_is_better": p.higher_is_better,
+                        },
+                        _sample(p.base, p.tuned),
+                    )
+                )
     for p in domain:
-        jobs.append(("domain/task", {
-            "suite": p.suite, "task": p.task, "group_by": None, "group": None,
-            "metric": p.metric, "benchmark_margin": p.benchmark_margin,
-            "higher_is_better": p.higher_is_better}, _sample(p.base, p.tuned)))
+        jobs.append(
+            (
+                "domain/task",
+                {
+                    "suite": p.suite,
+                    "task": p.task,
+                    "group_by": None,
+                    "group": None,
+                    "metric": p.metric,
+                    "benchmark_margin": p.benchmark_margin,
+                    "higher_is_better": p.higher_is_better,
+                },
+                _sample(p.base, p.tuned),
+            )
+        )
     type_groups = _group_samples(domain, "task_type")
-    for field, groups in (("task_type", type_groups),
-                          ("output_format", _group_samples(domain, "output_format"))):
+    for field, groups in (
+        ("task_type", type_groups),
+        ("output_format", _group_samples(domain, "output_format")),
+    ):
         for value, sample in groups:
-            jobs.append((f"domain/{field}", {
-                "suite": "domain", "task": ALL_DOMAIN_TASKS, "group_by": field, "group": value,
-                "metric": DOMAIN_METRIC}, sample))
+            jobs.append(
+                (
+                    f"domain/{field}",
+                    {
+                        "suite": "domain",
+                        "task": ALL_DOMAIN_TASKS,
+                        "group_by": field,
+                        "group": value,
+                        "metric": DOMAIN_METRIC,
+                    },
+                    sample,
+                )
+            )
     pooled_sample = None
     if domain:
-        pooled_sample = _sample([r for p in domain for r in p.base],
-                                [r for p in domain for r in p.tuned])
+        pooled_sample = _sample(
+            [r for p in domain for r in p.base], [r for p in domain for r in p.tuned]
+        )
     samples = [s for _, _, s in jobs] + ([pooled_sample] if pooled_sample is not None else [])
     results = compare_many(samples, alpha=policy.alpha, n_boot=n_boot, seed=seed)
 
-    rows = [_row(result=r, family=fam, **meta)
-            for (fam, meta, _), r in zip(jobs, results, strict=False)]
+    rows = [
+        _row(result=r, family=fam, **meta) for (fam, meta, _), r in zip(jobs, results, strict=False)
+    ]
     for family in FAMILIES:
         members = [row for row in rows if row["family"] == family]
         p_values = [row["p_value"] if row["p_value"] is not None else 1.0 for row in members]
@@ -297,25 +385,51 @@ def compare_runs(
 
     domain_overall: dict[str, Any] | None = None
     if pooled_sample is not None:
-        pooled = _row(suite="domain", task=ALL_DOMAIN_TASKS, group_by=None, group=None,
-                      metric=DOMAIN_METRIC, result=results[-1], family="domain/pooled")
-        for key in ("group_by", "group", "p_adjusted", "status", "q_value", "margin",
-                    "benchmark_margin"):
+        pooled = _row(
+            suite="domain",
+            task=ALL_DOMAIN_TASKS,
+            group_by=None,
+            group=None,
+            metric=DOMAIN_METRIC,
+            result=results[-1],
+            family="domain/pooled",
+        )
+        for key in (
+            "group_by",
+            "group",
+            "p_adjusted",
+            "status",
+            "q_value",
+            "margin",
+            "benchmark_margin",
+        ):
             pooled.pop(key)
         macro: dict[str, Any] | None = None
         if type_groups:
             m = macro_comparison([s for _, s in type_groups], alpha=policy.alpha)
-            macro = {"n_groups": m.n_groups, "base_mean": _num(m.base_mean),
-                     "tuned_mean": _num(m.tuned_mean), "delta": _num(m.delta),
-                     "ci_low": _num(m.ci_low), "ci_high": _num(m.ci_high),
-                     "p_value": _num(m.p_value), "se": _num(m.se), "test": "stratified_z"}
+            macro = {
+                "n_groups": m.n_groups,
+                "base_mean": _num(m.base_mean),
+                "tuned_mean": _num(m.tuned_mean),
+                "delta": _num(m.delta),
+                "ci_low": _num(m.ci_low),
+                "ci_high": _num(m.ci_high),
+                "p_value": _num(m.p_value),
+                "se": _num(m.se),
+                "test": "stratified_z",
+            }
         domain_overall = {"pooled": pooled, "macro_by_task_type": macro}
 
     ret = retention_index(general_samples, alpha=policy.alpha)
-    retention = {"index": _num(ret.index), "ci_low": _num(ret.ci_low),
-                 "ci_high": _num(ret.ci_high), "base_macro": _num(ret.base_macro),
-                 "tuned_macro": _num(ret.tuned_macro), "n_tasks": ret.n_tasks,
-                 "ci_method": "delta_method_log_ratio"}
+    retention = {
+        "index": _num(ret.index),
+        "ci_low": _num(ret.ci_low),
+        "ci_high": _num(ret.ci_high),
+        "base_macro": _num(ret.base_macro),
+        "tuned_macro": _num(ret.tuned_macro),
+        "n_tasks": ret.n_tasks,
+        "ci_method": "delta_method_log_ratio",
+    }
 
     summary: dict[str, Any] = {
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -338,5 +452,8 @@ def compare_runs(
 
 
 def _side(run: Run) -> dict[str, Any]:
-    return {"model": run.manifest.model, "run": str(run.path),
-            "model_fingerprint": run.manifest.model_fingerprint}
+    return {
+        "model": run.manifest.model,
+        "run": str(run.path),
+        "model_fingerprint": run.manifest.model_fingerprint,
+    }

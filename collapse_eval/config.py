@@ -29,8 +29,16 @@ from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 BENCHMARKS_FILE = "benchmarks.yaml"
 TOP_LEVEL_KEYS = ("include_paths", "suites")
-ENTRY_KEYS = ("task", "limit", "num_fewshot", "fewshot_seed", "metric", "gen_kwargs",
-              "apply_chat_template", "margin")
+ENTRY_KEYS = (
+    "task",
+    "limit",
+    "num_fewshot",
+    "fewshot_seed",
+    "metric",
+    "gen_kwargs",
+    "apply_chat_template",
+    "margin",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +129,22 @@ def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
     top = parser.mapping(root, "the top level")
     for key, (key_node, _) in top.items():
         if key not in TOP_LEVEL_KEYS:
-            raise unknown_key_error(path, key, TOP_LEVEL_KEYS, where="the top level",
-                                    line=_line(key_node))
+            raise unknown_key_error(
+                path, key, TOP_LEVEL_KEYS, where="the top level", line=_line(key_node)
+            )
     include_paths = parser.include_paths(top.get("include_paths"))
     if "suites" not in top:
-        raise ConfigError(f"{path}: missing required key 'suites' (a mapping of suite name "
-                          "to a list of tasks)")
+        raise ConfigError(
+            f"{path}: missing required key 'suites' (a mapping of suite name to a list of tasks)"
+        )
     suites: dict[str, Suite] = {}
     for name, (name_node, value) in parser.mapping(top["suites"][1], "'suites'").items():
         suites[name] = parser.suite(name, name_node, value)
     if not suites:
-        raise ConfigError(f"{path}:{_line(top['suites'][1])}: 'suites' is empty; "
-                          "define at least one suite")
-    return BenchmarksConfig(path=path, include_paths=include_paths,
-                            suites=MappingProxyType(suites))
+        raise ConfigError(
+            f"{path}:{_line(top['suites'][1])}: 'suites' is empty; define at least one suite"
+        )
+    return BenchmarksConfig(path=path, include_paths=include_paths, suites=MappingProxyType(suites))
 
 
 def _line(node: yaml.Node) -> int:
@@ -169,8 +179,10 @@ class _Parser:
             if not isinstance(key, str):
                 raise self.fail(key_node, f"keys in {what} must be strings, got {key!r}")
             if key in out:
-                raise self.fail(key_node, f"duplicate key '{key}' in {what} (first on line "
-                                f"{_line(out[key][0])})")
+                raise self.fail(
+                    key_node,
+                    f"duplicate key '{key}' in {what} (first on line {_line(out[key][0])})",
+                )
             out[key] = (key_node, value_node)
         return out
 
@@ -187,22 +199,32 @@ class _Parser:
         for entry in raw:
             resolved = (self.path.parent / Path(entry).expanduser()).resolve()
             if not resolved.is_dir():
-                raise self.fail(node, f"'{entry}' is not a directory (resolved relative to "
-                                f"this file: {resolved})", "include_paths")
+                raise self.fail(
+                    node,
+                    f"'{entry}' is not a directory (resolved relative to this file: {resolved})",
+                    "include_paths",
+                )
             paths.append(resolved)
         return tuple(paths)
 
     def suite(self, name: str, name_node: yaml.Node, node: yaml.Node) -> Suite:
         if not isinstance(node, yaml.SequenceNode) or not node.value:
-            raise self.fail(name_node, f"suite '{name}' must be a non-empty list of tasks, "
-                            "e.g. '- {task: arc_easy, limit: 200}'")
+            raise self.fail(
+                name_node,
+                f"suite '{name}' must be a non-empty list of tasks, "
+                "e.g. '- {task: arc_easy, limit: 200}'",
+            )
         entries: list[BenchmarkEntry] = []
         seen: dict[str, int] = {}
         for item in node.value:
             entry = self.entry(name, item)
             if entry.task in seen:
-                raise self.fail(item, f"task '{entry.task}' appears twice in suite '{name}' "
-                                f"(first on line {seen[entry.task]})", "task")
+                raise self.fail(
+                    item,
+                    f"task '{entry.task}' appears twice in suite '{name}' "
+                    f"(first on line {seen[entry.task]})",
+                    "task",
+                )
             seen[entry.task] = _line(item)
             entries.append(entry)
         return Suite(name=name, entries=tuple(entries))
@@ -212,17 +234,20 @@ class _Parser:
         if isinstance(node, yaml.ScalarNode):
             task = self.value(node)
             if not isinstance(task, str) or not task.strip():
-                raise self.fail(node, f"entries of {where} are task names or mappings with "
-                                "a 'task' key")
+                raise self.fail(
+                    node, f"entries of {where} are task names or mappings with a 'task' key"
+                )
             return BenchmarkEntry(task=task.strip(), line=_line(node))
         fields = self.mapping(node, f"an entry of {where}")
         for key, (key_node, _) in fields.items():
             if key not in ENTRY_KEYS:
-                raise unknown_key_error(self.path, key, ENTRY_KEYS, where=f"an entry of {where}",
-                                        line=_line(key_node))
+                raise unknown_key_error(
+                    self.path, key, ENTRY_KEYS, where=f"an entry of {where}", line=_line(key_node)
+                )
         if "task" not in fields:
-            raise self.fail(node, f"an entry of {where} has no 'task' (the lm-eval task or "
-                            "group name)", "task")
+            raise self.fail(
+                node, f"an entry of {where} has no 'task' (the lm-eval task or group name)", "task"
+            )
         values = {key: (self.value(v), v) for key, (_, v) in fields.items()}
         task, task_node = values["task"]
         if not isinstance(task, str) or not task.strip():
@@ -239,21 +264,33 @@ class _Parser:
         if "gen_kwargs" in values:
             gen, gen_node = values["gen_kwargs"]
             if not isinstance(gen, dict) or not all(isinstance(k, str) for k in gen):
-                raise self.fail(gen_node, "must be a mapping of generation settings, e.g. "
-                                "{max_gen_toks: 64, until: ['\\n']}", "gen_kwargs")
+                raise self.fail(
+                    gen_node,
+                    "must be a mapping of generation settings, e.g. "
+                    "{max_gen_toks: 64, until: ['\\n']}",
+                    "gen_kwargs",
+                )
             kwargs["gen_kwargs"] = MappingProxyType(dict(gen))
         if "apply_chat_template" in values:
             flag, flag_node = values["apply_chat_template"]
             if not isinstance(flag, bool):
-                raise self.fail(flag_node, f"must be true or false, got {flag!r}",
-                                "apply_chat_template")
+                raise self.fail(
+                    flag_node, f"must be true or false, got {flag!r}", "apply_chat_template"
+                )
             kwargs["apply_chat_template"] = flag
         if "margin" in values:
             margin, margin_node = values["margin"]
-            if (isinstance(margin, bool) or not isinstance(margin, (int, float))
-                    or not math.isfinite(margin) or not 0 <= margin < 1):
-                raise self.fail(margin_node, "must be a number in [0, 1) on the 0..1 score "
-                                f"scale, got {margin!r}", "margin")
+            if (
+                isinstance(margin, bool)
+                or not isinstance(margin, (int, float))
+                or not math.isfinite(margin)
+                or not 0 <= margin < 1
+            ):
+                raise self.fail(
+                    margin_node,
+                    f"must be a number in [0, 1) on the 0..1 score scale, got {margin!r}",
+                    "margin",
+                )
             kwargs["margin"] = float(margin)
         return BenchmarkEntry(**kwargs)
 

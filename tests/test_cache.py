@@ -18,8 +18,9 @@ from collapse_eval.errors import ConfigError
 class ArgsFakeEngine(FakeEngine):
     """A FakeEngine whose output-affecting arguments can be set (dtype, ...)."""
 
-    def __init__(self, name: str = "fake-model", args: dict[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, name: str = "fake-model", args: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(name, **kwargs)
         self._args = args or {}
 
@@ -66,8 +67,10 @@ def test_key_covers_model_engine_args_request_and_generation_params(tmp_path: Pa
         (ArgsFakeEngine("m", {"dtype": "bfloat16"}), GenRequest(prompt="p", max_tokens=8)),
         (ArgsFakeEngine("m", f32), GenRequest(prompt="p", max_tokens=9)),
         (ArgsFakeEngine("m", f32), GenRequest(prompt="p", max_tokens=8, until=("\n",))),
-        (ArgsFakeEngine("m", f32),
-         GenRequest(prompt="p", max_tokens=8, params=(("temperature", 0.7),))),
+        (
+            ArgsFakeEngine("m", f32),
+            GenRequest(prompt="p", max_tokens=8, params=(("temperature", 0.7),)),
+        ),
         (ArgsFakeEngine("m", f32), GenRequest(messages=(("user", "p"),), max_tokens=8)),
     ]
     for engine, request in variants:
@@ -141,8 +144,9 @@ def test_two_processes_share_one_cache_safely(tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     queue = context.Queue()
-    processes = [context.Process(target=_worker, args=(str(tmp_path), w, barrier, queue))
-                 for w in (0, 1)]
+    processes = [
+        context.Process(target=_worker, args=(str(tmp_path), w, barrier, queue)) for w in (0, 1)
+    ]
     for process in processes:
         process.start()
     outcomes = sorted(queue.get(timeout=120) for _ in processes)
@@ -151,8 +155,9 @@ def test_two_processes_share_one_cache_safely(tmp_path: Path) -> None:
         assert process.exitcode == 0
     expected = FakeEngine("shared-model")
     for worker, results, hits, misses in outcomes:
-        want = expected.loglikelihood([(f"ctx{i}", " x") for i in range(200)]
-                                      + [(f"w{worker}-{i}", " y") for i in range(100)])
+        want = expected.loglikelihood(
+            [(f"ctx{i}", " x") for i in range(200)] + [(f"w{worker}-{i}", " y") for i in range(100)]
+        )
         assert results == want
         assert hits + misses == 300
     assert len(RequestCache(tmp_path)) == 400  # 200 shared + 2 x 100 own, no duplicates

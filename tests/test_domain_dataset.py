@@ -26,9 +26,13 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
 
 
 def item(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"id": "rt-0001", "task_type": "intent_classification",
-                            "output_format": "label", "prompt": "客户：这套房子多少钱？\n意图：",
-                            "reference": "price_inquiry"}
+    base: dict[str, Any] = {
+        "id": "rt-0001",
+        "task_type": "intent_classification",
+        "output_format": "label",
+        "prompt": "客户：这套房子多少钱？\n意图：",
+        "reference": "price_inquiry",
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not ...}
 
@@ -41,20 +45,34 @@ def problems_of(path: Path) -> list[tuple[int | None, str | None, str]]:
 
 
 def test_valid_set_loads_every_kind_of_item(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "realestate.jsonl", [
-        item(),
-        item(id=2, output_format="json", reference={"city": "北京", "budget": 3500000},
-             metadata={"cluster": 17, "dialogue": "d-17"}),
-        item(id="rt-3", prompt=..., output_format="yes_no", reference="是",
-             messages=[{"role": "system", "content": "你是合规审核员。"},
-                       {"role": "user", "content": "这句话合规吗？"}]),
-        item(id="rt-4", output_format="number", reference="350万"),
-        item(id="rt-5", output_format="list", reference=["学区", "地铁"]),
-        item(id="rt-6", choices=["price_inquiry", "complaint"], reference="complaint"),
-        "",  # blank lines are allowed
-        item(id="rt-7", output_format="span", reference=["朝阳区", "朝阳"]),
-        item(id="rt-8", output_format="free_text", reference="客户想买两居室。", metadata=None),
-    ])
+    path = write_jsonl(
+        tmp_path / "realestate.jsonl",
+        [
+            item(),
+            item(
+                id=2,
+                output_format="json",
+                reference={"city": "北京", "budget": 3500000},
+                metadata={"cluster": 17, "dialogue": "d-17"},
+            ),
+            item(
+                id="rt-3",
+                prompt=...,
+                output_format="yes_no",
+                reference="是",
+                messages=[
+                    {"role": "system", "content": "你是合规审核员。"},
+                    {"role": "user", "content": "这句话合规吗？"},
+                ],
+            ),
+            item(id="rt-4", output_format="number", reference="350万"),
+            item(id="rt-5", output_format="list", reference=["学区", "地铁"]),
+            item(id="rt-6", choices=["price_inquiry", "complaint"], reference="complaint"),
+            "",  # blank lines are allowed
+            item(id="rt-7", output_format="span", reference=["朝阳区", "朝阳"]),
+            item(id="rt-8", output_format="free_text", reference="客户想买两居室。", metadata=None),
+        ],
+    )
     items = load_domain_set(path)
     assert [i.id for i in items] == ["rt-0001", "2", "rt-3", "rt-4", "rt-5", "rt-6", "rt-7", "rt-8"]
     assert [i.line for i in items] == [1, 2, 3, 4, 5, 6, 8, 9]
@@ -70,29 +88,46 @@ def test_valid_set_loads_every_kind_of_item(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "bad.jsonl", [
-        item(id="a"),
-        item(id="a", output_format="lable"),                          # 2: dup id, typo
-        '{"id": "c", "prompt": "x",',                                  # 3: bad JSON
-        item(id="d", messages=[{"role": "user", "content": "x"}]),    # 4: both
-        item(id="e", prompt=...),                                      # 5: neither
-        item(id="f", prompt=..., messages=[{"role": "usr", "content": "x"}, "hi"]),  # 6
-        item(id="g", output_format="number", reference="a lot"),      # 7
-        item(id="h", output_format="json", reference=["city"]),       # 8
-        item(id="i", choices=["a", "b"], reference="c"),               # 9
-        item(id="j", choices="a or b", reference="a"),                 # 10
-        item(id=..., task_type=..., refrence="x"),                     # 11
-        [1, 2],                                                        # 12
-        item(id="k", output_format="yes_no", reference="maybe"),      # 13
-        item(id="l", metadata=["cluster"]),                            # 14
-        item(id=True),                                                 # 15
-    ])
+    path = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            item(id="a"),
+            item(id="a", output_format="lable"),  # 2: dup id, typo
+            '{"id": "c", "prompt": "x",',  # 3: bad JSON
+            item(id="d", messages=[{"role": "user", "content": "x"}]),  # 4: both
+            item(id="e", prompt=...),  # 5: neither
+            item(id="f", prompt=..., messages=[{"role": "usr", "content": "x"}, "hi"]),  # 6
+            item(id="g", output_format="number", reference="a lot"),  # 7
+            item(id="h", output_format="json", reference=["city"]),  # 8
+            item(id="i", choices=["a", "b"], reference="c"),  # 9
+            item(id="j", choices="a or b", reference="a"),  # 10
+            item(id=..., task_type=..., refrence="x"),  # 11
+            [1, 2],  # 12
+            item(id="k", output_format="yes_no", reference="maybe"),  # 13
+            item(id="l", metadata=["cluster"]),  # 14
+            item(id=True),  # 15
+        ],
+    )
     got = problems_of(path)
     expected_fields = [
-        (2, "id"), (2, "output_format"), (3, None), (4, "prompt"), (5, None),
-        (6, "messages[0].role"), (6, "messages[1]"), (7, "reference"), (8, "reference"),
-        (9, "reference"), (10, "choices"), (11, "refrence"), (11, "id"), (11, "task_type"),
-        (12, None), (13, "reference"), (14, "metadata"), (15, "id"),
+        (2, "id"),
+        (2, "output_format"),
+        (3, None),
+        (4, "prompt"),
+        (5, None),
+        (6, "messages[0].role"),
+        (6, "messages[1]"),
+        (7, "reference"),
+        (8, "reference"),
+        (9, "reference"),
+        (10, "choices"),
+        (11, "refrence"),
+        (11, "id"),
+        (11, "task_type"),
+        (12, None),
+        (13, "reference"),
+        (14, "metadata"),
+        (15, "id"),
     ]
     assert [(line, fld) for line, fld, _ in got] == expected_fields
     messages = {(line, fld): msg for line, fld, msg in got}
@@ -129,30 +164,56 @@ def _problems(path: Path) -> list[InputError]:
     return validate_file(path)[2]
 
 
-@pytest.mark.parametrize(("fmt", "reference"), [
-    ("label", ""), ("label", 3), ("number", "three"), ("number", True), ("number", [1]),
-    ("json", "{}"), ("list", "a, b"), ("list", [{"a": 1}]), ("span", []), ("free_text", None),
-    ("yes_no", "ok"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "reference"),
+    [
+        ("label", ""),
+        ("label", 3),
+        ("number", "three"),
+        ("number", True),
+        ("number", [1]),
+        ("json", "{}"),
+        ("list", "a, b"),
+        ("list", [{"a": 1}]),
+        ("span", []),
+        ("free_text", None),
+        ("yes_no", "ok"),
+    ],
+)
 def test_reference_type_is_checked_per_format(tmp_path: Path, fmt: str, reference: Any) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", [item(output_format=fmt, reference=reference)])
     (problem,) = _problems(path)
     assert (problem.line, problem.field) == (1, "reference")
 
 
-@pytest.mark.parametrize(("fmt", "reference"), [
-    ("number", 3.5), ("number", "1,200"), ("number", "¥350万"), ("yes_no", False),
-    ("yes_no", "否"), ("list", []), ("list", ["a", 2]), ("json", {}), ("span", "x"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "reference"),
+    [
+        ("number", 3.5),
+        ("number", "1,200"),
+        ("number", "¥350万"),
+        ("yes_no", False),
+        ("yes_no", "否"),
+        ("list", []),
+        ("list", ["a", 2]),
+        ("json", {}),
+        ("span", "x"),
+    ],
+)
 def test_references_accepted_per_format(tmp_path: Path, fmt: str, reference: Any) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", [item(output_format=fmt, reference=reference)])
     assert validate_file(path) == ("domain", 1, [])
 
 
-@pytest.mark.parametrize(("choices", "message"), [
-    (["only"], "at least two"), (["a", "a", "b"], 'repeated choice(s): "a"'),
-    (["a", ""], "non-empty strings"), (["a", 1], "non-empty strings"),
-])
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        (["only"], "at least two"),
+        (["a", "a", "b"], 'repeated choice(s): "a"'),
+        (["a", ""], "non-empty strings"),
+        (["a", 1], "non-empty strings"),
+    ],
+)
 def test_bad_choices(tmp_path: Path, choices: Any, message: str) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", [item(choices=choices, reference="a")])
     (problem,) = _problems(path)
@@ -186,11 +247,19 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
 def test_task_name_and_doc_hash(tmp_path: Path) -> None:
     assert domain_task_name("tasks/realestate.jsonl") == "realestate"
     a = DomainItem(id="1", task_type="t", output_format="label", reference="x", prompt="p")
-    same_content = DomainItem(id="2", task_type="t", output_format="label", reference="x",
-                              prompt="p", metadata={"cluster": "c"}, line=9)
+    same_content = DomainItem(
+        id="2",
+        task_type="t",
+        output_format="label",
+        reference="x",
+        prompt="p",
+        metadata={"cluster": "c"},
+        line=9,
+    )
     other_ref = DomainItem(id="1", task_type="t", output_format="label", reference="y", prompt="p")
-    as_chat = DomainItem(id="1", task_type="t", output_format="label", reference="x",
-                         messages=(("user", "p"),))
+    as_chat = DomainItem(
+        id="1", task_type="t", output_format="label", reference="x", messages=(("user", "p"),)
+    )
     assert item_doc_hash(a).startswith("sha256:") and len(item_doc_hash(a)) == 71
     assert item_doc_hash(a) == item_doc_hash(same_content)
     assert len({item_doc_hash(a), item_doc_hash(other_ref), item_doc_hash(as_chat)}) == 3
@@ -200,34 +269,55 @@ def test_task_name_and_doc_hash(tmp_path: Path) -> None:
 
 
 def test_training_set_loads(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "train.jsonl", [
-        {"prompt": "客户：多少钱？\n意图：", "response": "price_inquiry"},
-        {"id": "s2", "messages": [{"role": "user", "content": "抽取"}],
-         "response": {"city": "北京"}, "output_format": "json", "task_type": "extraction"},
-    ])
+    path = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"prompt": "客户：多少钱？\n意图：", "response": "price_inquiry"},
+            {
+                "id": "s2",
+                "messages": [{"role": "user", "content": "抽取"}],
+                "response": {"city": "北京"},
+                "output_format": "json",
+                "task_type": "extraction",
+            },
+        ],
+    )
     first, second = load_training_set(path)
     assert (first.id, first.line, first.response, first.task_type) == (
-        "line-1", 1, "price_inquiry", None)
+        "line-1",
+        1,
+        "price_inquiry",
+        None,
+    )
     assert second.id == "s2" and second.messages == (("user", "抽取"),)
     assert second.response == {"city": "北京"} and second.output_format == "json"
     assert validate_file(path) == ("training", 2, [])
 
 
 def test_training_set_problems(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "train.jsonl", [
-        {"id": "a", "prompt": "x", "response": "y"},
-        {"id": "a", "prompt": "x", "response": "y"},                          # dup
-        {"prompt": "x", "response": "  "},                                     # empty
-        {"prompt": "x", "response": ["a"], "output_format": "json"},           # wrong type
-        {"prompt": "x", "messages": [], "response": "y"},                      # both
-        {"prompt": "x", "response": "y", "output_format": "free-text"},        # typo
-        {"prompt": "x", "response": None},                                     # null
-    ])
+    path = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"id": "a", "prompt": "x", "response": "y"},
+            {"id": "a", "prompt": "x", "response": "y"},  # dup
+            {"prompt": "x", "response": "  "},  # empty
+            {"prompt": "x", "response": ["a"], "output_format": "json"},  # wrong type
+            {"prompt": "x", "messages": [], "response": "y"},  # both
+            {"prompt": "x", "response": "y", "output_format": "free-text"},  # typo
+            {"prompt": "x", "response": None},  # null
+        ],
+    )
     with pytest.raises(InputErrors) as info:
         load_training_set(path)
     got = [(p.line, p.field) for p in info.value.problems]
-    assert got == [(2, "id"), (3, "response"), (4, "response"), (5, "prompt"),
-                   (6, "output_format"), (7, "response")]
+    assert got == [
+        (2, "id"),
+        (3, "response"),
+        (4, "response"),
+        (5, "prompt"),
+        (6, "output_format"),
+        (7, "response"),
+    ]
     kind, count, problems = validate_file(path)
     assert (kind, count, len(problems)) == ("training", 1, 6)
 

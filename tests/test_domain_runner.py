@@ -43,17 +43,44 @@ class RecordingEngine(FakeEngine):
 
 def make_items() -> list[DomainItem]:
     return [
-        DomainItem(id="i1", task_type="intent", output_format="label", reference="price_inquiry",
-                   prompt="Intent of: how much?\nIntent:", metadata={"cluster": "d1"},
-                   cluster="d1"),
-        DomainItem(id="i2", task_type="compliance", output_format="yes_no", reference="no",
-                   prompt="Compliant? 保证升值\nAnswer:"),
-        DomainItem(id="i3", task_type="price", output_format="number", reference=3500000,
-                   messages=(("user", "这套房子多少钱？"),)),
-        DomainItem(id="i4", task_type="extract", output_format="json",
-                   reference={"city": "北京", "bedrooms": 2}, prompt="Extract:"),
-        DomainItem(id="i5", task_type="intent", output_format="label", reference="complaint",
-                   prompt="Intent of: too noisy!\nIntent:", choices=("price_inquiry", "complaint")),
+        DomainItem(
+            id="i1",
+            task_type="intent",
+            output_format="label",
+            reference="price_inquiry",
+            prompt="Intent of: how much?\nIntent:",
+            metadata={"cluster": "d1"},
+            cluster="d1",
+        ),
+        DomainItem(
+            id="i2",
+            task_type="compliance",
+            output_format="yes_no",
+            reference="no",
+            prompt="Compliant? 保证升值\nAnswer:",
+        ),
+        DomainItem(
+            id="i3",
+            task_type="price",
+            output_format="number",
+            reference=3500000,
+            messages=(("user", "这套房子多少钱？"),),
+        ),
+        DomainItem(
+            id="i4",
+            task_type="extract",
+            output_format="json",
+            reference={"city": "北京", "bedrooms": 2},
+            prompt="Extract:",
+        ),
+        DomainItem(
+            id="i5",
+            task_type="intent",
+            output_format="label",
+            reference="complaint",
+            prompt="Intent of: too noisy!\nIntent:",
+            choices=("price_inquiry", "complaint"),
+        ),
     ]
 
 
@@ -72,24 +99,35 @@ def run(engine: FakeEngine, items: Sequence[DomainItem], **kwargs: Any) -> list[
 
 
 def test_records_follow_the_contract() -> None:
-    engine = RecordingEngine(answers=ANSWERS, scores={
-        ("Intent of: too noisy!\nIntent:", " price_inquiry"): -5.0,
-        ("Intent of: too noisy!\nIntent:", " complaint"): -1.0,
-    })
+    engine = RecordingEngine(
+        answers=ANSWERS,
+        scores={
+            ("Intent of: too noisy!\nIntent:", " price_inquiry"): -5.0,
+            ("Intent of: too noisy!\nIntent:", " complaint"): -1.0,
+        },
+    )
     items = make_items()
     (batch,) = run(engine, items)
     # One generate call for the four open items, one loglikelihood call for the ranked one.
     assert engine.calls == [("generate", 4), ("loglikelihood", 2)]
     assert [r.item_id for r in batch] == ["i1", "i2", "i3", "i4", "i5"]
-    assert all(r.suite == "domain" and r.task == "realestate" and r.metric == "score"
-               for r in batch)
+    assert all(
+        r.suite == "domain" and r.task == "realestate" and r.metric == "score" for r in batch
+    )
     assert [r.score for r in batch] == [1.0, 1.0, 1.0, pytest.approx(0.5), 1.0]
     # The "\n" stop cut the explanation off the label, so it is well-formed.
     assert [r.format_ok for r in batch] == [True, True, True, True, None]
     assert [r.prediction for r in batch] == [
-        " price_inquiry", "No.", "350万元", ANSWERS["Extract:"], "complaint"]
-    assert batch[0].reference == "price_inquiry" and batch[3].reference == {"city": "北京",
-                                                                             "bedrooms": 2}
+        " price_inquiry",
+        "No.",
+        "350万元",
+        ANSWERS["Extract:"],
+        "complaint",
+    ]
+    assert batch[0].reference == "price_inquiry" and batch[3].reference == {
+        "city": "北京",
+        "bedrooms": 2,
+    }
     assert [r.task_type for r in batch] == ["intent", "compliance", "price", "extract", "intent"]
     assert [r.output_format for r in batch] == ["label", "yes_no", "number", "json", "label"]
     assert batch[0].prompt_hash == sha256_text("Intent of: how much?\nIntent:")
@@ -107,34 +145,72 @@ def test_generation_requests_per_format() -> None:
     assert [r.until for r in requests] == [("\n\n", "\n")] * 3 + [("\n\n",)]
     assert requests[0].prompt == "Intent of: how much?\nIntent:" and requests[0].messages is None
     assert requests[2].prompt is None and requests[2].messages == (("user", "这套房子多少钱？"),)
-    assert set(MAX_TOKENS_BY_FORMAT) == {"label", "yes_no", "number", "json", "list", "span",
-                                         "free_text"}
+    assert set(MAX_TOKENS_BY_FORMAT) == {
+        "label",
+        "yes_no",
+        "number",
+        "json",
+        "list",
+        "span",
+        "free_text",
+    }
     assert stop_strings("free_text") == ("\n\n",) and stop_strings("span") == ("\n\n", "\n")
 
 
 def test_choice_ranking_contexts_and_ties() -> None:
-    chat_item = DomainItem(id="c1", task_type="t", output_format="yes_no", reference="no",
-                           messages=(("user", "这套房子多少钱？"),), choices=("yes", "no"))
-    spaced = DomainItem(id="c2", task_type="t", output_format="label", reference="b",
-                        prompt="Pick: ", choices=("a", "b"))
-    tie = DomainItem(id="c3", task_type="t", output_format="label", reference="b",
-                     prompt="Tie", choices=("a", "b"))
-    engine = RecordingEngine(scores={
-        (CHAT, " yes"): -0.5, (CHAT, " no"): -2.0,
-        ("Pick: ", "a"): -3.0, ("Pick: ", "b"): -0.1,
-        ("Tie", " a"): -1.0, ("Tie", " b"): -1.0,
-    })
+    chat_item = DomainItem(
+        id="c1",
+        task_type="t",
+        output_format="yes_no",
+        reference="no",
+        messages=(("user", "这套房子多少钱？"),),
+        choices=("yes", "no"),
+    )
+    spaced = DomainItem(
+        id="c2",
+        task_type="t",
+        output_format="label",
+        reference="b",
+        prompt="Pick: ",
+        choices=("a", "b"),
+    )
+    tie = DomainItem(
+        id="c3",
+        task_type="t",
+        output_format="label",
+        reference="b",
+        prompt="Tie",
+        choices=("a", "b"),
+    )
+    engine = RecordingEngine(
+        scores={
+            (CHAT, " yes"): -0.5,
+            (CHAT, " no"): -2.0,
+            ("Pick: ", "a"): -3.0,
+            ("Pick: ", "b"): -0.1,
+            ("Tie", " a"): -1.0,
+            ("Tie", " b"): -1.0,
+        }
+    )
     (batch,) = run(engine, [chat_item, spaced, tie])
-    assert engine.ll_requests == [(CHAT, " yes"), (CHAT, " no"), ("Pick: ", "a"), ("Pick: ", "b"),
-                                  ("Tie", " a"), ("Tie", " b")]
+    assert engine.ll_requests == [
+        (CHAT, " yes"),
+        (CHAT, " no"),
+        ("Pick: ", "a"),
+        ("Pick: ", "b"),
+        ("Tie", " a"),
+        ("Tie", " b"),
+    ]
     assert [(r.prediction, r.score) for r in batch] == [("yes", 0.0), ("b", 1.0), ("a", 0.0)]
     assert batch[0].prompt_hash == sha256_text(CHAT)
     assert choice_continuation("", "x") == "x" and choice_continuation("q\n", "x") == "x"
 
 
 def test_batches_progress_and_resume() -> None:
-    items = [DomainItem(id=f"n{i}", task_type="t", output_format="number", reference=i,
-                        prompt=f"q{i}") for i in range(5)]
+    items = [
+        DomainItem(id=f"n{i}", task_type="t", output_format="number", reference=i, prompt=f"q{i}")
+        for i in range(5)
+    ]
     engine = FakeEngine(answers=lambda prompt: prompt[1:])
     progress: list[int] = []
     batches = run(engine, items, batch_size=2, on_progress=progress.append)
@@ -156,8 +232,9 @@ def test_records_round_trip_through_the_writer(tmp_path: Path) -> None:
     engine = FakeEngine(answers=ANSWERS)
     path = tmp_path / "records.jsonl"
     with RecordWriter(path) as writer:
-        evaluate_domain(engine, make_items(), "realestate", on_batch=writer.write_batch,
-                        batch_size=3)
+        evaluate_domain(
+            engine, make_items(), "realestate", on_batch=writer.write_batch, batch_size=3
+        )
     records = read_records(path)
     assert [r.item_id for r in records] == ["i1", "i2", "i3", "i4", "i5"]
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
@@ -190,16 +267,36 @@ def _hf_engine_class() -> Any:
 def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path) -> None:
     hf_engine = _hf_engine_class()
     rows = [
-        {"id": "p1", "task_type": "intent", "output_format": "label", "prompt": "Intent: price?",
-         "reference": "price_inquiry"},
-        {"id": "p2", "task_type": "price", "output_format": "number",
-         "messages": [{"role": "user", "content": "客户的预算是多少？"}],
-         "reference": "350万"},
-        {"id": "p3", "task_type": "compliance", "output_format": "yes_no",
-         "prompt": "Compliant?", "choices": ["yes", "no"], "reference": "no"},
-        {"id": "p4", "task_type": "compliance", "output_format": "yes_no",
-         "messages": [{"role": "user", "content": "Compliant?"}], "choices": ["yes", "no"],
-         "reference": "yes"},
+        {
+            "id": "p1",
+            "task_type": "intent",
+            "output_format": "label",
+            "prompt": "Intent: price?",
+            "reference": "price_inquiry",
+        },
+        {
+            "id": "p2",
+            "task_type": "price",
+            "output_format": "number",
+            "messages": [{"role": "user", "content": "客户的预算是多少？"}],
+            "reference": "350万",
+        },
+        {
+            "id": "p3",
+            "task_type": "compliance",
+            "output_format": "yes_no",
+            "prompt": "Compliant?",
+            "choices": ["yes", "no"],
+            "reference": "no",
+        },
+        {
+            "id": "p4",
+            "task_type": "compliance",
+            "output_format": "yes_no",
+            "messages": [{"role": "user", "content": "Compliant?"}],
+            "choices": ["yes", "no"],
+            "reference": "yes",
+        },
     ]
     path = tmp_path / "tiny.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
@@ -210,17 +307,21 @@ def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path
         evaluate_domain(engine, items, "tiny", on_batch=batches.append)
         (batch,) = batches
         # Batched results equal what the engine gives for the same requests directly.
-        direct = engine.generate([
-            GenRequest(prompt="Intent: price?", until=("\n\n", "\n"), max_tokens=16),
-            GenRequest(messages=(("user", "客户的预算是多少？"),), until=("\n\n", "\n"),
-                       max_tokens=24),
-        ])
+        direct = engine.generate(
+            [
+                GenRequest(prompt="Intent: price?", until=("\n\n", "\n"), max_tokens=16),
+                GenRequest(
+                    messages=(("user", "客户的预算是多少？"),), until=("\n\n", "\n"), max_tokens=24
+                ),
+            ]
+        )
         assert [batch[0].prediction, batch[1].prediction] == direct
         chat = engine.render_chat((("user", "Compliant?"),))
         assert batch[3].prompt_hash == sha256_text(chat)
         for record, context in ((batch[2], "Compliant?"), (batch[3], chat)):
             (yes, _), (no, _) = engine.loglikelihood(
-                [(context, choice_continuation(context, c)) for c in ("yes", "no")])
+                [(context, choice_continuation(context, c)) for c in ("yes", "no")]
+            )
             assert record.prediction == ("yes" if yes >= no else "no")
             assert record.score == float(record.prediction == record.reference)
             assert record.format_ok is None

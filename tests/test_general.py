@@ -78,8 +78,14 @@ def _write_data(path: Path) -> None:
     rows = []
     for i in range(12):
         a, b = i % 7, (i * 3) % 5
-        rows.append({"question": f"{a} + {b} = ?", "answer": str(a + b),
-                     "choices": [str(a + b), str(a + b + 1), "seven", "x"], "label": i % 4})
+        rows.append(
+            {
+                "question": f"{a} + {b} = ?",
+                "answer": str(a + b),
+                "choices": [str(a + b), str(a + b + 1), "seven", "x"],
+                "label": i % 4,
+            }
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
@@ -100,8 +106,9 @@ def task_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return ours, theirs
 
 
-def _collect(engine: Any, suite: Suite, include: Path, **kwargs: Any
-             ) -> dict[str, tuple[list[ItemRecord], TaskInfo]]:
+def _collect(
+    engine: Any, suite: Suite, include: Path, **kwargs: Any
+) -> dict[str, tuple[list[ItemRecord], TaskInfo]]:
     out: dict[str, tuple[list[ItemRecord], TaskInfo]] = {}
 
     def on_task(task: str, records: list[ItemRecord], info: TaskInfo) -> None:
@@ -118,8 +125,10 @@ def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path
     from collapse_eval.engines.hf import HFEngine
 
     ours_dir, theirs_dir = task_dirs
-    suite = Suite("s", (BenchmarkEntry(task="t_choice", num_fewshot=1),
-                        BenchmarkEntry(task="t_gen", limit=10)))
+    suite = Suite(
+        "s",
+        (BenchmarkEntry(task="t_choice", num_fewshot=1), BenchmarkEntry(task="t_gen", limit=10)),
+    )
     got = _collect(HFEngine(str(tiny_model), batch_size=BATCH), suite, ours_dir, limit=8)
     assert list(got) == ["t_choice", "t_gen"]
 
@@ -127,9 +136,17 @@ def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path
     expected: dict[tuple[str, str, str], float] = {}
     for task, shots in (("t_choice", 1), ("t_gen", None)):
         res = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(tiny_model), "dtype": "float32"},
-            tasks=[task], num_fewshot=shots, limit=8, batch_size=BATCH, device="cpu",
-            task_manager=manager, log_samples=True, bootstrap_iters=0)
+            model="hf",
+            model_args={"pretrained": str(tiny_model), "dtype": "float32"},
+            tasks=[task],
+            num_fewshot=shots,
+            limit=8,
+            batch_size=BATCH,
+            device="cpu",
+            task_manager=manager,
+            log_samples=True,
+            bootstrap_iters=0,
+        )
         assert res is not None
         for sample in res["samples"][task]:
             for metric in sample["metrics"]:
@@ -138,8 +155,12 @@ def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path
 
     records = [r for recs, _ in got.values() for r in recs]
     assert {(r.task, r.item_id, r.metric): r.score for r in records} == expected
-    assert {r.metric for r in records} == {"acc", "acc_norm", "exact_match:strict",
-                                           "exact_match:loose"}
+    assert {r.metric for r in records} == {
+        "acc",
+        "acc_norm",
+        "exact_match:strict",
+        "exact_match:loose",
+    }
     choice_info = got["t_choice"][1]
     assert (choice_info.suite, choice_info.primary_metric, choice_info.n) == ("general", "acc", 8)
     assert (choice_info.version, choice_info.num_fewshot) == ("2.0", 1)
@@ -150,8 +171,9 @@ def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path
     assert first.doc_hash and first.prompt_hash and first.prompt_hash.startswith("sha256:")
 
 
-def test_group_per_subtask_resume_and_one_engine_call_per_type(task_dirs: tuple[Path, Path]
-                                                                ) -> None:
+def test_group_per_subtask_resume_and_one_engine_call_per_type(
+    task_dirs: tuple[Path, Path],
+) -> None:
     engine = FakeEngine(default_answer=" 3\nmore")
     suite = Suite("s", (BenchmarkEntry(task="t_group", limit=5, metric="acc"),))
     with pytest.raises(ConfigError, match="t_gen' has no metric 'acc'"):
@@ -177,7 +199,8 @@ def test_materialize_resolves_paths_relative_to_the_yaml(tmp_path: Path) -> None
     (src / "t.yaml").write_text(
         "include: base.yaml\ntask: t\ndataset_path: json\n"
         "dataset_kwargs:\n  data_files: {test: d.jsonl, train: [d.jsonl, /abs/x.jsonl]}\n"
-        "process_docs: !function helpers.f\n")
+        "process_docs: !function helpers.f\n"
+    )
     [mirror] = materialize_task_dirs([tmp_path / "src"], tmp_path / "out")
     from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -190,20 +213,27 @@ def test_materialize_resolves_paths_relative_to_the_yaml(tmp_path: Path) -> None
 
 
 def test_unknown_task_names_get_did_you_mean(task_dirs: tuple[Path, Path]) -> None:
-    with _prepared_tasks([task_dirs[0]]) as prepared, \
-            pytest.raises(ConfigError, match=r"unknown lm-eval task or group 't_choise'.*"
-                                             r"Did you mean: t_choice"):
+    with (
+        _prepared_tasks([task_dirs[0]]) as prepared,
+        pytest.raises(
+            ConfigError,
+            match=r"unknown lm-eval task or group 't_choise'.*"
+            r"Did you mean: t_choice",
+        ),
+    ):
         check_task_names(prepared.local, ["t_gen", "t_choise"])
 
 
 def test_unreachable_data_is_a_clear_config_error(tmp_path: Path) -> None:
     (tmp_path / "hub.yaml").write_text(
         "task: t_hub\ndataset_path: nobody/no_such_dataset_xyz\ntest_split: test\n"
-        "output_type: generate_until\ndoc_to_text: q\ndoc_to_target: a\n")
+        "output_type: generate_until\ndoc_to_text: q\ndoc_to_target: a\n"
+    )
     (tmp_path / "missing.yaml").write_text(
         "task: t_missing\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
         "    test: nothing_here.jsonl\ntest_split: test\noutput_type: generate_until\n"
-        "doc_to_text: q\ndoc_to_target: a\n")
+        "doc_to_text: q\ndoc_to_target: a\n"
+    )
     engine = FakeEngine()
     with pytest.raises(ConfigError) as err:
         _collect(engine, Suite("s", (BenchmarkEntry(task="t_hub"),)), tmp_path)

@@ -34,15 +34,15 @@ def _instances(kind: str, args: list[tuple[Any, ...]]) -> list[Any]:
 
 TRICKY = [
     ("The buyer asked", " the agent"),
-    ("The buyer asked ", "the agent"),          # trailing space moves into the continuation
-    ("The buyer asked   ", "the agent"),        # several trailing spaces
-    ("", "hello world"),                         # empty context -> prefix token
-    ("Q: 1 + 2 = ? A:", " 3"),                   # three requests sharing context: one pass
+    ("The buyer asked ", "the agent"),  # trailing space moves into the continuation
+    ("The buyer asked   ", "the agent"),  # several trailing spaces
+    ("", "hello world"),  # empty context -> prefix token
+    ("Q: 1 + 2 = ? A:", " 3"),  # three requests sharing context: one pass
     ("Q: 1 + 2 = ? A:", " 4"),
     ("Q: 1 + 2 = ? A:", " 34"),
-    ("x " * 700, "end of a long context"),      # longer than max_length: left truncation
-    ("<|endoftext|>hi", " there"),              # text that starts with the BOS text
-    ("价格是多少", "？一百万"),                     # non-ASCII, byte-level pieces
+    ("x " * 700, "end of a long context"),  # longer than max_length: left truncation
+    ("<|endoftext|>hi", " there"),  # text that starts with the BOS text
+    ("价格是多少", "？一百万"),  # non-ASCII, byte-level pieces
 ]
 
 
@@ -73,22 +73,27 @@ def test_truncation_with_small_max_length(tiny_model: Path) -> None:
     from lm_eval.models.huggingface import HFLM
 
     ours = HFEngine(str(tiny_model), batch_size=2, max_length=32)
-    theirs = HFLM(pretrained=str(tiny_model), device="cpu", batch_size=2, dtype="float32",
-                  max_length=32)
+    theirs = HFLM(
+        pretrained=str(tiny_model), device="cpu", batch_size=2, dtype="float32", max_length=32
+    )
     requests = [("one two three " * 20, " four five"), ("short", " one")]
-    for (a, ga), (b, gb) in zip(ours.loglikelihood(requests),
-                                theirs.loglikelihood(_instances("loglikelihood", requests)),
-                                strict=True):
+    for (a, ga), (b, gb) in zip(
+        ours.loglikelihood(requests),
+        theirs.loglikelihood(_instances("loglikelihood", requests)),
+        strict=True,
+    ):
         assert a == pytest.approx(b, abs=1e-5) and ga is gb
     texts = ["the buyer asked the agent " * 12, "yes"]
     ours_rolling = ours.loglikelihood_rolling(texts)
     theirs_rolling = theirs.loglikelihood_rolling(
-        _instances("loglikelihood_rolling", [(t,) for t in texts]))
+        _instances("loglikelihood_rolling", [(t,) for t in texts])
+    )
     assert ours_rolling == pytest.approx(theirs_rolling, abs=1e-4)
     # generation keeps the prompt's last (max_length - max_tokens) tokens
     gen = ours.generate([GenRequest(prompt="one two three " * 20, max_tokens=8)])
-    ref = theirs.generate_until(_instances("generate_until",
-                                           [("one two three " * 20, {"max_gen_toks": 8})]))
+    ref = theirs.generate_until(
+        _instances("generate_until", [("one two three " * 20, {"max_gen_toks": 8})])
+    )
     assert gen == ref
 
 
@@ -109,8 +114,10 @@ def test_generate_identical_to_hflm(engine: HFEngine, hflm: Any) -> None:
         ("what is the price", {"until": ["buyer"], "max_gen_toks": 12}),
         ("Q: 9 + 9 = ? A:", {"until": ["\n"], "max_gen_toks": 20}),
     ]
-    requests = [GenRequest(prompt=c, until=tuple(k["until"]),
-                           max_tokens=k.get("max_gen_toks", 256)) for c, k in cases]
+    requests = [
+        GenRequest(prompt=c, until=tuple(k["until"]), max_tokens=k.get("max_gen_toks", 256))
+        for c, k in cases
+    ]
     ours = engine.generate(requests)
     theirs = hflm.generate_until(_instances("generate_until", cases))
     assert ours == theirs
@@ -148,8 +155,9 @@ def test_missing_checkpoint_is_an_input_error(tmp_path: Path) -> None:
         HFEngine(str(tmp_path / "empty"))
 
 
-def test_runtime_failure_is_an_engine_error(tiny_model: Path, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
+def test_runtime_failure_is_an_engine_error(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broken = HFEngine(str(tiny_model))
 
     def out_of_memory(*args: Any, **kwargs: Any) -> Any:

@@ -116,13 +116,19 @@ def test_retries_429_and_5xx_with_exponential_backoff(fake_server) -> None:
     assert out == ["Paris"]
     assert sleeps == [0.25, 0.5, 1.0]
     assert engine.requests_sent == 4
-    assert server.calls[-1] == {"model": "remote-model", "max_tokens": 5, "temperature": 0,
-                                "stop": ["\n"], "prompt": "Capital of France?"}
+    assert server.calls[-1] == {
+        "model": "remote-model",
+        "max_tokens": 5,
+        "temperature": 0,
+        "stop": ["\n"],
+        "prompt": "Capital of France?",
+    }
 
 
 def test_retry_after_header_is_honoured_and_capped(fake_server) -> None:
-    server = fake_server(lambda n, b: (429, {}, {"Retry-After": "120"}) if n == 1
-                         else (200, completion("ok"), {}))
+    server = fake_server(
+        lambda n, b: (429, {}, {"Retry-After": "120"}) if n == 1 else (200, completion("ok"), {})
+    )
     sleeps: list[float] = []
     engine = engine_for(server, sleeps, max_backoff_s=7.0)
     assert engine.generate([GenRequest(prompt="x")]) == ["ok"]
@@ -159,8 +165,9 @@ def test_connection_refused_is_an_engine_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    engine = OpenAIEngine("m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1,
-                          sleep=lambda s: None)
+    engine = OpenAIEngine(
+        "m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=1, sleep=lambda s: None
+    )
     with pytest.raises(EngineError, match="failed after 2 attempts .*Is the server running"):
         engine.generate([GenRequest(prompt="x")])
 
@@ -176,8 +183,9 @@ def test_concurrency_is_bounded_and_order_kept(fake_server) -> None:
 def test_api_key_is_sent_but_never_recorded(fake_server, monkeypatch) -> None:
     monkeypatch.setenv("MY_KEY", "sk-secret-123")
     server = fake_server(lambda n, b: (200, completion("ok"), {}))
-    engine = OpenAIEngine("m", base_url=server.url.replace("http://", "http://user:pw@"),
-                          api_key_env="MY_KEY")
+    engine = OpenAIEngine(
+        "m", base_url=server.url.replace("http://", "http://user:pw@"), api_key_env="MY_KEY"
+    )
     engine.generate([GenRequest(prompt="x")])
     assert server.headers[0]["Authorization"] == "Bearer sk-secret-123"
     monkeypatch.delenv("MY_KEY")
@@ -199,16 +207,24 @@ def test_chat_messages_use_chat_completions(fake_server) -> None:
 
 def test_text_mode_loglikelihood_splits_at_the_context_offset(fake_server) -> None:
     # "Paris is" + " big": tokens "Paris"(0) " is"(5) " big"(8) and the generated "!"(12).
-    logprobs = {"tokens": ["Paris", " is", " big", "!"], "text_offset": [0, 5, 8, 12],
-                "token_logprobs": [None, -1.5, -0.25, -3.0],
-                "top_logprobs": [None, {" is": -1.5}, {" small": -0.1, " big": -0.25},
-                                 {"!": -3.0}]}
+    logprobs = {
+        "tokens": ["Paris", " is", " big", "!"],
+        "text_offset": [0, 5, 8, 12],
+        "token_logprobs": [None, -1.5, -0.25, -3.0],
+        "top_logprobs": [None, {" is": -1.5}, {" small": -0.1, " big": -0.25}, {"!": -3.0}],
+    }
     server = fake_server(lambda n, b: (200, {"choices": [{"text": "", "logprobs": logprobs}]}, {}))
     engine = engine_for(server)
     assert engine.loglikelihood([("Paris is", " big")]) == [(-0.25, False)]
     assert engine.loglikelihood([("Paris", " is big")]) == [(-1.75, False)]
-    assert server.calls[0] == {"model": "remote-model", "prompt": "Paris is big", "max_tokens": 1,
-                               "temperature": 0, "echo": True, "logprobs": 1}
+    assert server.calls[0] == {
+        "model": "remote-model",
+        "prompt": "Paris is big",
+        "max_tokens": 1,
+        "temperature": 0,
+        "echo": True,
+        "logprobs": 1,
+    }
 
 
 def test_unknown_engine_args_are_config_errors() -> None:
@@ -219,8 +235,16 @@ def test_unknown_engine_args_are_config_errors() -> None:
         make_engine("openai", "m", {"max_concurency": "4"})
     with pytest.raises(ConfigError, match="is not an http"):
         make_engine("openai", "m", {"base_url": "localhost:8000"})
-    engine = make_engine("openai", "m", {"base_url": "http://127.0.0.1:9/v1", "model": "served",
-                                         "max_concurrency": "2", "timeout_s": "1.5"})
+    engine = make_engine(
+        "openai",
+        "m",
+        {
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "served",
+            "max_concurrency": "2",
+            "timeout_s": "1.5",
+        },
+    )
     assert engine.engine_args == {"served_model": "served", "scoring": "text"}
 
 
@@ -274,27 +298,46 @@ def served_model(
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
     # The API server module, not the `vllm` script: the script asks importlib.metadata for
     # a "vllm" distribution, which the vllm-cpu package does not provide.
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-               "--model", str(checkpoint), "--served-model-name", "tiny",
-               "--host", "127.0.0.1", "--port", str(port),
-               "--dtype", "float32", "--max-model-len", "512", "--enforce-eager", "--seed", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(checkpoint),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--enforce-eager",
+        "--seed",
+        "0",
+    ]
     with log_path.open("w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 300
         while True:
             if server.poll() is not None:
-                pytest.fail(f"vllm serve exited with {server.returncode}:\n"
-                            f"{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"vllm serve exited with {server.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 urllib.request.urlopen(f"{url}/models", timeout=2).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail("vllm serve did not start in 300 s:\n"
-                                f"{log_path.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"vllm serve did not start in 300 s:\n{log_path.read_text()[-3000:]}"
+                    )
                 time.sleep(1)
         yield checkpoint, url
     finally:
@@ -304,8 +347,6 @@ def served_model(
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-
-
 
 
 @needs_vllm

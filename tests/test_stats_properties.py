@@ -9,12 +9,17 @@ from hypothesis import strategies as st
 from collapse_eval import stats as S
 
 binary_pairs = st.integers(1, 60).flatmap(
-    lambda n: st.tuples(st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n),
-                        st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n)))
+    lambda n: st.tuples(
+        st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n),
+        st.lists(st.sampled_from([0.0, 1.0]), min_size=n, max_size=n),
+    )
+)
 scores = st.floats(0, 1, allow_nan=False).map(lambda x: round(x, 3))
 continuous_pairs = st.integers(2, 40).flatmap(
-    lambda n: st.tuples(st.lists(scores, min_size=n, max_size=n),
-                        st.lists(scores, min_size=n, max_size=n)))
+    lambda n: st.tuples(
+        st.lists(scores, min_size=n, max_size=n), st.lists(scores, min_size=n, max_size=n)
+    )
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -39,8 +39,9 @@ def test_aa_false_regressed_rate_binary() -> None:
     for _ in range(runs):
         base, tuned = _correlated_binary(rng, 500)
         r = S.compare_paired(base, tuned)
-        status = comparison_status(r.delta, r.ci_low, r.ci_high, r.p_value,
-                                   alpha=ALPHA, margin=0.02)
+        status = comparison_status(
+            r.delta, r.ci_low, r.ci_high, r.p_value, alpha=ALPHA, margin=0.02
+        )
         regressed += status == "regressed"
         significant += r.p_value < ALPHA
     # Measured: regressed 0.0185, significant 0.0365 (exact McNemar is slightly conservative).
@@ -61,8 +62,10 @@ def test_aa_false_regressed_rate_continuous_and_familywise() -> None:
             samples.append(S.PairedSample.of(base, tuned))
         results = S.compare_many(samples, n_boot=1000, seed=int(rng.integers(1 << 30)))
         adjusted = S.holm_adjust([r.p_value for r in results])
-        statuses = [comparison_status(r.delta, r.ci_low, r.ci_high, p, alpha=ALPHA, margin=0.02)
-                    for r, p in zip(results, adjusted, strict=True)]
+        statuses = [
+            comparison_status(r.delta, r.ci_low, r.ci_high, p, alpha=ALPHA, margin=0.02)
+            for r, p in zip(results, adjusted, strict=True)
+        ]
         regressed_any += "regressed" in statuses
     # Holm keeps the family-wise rate of any false "regressed" at or below alpha / 2
     # (one direction). Measured: 0.020.
@@ -94,8 +97,13 @@ def test_bootstrap_coverage_n200_n2000() -> None:
         # paired_bootstrap_cis shares one resampling matrix per (seed, n) across the arrays
         # passed together; a fresh seed per batch of 100 runs keeps that shared Monte-Carlo
         # noise from biasing the coverage estimate.
-        cis = [ci for start in range(0, runs, 100) for ci in S.paired_bootstrap_cis(
-            list(diffs[start:start + 100]), alpha=ALPHA, n_boot=2000, seed=start)]
+        cis = [
+            ci
+            for start in range(0, runs, 100)
+            for ci in S.paired_bootstrap_cis(
+                list(diffs[start : start + 100]), alpha=ALPHA, n_boot=2000, seed=start
+            )
+        ]
         low, high = np.array(cis).T
         coverage = float(((low <= -0.06) & (high >= -0.06)).mean())
         # Normal-theory interval on the same simulated data: separates the bootstrap's
@@ -114,8 +122,10 @@ def test_power_planted_five_point_drop_n1000() -> None:
     for _ in range(runs):
         base, tuned = _correlated_binary(rng, 1000, drop=0.05)
         r = S.compare_paired(base, tuned)
-        flagged += comparison_status(r.delta, r.ci_low, r.ci_high, r.p_value,
-                                     alpha=ALPHA, margin=0.02) == "regressed"
+        flagged += (
+            comparison_status(r.delta, r.ci_low, r.ci_high, r.p_value, alpha=ALPHA, margin=0.02)
+            == "regressed"
+        )
     # Measured: 0.943.
     assert flagged / runs >= 0.90
 
@@ -131,7 +141,9 @@ def test_power_planted_drop_clustered_items() -> None:
         tuned = (rng.random(1000) < p - 0.05).astype(float)
         r = S.compare_paired(base, tuned, clusters)
         assert r.test == "cluster_robust_z"
-        flagged += comparison_status(r.delta, r.ci_low, r.ci_high, r.p_value,
-                                     alpha=ALPHA, margin=0.02) == "regressed"
+        flagged += (
+            comparison_status(r.delta, r.ci_low, r.ci_high, r.p_value, alpha=ALPHA, margin=0.02)
+            == "regressed"
+        )
     # Measured: 0.944.
     assert flagged / runs >= 0.90

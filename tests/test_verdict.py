@@ -7,38 +7,69 @@ from collapse_eval.policy import default_policy, policy_from_mapping
 from collapse_eval.verdict import apply_policy, comparison_status, rejudge
 
 
-@pytest.mark.parametrize("delta, low, high, p, expected", [
-    (0.05, 0.02, 0.08, 0.001, "improved"),
-    (-0.041, -0.060, -0.022, 0.003, "regressed"),
-    (-0.010, -0.015, -0.005, 0.001, "non_inferior"),  # significant but within the margin
-    (-0.010, -0.030, 0.010, 0.30, "inconclusive"),
-    (0.010, -0.019, 0.040, 0.30, "non_inferior"),
-    (-0.030, -0.050, -0.010, 0.06, "inconclusive"),  # not significant, drop not ruled out
-    (-0.020, -0.020, -0.019, 0.01, "regressed"),  # ci_low == -m counts as beyond
-])
+@pytest.mark.parametrize(
+    "delta, low, high, p, expected",
+    [
+        (0.05, 0.02, 0.08, 0.001, "improved"),
+        (-0.041, -0.060, -0.022, 0.003, "regressed"),
+        (-0.010, -0.015, -0.005, 0.001, "non_inferior"),  # significant but within the margin
+        (-0.010, -0.030, 0.010, 0.30, "inconclusive"),
+        (0.010, -0.019, 0.040, 0.30, "non_inferior"),
+        (-0.030, -0.050, -0.010, 0.06, "inconclusive"),  # not significant, drop not ruled out
+        (-0.020, -0.020, -0.019, 0.01, "regressed"),  # ci_low == -m counts as beyond
+    ],
+)
 def test_status_rules(delta: float, low: float, high: float, p: float, expected: str) -> None:
     assert comparison_status(delta, low, high, p, alpha=0.05, margin=0.02) == expected
 
 
 def test_lower_is_better_mirrors() -> None:
-    assert comparison_status(0.05, 0.03, 0.07, 0.001, alpha=0.05, margin=0.02,
-                             higher_is_better=False) == "regressed"
+    assert (
+        comparison_status(0.05, 0.03, 0.07, 0.001, alpha=0.05, margin=0.02, higher_is_better=False)
+        == "regressed"
+    )
 
 
-def _comparison(task: str, delta: float, low: float, high: float, p: float,
-                suite: str = "general", **extra: object) -> dict:
-    row = {"suite": suite, "task": task, "group_by": None, "group": None, "metric": "acc",
-           "n": 1000, "base_mean": 0.6, "tuned_mean": 0.6 + delta, "delta": delta,
-           "ci_low": low, "ci_high": high, "test": "mcnemar_exact", "p_value": p,
-           "p_adjusted": p, "status": None, "mde": 0.03, "benchmark_margin": None}
+def _comparison(
+    task: str,
+    delta: float,
+    low: float,
+    high: float,
+    p: float,
+    suite: str = "general",
+    **extra: object,
+) -> dict:
+    row = {
+        "suite": suite,
+        "task": task,
+        "group_by": None,
+        "group": None,
+        "metric": "acc",
+        "n": 1000,
+        "base_mean": 0.6,
+        "tuned_mean": 0.6 + delta,
+        "delta": delta,
+        "ci_low": low,
+        "ci_high": high,
+        "test": "mcnemar_exact",
+        "p_value": p,
+        "p_adjusted": p,
+        "status": None,
+        "mde": 0.03,
+        "benchmark_margin": None,
+    }
     row.update(extra)
     return row
 
 
 def _summary(*rows: dict, pooled: dict | None = None) -> dict:
-    return {"schema_version": 1, "comparisons": list(rows), "alpha": 0.05,
-            "domain_overall": {"pooled": pooled, "macro_by_task_type": None} if pooled else None,
-            "unpaired": [{"suite": "general", "task": "boolq", "only_in": "base"}]}
+    return {
+        "schema_version": 1,
+        "comparisons": list(rows),
+        "alpha": 0.05,
+        "domain_overall": {"pooled": pooled, "macro_by_task_type": None} if pooled else None,
+        "unpaired": [{"suite": "general", "task": "boolq", "only_in": "base"}],
+    }
 
 
 def test_verdict_reasons_and_rejudge() -> None:
@@ -49,8 +80,10 @@ def test_verdict_reasons_and_rejudge() -> None:
     )
     judged = apply_policy(summary, default_policy())
     assert judged["verdict"] == "fail"
-    assert judged["reasons"][0] == ("arc_challenge dropped 4.1 points (95% CI -6.0 to -2.2, "
-                                    "Holm p = 0.003), beyond the 2-point margin")
+    assert judged["reasons"][0] == (
+        "arc_challenge dropped 4.1 points (95% CI -6.0 to -2.2, "
+        "Holm p = 0.003), beyond the 2-point margin"
+    )
     assert any("boolq is only in the base run" in r for r in judged["reasons"])
     assert [c["status"] for c in judged["comparisons"]] == ["regressed", "inconclusive"]
     assert judged["domain_gain"]["met"] is True
@@ -60,12 +93,14 @@ def test_verdict_reasons_and_rejudge() -> None:
     assert again["verdict"] == "pass" and again["comparisons"][0]["status"] == "non_inferior"
     assert again["reasons"][0].startswith("pass: 2 general task(s)")
     # Failing on inconclusive, or making hellaswag critical, fails it again.
-    strict = policy_from_mapping({"general": {"margins": {"arc_challenge": 0.07},
-                                              "critical": ["hellaswag"]}})
+    strict = policy_from_mapping(
+        {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["hellaswag"]}}
+    )
     assert rejudge(judged, strict)["verdict"] == "fail"
     assert "critical task" in rejudge(judged, strict)["reasons"][0]
-    missing = policy_from_mapping({"general": {"margins": {"arc_challenge": 0.07},
-                                               "critical": ["mmlu"]}})
+    missing = policy_from_mapping(
+        {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["mmlu"]}}
+    )
     assert "mmlu was not compared" in rejudge(judged, missing)["reasons"][0]
     assert summary["comparisons"][0]["status"] is None  # input untouched
 
@@ -87,8 +122,9 @@ def test_domain_gain_rules() -> None:
     high_bar = policy_from_mapping({"domain": {"min_gain": 0.02}})
     out = apply_policy(_summary(pooled=small), high_bar)
     assert out["verdict"] == "fail" and "min_gain of 2 points" in out["reasons"][0]
-    group = _comparison("*", -0.05, -0.08, -0.02, 0.001, suite="domain",
-                        group_by="task_type", group="intent")
+    group = _comparison(
+        "*", -0.05, -0.08, -0.02, 0.001, suite="domain", group_by="task_type", group="intent"
+    )
     good = {"delta": 0.08, "ci_low": 0.05, "ci_high": 0.11, "p_value": 1e-6, "n": 300}
     reported = apply_policy(_summary(group, pooled=good), default_policy())
     assert reported["verdict"] == "pass"

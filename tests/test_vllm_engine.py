@@ -72,8 +72,9 @@ def _gen_requests() -> list[GenRequest]:
             requests.append(GenRequest(prompt=str(item["prompt"]), until=("\n",), max_tokens=12))
     for task in ("demo_arithmetic", "demo_copy", "demo_sort"):
         for doc in general_test_docs(task)[:15]:
-            requests.append(GenRequest(prompt=str(doc["question"]), until=("\n\n", "Q:"),
-                                       max_tokens=16))
+            requests.append(
+                GenRequest(prompt=str(doc["question"]), until=("\n\n", "Q:"), max_tokens=16)
+            )
     return requests
 
 
@@ -143,7 +144,7 @@ def test_rolling_loglikelihood_matches_transformers(vllm_engine, hf_engine) -> N
     from_hf = hf_engine.loglikelihood_rolling(texts)
     assert all(abs(a - b) < 1e-3 for a, b in zip(from_vllm, from_hf, strict=True))
     # Rolling log-likelihood of a text = log-likelihood of it after the prefix token.
-    (whole, _), = vllm_engine.loglikelihood([("", texts[0])])
+    ((whole, _),) = vllm_engine.loglikelihood([("", texts[0])])
     assert from_vllm[0] == pytest.approx(whole, abs=1e-4)
 
 
@@ -155,12 +156,13 @@ def test_chat_rendering_uses_the_checkpoint_template(vllm_engine, hf_engine) -> 
 
 def test_max_tokens_and_stop_strings(vllm_engine, hf_engine) -> None:
     prompt = "Q: What is 2+3?\nA:"
-    short, long = vllm_engine.generate([GenRequest(prompt=prompt, max_tokens=3),
-                                        GenRequest(prompt=prompt, max_tokens=12)])
+    short, long = vllm_engine.generate(
+        [GenRequest(prompt=prompt, max_tokens=3), GenRequest(prompt=prompt, max_tokens=12)]
+    )
     assert short and long.startswith(short) and len(long) > len(short)
     assert short == hf_engine.generate([GenRequest(prompt=prompt, max_tokens=3)])[0]
     stop = long[len(short) : len(short) + 2]
-    cut, = vllm_engine.generate([GenRequest(prompt=prompt, max_tokens=12, until=(stop,))])
+    (cut,) = vllm_engine.generate([GenRequest(prompt=prompt, max_tokens=12, until=(stop,))])
     assert cut == long.split(stop)[0]
 
 

@@ -59,13 +59,21 @@ CITIES: dict[str, tuple[str, ...]] = {
 }
 AMENITIES = ("balcony", "parking", "elevator", "garden", "furnished")
 AMENITY_PHRASES = {
-    "balcony": "a balcony", "parking": "parking", "elevator": "an elevator",
-    "garden": "a garden", "furnished": "furniture",
+    "balcony": "a balcony",
+    "parking": "parking",
+    "elevator": "an elevator",
+    "garden": "a garden",
+    "furnished": "furniture",
 }
 INTENTS = ("rent", "buy", "viewing", "complaint")
 SATISFACTION = ("satisfied", "neutral", "dissatisfied")
-NEXT_ACTIONS = ("schedule_viewing", "send_listings", "escalate_to_manager", "prepare_contract",
-                "send_technician")
+NEXT_ACTIONS = (
+    "schedule_viewing",
+    "send_listings",
+    "escalate_to_manager",
+    "prepare_contract",
+    "send_technician",
+)
 PROBLEMS = {
     "the heating is broken": "a broken heating",
     "the neighbours are very noisy": "noisy neighbours",
@@ -127,66 +135,142 @@ def _make_dialogue(rng: random.Random, dialogue_id: str) -> Dialogue:
     amen = _amenity_clause(amenities)
     turns: list[tuple[str, str]] = []
     if intent == "rent":
-        turns.append(("Customer", rng.choice((
-            f"Hi, I want to rent a {rooms}-room flat in {city}, ideally in {district}.",
-            f"Hello, I am looking for a {rooms}-room apartment to rent in {district}, {city}.",
-        ))))
-        turns.append(("Agent", rng.choice(("Sure. What is your budget?",
-                                           "Of course. How much can you pay per month?"))))
+        turns.append(
+            (
+                "Customer",
+                rng.choice(
+                    (
+                        f"Hi, I want to rent a {rooms}-room flat in {city}, ideally in {district}.",
+                        f"Hello, I am looking for a {rooms}-room apartment to rent in {district}, {city}.",
+                    )
+                ),
+            )
+        )
+        turns.append(
+            (
+                "Agent",
+                rng.choice(
+                    ("Sure. What is your budget?", "Of course. How much can you pay per month?")
+                ),
+            )
+        )
         turns.append(("Customer", f"Up to {budget} euros per month, about {area} m2{amen}."))
     elif intent == "buy":
-        turns.append(("Customer", rng.choice((
-            f"Hello, we want to buy a {rooms}-room apartment in {city}, in {district}.",
-            f"Hi, I am interested in buying a {rooms}-room flat in {district}, {city}.",
-        ))))
-        turns.append(("Agent", rng.choice(("Great. What is your budget?",
-                                           "Happy to help. What price range do you have?"))))
+        turns.append(
+            (
+                "Customer",
+                rng.choice(
+                    (
+                        f"Hello, we want to buy a {rooms}-room apartment in {city}, in {district}.",
+                        f"Hi, I am interested in buying a {rooms}-room flat in {district}, {city}.",
+                    )
+                ),
+            )
+        )
+        turns.append(
+            (
+                "Agent",
+                rng.choice(
+                    ("Great. What is your budget?", "Happy to help. What price range do you have?")
+                ),
+            )
+        )
         turns.append(("Customer", f"At most {budget} euros, around {area} m2{amen}."))
     elif intent == "viewing":
-        turns.append(("Customer", rng.choice((
-            f"Hi, can I visit the {rooms}-room flat in {district}, {city}?",
-            f"Hello, I would like to see the {rooms}-room apartment in {city}, {district}.",
-        ))))
+        turns.append(
+            (
+                "Customer",
+                rng.choice(
+                    (
+                        f"Hi, can I visit the {rooms}-room flat in {district}, {city}?",
+                        f"Hello, I would like to see the {rooms}-room apartment in {city}, {district}.",
+                    )
+                ),
+            )
+        )
         turns.append(("Agent", "Of course. What budget and size do you need?"))
-        turns.append(("Customer",
-                      f"I pay up to {budget} euros per month and need {area} m2{amen}."))
+        turns.append(
+            ("Customer", f"I pay up to {budget} euros per month and need {area} m2{amen}.")
+        )
     else:
-        turns.append(("Customer", rng.choice((
-            f"Hello, I rent a flat from you in {district}, {city}, and {problem}.",
-            f"Hi, my apartment is in {city}, {district}. Sadly {problem}.",
-        ))))
-        turns.append(("Agent", rng.choice(("I am sorry to hear that.",
-                                           "Thank you for telling us."))))
+        turns.append(
+            (
+                "Customer",
+                rng.choice(
+                    (
+                        f"Hello, I rent a flat from you in {district}, {city}, and {problem}.",
+                        f"Hi, my apartment is in {city}, {district}. Sadly {problem}.",
+                    )
+                ),
+            )
+        )
+        turns.append(
+            ("Agent", rng.choice(("I am sorry to hear that.", "Thank you for telling us.")))
+        )
     fee = ""
     if fee_disclosed:
-        fee = rng.choice((" Please note our agency fee is two months of rent.",
-                          " Our service fee is three percent of the price.",
-                          " The agency fee is stated in the contract."))
+        fee = rng.choice(
+            (
+                " Please note our agency fee is two months of rent.",
+                " Our service fee is three percent of the price.",
+                " The agency fee is stated in the contract.",
+            )
+        )
     action = {
         "schedule_viewing": f"I can show you the flat on {rng.choice(DAYS)}.",
-        "send_listings": rng.choice(("I will email you some listings today.",
-                                     "I will send you matching offers.")),
-        "escalate_to_manager": rng.choice(("I will forward this to my manager.",
-                                           "My manager will call you back.")),
-        "prepare_contract": rng.choice(("I will prepare the contract.",
-                                        "I will draft the purchase agreement.")),
+        "send_listings": rng.choice(
+            ("I will email you some listings today.", "I will send you matching offers.")
+        ),
+        "escalate_to_manager": rng.choice(
+            ("I will forward this to my manager.", "My manager will call you back.")
+        ),
+        "prepare_contract": rng.choice(
+            ("I will prepare the contract.", "I will draft the purchase agreement.")
+        ),
         "send_technician": f"A technician will come on {rng.choice(DAYS)}.",
     }[next_action]
     turns.append(("Agent", action + fee))
-    turns.append(("Customer", rng.choice({
-        "satisfied": ("Great, thank you so much!", "Perfect, that helps a lot.",
-                      "Wonderful, thanks."),
-        "neutral": ("Okay.", "Fine, I will wait.", "Alright, noted."),
-        "dissatisfied": ("This is really disappointing.", "That is not acceptable.",
-                         "I am not happy with this service."),
-    }[satisfaction])))
+    turns.append(
+        (
+            "Customer",
+            rng.choice(
+                {
+                    "satisfied": (
+                        "Great, thank you so much!",
+                        "Perfect, that helps a lot.",
+                        "Wonderful, thanks.",
+                    ),
+                    "neutral": ("Okay.", "Fine, I will wait.", "Alright, noted."),
+                    "dissatisfied": (
+                        "This is really disappointing.",
+                        "That is not acceptable.",
+                        "I am not happy with this service.",
+                    ),
+                }[satisfaction]
+            ),
+        )
+    )
     text = "\n".join(f"{who}: {line}" for who, line in turns)
-    return Dialogue(dialogue_id, intent, city, district, rooms, area, budget, amenities,
-                    problem, fee_disclosed, next_action, satisfaction, text)
+    return Dialogue(
+        dialogue_id,
+        intent,
+        city,
+        district,
+        rooms,
+        area,
+        budget,
+        amenities,
+        problem,
+        fee_disclosed,
+        next_action,
+        satisfaction,
+        text,
+    )
 
 
-def make_dialogues(n: int, seed: int, prefix: str, exclude: frozenset[str] = frozenset()
-                   ) -> list[Dialogue]:
+def make_dialogues(
+    n: int, seed: int, prefix: str, exclude: frozenset[str] = frozenset()
+) -> list[Dialogue]:
     """``n`` distinct dialogues from ``seed``; texts in ``exclude`` are skipped (no overlap)."""
     rng = random.Random(seed)
     seen = set(exclude)
@@ -210,40 +294,75 @@ def _summary(d: Dialogue) -> str:
 def _questions(d: Dialogue) -> list[dict[str, Any]]:
     """Every question that applies to ``d``: task_type, output_format, question, reference."""
     qs: list[dict[str, Any]] = [
-        {"task_type": "intent_classification", "output_format": "label",
-         "question": "What does the customer want? Answer with one of: rent, buy, viewing, "
-                     "complaint.",
-         "reference": d.intent, "labels": list(INTENTS)},
-        {"task_type": "satisfaction", "output_format": "label",
-         "question": "How satisfied is the customer at the end? Answer with one of: "
-                     "satisfied, neutral, dissatisfied.",
-         "reference": d.satisfaction, "labels": list(SATISFACTION)},
-        {"task_type": "compliance", "output_format": "yes_no",
-         "question": "Did the agent disclose the agency fee? Answer yes or no.",
-         "reference": "yes" if d.fee_disclosed else "no"},
-        {"task_type": "next_action", "output_format": "label",
-         "question": "What will the agent do next? Answer with one of: "
-                     + ", ".join(NEXT_ACTIONS) + ".",
-         "reference": d.next_action, "labels": list(NEXT_ACTIONS)},
-        {"task_type": "summary", "output_format": "free_text",
-         "question": "Summarize the dialogue in one sentence.", "reference": _summary(d)},
-        {"task_type": "district", "output_format": "span",
-         "question": "Which district is the flat in?", "reference": d.district},
+        {
+            "task_type": "intent_classification",
+            "output_format": "label",
+            "question": "What does the customer want? Answer with one of: rent, buy, viewing, "
+            "complaint.",
+            "reference": d.intent,
+            "labels": list(INTENTS),
+        },
+        {
+            "task_type": "satisfaction",
+            "output_format": "label",
+            "question": "How satisfied is the customer at the end? Answer with one of: "
+            "satisfied, neutral, dissatisfied.",
+            "reference": d.satisfaction,
+            "labels": list(SATISFACTION),
+        },
+        {
+            "task_type": "compliance",
+            "output_format": "yes_no",
+            "question": "Did the agent disclose the agency fee? Answer yes or no.",
+            "reference": "yes" if d.fee_disclosed else "no",
+        },
+        {
+            "task_type": "next_action",
+            "output_format": "label",
+            "question": "What will the agent do next? Answer with one of: "
+            + ", ".join(NEXT_ACTIONS)
+            + ".",
+            "reference": d.next_action,
+            "labels": list(NEXT_ACTIONS),
+        },
+        {
+            "task_type": "summary",
+            "output_format": "free_text",
+            "question": "Summarize the dialogue in one sentence.",
+            "reference": _summary(d),
+        },
+        {
+            "task_type": "district",
+            "output_format": "span",
+            "question": "Which district is the flat in?",
+            "reference": d.district,
+        },
     ]
     if d.intent != "complaint":
         qs += [
-            {"task_type": "entity_extraction", "output_format": "json",
-             "question": "Extract city, rooms and budget as JSON.",
-             "reference": {"city": d.city, "rooms": d.rooms, "budget": d.budget}},
-            {"task_type": "area", "output_format": "number",
-             "question": "How many m2 does the customer need? Answer with a number.",
-             "reference": d.area},
+            {
+                "task_type": "entity_extraction",
+                "output_format": "json",
+                "question": "Extract city, rooms and budget as JSON.",
+                "reference": {"city": d.city, "rooms": d.rooms, "budget": d.budget},
+            },
+            {
+                "task_type": "area",
+                "output_format": "number",
+                "question": "How many m2 does the customer need? Answer with a number.",
+                "reference": d.area,
+            },
         ]
         if d.amenities:
-            qs.append({"task_type": "amenities", "output_format": "list",
-                       "question": "Which amenities does the customer ask for? Answer as a "
-                                   "comma-separated list.",
-                       "reference": list(d.amenities)})
+            qs.append(
+                {
+                    "task_type": "amenities",
+                    "output_format": "list",
+                    "question": "Which amenities does the customer ask for? Answer as a "
+                    "comma-separated list.",
+                    "reference": list(d.amenities),
+                }
+            )
     return qs
 
 
@@ -258,15 +377,23 @@ def _render_response(output_format: str, reference: Any) -> str:
 
 def _item_input(d: Dialogue, question: str, use_messages: bool) -> dict[str, Any]:
     if use_messages:
-        return {"messages": [
-            {"role": "system", "content": DOMAIN_SYSTEM_PROMPT},
-            {"role": "user", "content": f"{d.text}\n\nQuestion: {question}"},
-        ]}
+        return {
+            "messages": [
+                {"role": "system", "content": DOMAIN_SYSTEM_PROMPT},
+                {"role": "user", "content": f"{d.text}\n\nQuestion: {question}"},
+            ]
+        }
     return {"prompt": f"{d.text}\n\nQuestion: {question}\nAnswer:"}
 
 
-def domain_items(dialogues: list[Dialogue], seed: int, per_dialogue: int | None,
-                 id_prefix: str, *, training: bool) -> list[dict[str, Any]]:
+def domain_items(
+    dialogues: list[Dialogue],
+    seed: int,
+    per_dialogue: int | None,
+    id_prefix: str,
+    *,
+    training: bool,
+) -> list[dict[str, Any]]:
     """Items (test format) or samples (training format) for ``dialogues``.
 
     ``per_dialogue`` questions are drawn per dialogue (all when None); about 40 % of the
@@ -280,9 +407,11 @@ def domain_items(dialogues: list[Dialogue], seed: int, per_dialogue: int | None,
         if per_dialogue is not None and per_dialogue < len(qs):
             qs = [qs[i] for i in sorted(rng.sample(range(len(qs)), per_dialogue))]
         for q in qs:
-            item: dict[str, Any] = {"id": f"{id_prefix}-{len(out) + 1:04d}",
-                                    "task_type": q["task_type"],
-                                    "output_format": q["output_format"]}
+            item: dict[str, Any] = {
+                "id": f"{id_prefix}-{len(out) + 1:04d}",
+                "task_type": q["task_type"],
+                "output_format": q["output_format"],
+            }
             item.update(_item_input(d, q["question"], rng.random() < 0.4))
             if training:
                 item["response"] = _render_response(q["output_format"], q["reference"])
@@ -297,8 +426,9 @@ def domain_items(dialogues: list[Dialogue], seed: int, per_dialogue: int | None,
 
 def domain_test_set() -> list[dict[str, Any]]:
     """The shipped domain test set (``tasks/demo/realestate_test.jsonl``)."""
-    return domain_items(make_dialogues(90, TEST_SEED, "dlg-test"), TEST_SEED, 6, "re",
-                        training=False)
+    return domain_items(
+        make_dialogues(90, TEST_SEED, "dlg-test"), TEST_SEED, 6, "re", training=False
+    )
 
 
 def domain_train_set() -> list[dict[str, Any]]:
@@ -319,19 +449,56 @@ def unlabelled_dialogue_texts(n: int) -> list[str]:
 GENERAL_TASKS = ("demo_arithmetic", "demo_capitals", "demo_copy", "demo_sort")
 
 CAPITALS: dict[str, str] = {
-    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid",
-    "Portugal": "Lisbon", "Austria": "Vienna", "Poland": "Warsaw", "Greece": "Athens",
-    "Sweden": "Stockholm", "Norway": "Oslo", "Finland": "Helsinki", "Denmark": "Copenhagen",
-    "Ireland": "Dublin", "Belgium": "Brussels", "Netherlands": "Amsterdam", "Hungary": "Budapest",
-    "Czechia": "Prague", "Romania": "Bucharest", "Bulgaria": "Sofia", "Croatia": "Zagreb",
-    "Serbia": "Belgrade", "Ukraine": "Kyiv", "Russia": "Moscow", "Turkey": "Ankara",
-    "Egypt": "Cairo", "Kenya": "Nairobi", "Nigeria": "Abuja", "Ghana": "Accra",
-    "Morocco": "Rabat", "Ethiopia": "Addis Ababa", "Japan": "Tokyo", "China": "Beijing",
-    "India": "New Delhi", "Thailand": "Bangkok", "Vietnam": "Hanoi", "Indonesia": "Jakarta",
-    "Iran": "Tehran", "Iraq": "Baghdad", "Israel": "Jerusalem", "Canada": "Ottawa",
-    "Mexico": "Mexico City", "Brazil": "Brasilia", "Argentina": "Buenos Aires",
-    "Chile": "Santiago", "Peru": "Lima", "Colombia": "Bogota", "Cuba": "Havana",
-    "Australia": "Canberra", "Iceland": "Reykjavik", "Latvia": "Riga",
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Italy": "Rome",
+    "Spain": "Madrid",
+    "Portugal": "Lisbon",
+    "Austria": "Vienna",
+    "Poland": "Warsaw",
+    "Greece": "Athens",
+    "Sweden": "Stockholm",
+    "Norway": "Oslo",
+    "Finland": "Helsinki",
+    "Denmark": "Copenhagen",
+    "Ireland": "Dublin",
+    "Belgium": "Brussels",
+    "Netherlands": "Amsterdam",
+    "Hungary": "Budapest",
+    "Czechia": "Prague",
+    "Romania": "Bucharest",
+    "Bulgaria": "Sofia",
+    "Croatia": "Zagreb",
+    "Serbia": "Belgrade",
+    "Ukraine": "Kyiv",
+    "Russia": "Moscow",
+    "Turkey": "Ankara",
+    "Egypt": "Cairo",
+    "Kenya": "Nairobi",
+    "Nigeria": "Abuja",
+    "Ghana": "Accra",
+    "Morocco": "Rabat",
+    "Ethiopia": "Addis Ababa",
+    "Japan": "Tokyo",
+    "China": "Beijing",
+    "India": "New Delhi",
+    "Thailand": "Bangkok",
+    "Vietnam": "Hanoi",
+    "Indonesia": "Jakarta",
+    "Iran": "Tehran",
+    "Iraq": "Baghdad",
+    "Israel": "Jerusalem",
+    "Canada": "Ottawa",
+    "Mexico": "Mexico City",
+    "Brazil": "Brasilia",
+    "Argentina": "Buenos Aires",
+    "Chile": "Santiago",
+    "Peru": "Lima",
+    "Colombia": "Bogota",
+    "Cuba": "Havana",
+    "Australia": "Canberra",
+    "Iceland": "Reykjavik",
+    "Latvia": "Riga",
 }
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -370,8 +537,12 @@ def _capital_question(country: str) -> str:
 _GENERATORS = {"demo_arithmetic": _arithmetic, "demo_copy": _copy, "demo_sort": _sort}
 # ~500 items where the item space allows (sort has 1000 digit triples: half for testing);
 # capitals asks each of the 50 facts four times with different distractors.
-GENERAL_TEST_SIZE = {"demo_arithmetic": 500, "demo_copy": 500, "demo_sort": 500,
-                     "demo_capitals": 200}
+GENERAL_TEST_SIZE = {
+    "demo_arithmetic": 500,
+    "demo_copy": 500,
+    "demo_sort": 500,
+    "demo_capitals": 200,
+}
 
 
 def _general_test_keys(task: str) -> list[tuple[str, str, str]]:
@@ -398,15 +569,24 @@ def general_test_docs(task: str) -> list[dict[str, Any]]:
             wrong = rng.sample(sorted(set(CAPITALS.values()) - {CAPITALS[country]}), 3)
             choices = wrong + [CAPITALS[country]]
             rng.shuffle(choices)
-            docs.append({"id": i, "question": _capital_question(country), "choices": choices,
-                         "label": choices.index(CAPITALS[country])})
+            docs.append(
+                {
+                    "id": i,
+                    "question": _capital_question(country),
+                    "choices": choices,
+                    "label": choices.index(CAPITALS[country]),
+                }
+            )
         return docs
-    return [{"id": i, "question": prompt, "answer": answer}
-            for i, (_, prompt, answer) in enumerate(_general_test_keys(task))]
+    return [
+        {"id": i, "question": prompt, "answer": answer}
+        for i, (_, prompt, answer) in enumerate(_general_test_keys(task))
+    ]
 
 
-def general_train_pairs(n_per_task: int, seed: int = GENERAL_SEED
-                        ) -> dict[str, list[tuple[str, str]]]:
+def general_train_pairs(
+    n_per_task: int, seed: int = GENERAL_SEED
+) -> dict[str, list[tuple[str, str]]]:
     """(prompt, answer) training pairs per general task, never a test item.
 
     Capitals are knowledge: the facts themselves are the training data (the test asks
@@ -423,12 +603,15 @@ def general_train_pairs(n_per_task: int, seed: int = GENERAL_SEED
                 pairs.append((prompt, answer))
         out[task] = pairs
     countries = sorted(CAPITALS)
-    out["demo_capitals"] = [(_capital_question(c), CAPITALS[c])
-                            for c in (countries[i % len(countries)] for i in range(n_per_task))]
+    out["demo_capitals"] = [
+        (_capital_question(c), CAPITALS[c])
+        for c in (countries[i % len(countries)] for i in range(n_per_task))
+    ]
     return out
 
 
 # ------------------------------------------------------------------ files
+
 
 def _jsonl_lines(rows: list[dict[str, Any]]) -> Iterator[str]:
     for row in rows:
@@ -445,8 +628,10 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_all(tasks_dir: Path = TASKS_DIR) -> list[Path]:
     """(Re)generate every committed demo data file under ``tasks_dir``; returns the paths."""
     written = []
-    for name, rows in (("realestate_test.jsonl", domain_test_set()),
-                       ("realestate_train.jsonl", domain_train_set())):
+    for name, rows in (
+        ("realestate_test.jsonl", domain_test_set()),
+        ("realestate_train.jsonl", domain_train_set()),
+    ):
         path = tasks_dir / "demo" / name
         write_jsonl(path, rows)
         written.append(path)

@@ -68,9 +68,18 @@ class WorldConfig:
     @classmethod
     def test(cls) -> WorldConfig:
         """A much smaller world for the test suite (well under a minute) that still learns."""
-        return cls(size=TEST_SIZE, base_steps=200, base_batch=16, base_lr=5e-3,
-                   general_per_task=600, unlabelled_dialogues=100, finetune_steps=120,
-                   finetune_batch=8, finetune_lr=1e-2, replay_ratio=1.0)
+        return cls(
+            size=TEST_SIZE,
+            base_steps=200,
+            base_batch=16,
+            base_lr=5e-3,
+            general_per_task=600,
+            unlabelled_dialogues=100,
+            finetune_steps=120,
+            finetune_batch=8,
+            finetune_lr=1e-2,
+            replay_ratio=1.0,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +94,8 @@ def encode_prompt(tokenizer: Any, sample: dict[str, Any]) -> str:
     """The text a model sees for a domain item/sample, exactly as the engines render it."""
     if "messages" in sample:
         rendered: str = tokenizer.apply_chat_template(
-            sample["messages"], tokenize=False, add_generation_prompt=True)
+            sample["messages"], tokenize=False, add_generation_prompt=True
+        )
         return rendered
     prompt: str = sample["prompt"]
     return prompt
@@ -152,7 +162,7 @@ class _Batcher:
             p = enc(ex.prompt, add_special_tokens=False)["input_ids"]
             r = enc(" " + ex.response, add_special_tokens=False)["input_ids"] + [self.eos]
             ids, labels = p + r, [-100] * len(p) + r
-        result = (ids[-self.max_len:], labels[-self.max_len:])
+        result = (ids[-self.max_len :], labels[-self.max_len :])
         self._cache[ex] = result
         return result
 
@@ -197,14 +207,20 @@ def _lr_at(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _train(model: Any, tokenizer: Any, schedule: Sequence[tuple[_Stream, int]],
-           lr: float, seed: int, label: str, progress: Progress | None) -> None:
+def _train(
+    model: Any,
+    tokenizer: Any,
+    schedule: Sequence[tuple[_Stream, int]],
+    lr: float,
+    seed: int,
+    label: str,
+    progress: Progress | None,
+) -> None:
     """Run ``schedule`` (a stream and a batch size per step) with AdamW, warmup + cosine."""
     import torch
 
     batcher = _Batcher(tokenizer, model.config.max_position_embeddings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95),
-                                  weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     model.train()
     total = len(schedule)
     running = 0.0
@@ -240,18 +256,27 @@ def build_base(out_dir: Path, config: WorldConfig, progress: Progress | None = N
         model = LlamaForCausalLM.from_pretrained(str(out_dir))
         rng = random.Random(config.seed)
         general = _Stream(general_examples(config), random.Random(config.seed + 1))
-        dialogues = _Stream([Example(t, None) for t in
-                             data.unlabelled_dialogue_texts(config.unlabelled_dialogues)],
-                            random.Random(config.seed + 2))
-        schedule = [(dialogues if rng.random() < config.dialogue_fraction else general,
-                     config.base_batch) for _ in range(config.base_steps)]
+        dialogues = _Stream(
+            [Example(t, None) for t in data.unlabelled_dialogue_texts(config.unlabelled_dialogues)],
+            random.Random(config.seed + 2),
+        )
+        schedule = [
+            (dialogues if rng.random() < config.dialogue_fraction else general, config.base_batch)
+            for _ in range(config.base_steps)
+        ]
         _train(model, tokenizer, schedule, config.base_lr, config.seed, "base", progress)
         _save(model, tokenizer, out_dir)
     return out_dir
 
 
-def finetune(base_dir: Path, out_dir: Path, config: WorldConfig, *, replay: bool,
-             progress: Progress | None = None) -> Path:
+def finetune(
+    base_dir: Path,
+    out_dir: Path,
+    config: WorldConfig,
+    *,
+    replay: bool,
+    progress: Progress | None = None,
+) -> Path:
     """Fine-tune ``base_dir`` on the domain training split, with or without general replay."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -259,8 +284,9 @@ def finetune(base_dir: Path, out_dir: Path, config: WorldConfig, *, replay: bool
     with _deterministic_torch(config.seed):
         tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
         model = LlamaForCausalLM.from_pretrained(str(base_dir))
-        domain = _Stream(domain_examples(tokenizer, data.domain_train_set()),
-                         random.Random(config.seed + 3))
+        domain = _Stream(
+            domain_examples(tokenizer, data.domain_train_set()), random.Random(config.seed + 3)
+        )
         schedule: list[tuple[_Stream, int]] = []
         if replay:
             # Replay general examples the base model was trained on, interleaved with
@@ -282,8 +308,10 @@ def finetune(base_dir: Path, out_dir: Path, config: WorldConfig, *, replay: bool
 
 # ------------------------------------------------------------------ quick direct check
 
-def evaluate_checkpoint(checkpoint: Path, *, limit: int | None = None,
-                        batch_size: int = 32, general: bool = True) -> dict[str, float]:
+
+def evaluate_checkpoint(
+    checkpoint: Path, *, limit: int | None = None, batch_size: int = 32, general: bool = True
+) -> dict[str, float]:
     """Greedy accuracies of ``checkpoint`` on the demo's domain and general test items.
 
     A direct check of the world (transformers, no lm-eval, no statistics): domain items
@@ -308,13 +336,17 @@ def evaluate_checkpoint(checkpoint: Path, *, limit: int | None = None,
     def generate(prompts: list[str], max_new: int) -> list[str]:
         outs: list[str] = []
         for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
+            chunk = prompts[start : start + batch_size]
             enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
-                gen = model.generate(**enc, max_new_tokens=max_new, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
-            for row in gen[:, enc["input_ids"].shape[1]:]:
+                gen = model.generate(
+                    **enc,
+                    max_new_tokens=max_new,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+            for row in gen[:, enc["input_ids"].shape[1] :]:
                 text = str(tokenizer.decode(row, skip_special_tokens=True))
                 outs.append(text.split("\n")[0])
         return outs
@@ -355,6 +387,7 @@ def evaluate_checkpoint(checkpoint: Path, *, limit: int | None = None,
             results[task] = hits / len(docs)
         else:
             outs = generate([d["question"] for d in docs], 16)
-            results[task] = sum(o.strip() == d["answer"] for o, d in
-                                zip(outs, docs, strict=True)) / len(docs)
+            results[task] = sum(
+                o.strip() == d["answer"] for o, d in zip(outs, docs, strict=True)
+            ) / len(docs)
     return results

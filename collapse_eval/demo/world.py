@@ -25,8 +25,17 @@ from pathlib import Path
 from collapse_eval.demo import data
 from collapse_eval.demo.train import WorldConfig, build_base, finetune
 
-__all__ = ["DemoWorld", "WorldConfig", "ensure_demo_world", "world_key", "default_cache_dir",
-           "DEMO_SUITE", "BENCHMARKS_FILE", "DOMAIN_TEST_FILE", "DOMAIN_TRAIN_FILE"]
+__all__ = [
+    "DemoWorld",
+    "WorldConfig",
+    "ensure_demo_world",
+    "world_key",
+    "default_cache_dir",
+    "DEMO_SUITE",
+    "BENCHMARKS_FILE",
+    "DOMAIN_TEST_FILE",
+    "DOMAIN_TRAIN_FILE",
+]
 
 _HERE = Path(__file__).resolve().parent
 BENCHMARKS_FILE = _HERE / "benchmarks.yaml"
@@ -77,8 +86,14 @@ def world_key(config: WorldConfig) -> str:
 
 
 def _world_at(root: Path) -> DemoWorld:
-    return DemoWorld(base=root / "base", domain_only=root / "domain-only", mixed=root / "mixed",
-                     domain_test=DOMAIN_TEST_FILE, benchmarks=BENCHMARKS_FILE, suite=DEMO_SUITE)
+    return DemoWorld(
+        base=root / "base",
+        domain_only=root / "domain-only",
+        mixed=root / "mixed",
+        domain_test=DOMAIN_TEST_FILE,
+        benchmarks=BENCHMARKS_FILE,
+        suite=DEMO_SUITE,
+    )
 
 
 def ensure_demo_world(
@@ -107,9 +122,19 @@ def ensure_demo_world(
         finetune(tmp / "base", tmp / "domain-only", config, replay=False, progress=progress)
         finetune(tmp / "base", tmp / "mixed", config, replay=True, progress=progress)
         seconds = round(time.monotonic() - started, 1)
-        (tmp / _MARKER).write_text(json.dumps(
-            {"schema_version": 1, "key": final.name, "config": dataclasses.asdict(config),
-             "build_seconds": seconds}, indent=2) + "\n", encoding="utf-8")
+        (tmp / _MARKER).write_text(
+            json.dumps(
+                {
+                    "schema_version": 1,
+                    "key": final.name,
+                    "config": dataclasses.asdict(config),
+                    "build_seconds": seconds,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         try:
             os.rename(tmp, final)
         except OSError:

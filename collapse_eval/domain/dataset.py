@@ -33,10 +33,25 @@ __all__ = [
 ROLES = ("system", "user", "assistant")
 
 _DOMAIN_REQUIRED = ("id", "task_type", "output_format", "reference")
-_DOMAIN_FIELDS = {"id", "task_type", "output_format", "prompt", "messages", "reference",
-                  "choices", "metadata"}
-_TRAINING_FIELDS = {"id", "task_type", "output_format", "prompt", "messages", "response",
-                    "metadata"}
+_DOMAIN_FIELDS = {
+    "id",
+    "task_type",
+    "output_format",
+    "prompt",
+    "messages",
+    "reference",
+    "choices",
+    "metadata",
+}
+_TRAINING_FIELDS = {
+    "id",
+    "task_type",
+    "output_format",
+    "prompt",
+    "messages",
+    "response",
+    "metadata",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +97,18 @@ def item_doc_hash(item: DomainItem) -> str:
     Two runs whose records carry different doc hashes for one item id were evaluated on
     different data and must not be paired.
     """
-    return sha256_text(canonical_json({
-        "task_type": item.task_type,
-        "output_format": item.output_format,
-        "prompt": item.prompt,
-        "messages": [list(m) for m in item.messages] if item.messages is not None else None,
-        "reference": item.reference,
-        "choices": list(item.choices) if item.choices is not None else None,
-    }))
+    return sha256_text(
+        canonical_json(
+            {
+                "task_type": item.task_type,
+                "output_format": item.output_format,
+                "prompt": item.prompt,
+                "messages": [list(m) for m in item.messages] if item.messages is not None else None,
+                "reference": item.reference,
+                "choices": list(item.choices) if item.choices is not None else None,
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------ reading lines
@@ -109,16 +128,28 @@ def _read_lines(path: Path, problems: list[InputError]) -> Iterator[tuple[int, A
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            problems.append(InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                                       line=lineno, hint="save the file as UTF-8"))
+            problems.append(
+                InputError(
+                    path,
+                    f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                    line=lineno,
+                    hint="save the file as UTF-8",
+                )
+            )
             continue
         if lineno == 1:
             text = text.removeprefix("\ufeff")  # a byte-order mark from some editors
         try:
             yield lineno, json.loads(text)
         except json.JSONDecodeError as exc:
-            problems.append(InputError(path, f"invalid JSON: {exc.msg} (column {exc.colno})",
-                                       line=lineno, hint="each line must be one JSON object"))
+            problems.append(
+                InputError(
+                    path,
+                    f"invalid JSON: {exc.msg} (column {exc.colno})",
+                    line=lineno,
+                    hint="each line must be one JSON object",
+                )
+            )
 
 
 class _LineChecker:
@@ -164,9 +195,11 @@ class _LineChecker:
             return None
         formats = output_formats()
         if value not in formats:
-            self.fail(f"unknown output_format {_show(value)}."
-                      f"{did_you_mean(str(value), formats)}", "output_format",
-                      f"one of: {', '.join(formats)}")
+            self.fail(
+                f"unknown output_format {_show(value)}.{did_you_mean(str(value), formats)}",
+                "output_format",
+                f"one of: {', '.join(formats)}",
+            )
             return None
         return str(value)
 
@@ -176,8 +209,10 @@ class _LineChecker:
         has_prompt, has_messages = "prompt" in obj, "messages" in obj
         if has_prompt == has_messages:
             what = "both" if has_prompt else "neither"
-            self.fail(f"needs exactly one of 'prompt' and 'messages', found {what}",
-                      "prompt" if has_prompt else None)
+            self.fail(
+                f"needs exactly one of 'prompt' and 'messages', found {what}",
+                "prompt" if has_prompt else None,
+            )
             return None, None
         if has_prompt:
             prompt = obj["prompt"]
@@ -189,8 +224,9 @@ class _LineChecker:
 
     def messages(self, value: Any) -> tuple[Message, ...] | None:
         if not isinstance(value, list) or not value:
-            self.fail("must be a non-empty list of {\"role\": ..., \"content\": ...} objects",
-                      "messages")
+            self.fail(
+                'must be a non-empty list of {"role": ..., "content": ...} objects', "messages"
+            )
             return None
         out: list[Message] = []
         for index, msg in enumerate(value):
@@ -200,8 +236,11 @@ class _LineChecker:
                 continue
             role, content = msg.get("role"), msg.get("content")
             if role not in ROLES:
-                self.fail(f"unknown role {_show(role)}.{did_you_mean(str(role), ROLES)}",
-                          f"{where}.role", f"one of: {', '.join(ROLES)}")
+                self.fail(
+                    f"unknown role {_show(role)}.{did_you_mean(str(role), ROLES)}",
+                    f"{where}.role",
+                    f"one of: {', '.join(ROLES)}",
+                )
             if not isinstance(content, str):
                 self.fail(f"must be a string, got {_show(content)}", f"{where}.content")
             extra = sorted(set(msg) - {"role", "content"})
@@ -231,14 +270,15 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _check_duplicate(
-    checker: _LineChecker, item_id: str | None, seen: dict[str, int]
-) -> None:
+def _check_duplicate(checker: _LineChecker, item_id: str | None, seen: dict[str, int]) -> None:
     if item_id is None:
         return
     if item_id in seen:
-        checker.fail(f"duplicate id {_show(item_id)} (first on line {seen[item_id]})", "id",
-                     "ids must be unique within the file")
+        checker.fail(
+            f"duplicate id {_show(item_id)} (first on line {seen[item_id]})",
+            "id",
+            "ids must be unique within the file",
+        )
     else:
         seen[item_id] = checker.line
 
@@ -265,9 +305,11 @@ def _domain_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Domai
     if "reference" in obj:
         if choices is not None:
             if not isinstance(reference, str) or reference not in choices:
-                checker.fail(f"reference {_show(reference)} is not one of the choices",
-                             "reference", "with 'choices', the reference must be one of them, "
-                             "spelled exactly")
+                checker.fail(
+                    f"reference {_show(reference)} is not one of the choices",
+                    "reference",
+                    "with 'choices', the reference must be one of them, spelled exactly",
+                )
         elif output_format is not None:
             problem = check_reference(output_format, reference)
             if problem:
@@ -277,9 +319,16 @@ def _domain_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Domai
     assert item_id is not None and task_type is not None and output_format is not None
     cluster = metadata.get("cluster")
     return DomainItem(
-        id=item_id, task_type=task_type, output_format=output_format, reference=reference,
-        prompt=prompt, messages=messages, choices=choices, metadata=metadata,
-        line=checker.line, cluster=None if cluster is None else str(cluster),
+        id=item_id,
+        task_type=task_type,
+        output_format=output_format,
+        reference=reference,
+        prompt=prompt,
+        messages=messages,
+        choices=choices,
+        metadata=metadata,
+        line=checker.line,
+        cluster=None if cluster is None else str(cluster),
     )
 
 
@@ -313,8 +362,9 @@ def _load(
         if item is not None:
             items.append(item)
     if not items and not problems:
-        problems.append(InputError(path, "no items: the file is empty",
-                                   hint="one JSON object per line"))
+        problems.append(
+            InputError(path, "no items: the file is empty", hint="one JSON object per line")
+        )
     return items, problems
 
 
@@ -355,13 +405,21 @@ def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Tra
             if problem:
                 checker.fail(problem, "response")
         elif not isinstance(response, (dict, list, int, float)) or isinstance(response, bool):
-            checker.fail(f"must be a string (or a JSON value fitting output_format), "
-                         f"got {_show(response)}", "response")
+            checker.fail(
+                f"must be a string (or a JSON value fitting output_format), got {_show(response)}",
+                "response",
+            )
     if not checker.ok:
         return None
     return TrainingItem(
-        id=item_id, response=obj["response"], prompt=prompt, messages=messages,
-        task_type=task_type, output_format=output_format, metadata=metadata, line=checker.line,
+        id=item_id,
+        response=obj["response"],
+        prompt=prompt,
+        messages=messages,
+        task_type=task_type,
+        output_format=output_format,
+        metadata=metadata,
+        line=checker.line,
     )
 
 

@@ -21,8 +21,14 @@ from collapse_eval.engines.base import Engine, GenRequest
 from collapse_eval.errors import EngineError
 from collapse_eval.records import ItemRecord, sha256_text
 
-__all__ = ["evaluate_domain", "MAX_TOKENS_BY_FORMAT", "SINGLE_LINE_FORMATS", "METRIC",
-           "stop_strings", "choice_continuation"]
+__all__ = [
+    "evaluate_domain",
+    "MAX_TOKENS_BY_FORMAT",
+    "SINGLE_LINE_FORMATS",
+    "METRIC",
+    "stop_strings",
+    "choice_continuation",
+]
 
 METRIC = "score"
 
@@ -58,21 +64,38 @@ def _rendered_prompt(engine: Engine, item: DomainItem) -> str:
     return engine.render_chat(item.messages or ())
 
 
-def _record(item: DomainItem, task: str, *, score: float, format_ok: bool | None,
-            prediction: str, rendered_prompt: str) -> ItemRecord:
+def _record(
+    item: DomainItem,
+    task: str,
+    *,
+    score: float,
+    format_ok: bool | None,
+    prediction: str,
+    rendered_prompt: str,
+) -> ItemRecord:
     return ItemRecord(
-        suite="domain", task=task, item_id=item.id, metric=METRIC, score=score,
-        task_type=item.task_type, output_format=item.output_format, format_ok=format_ok,
-        prediction=prediction, reference=item.reference,
-        prompt_hash=sha256_text(rendered_prompt), doc_hash=item_doc_hash(item),
-        cluster=item.cluster, metadata=dict(item.metadata) or None,
+        suite="domain",
+        task=task,
+        item_id=item.id,
+        metric=METRIC,
+        score=score,
+        task_type=item.task_type,
+        output_format=item.output_format,
+        format_ok=format_ok,
+        prediction=prediction,
+        reference=item.reference,
+        prompt_hash=sha256_text(rendered_prompt),
+        doc_hash=item_doc_hash(item),
+        cluster=item.cluster,
+        metadata=dict(item.metadata) or None,
     )
 
 
 def _generate_batch(engine: Engine, items: Sequence[DomainItem], task: str) -> list[ItemRecord]:
     requests = [
         GenRequest(
-            prompt=item.prompt, messages=None if item.prompt is not None else item.messages,
+            prompt=item.prompt,
+            messages=None if item.prompt is not None else item.messages,
             until=stop_strings(item.output_format),
             max_tokens=MAX_TOKENS_BY_FORMAT.get(item.output_format, _DEFAULT_MAX_TOKENS),
         )
@@ -80,13 +103,22 @@ def _generate_batch(engine: Engine, items: Sequence[DomainItem], task: str) -> l
     ]
     outputs = engine.generate(requests)
     if len(outputs) != len(requests):
-        raise EngineError(f"engine returned {len(outputs)} generations for {len(requests)} "
-                           "requests")
+        raise EngineError(
+            f"engine returned {len(outputs)} generations for {len(requests)} requests"
+        )
     records = []
     for item, output in zip(items, outputs, strict=True):
         result = score_prediction(item.output_format, output, item.reference)
-        records.append(_record(item, task, score=result.score, format_ok=result.format_ok,
-                               prediction=output, rendered_prompt=_rendered_prompt(engine, item)))
+        records.append(
+            _record(
+                item,
+                task,
+                score=result.score,
+                format_ok=result.format_ok,
+                prediction=output,
+                rendered_prompt=_rendered_prompt(engine, item),
+            )
+        )
     return records
 
 
@@ -99,18 +131,27 @@ def _rank_batch(engine: Engine, items: Sequence[DomainItem], task: str) -> list[
     ]
     scores = engine.loglikelihood(requests)
     if len(scores) != len(requests):
-        raise EngineError(f"engine returned {len(scores)} log-likelihoods for {len(requests)} "
-                           "requests")
+        raise EngineError(
+            f"engine returned {len(scores)} log-likelihoods for {len(requests)} requests"
+        )
     records, offset = [], 0
     for item, context in zip(items, contexts, strict=True):
         choices = item.choices or ()
-        logprobs = [lp for lp, _ in scores[offset: offset + len(choices)]]
+        logprobs = [lp for lp, _ in scores[offset : offset + len(choices)]]
         offset += len(choices)
         # Ties go to the first choice listed, so a run is reproducible.
         best = max(range(len(choices)), key=lambda i: (logprobs[i], -i))
         chosen = choices[best]
-        records.append(_record(item, task, score=float(chosen == item.reference), format_ok=None,
-                               prediction=chosen, rendered_prompt=context))
+        records.append(
+            _record(
+                item,
+                task,
+                score=float(chosen == item.reference),
+                format_ok=None,
+                prediction=chosen,
+                rendered_prompt=context,
+            )
+        )
     return records
 
 
@@ -135,7 +176,7 @@ def evaluate_domain(
     done = set(done_item_ids)
     todo = [item for item in items if item.id not in done]
     for start in range(0, len(todo), batch_size):
-        batch = todo[start: start + batch_size]
+        batch = todo[start : start + batch_size]
         ranked = [item for item in batch if item.choices is not None]
         generated = [item for item in batch if item.choices is None]
         by_id: dict[str, ItemRecord] = {}

@@ -212,8 +212,12 @@ def score_label(prediction: str, reference: Any) -> ScoreResult:
     line = _strip_answer_prefix(_first_line(prediction))
     parsed = _normalize_label(line)
     # Label-like: one short line, a few words at most.
-    format_ok = (bool(parsed) and _count_lines(prediction) == 1
-                 and len(parsed) <= 64 and len(parsed.split()) <= 6)
+    format_ok = (
+        bool(parsed)
+        and _count_lines(prediction) == 1
+        and len(parsed) <= 64
+        and len(parsed.split()) <= 6
+    )
     score = float(bool(parsed) and parsed == _normalize_label(str(reference)))
     return ScoreResult(score, format_ok, parsed or None)
 
@@ -223,8 +227,20 @@ def score_label(prediction: str, reference: Any) -> ScoreResult:
 _YES_WORDS = {"yes", "y", "true", "correct", "right", "yeah", "yep", "affirmative"}
 _NO_WORDS = {"no", "n", "false", "incorrect", "wrong", "nope"}  # not "not": "Not sure"
 # Chinese has no spaces: match by prefix, negatives first so that 不是 is not read as 是.
-_ZH_NO = ("不是", "不对", "不正确", "不符合", "不合规", "不", "否", "没有", "没", "错误", "错",
-          "无")
+_ZH_NO = (
+    "不是",
+    "不对",
+    "不正确",
+    "不符合",
+    "不合规",
+    "不",
+    "否",
+    "没有",
+    "没",
+    "错误",
+    "错",
+    "无",
+)
 _ZH_YES = ("是的", "是", "对的", "对", "正确", "符合", "合规", "有", "可以", "同意")
 
 
@@ -278,8 +294,18 @@ def score_yes_no(prediction: str, reference: Any) -> ScoreResult:
 # ------------------------------------------------------------------ number
 
 _MULTIPLIERS: dict[str, float] = {
-    "万": 1e4, "亿": 1e8, "千": 1e3, "百万": 1e6, "千万": 1e7, "万亿": 1e12,
-    "k": 1e3, "thousand": 1e3, "million": 1e6, "mn": 1e6, "bn": 1e9, "billion": 1e9,
+    "万": 1e4,
+    "亿": 1e8,
+    "千": 1e3,
+    "百万": 1e6,
+    "千万": 1e7,
+    "万亿": 1e12,
+    "k": 1e3,
+    "thousand": 1e3,
+    "million": 1e6,
+    "mn": 1e6,
+    "bn": 1e9,
+    "billion": 1e9,
 }
 _MULT_ALT = "|".join(sorted((re.escape(m) for m in _MULTIPLIERS), key=len, reverse=True))
 _NUMBER_RE = re.compile(
@@ -321,8 +347,10 @@ def _numeric_reference(value: Any) -> float | None:
     if isinstance(value, str):
         match = _number_match(value.strip())
         # A string reference must be a number and nothing but a unit.
-        if match and not _nfkc(value.strip())[: match.start()].strip() and _UNIT_TAIL_RE.match(
-            _nfkc(value.strip())[match.end():]
+        if (
+            match
+            and not _nfkc(value.strip())[: match.start()].strip()
+            and _UNIT_TAIL_RE.match(_nfkc(value.strip())[match.end() :])
         ):
             return _match_value(match)
     return None
@@ -331,7 +359,7 @@ def _numeric_reference(value: Any) -> float | None:
 def _check_number(value: Any) -> str | None:
     if _numeric_reference(value) is None:
         shown = json.dumps(value, ensure_ascii=False)
-        return f"must be a number (e.g. 3500000 or \"350万\"), got {shown}"
+        return f'must be a number (e.g. 3500000 or "350万"), got {shown}'
     return None
 
 
@@ -349,7 +377,7 @@ def score_number(prediction: str, reference: Any) -> ScoreResult:
         return ScoreResult(0.0, False, None)
     value = _match_value(match)
     # Bare answer: nothing before the number but a currency, only a unit after it.
-    format_ok = not text[: match.start()].strip() and bool(_UNIT_TAIL_RE.match(text[match.end():]))
+    format_ok = not text[: match.start()].strip() and bool(_UNIT_TAIL_RE.match(text[match.end() :]))
     return ScoreResult(float(_numbers_equal(value, expected)), format_ok, value)
 
 
@@ -386,7 +414,7 @@ def _python_dict_fallback(text: str) -> dict[str, Any] | None:
     if start < 0 or end <= start:
         return None
     try:
-        value = ast.literal_eval(text[start: end + 1])
+        value = ast.literal_eval(text[start : end + 1])
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
@@ -452,7 +480,8 @@ def score_json(prediction: str, reference: Any) -> ScoreResult:
         return ScoreResult(0.0, False, None)
     pred_fields, ref_fields = _flatten(parsed), _flatten(reference)
     hits = sum(
-        1 for key, value in ref_fields.items()
+        1
+        for key, value in ref_fields.items()
         if key in pred_fields and _leaves_equal(pred_fields[key], value)
     )
     return ScoreResult(_f1(hits, len(pred_fields), len(ref_fields)), format_ok, parsed)
@@ -498,9 +527,7 @@ def _item_set(items: Iterable[Any]) -> set[Any]:
 
 
 def _check_list(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(
-        isinstance(v, str) or _is_number(v) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, str) or _is_number(v) for v in value):
         return "must be a JSON array of strings or numbers for output_format list"
     return None
 

@@ -40,7 +40,7 @@ class Engine(Protocol):
 
     @property
     def kind(self) -> str:
-        """"vllm" | "hf" | "openai" | "fake"."""
+        """ "vllm" | "hf" | "openai" | "fake"."""
         ...
 
     @property
@@ -90,8 +90,14 @@ def truncate_at_stops(text: str, until: Sequence[str]) -> str:
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-_CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                 "chat_template.jinja", "special_tokens_map.json")
+_CONFIG_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+)
 
 
 def checkpoint_fingerprint(model: str, revision: str | None = None) -> str:
@@ -108,8 +114,11 @@ def checkpoint_fingerprint(model: str, revision: str | None = None) -> str:
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(p for p in path.iterdir()
-                       if p.is_file() and (p.name in _CONFIG_FILES or p.suffix in _WEIGHT_SUFFIXES))
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and (p.name in _CONFIG_FILES or p.suffix in _WEIGHT_SUFFIXES)
+        )
     else:
         digest.update(f"hub:{model}@{revision or 'main'}".encode())
         return "sha256:" + digest.hexdigest()

@@ -73,11 +73,13 @@ class HFEngine:
         revision: str | None = None,
     ) -> None:
         if dtype not in _DTYPES:
-            raise ConfigError(f"hf engine: dtype '{dtype}' is not supported; use one of "
-                              f"{', '.join(_DTYPES)}.")
+            raise ConfigError(
+                f"hf engine: dtype '{dtype}' is not supported; use one of {', '.join(_DTYPES)}."
+            )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(
-                f"hf engine: batch_size must be a positive integer, got {batch_size!r}")
+                f"hf engine: batch_size must be a positive integer, got {batch_size!r}"
+            )
         if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
             raise ConfigError(f"hf engine: max_length must be an integer >= 2, got {max_length!r}")
         self._name = model
@@ -87,8 +89,12 @@ class HFEngine:
         self.batch_size = batch_size
         self.max_gen_toks = max_gen_toks
         self._tokenizer, self._model, self._device = _load(
-            self._source, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-            gguf_file=self._gguf_file, revision=revision,
+            self._source,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            gguf_file=self._gguf_file,
+            revision=revision,
         )
         self.max_length = max_length or _resolve_max_length(self._model.config, self._tokenizer)
         self._fingerprint: str | None = None
@@ -110,8 +116,11 @@ class HFEngine:
     def engine_args(self) -> dict[str, Any]:
         # What can change an output: batch size is left out (it changes floats only in the
         # last bits, and a cache keyed on it would miss for no reason).
-        args: dict[str, Any] = {"dtype": self._dtype, "max_length": self.max_length,
-                                "device": str(self._device)}
+        args: dict[str, Any] = {
+            "dtype": self._dtype,
+            "max_length": self.max_length,
+            "device": str(self._device),
+        }
         if self._gguf_file:
             args["gguf_file"] = self._gguf_file
         if self._revision:
@@ -170,10 +179,12 @@ class HFEngine:
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (ctx, cont) in enumerate(pairs):
             groups.setdefault(tuple(ctx + cont[:-1]), []).append(i)
-        representatives = [max(members, key=lambda i: len(pairs[i][1]))
-                           for members in groups.values()]
-        representatives.sort(key=lambda i: (-len(pairs[i][0]) - len(pairs[i][1]),
-                                            tuple(pairs[i][0] + pairs[i][1])))
+        representatives = [
+            max(members, key=lambda i: len(pairs[i][1])) for members in groups.values()
+        ]
+        representatives.sort(
+            key=lambda i: (-len(pairs[i][0]) - len(pairs[i][1]), tuple(pairs[i][0] + pairs[i][1]))
+        )
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         for start in range(0, len(representatives), self.batch_size):
             chunk = representatives[start : start + self.batch_size]
@@ -181,9 +192,13 @@ class HFEngine:
                 self._score_chunk(pairs, chunk, groups, results)
         return [r for r in results if r is not None]
 
-    def _score_chunk(self, pairs: Sequence[TokenPair], chunk: list[int],
-                     groups: dict[tuple[int, ...], list[int]],
-                     results: list[tuple[float, bool] | None]) -> None:
+    def _score_chunk(
+        self,
+        pairs: Sequence[TokenPair],
+        chunk: list[int],
+        groups: dict[tuple[int, ...], list[int]],
+        results: list[tuple[float, bool] | None],
+    ) -> None:
         import torch
         import torch.nn.functional as F
 
@@ -205,8 +220,9 @@ class HFEngine:
                 scored = logprobs[row, inplen - len(cont) : inplen].unsqueeze(0)  # [1, cont, vocab]
                 greedy = scored.argmax(dim=-1)
                 for member in groups[tuple(ctx + cont[:-1])]:
-                    member_cont = torch.tensor(pairs[member][1], dtype=torch.long,
-                                               device=self._device).unsqueeze(0)
+                    member_cont = torch.tensor(
+                        pairs[member][1], dtype=torch.long, device=self._device
+                    ).unsqueeze(0)
                     n = member_cont.shape[1]
                     is_greedy = bool((greedy[:, -n:] == member_cont).all())
                     picked = torch.gather(scored[:, -n:], 2, member_cont.unsqueeze(-1)).squeeze(-1)
@@ -216,26 +232,35 @@ class HFEngine:
 
     def generate(self, requests: Sequence[GenRequest]) -> list[str]:
         """Greedy continuations with HFLM.generate_until's grouping, batching and stops."""
-        prompts = [r.prompt if r.prompt is not None else self.render_chat(r.messages or ())
-                   for r in requests]
+        prompts = [
+            r.prompt if r.prompt is not None else self.render_chat(r.messages or ())
+            for r in requests
+        ]
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, req in enumerate(requests):
             groups.setdefault((req.until, req.max_tokens, req.params), []).append(i)
         results: list[str | None] = [None] * len(requests)
         for (until, max_tokens, params), members in groups.items():
-            ordered = sorted(members, key=lambda i: (-len(encode(self._tokenizer, prompts[i])),
-                                                     prompts[i]))
+            ordered = sorted(
+                members, key=lambda i: (-len(encode(self._tokenizer, prompts[i])), prompts[i])
+            )
             for start in range(0, len(ordered), self.batch_size):
                 chunk = ordered[start : start + self.batch_size]
                 with self._runtime_errors("generation"):
-                    outputs = self._generate_batch([prompts[i] for i in chunk], until,
-                                                   max_tokens, params)
+                    outputs = self._generate_batch(
+                        [prompts[i] for i in chunk], until, max_tokens, params
+                    )
                 for i, text in zip(chunk, outputs, strict=True):
                     results[i] = text
         return [r if r is not None else "" for r in results]
 
-    def _generate_batch(self, prompts: list[str], until: Sequence[str], max_tokens: int,
-                        params: Sequence[tuple[str, Any]]) -> list[str]:
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        until: Sequence[str],
+        max_tokens: int,
+        params: Sequence[tuple[str, Any]],
+    ) -> list[str]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -258,8 +283,9 @@ class HFEngine:
         old_side = tok.padding_side
         tok.padding_side = "left"
         try:
-            encoded = tok(prompts, truncation=False, padding="longest", return_tensors="pt",
-                          **special)
+            encoded = tok(
+                prompts, truncation=False, padding="longest", return_tensors="pt", **special
+            )
         finally:
             tok.padding_side = old_side
         input_ids = encoded["input_ids"][:, -max_context:]
@@ -287,8 +313,12 @@ class HFEngine:
         )
         with torch.inference_mode():
             output = self._model.generate(
-                input_ids=input_ids, attention_mask=attention_mask, max_length=total_length,
-                stopping_criteria=criteria, pad_token_id=tok.pad_token_id, use_cache=True,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_length=total_length,
+                stopping_criteria=criteria,
+                pad_token_id=tok.pad_token_id,
+                use_cache=True,
                 **kwargs,
             )
         texts = []
@@ -303,19 +333,24 @@ class HFEngine:
         """The chat template with a generation prompt; plain ``role: content`` lines without one."""
         return self.apply_chat_template([{"role": r, "content": c} for r, c in messages])
 
-    def apply_chat_template(self, chat_history: list[dict[str, str]],
-                            add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
         """HFLM.apply_chat_template: on a template error, retry without system messages."""
         if not getattr(self._tokenizer, "chat_template", None):
             if not add_generation_prompt:
-                raise ConfigError(f"{self._name}: the tokenizer has no chat template, so a final "
-                                  "assistant message cannot be continued")
+                raise ConfigError(
+                    f"{self._name}: the tokenizer has no chat template, so a final "
+                    "assistant message cannot be continued"
+                )
             return plain_chat_rendering([(m["role"], m["content"]) for m in chat_history])
         import jinja2
 
         def render(history: list[dict[str, str]]) -> str:
             text = self._tokenizer.apply_chat_template(
-                history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                history,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
                 continue_final_message=not add_generation_prompt,
             )
             return str(text)
@@ -335,11 +370,16 @@ class HFEngine:
         except ConfigError:
             raise
         except MemoryError as exc:
-            raise EngineError(f"{self._name}: out of memory during {what}; lower the batch size "
-                              f"(--engine-arg batch_size=N, now {self.batch_size})") from exc
+            raise EngineError(
+                f"{self._name}: out of memory during {what}; lower the batch size "
+                f"(--engine-arg batch_size=N, now {self.batch_size})"
+            ) from exc
         except RuntimeError as exc:  # torch's OutOfMemoryError is a RuntimeError too
-            hint = (f"; lower the batch size (--engine-arg batch_size=N, now {self.batch_size})"
-                    if "out of memory" in str(exc).lower() else "")
+            hint = (
+                f"; lower the batch size (--engine-arg batch_size=N, now {self.batch_size})"
+                if "out of memory" in str(exc).lower()
+                else ""
+            )
             raise EngineError(f"{self._name}: {what} failed: {exc}{hint}") from exc
 
     def close(self) -> None:
@@ -387,8 +427,12 @@ def _stop_sequence_class() -> type:
 
 def _looks_like_path(model: str) -> bool:
     """A hub name is ``name`` or ``org/name``; anything else that does not exist is a path."""
-    return (model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-            or model.endswith(".gguf"))
+    return (
+        model.startswith(("/", ".", "~"))
+        or model.count("/") > 1
+        or "\\" in model
+        or model.endswith(".gguf")
+    )
 
 
 def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]:
@@ -396,8 +440,10 @@ def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]
     path = Path(model).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
-            raise InputError(path, "is a file; expected a checkpoint directory (with "
-                             "config.json) or a .gguf file")
+            raise InputError(
+                path,
+                "is a file; expected a checkpoint directory (with config.json) or a .gguf file",
+            )
         return str(path.parent), path.name
     if path.is_dir():
         if gguf_file:
@@ -405,18 +451,31 @@ def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]
                 raise InputError(path / gguf_file, "GGUF file not found", field="gguf_file")
         elif not (path / "config.json").is_file():
             ggufs = sorted(p.name for p in path.glob("*.gguf"))
-            hint = (f"pass --engine-arg gguf_file={ggufs[0]}" if ggufs
-                    else "a transformers checkpoint directory has config.json and weights")
+            hint = (
+                f"pass --engine-arg gguf_file={ggufs[0]}"
+                if ggufs
+                else "a transformers checkpoint directory has config.json and weights"
+            )
             raise InputError(path, "not a transformers checkpoint (no config.json)", hint=hint)
         return str(path), gguf_file
     if _looks_like_path(model):
-        raise InputError(path, "checkpoint directory not found",
-                         hint="pass an existing checkpoint directory, a .gguf file or a hub name")
+        raise InputError(
+            path,
+            "checkpoint directory not found",
+            hint="pass an existing checkpoint directory, a .gguf file or a hub name",
+        )
     return model, gguf_file
 
 
-def _load(source: str, *, dtype: str, device: str, trust_remote_code: bool,
-          gguf_file: str | None, revision: str | None) -> tuple[Any, Any, Any]:
+def _load(
+    source: str,
+    *,
+    dtype: str,
+    device: str,
+    trust_remote_code: bool,
+    gguf_file: str | None,
+    revision: str | None,
+) -> tuple[Any, Any, Any]:
     """Tokenizer, model (eval mode, on device) and torch.device, as HFLM loads them."""
     import torch
     import transformers
@@ -425,28 +484,37 @@ def _load(source: str, *, dtype: str, device: str, trust_remote_code: bool,
         torch_device = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError(f"hf engine: device '{device}' is not a torch device ({exc})") from exc
-    common: dict[str, Any] = {"revision": revision or "main",
-                              "trust_remote_code": trust_remote_code}
+    common: dict[str, Any] = {
+        "revision": revision or "main",
+        "trust_remote_code": trust_remote_code,
+    }
     if gguf_file:
         common["gguf_file"] = gguf_file
     try:
         config = transformers.AutoConfig.from_pretrained(source, **common)
         if getattr(config, "is_encoder_decoder", False):
-            raise InputError(source, "is an encoder-decoder model; the hf engine evaluates "
-                             "decoder-only (causal) language models")
+            raise InputError(
+                source,
+                "is an encoder-decoder model; the hf engine evaluates "
+                "decoder-only (causal) language models",
+            )
         tok_kwargs = dict(common)
         if not gguf_file:
             tok_kwargs["use_fast"] = True
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **tok_kwargs)
         torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
         model: Any = transformers.AutoModelForCausalLM.from_pretrained(
-            source, config=config, dtype=torch_dtype, **common)
+            source, config=config, dtype=torch_dtype, **common
+        )
     except InputError:
         raise
     except OSError as exc:
-        raise InputError(source, f"cannot load the checkpoint: {exc}",
-                         hint="a hub name works only if it is already in the local Hugging "
-                              "Face cache; otherwise pass a local directory") from exc
+        raise InputError(
+            source,
+            f"cannot load the checkpoint: {exc}",
+            hint="a hub name works only if it is already in the local Hugging "
+            "Face cache; otherwise pass a local directory",
+        ) from exc
     except (ValueError, RuntimeError, MemoryError) as exc:
         raise EngineError(f"{source}: loading the model failed: {exc}") from exc
     model.eval()

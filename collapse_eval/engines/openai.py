@@ -57,8 +57,16 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
 # Arguments OpenAIEngine accepts via --engine-arg (``model`` names the served model).
 OPENAI_ENGINE_ARGS = (
-    "base_url", "model", "api_key_env", "tokenizer", "max_concurrency", "timeout_s",
-    "max_retries", "backoff_s", "max_backoff_s", "max_length",
+    "base_url",
+    "model",
+    "api_key_env",
+    "tokenizer",
+    "max_concurrency",
+    "timeout_s",
+    "max_retries",
+    "backoff_s",
+    "max_backoff_s",
+    "max_length",
 )
 
 
@@ -94,8 +102,10 @@ class OpenAIEngine:
                 f"--engine-arg base_url={base_url!r} is not an http(s) URL; "
                 "e.g. base_url=http://127.0.0.1:8000/v1"
             )
-        for name, value, low in (("max_concurrency", max_concurrency, 1),
-                                 ("max_retries", max_retries, 0)):
+        for name, value, low in (
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+        ):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"--engine-arg {name} must be an integer >= {low}, got {value!r}")
         if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
@@ -226,8 +236,9 @@ class OpenAIEngine:
         """Whether the server is vLLM (its /models lists owned_by "vllm"); asked once."""
         with self._count_lock:
             if self._is_vllm is None:
-                request = urllib.request.Request(f"{self._base_url}/models",
-                                                 headers=self._headers())
+                request = urllib.request.Request(
+                    f"{self._base_url}/models", headers=self._headers()
+                )
                 try:
                     with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
                         listing = json.loads(response.read().decode("utf-8"))
@@ -256,11 +267,16 @@ class OpenAIEngine:
         prompt_logprobs = choice.get("prompt_logprobs")
         if isinstance(prompt_logprobs, list) and len(prompt_logprobs) == len(tokens):
             # vLLM's extension: per position {token id: {"logprob": x, ...}}.
-            return score_continuation(tokens, ctxlen, [
-                None if options is None
-                else {int(t): float(v["logprob"]) for t, v in options.items()}
-                for options in prompt_logprobs
-            ])
+            return score_continuation(
+                tokens,
+                ctxlen,
+                [
+                    None
+                    if options is None
+                    else {int(t): float(v["logprob"]) for t, v in options.items()}
+                    for options in prompt_logprobs
+                ],
+            )
         logprobs = choice.get("logprobs") or {}
         return _from_token_strings(logprobs, range(ctxlen, len(tokens)))
 
@@ -273,10 +289,17 @@ class OpenAIEngine:
         return _from_token_strings(logprobs, positions)
 
     def _echo(self, prompt: str | list[int]) -> dict[str, Any]:
-        answer = self._post("completions", {
-            "model": self._served, "prompt": prompt, "max_tokens": 1, "temperature": 0,
-            "echo": True, "logprobs": 1,
-        })
+        answer = self._post(
+            "completions",
+            {
+                "model": self._served,
+                "prompt": prompt,
+                "max_tokens": 1,
+                "temperature": 0,
+                "echo": True,
+                "logprobs": 1,
+            },
+        )
         choices = answer.get("choices") or [{}]
         choice: dict[str, Any] = choices[0]
         return choice
@@ -307,8 +330,11 @@ class OpenAIEngine:
     # -- generation ---------------------------------------------------------------------
 
     def _generate_one(self, req: GenRequest) -> str:
-        body: dict[str, Any] = {"model": self._served, "max_tokens": req.max_tokens,
-                                "temperature": 0}
+        body: dict[str, Any] = {
+            "model": self._served,
+            "max_tokens": req.max_tokens,
+            "temperature": 0,
+        }
         if req.until:
             body["stop"] = list(req.until)
         decode_ids = self._tokenizer is not None and self._server_is_vllm()
@@ -342,10 +368,13 @@ class OpenAIEngine:
         template = getattr(self._tokenizer, "chat_template", None) if self._tokenizer else None
         if not template or self._tokenizer is None:
             return plain_chat_rendering(messages)
-        return str(self._tokenizer.apply_chat_template(
-            [{"role": r, "content": c} for r, c in messages],
-            tokenize=False, add_generation_prompt=True,
-        ))
+        return str(
+            self._tokenizer.apply_chat_template(
+                [{"role": r, "content": c} for r, c in messages],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+        )
 
     def close(self) -> None:
         """Nothing to release: every request opens and closes its own connection."""

@@ -54,7 +54,7 @@ def typed_value(text: str) -> Any:
         return float(stripped)
     except ValueError:
         pass
-    if stripped and stripped[0] in "{[\"":
+    if stripped and stripped[0] in '{["':
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
@@ -148,9 +148,12 @@ def _check_keywords(kind: str, factory: Any, args: Mapping[str, Any]) -> None:
     params = inspect.signature(factory).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    allowed = [name for name, p in params.items()
-               if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-               and name not in ("self", "model", "name")]
+    allowed = [
+        name
+        for name, p in params.items()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and name not in ("self", "model", "name")
+    ]
     for key in args:
         if key not in allowed:
             raise ConfigError(

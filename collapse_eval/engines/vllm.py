@@ -53,13 +53,27 @@ VLLM_INSTALL_HINT = (
 # Arguments that change how fast answers come, not what they are: left out of
 # ``engine_args`` (the manifest and cache identity), so that e.g. a tensor-parallel
 # re-run reuses cached answers.
-PERFORMANCE_ONLY_ARGS = frozenset({
-    "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
-    "distributed_executor_backend", "gpu_memory_utilization", "enable_prefix_caching",
-    "enforce_eager", "swap_space", "cpu_offload_gb", "max_num_seqs",
-    "max_num_batched_tokens", "block_size", "disable_log_stats", "kv_cache_memory_bytes",
-    "enable_chunked_prefill", "disable_custom_all_reduce", "download_dir",
-})
+PERFORMANCE_ONLY_ARGS = frozenset(
+    {
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "data_parallel_size",
+        "distributed_executor_backend",
+        "gpu_memory_utilization",
+        "enable_prefix_caching",
+        "enforce_eager",
+        "swap_space",
+        "cpu_offload_gb",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "block_size",
+        "disable_log_stats",
+        "kv_cache_memory_bytes",
+        "enable_chunked_prefill",
+        "disable_custom_all_reduce",
+        "download_dir",
+    }
+)
 
 CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 CPU_ARG_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "dtype": "float32"}
@@ -108,8 +122,11 @@ class VLLMEngine:
             raise MissingDependencyError("vLLM", VLLM_INSTALL_HINT) from exc
 
         if model.startswith(("/", ".", "~")) and not Path(model).expanduser().exists():
-            raise InputError(model, "checkpoint directory not found",
-                             hint="pass an existing checkpoint directory or a hub name")
+            raise InputError(
+                model,
+                "checkpoint directory not found",
+                hint="pass an existing checkpoint directory or a hub name",
+            )
         self._model = model
         args = dict(engine_args)
         if current_platform.is_cpu():
@@ -183,10 +200,14 @@ class VLLMEngine:
         params = SamplingParams(temperature=0, prompt_logprobs=1, max_tokens=1, detokenize=False)
         outputs = self._run([TokensPrompt(prompt_token_ids=tokens) for tokens, _ in fitted], params)
         return [
-            score_continuation(tokens, ctxlen, [
-                None if options is None else {t: lp.logprob for t, lp in options.items()}
-                for options in out.prompt_logprobs
-            ])
+            score_continuation(
+                tokens,
+                ctxlen,
+                [
+                    None if options is None else {t: lp.logprob for t, lp in options.items()}
+                    for options in out.prompt_logprobs
+                ],
+            )
             for (tokens, ctxlen), out in zip(fitted, outputs, strict=True)
         ]
 
@@ -273,4 +294,3 @@ class VLLMEngine:
             engine_core.shutdown()
         del llm
         gc.collect()
-

@@ -11,8 +11,13 @@ from collapse_eval.records import ItemRecord, is_run_dir, load_run
 
 _SECTIONS = (
     ("general", "general", None, "General capability", "task"),
-    ("general_subtask", "general", "subtask", "General benchmarks by subtask (judged as groups)",
-     "subtask"),
+    (
+        "general_subtask",
+        "general",
+        "subtask",
+        "General benchmarks by subtask (judged as groups)",
+        "subtask",
+    ),
     ("domain", "domain", None, "Domain test set", "task"),
     ("domain_task_type", "domain", "task_type", "Domain by task type", "task type"),
     ("domain_output_format", "domain", "output_format", "Domain by output format", "output format"),
