@@ -141,7 +141,8 @@ def _make_dialogue(rng: random.Random, dialogue_id: str) -> Dialogue:
                 rng.choice(
                     (
                         f"Hi, I want to rent a {rooms}-room flat in {city}, ideally in {district}.",
-                        f"Hello, I am looking for a {rooms}-room apartment to rent in {district}, {city}.",
+                        f"Hello, I am looking for a {rooms}-room apartment to rent in "
+                        f"{district}, {city}.",
                     )
                 ),
             )
@@ -183,7 +184,8 @@ def _make_dialogue(rng: random.Random, dialogue_id: str) -> Dialogue:
                 rng.choice(
                     (
                         f"Hi, can I visit the {rooms}-room flat in {district}, {city}?",
-                        f"Hello, I would like to see the {rooms}-room apartment in {city}, {district}.",
+                        f"Hello, I would like to see the {rooms}-room apartment in "
+                        f"{city}, {district}.",
                     )
                 ),
             )
