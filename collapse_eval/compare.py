@@ -252,6 +252,7 @@ def _row(
         "higher_is_better": higher_is_better,
         "tuned_only": result.tuned_only,
         "base_only": result.base_only,
+        "note": result.note,
     }
     return row
 

@@ -21,6 +21,14 @@ Methods, and why:
   invalid, so the test becomes a cluster-robust z-test on the mean difference with the
   clustered standard error of Miller (2024) "Adding Error Bars to Evals", including the
   C/(C-1) small-sample correction, and the CI is the matching normal interval.
+  When every cluster holds a single item, clustering changes nothing and the i.i.d.
+  methods are used.
+* Small samples: the exact binary methods hold at any n. The percentile bootstrap and the
+  cluster-robust normal interval do not: below ``MIN_BOOTSTRAP_ITEMS`` items (continuous)
+  or ``MIN_CLUSTERS`` clusters they undercover badly and collapse to a single point when
+  the few differences are equal. There the comparison has no CI (``ci_low``/``ci_high``
+  None; with too few clusters no p-value either) and a ``note`` saying why, so its status
+  is ``inconclusive``: a drop beyond the margin cannot be ruled out with so little data.
 * Multiple comparisons: Holm within each family; Benjamini-Hochberg q-values as an extra.
 * Minimum detectable effect: (z_{1-alpha/2} + z_{0.8}) * SE of the mean paired difference
   (clustered SE when clusters are given), i.e. the true drop that a two-sided level-alpha
@@ -51,6 +59,10 @@ _FEW_VALUES = 64
 _WILCOXON_EXACT_MAX_N = 50
 # Rows of the bootstrap count matrix generated at once: bounds memory to ~chunk * n floats.
 _BOOT_CHUNK_ELEMENTS = 8_000_000
+# Fewest items for a percentile bootstrap CI of a continuous paired difference, and fewest
+# clusters for a cluster-robust CI. Below these, a comparison has no CI (see the docstring).
+MIN_BOOTSTRAP_ITEMS = 10
+MIN_CLUSTERS = 10
 
 
 # ---------------------------------------------------------------- small building blocks
@@ -330,16 +342,20 @@ class PairedSample:
 
 @dataclass(frozen=True, slots=True)
 class PairedComparison:
-    """Result of one paired comparison; ``delta = tuned_mean - base_mean``."""
+    """Result of one paired comparison; ``delta = tuned_mean - base_mean``.
+
+    ``ci_low``/``ci_high`` (and for too few clusters ``p_value``) are None when the sample
+    is too small for the method; ``note`` then says why.
+    """
 
     n: int
     base_mean: float
     tuned_mean: float
     delta: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None
+    ci_high: float | None
     test: str  # mcnemar_exact | wilcoxon | cluster_robust_z
-    p_value: float
+    p_value: float | None
     ci_method: str  # newcombe_hybrid_score | bootstrap_percentile | cluster_robust_normal
     se: float
     se_clustered: float | None
@@ -348,6 +364,41 @@ class PairedComparison:
     binary: bool
     tuned_only: int | None = None  # discordant pairs (binary only): tuned right, base wrong
     base_only: int | None = None
+    note: str | None = None
+
+
+Method = Literal["cluster_robust", "too_few_clusters", "exact_binary", "bootstrap", "too_few_items"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Which method a sample gets; decided once, so batching and judging agree."""
+
+    method: Method
+    se_clustered: float | None = None
+    n_clusters: int | None = None
+
+
+def _plan(sample: PairedSample) -> _Plan:
+    n = sample.base.size
+    se_cl: float | None = None
+    n_cl: int | None = None
+    if sample.clusters is not None:
+        se_cl, n_cl = clustered_se(sample.tuned - sample.base, sample.clusters)
+        if n_cl < n:  # some cluster holds several items: they are not independent
+            method: Method = "cluster_robust" if n_cl >= MIN_CLUSTERS else "too_few_clusters"
+            return _Plan(method, se_cl, n_cl)
+    if sample.is_binary:
+        return _Plan("exact_binary", se_cl, n_cl)
+    return _Plan("bootstrap" if n >= MIN_BOOTSTRAP_ITEMS else "too_few_items", se_cl, n_cl)
+
+
+def _table(sample: PairedSample) -> tuple[int, int, int]:
+    """(both right, tuned only right, base only right) of a binary sample."""
+    both = int(((sample.tuned == 1) & (sample.base == 1)).sum())
+    tuned_only = int(((sample.tuned == 1) & (sample.base == 0)).sum())
+    base_only = int(((sample.tuned == 0) & (sample.base == 1)).sum())
+    return both, tuned_only, base_only
 
 
 def compare_many(
@@ -358,7 +409,8 @@ def compare_many(
     seed: int = 0,
 ) -> list[PairedComparison]:
     """Paired comparison of each sample; bootstraps of all samples are batched."""
-    boot_needed = [i for i, s in enumerate(samples) if not s.is_binary and _clustering(s) is None]
+    plans = [_plan(s) for s in samples]
+    boot_needed = [i for i, plan in enumerate(plans) if plan.method == "bootstrap"]
     boot = paired_bootstrap_cis(
         [samples[i].tuned - samples[i].base for i in boot_needed],
         alpha=alpha,
@@ -366,7 +418,10 @@ def compare_many(
         seed=seed,
     )
     cis = dict(zip(boot_needed, boot, strict=True))
-    return [_compare_one(s, alpha, cis.get(i)) for i, s in enumerate(samples)]
+    return [
+        _compare_one(s, plan, alpha, cis.get(i))
+        for i, (s, plan) in enumerate(zip(samples, plans, strict=True))
+    ]
 
 
 def compare_paired(
@@ -383,65 +438,90 @@ def compare_paired(
     return compare_many([sample], alpha=alpha, n_boot=n_boot, seed=seed)[0]
 
 
-def _clustering(sample: PairedSample) -> tuple[float | None, int] | None:
-    if sample.clusters is None:
-        return None
-    return clustered_se(sample.tuned - sample.base, sample.clusters)
+@dataclass(frozen=True, slots=True)
+class _Inference:
+    test: str
+    ci_method: str
+    ci: tuple[float, float] | None
+    p_value: float | None
+    note: str | None = None
+
+
+def _infer(
+    sample: PairedSample, plan: _Plan, alpha: float, boot_ci: tuple[float, float] | None
+) -> _Inference:
+    """Test, CI and p-value by the planned method."""
+    n = sample.base.size
+    d = sample.tuned - sample.base
+    delta = float(d.mean())
+    if plan.method == "cluster_robust":
+        assert plan.se_clustered is not None
+        half = float(norm.ppf(1 - alpha / 2)) * plan.se_clustered
+        ci = (delta - half, delta + half)
+        p = _z_test_p(delta, plan.se_clustered)
+        return _Inference("cluster_robust_z", "cluster_robust_normal", ci, p)
+    if plan.method == "too_few_clusters":
+        note = (
+            f"{n} items in {plan.n_clusters} cluster(s): too few for a cluster-robust CI "
+            f"(needs at least {MIN_CLUSTERS} clusters)"
+        )
+        return _Inference("cluster_robust_z", "cluster_robust_normal", None, None, note)
+    if plan.method == "exact_binary":
+        both, tuned_only, base_only = _table(sample)
+        lo_arr, hi_arr = newcombe_paired_ci(
+            both, tuned_only, base_only, n - both - tuned_only - base_only, alpha
+        )
+        p = mcnemar_exact_p(tuned_only, base_only)
+        return _Inference(
+            "mcnemar_exact", "newcombe_hybrid_score", (float(lo_arr), float(hi_arr)), p
+        )
+    p, _ = wilcoxon_signed_rank(d)
+    if plan.method == "too_few_items":
+        note = f"{n} item(s): too few for a bootstrap CI (needs at least {MIN_BOOTSTRAP_ITEMS})"
+        return _Inference("wilcoxon", "bootstrap_percentile", None, p, note)
+    if boot_ci is None:
+        raise ValueError("a continuous comparison planned for the bootstrap got no CI")
+    return _Inference("wilcoxon", "bootstrap_percentile", boot_ci, p)
 
 
 def _compare_one(
-    sample: PairedSample, alpha: float, boot_ci: tuple[float, float] | None
+    sample: PairedSample, plan: _Plan, alpha: float, boot_ci: tuple[float, float] | None
 ) -> PairedComparison:
     n = sample.base.size
     if n == 0:
         raise ValueError("cannot compare zero items")
     d = sample.tuned - sample.base
-    delta = float(d.mean())
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    clustering = _clustering(sample)
-    se_cl, n_cl = clustering if clustering is not None else (None, None)
     binary = sample.is_binary
     tuned_only = base_only = None
     if binary:
-        tuned_only = int(((sample.tuned == 1) & (sample.base == 0)).sum())
-        base_only = int(((sample.tuned == 0) & (sample.base == 1)).sum())
-    if clustering is not None and se_cl is not None:
-        test, ci_method = "cluster_robust_z", "cluster_robust_normal"
-        z = norm.ppf(1 - alpha / 2)
-        low, high = delta - z * se_cl, delta + z * se_cl
-        p = _z_test_p(delta, se_cl)
-    elif binary:
-        assert tuned_only is not None and base_only is not None
-        test, ci_method = "mcnemar_exact", "newcombe_hybrid_score"
-        p = mcnemar_exact_p(tuned_only, base_only)
-        both = int(((sample.tuned == 1) & (sample.base == 1)).sum())
-        lo_arr, hi_arr = newcombe_paired_ci(
-            both, tuned_only, base_only, n - both - tuned_only - base_only, alpha
-        )
-        low, high = float(lo_arr), float(hi_arr)
+        _, tuned_only, base_only = _table(sample)
+    inference = _infer(sample, plan, alpha, boot_ci)
+    if plan.method == "too_few_clusters":
+        mde = None  # the i.i.d. SE would understate it, the clustered SE is unreliable
     else:
-        test, ci_method = "wilcoxon", "bootstrap_percentile"
-        p, _ = wilcoxon_signed_rank(d)
-        if boot_ci is None:
-            raise ValueError("continuous comparison needs its bootstrap CI")
-        low, high = boot_ci
+        mde = minimum_detectable_effect(
+            plan.se_clustered if plan.method == "cluster_robust" else se, alpha
+        )
+    low, high = inference.ci if inference.ci is not None else (None, None)
     return PairedComparison(
         n=n,
         base_mean=float(sample.base.mean()),
         tuned_mean=float(sample.tuned.mean()),
-        delta=delta,
-        ci_low=float(low),
-        ci_high=float(high),
-        test=test,
-        p_value=float(p),
-        ci_method=ci_method,
+        delta=float(d.mean()),
+        ci_low=low,
+        ci_high=high,
+        test=inference.test,
+        p_value=inference.p_value,
+        ci_method=inference.ci_method,
         se=se,
-        se_clustered=se_cl,
-        n_clusters=n_cl,
-        mde=minimum_detectable_effect(se_cl if se_cl is not None else se, alpha),
+        se_clustered=plan.se_clustered,
+        n_clusters=plan.n_clusters,
+        mde=mde,
         binary=binary,
         tuned_only=tuned_only,
         base_only=base_only,
+        note=inference.note,
     )
 
 

@@ -7,7 +7,8 @@ Status (margin m > 0 on the 0..1 scale; ``p_adjusted`` is Holm within the family
   improved      p_adjusted < alpha and delta > 0
   regressed     p_adjusted < alpha and delta < 0 and ci_low <= -m
   non_inferior  ci_low > -m (and not improved)
-  inconclusive  anything else: a drop larger than the margin cannot be ruled out
+  inconclusive  anything else: a drop larger than the margin cannot be ruled out,
+                including a comparison too small to have a CI (its ``note`` says why)
 For metrics where lower is better (``higher_is_better: false``), delta and the CI are
 mirrored before the rules are applied.
 
@@ -34,14 +35,16 @@ STATUSES = ("improved", "regressed", "non_inferior", "inconclusive")
 
 def comparison_status(
     delta: float,
-    ci_low: float,
-    ci_high: float,
+    ci_low: float | None,
+    ci_high: float | None,
     p_adjusted: float,
     *,
     alpha: float,
     margin: float,
     higher_is_better: bool = True,
 ) -> str:
+    if ci_low is None or ci_high is None:
+        return "inconclusive"  # too few items or clusters for a CI: nothing is ruled out
     if not higher_is_better:
         delta, ci_low = -delta, -ci_high
     significant = p_adjusted < alpha
@@ -71,6 +74,8 @@ def _p(p: float | None) -> str:
 
 
 def _ci(c: dict[str, Any], alpha: float) -> str:
+    if c.get("ci_low") is None or c.get("ci_high") is None:
+        return f"no CI: {c['note']}" if c.get("note") else "no CI"
     level = f"{(1 - alpha) * 100:g}%"
     return f"{level} CI {_signed_points(c['ci_low'])} to {_signed_points(c['ci_high'])}"
 

@@ -203,8 +203,12 @@ def test_continuous_uses_wilcoxon_and_bootstrap() -> None:
     assert r.ci_high == pytest.approx(d.mean() + half, abs=0.15 * half)
     assert S.compare_paired(base, tuned, n_boot=4000, seed=3) == r
     assert S.compare_paired(base, tuned, n_boot=4000, seed=4) != r
-    constant = S.compare_paired([0.5, 0.5], [0.7, 0.7])
+    constant = S.compare_paired(
+        np.full(S.MIN_BOOTSTRAP_ITEMS, 0.5), np.full(S.MIN_BOOTSTRAP_ITEMS, 0.7)
+    )
     assert (constant.ci_low, constant.ci_high) == pytest.approx((0.2, 0.2))
+    two = S.compare_paired([0.5, 0.5], [0.7, 0.7])  # too few items for a bootstrap CI
+    assert (two.ci_low, two.ci_high, two.delta) == (None, None, pytest.approx(0.2))
 
 
 def test_bootstrap_paths_agree() -> None:
