@@ -251,13 +251,20 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
         "delta",
         "95% CI",
         "p adj",
+        "margin",
         "status",
     ):
         table.add_column(column)
     for row in summary["comparisons"]:
         if row.get("group_by") is not None:
             continue
-        ci = "" if row.get("ci_low") is None else f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        if row.get("ci_low") is None or row.get("ci_high") is None:
+            ci = "n too small" if row.get("note") else ""
+        else:
+            ci = f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+        margin = _fmt(row.get("margin"), ".3f")
+        if margin and row.get("margin_source"):
+            margin += f" ({row['margin_source']})"
         cells = (
             row["suite"],
             row["task"],
@@ -268,6 +275,7 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
             _fmt(row.get("delta"), "+.3f"),
             ci,
             _fmt(row.get("p_adjusted"), ".3g"),
+            margin,
             row.get("status", ""),
         )
         # Text cells: task names come from user files and must not be read as rich markup.

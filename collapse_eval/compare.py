@@ -294,6 +294,12 @@ def compare_runs(
     # (family, row metadata, sample); every sample goes through one batched compare_many.
     jobs: list[tuple[str, dict[str, Any], PairedSample]] = []
     general_units = _general_units(general)
+    # A typo in the policy's task names is a usage error, found before any statistics.
+    policy.check_task_names(
+        {name for name, _ in general_units}
+        | {u["task"] for u in unpaired if u["suite"] == "general"},
+        {p.task: p.group for p in general if p.group is not None},
+    )
     general_samples = []
     for name, unit in general_units:
         first = unit[0]

@@ -15,24 +15,32 @@ must show non-inferiority: they fail when ``regressed`` or ``inconclusive``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 FAILABLE_STATUSES = ("regressed", "inconclusive")
+DEFAULT_MARGIN = 0.02
 _TOP_KEYS = ("alpha", "general", "domain")
 _GENERAL_KEYS = ("margin", "fail_on", "critical", "margins")
 _DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on")
 
 
+class Margin(NamedTuple):
+    """A non-inferiority margin and where it was set, as stored in summary.json."""
+
+    value: float
+    source: str  # "policy general.margins.TASK" | "benchmarks.yaml" | "policy general.margin" | ...
+
+
 @dataclass(frozen=True, slots=True)
 class GeneralPolicy:
-    margin: float = 0.02
+    margin: float = DEFAULT_MARGIN
     fail_on: tuple[str, ...] = ("regressed",)
     critical: tuple[str, ...] = ()
     margins: Mapping[str, float] = field(default_factory=dict)
@@ -42,7 +50,7 @@ class GeneralPolicy:
 class DomainPolicy:
     require_gain: bool = True
     min_gain: float = 0.0
-    margin: float = 0.02
+    margin: float = DEFAULT_MARGIN
     fail_on: tuple[str, ...] = ()
 
 
@@ -51,15 +59,65 @@ class Policy:
     alpha: float = 0.05
     general: GeneralPolicy = field(default_factory=GeneralPolicy)
     domain: DomainPolicy = field(default_factory=DomainPolicy)
-    source: str | None = None  # the file it came from, for messages; not part of the policy
+    # Not part of the policy: the file it came from, the line of each dotted key and the
+    # keys the file set (to tell "policy general.margin" from the default), for messages.
+    source: str | None = field(default=None, compare=False)
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def general_margin(self, task: str, benchmark_margin: float | None = None) -> float:
-        """Precedence: policy general.margins[task] > benchmarks.yaml margin > general.margin."""
+        return self.general_margin_source(task, benchmark_margin).value
+
+    def general_margin_source(self, task: str, benchmark_margin: float | None = None) -> Margin:
+        """The margin of a general task and where it comes from. Precedence, most specific
+        first, the gate owner's file before the benchmark file: policy general.margins[task]
+        > benchmarks.yaml margin of the task > policy general.margin > default."""
         if task in self.general.margins:
-            return self.general.margins[task]
+            return Margin(self.general.margins[task], f"policy general.margins.{task}")
         if benchmark_margin is not None:
-            return benchmark_margin
-        return self.general.margin
+            return Margin(benchmark_margin, "benchmarks.yaml")
+        if "general.margin" in self.given:
+            return Margin(self.general.margin, "policy general.margin")
+        return Margin(self.general.margin, "default")
+
+    def domain_margin_source(self) -> Margin:
+        source = "policy domain.margin" if "domain.margin" in self.given else "default"
+        return Margin(self.domain.margin, source)
+
+    def check_task_names(
+        self, tasks: Collection[str], subtasks: Mapping[str, str] | None = None
+    ) -> None:
+        """ConfigError (exit 2) for a task in general.margins or general.critical that is not
+        one of ``tasks`` (the general tasks of the runs), with a did-you-mean hint.
+
+        ``subtasks`` maps subtask name -> group: margins and critical apply to the group.
+        """
+        subtasks = subtasks or {}
+        named = [(f"general.margins.{t}", t) for t in self.general.margins]
+        named += [("general.critical", t) for t in self.general.critical]
+        for key, task in named:
+            if task in tasks:
+                continue
+            if task in subtasks:
+                hint = (
+                    f" It is a subtask of the group '{subtasks[task]}', which is judged as one "
+                    f"task: name '{subtasks[task]}' instead."
+                )
+            elif tasks:
+                hint = (
+                    f"{did_you_mean(task, tasks)} General tasks of these runs: "
+                    f"{', '.join(sorted(tasks))}."
+                )
+            else:
+                hint = " These runs have no general tasks."
+            raise self._error(key, f"unknown task '{task}'.{hint}")
+
+    def _error(self, key: str, message: str) -> ConfigError:
+        line = self.lines.get(key)
+        where = self.source or "policy"
+        if line:
+            where += f":{line}"
+        return ConfigError(f"{where}: field '{key}': {message}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -206,7 +264,18 @@ def policy_from_mapping(
         margin=r.number(dom, "margin", "domain.margin", 0.02, low=0.0, high=1.0),
         fail_on=r.statuses(dom, "fail_on", "domain.fail_on", ()),
     )
-    return Policy(alpha=alpha, general=general, domain=domain, source=source)
+    given = frozenset(
+        [f"general.{k}" for k in gen if gen.get(k) is not None]
+        + [f"domain.{k}" for k in dom if dom.get(k) is not None]
+    )
+    return Policy(
+        alpha=alpha,
+        general=general,
+        domain=domain,
+        source=source,
+        lines=dict(lines or {}),
+        given=given,
+    )
 
 
 def load_policy(path: str | Path | None) -> Policy:

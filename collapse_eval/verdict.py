@@ -135,12 +135,14 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
     """
     out = copy.deepcopy(summary)
     alpha = policy.alpha
+    policy.check_task_names(*_general_task_names(out))
     for c in out["comparisons"]:
         if c["suite"] == "general":
-            c["margin"] = policy.general_margin(c["task"], c.get("benchmark_margin"))
+            margin = policy.general_margin_source(c["task"], c.get("benchmark_margin"))
             c["critical"] = c["task"] in policy.general.critical
         else:
-            c["margin"] = policy.domain.margin
+            margin = policy.domain_margin_source()
+        c["margin"], c["margin_source"] = margin.value, margin.source
         p_adj = c.get("p_adjusted")
         c["status"] = comparison_status(
             c["delta"],
@@ -166,6 +168,7 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
     for task in policy.general.critical:
         if task not in compared:
             failures.append(f"critical task {task} was not compared (not in both runs)")
+    notes += _overridden_margin_notes(general, policy)
 
     for c in out["comparisons"]:
         if c["suite"] != "domain":
@@ -220,6 +223,41 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
     out["alpha"] = alpha
     out["policy"] = policy.to_json()
     return out
+
+
+def _general_task_names(summary: dict[str, Any]) -> tuple[set[str], dict[str, str]]:
+    """General task names of the runs (compared or in one run only) and subtask -> group."""
+    tasks = {
+        str(c["task"])
+        for c in summary["comparisons"]
+        if c["suite"] == "general" and not c.get("group_by")
+    }
+    tasks |= {str(u["task"]) for u in summary.get("unpaired") or [] if u["suite"] == "general"}
+    subtasks = {
+        str(c["group"]): str(c["task"])
+        for c in summary["comparisons"]
+        if c["suite"] == "general" and c.get("group_by") == "subtask"
+    }
+    return tasks, subtasks
+
+
+def _overridden_margin_notes(general: list[dict[str, Any]], policy: Policy) -> list[str]:
+    """A word when the policy's general.margin is set but benchmarks.yaml margins win."""
+    if "general.margin" not in policy.given:
+        return []
+    overridden = [
+        c
+        for c in general
+        if c.get("margin_source") == "benchmarks.yaml" and c["margin"] != policy.general.margin
+    ]
+    if not overridden:
+        return []
+    tasks = ", ".join(f"{c['task']} ({_points(c['margin'])} points)" for c in overridden)
+    return [
+        f"note: policy general.margin ({_points(policy.general.margin)} points) does not apply "
+        f"to {tasks}: a benchmarks.yaml margin is more specific and takes precedence; set "
+        "general.margins.TASK in the policy to override it"
+    ]
 
 
 def rejudge(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:

@@ -101,7 +101,13 @@ def test_verdict_reasons_and_rejudge() -> None:
     missing = policy_from_mapping(
         {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["mmlu"]}}
     )
-    assert "mmlu was not compared" in rejudge(judged, missing)["reasons"][0]
+    # A critical task in one run only fails the gate; one in neither run is a usage error.
+    with pytest.raises(ConfigError, match="field 'general.critical': unknown task 'mmlu'"):
+        rejudge(judged, missing)
+    one_run = policy_from_mapping(
+        {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["boolq"]}}
+    )
+    assert "boolq was not compared" in rejudge(judged, one_run)["reasons"][0]
     assert summary["comparisons"][0]["status"] is None  # input untouched
 
 
