@@ -308,10 +308,10 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 @handled
 def report(directory: Path) -> None:
     """Re-render report.html, plots/*.png and summary.md in DIRECTORY (no model)."""
-    from collapse_eval.records import read_json
     from collapse_eval.report.html import write_reports
+    from collapse_eval.summary import load_summary
 
-    written = write_reports(directory, read_json(directory / "summary.json"))
+    written = write_reports(directory, load_summary(directory / "summary.json"))
     for name in written:
         click.echo(f"wrote {directory / name}")
 
@@ -323,10 +323,10 @@ def report(directory: Path) -> None:
 def gate(summary_path: Path, policy: Path | None) -> None:
     """Re-judge SUMMARY.json under a policy: exit 0 pass, 1 fail, 2 bad input."""
     from collapse_eval.policy import load_policy
-    from collapse_eval.records import read_json
+    from collapse_eval.summary import load_summary
     from collapse_eval.verdict import rejudge
 
-    summary = rejudge(read_json(summary_path), load_policy(policy))
+    summary = rejudge(load_summary(summary_path), load_policy(policy))
     _print_verdict(summary, None)
     sys.exit(EXIT_OK if summary["verdict"] == "pass" else EXIT_GATE_FAILED)
 

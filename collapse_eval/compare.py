@@ -28,9 +28,9 @@ from collapse_eval.stats import (
     macro_comparison,
     retention_index,
 )
+from collapse_eval.summary import SUMMARY_SCHEMA_VERSION
 from collapse_eval.verdict import apply_policy
 
-SUMMARY_SCHEMA_VERSION = 1
 DOMAIN_METRIC = "score"
 ALL_DOMAIN_TASKS = "*"  # the `task` of per-group domain comparisons: all domain tasks pooled
 FAMILIES = (

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.versioning import Migration, upgrade
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -32,6 +33,32 @@ def sha256_text(text: str) -> str:
 def canonical_json(value: Any) -> str:
     """Stable JSON text for hashing: sorted keys, no whitespace, unicode kept."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# version v -> a function that lifts a record / manifest of version v to v + 1; version 1
+# is the first, so none yet. A format change bumps SCHEMA_VERSION and adds an entry.
+RECORD_MIGRATIONS: dict[int, Migration] = {}
+MANIFEST_MIGRATIONS: dict[int, Migration] = {}
+
+
+def check_schema_version(
+    obj: dict[str, Any], kind: str, *, path: str | Path, line: int | None = None
+) -> dict[str, Any]:
+    """``obj`` migrated to SCHEMA_VERSION; InputError (exit 2) for a newer or unknown one.
+
+    ``kind`` is RECORDS_FILE (a record without schema_version is taken as current) or
+    MANIFEST_FILE (the field is required).
+    """
+    is_record = kind == RECORDS_FILE
+    return upgrade(
+        obj,
+        kind=kind,
+        current=SCHEMA_VERSION,
+        migrations=RECORD_MIGRATIONS if is_record else MANIFEST_MIGRATIONS,
+        path=path,
+        line=line,
+        default=SCHEMA_VERSION if is_record else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +114,14 @@ def record_from_json(
 
     if not isinstance(obj, dict):
         raise fail("expected a JSON object")
+    obj = check_schema_version(obj, RECORDS_FILE, path=path, line=line)
+    version = obj.get("schema_version", SCHEMA_VERSION)
     for name in _RECORD_REQUIRED:
         if name not in obj:
             raise fail("missing required field", name)
     unknown = set(obj) - _RECORD_FIELDS
     if unknown:
         raise fail(f"unknown field(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
-    version = obj.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise fail(
-            f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION})",
-            "schema_version",
-        )
     if obj["suite"] not in SUITES:
         raise fail(f"must be one of {', '.join(SUITES)}, got {obj['suite']!r}", "suite")
     for name in ("task", "item_id", "metric"):
@@ -166,16 +189,10 @@ _TASKINFO_FIELDS = {f.name for f in dataclasses.fields(TaskInfo)}
 def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunManifest:
     if not isinstance(obj, dict):
         raise InputError(path, "expected a JSON object")
+    obj = check_schema_version(obj, MANIFEST_FILE, path=path)
     for name in ("schema_version", "model"):
         if name not in obj:
             raise InputError(path, "missing required field", field=name)
-    if obj["schema_version"] != SCHEMA_VERSION:
-        raise InputError(
-            path,
-            f"schema_version {obj['schema_version']!r} is not supported "
-            f"(expected {SCHEMA_VERSION})",
-            field="schema_version",
-        )
     unknown = set(obj) - _MANIFEST_FIELDS
     if unknown:
         raise InputError(

@@ -124,7 +124,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
                 "score": 1,
             },
             "schema_version",
-            "not supported",
+            "records.jsonl schema_version 2 is newer than this collapse-eval",
         ),
     ],
 )
