@@ -461,6 +461,8 @@ def compare_runs(
 def _side(run: Run) -> dict[str, Any]:
     return {
         "model": run.manifest.model,
-        "run": str(run.path),
+        # Absolute, so that readers of summary.json (report, correlate) find the run from
+        # any working directory; they also look relative to summary.json if it was moved.
+        "run": str(run.path.resolve()),
         "model_fingerprint": run.manifest.model_fingerprint,
     }

@@ -1,7 +1,8 @@
 """Training-data quality vs model performance across several fine-tuned checkpoints.
 
-Input: a CSV with columns ``run`` (a run directory, or a compare output directory whose
-tuned run is used), ``quality`` (a number) and optional ``label``. Performance per run is
+Input: a CSV with columns ``run`` (a run directory, or any directory ``compare`` wrote:
+its summary.json names the tuned run, which is used), ``quality`` (a number) and optional
+``label``. Relative paths in the CSV are relative to the CSV file. Performance per run is
 the pooled domain score and the mean general task score (primary metrics), so the question
 "does better data give a better model without losing general ability?" is answered for
 both suites with Spearman, Pearson and Kendall correlations (bootstrap CIs, permutation
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from collapse_eval.errors import InputError
-from collapse_eval.records import Run, is_run_dir, load_run, read_json
+from collapse_eval.records import Run, is_run_dir, load_run
+from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dir
 
 METHODS = ("spearman", "pearson", "kendall")
 
@@ -37,13 +39,21 @@ def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> Run:
         candidate = base_dir / candidate
     if is_run_dir(candidate):
         return load_run(candidate)
-    summary = candidate / "summary.json"
-    if summary.is_file():
-        tuned = (read_json(summary).get("tuned") or {}).get("run")
-        if tuned and is_run_dir(tuned):
+    summary_path = candidate / SUMMARY_FILE
+    if summary_path.is_file():
+        summary = load_summary(summary_path)
+        tuned = side_run_dir(summary, "tuned", summary_path)
+        if tuned is not None:
             return load_run(tuned)
-        if is_run_dir(candidate / "runs" / "tuned"):
-            return load_run(candidate / "runs" / "tuned")
+        raise InputError(
+            path,
+            f"'{value}' is a compare output directory, but the tuned run its "
+            f"{SUMMARY_FILE} names ({summary['tuned'].get('run')!r}) was not found, "
+            f"neither as written nor under the directories above {summary_path}; "
+            "put the run directory itself in the table",
+            line=line,
+            field="run",
+        )
     raise InputError(
         path,
         f"'{value}' is neither a run directory (manifest.json + "
