@@ -56,16 +56,21 @@ def test_continuous_all_differences_zero() -> None:
 
 @pytest.mark.parametrize(
     "base, tuned",
-    [([1.0, 0.0, 1.0], [0.0, 0.0, 1.0]), ([0.3, 0.5, 0.9], [0.4, 0.4, 0.2])],
-    ids=["binary", "continuous"],
+    [
+        ([1.0, 0.0, 1.0], [0.0, 0.0, 1.0]),
+        ([0.3, 0.5, 0.9], [0.4, 0.4, 0.2]),
+        ([1.0, 1.0], [1.0, 1.0]),
+        ([0.5, 0.2], [0.5, 0.2]),
+    ],
+    ids=["binary", "continuous", "binary-no-change", "continuous-no-change"],
 )
 def test_all_items_in_one_cluster(base: list[float], tuned: list[float]) -> None:
-    r = S.compare_paired(base, tuned, ["dlg"] * 3)
+    r = S.compare_paired(base, tuned, ["dlg"] * len(base))
     assert r.test == "cluster_robust_z" and r.n_clusters == 1
     assert (r.ci_low, r.ci_high, r.p_value, r.se_clustered, r.mde) == (None,) * 5
-    assert (
-        r.note
-        == "3 items in 1 cluster(s): too few for a cluster-robust CI (needs at least 10 clusters)"
+    assert r.note == (
+        f"{len(base)} items in 1 cluster(s): too few for a cluster-robust CI (needs at least "
+        "10 clusters)"
     )
 
 
