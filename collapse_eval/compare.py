@@ -388,7 +388,9 @@ def compare_runs(
         members = [row for row in rows if row["family"] == family]
         p_values = [row["p_value"] if row["p_value"] is not None else 1.0 for row in members]
         for row, adj, q in zip(members, holm_adjust(p_values), bh_qvalues(p_values), strict=True):
-            row["p_adjusted"], row["q_value"] = _num(adj), _num(q)
+            # A row without a p-value (too few clusters) counts as p = 1 in its family.
+            if row["p_value"] is not None:
+                row["p_adjusted"], row["q_value"] = _num(adj), _num(q)
 
     domain_overall: dict[str, Any] | None = None
     if pooled_sample is not None:

@@ -367,14 +367,16 @@ class PairedComparison:
     note: str | None = None
 
 
-Method = Literal["cluster_robust", "too_few_clusters", "exact_binary", "bootstrap", "too_few_items"]
+_Method = Literal[
+    "cluster_robust", "too_few_clusters", "exact_binary", "bootstrap", "too_few_items"
+]
 
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """Which method a sample gets; decided once, so batching and judging agree."""
 
-    method: Method
+    method: _Method
     se_clustered: float | None = None
     n_clusters: int | None = None
 
@@ -386,7 +388,7 @@ def _plan(sample: PairedSample) -> _Plan:
     if sample.clusters is not None:
         se_cl, n_cl = clustered_se(sample.tuned - sample.base, sample.clusters)
         if n_cl < n:  # some cluster holds several items: they are not independent
-            method: Method = "cluster_robust" if n_cl >= MIN_CLUSTERS else "too_few_clusters"
+            method: _Method = "cluster_robust" if n_cl >= MIN_CLUSTERS else "too_few_clusters"
             return _Plan(method, se_cl, n_cl)
     if sample.is_binary:
         return _Plan("exact_binary", se_cl, n_cl)
@@ -462,8 +464,8 @@ def _infer(
         return _Inference("cluster_robust_z", "cluster_robust_normal", ci, p)
     if plan.method == "too_few_clusters":
         note = (
-            f"{n} items in {plan.n_clusters} cluster(s): too few for a cluster-robust CI "
-            f"(needs at least {MIN_CLUSTERS} clusters)"
+            f"{n} items in {plan.n_clusters} cluster(s): a cluster-robust CI needs at least "
+            f"{MIN_CLUSTERS} clusters"
         )
         return _Inference("cluster_robust_z", "cluster_robust_normal", None, None, note)
     if plan.method == "exact_binary":
@@ -477,7 +479,7 @@ def _infer(
         )
     p, _ = wilcoxon_signed_rank(d)
     if plan.method == "too_few_items":
-        note = f"{n} item(s): too few for a bootstrap CI (needs at least {MIN_BOOTSTRAP_ITEMS})"
+        note = f"{n} item(s): a bootstrap CI needs at least {MIN_BOOTSTRAP_ITEMS}"
         return _Inference("wilcoxon", "bootstrap_percentile", None, p, note)
     if boot_ci is None:
         raise ValueError("a continuous comparison planned for the bootstrap got no CI")

@@ -34,7 +34,7 @@ def test_one_continuous_item_in_one_cluster() -> None:
     r = S.compare_paired([0.2], [0.7], ["dlg1"])
     assert (r.n, r.delta, r.ci_low, r.ci_high) == (1, pytest.approx(0.5), None, None)
     assert r.test == "wilcoxon" and r.p_value == 1.0  # one item is one cluster: i.i.d.
-    assert r.note == "1 item(s): too few for a bootstrap CI (needs at least 10)"
+    assert r.note == "1 item(s): a bootstrap CI needs at least 10"
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -44,7 +44,7 @@ def test_continuous_small_n_has_no_ci(n: int) -> None:
     r = S.compare_paired(base, tuned)
     assert r.ci_low is None and r.ci_high is None and r.n == n
     assert r.p_value == pytest.approx(S.wilcoxon_signed_rank(tuned - base)[0])
-    assert r.note == f"{n} item(s): too few for a bootstrap CI (needs at least 10)"
+    assert r.note == f"{n} item(s): a bootstrap CI needs at least 10"
 
 
 def test_continuous_all_differences_zero() -> None:
@@ -68,9 +68,9 @@ def test_all_items_in_one_cluster(base: list[float], tuned: list[float]) -> None
     r = S.compare_paired(base, tuned, ["dlg"] * len(base))
     assert r.test == "cluster_robust_z" and r.n_clusters == 1
     assert (r.ci_low, r.ci_high, r.p_value, r.se_clustered, r.mde) == (None,) * 5
-    assert r.note == (
-        f"{len(base)} items in 1 cluster(s): too few for a cluster-robust CI (needs at least "
-        "10 clusters)"
+    assert (
+        r.note
+        == f"{len(base)} items in 1 cluster(s): a cluster-robust CI needs at least 10 clusters"
     )
 
 
@@ -210,13 +210,13 @@ def test_rare_groups_are_compared_not_a_crash() -> None:
         None,
         "wilcoxon",
     )
-    assert rare["note"] == "1 item(s): too few for a bootstrap CI (needs at least 10)"
+    assert rare["note"] == "1 item(s): a bootstrap CI needs at least 10"
     table = by_group["output_format", "table"]  # two items of dialogue dlg0
     assert table["status"] == "inconclusive" and table["note"].startswith("2 items in 1 cluster")
     assert by_group["task_type", "intent"]["note"] is None
     # Not gating under the default policy: not in the reasons.
     assert summary["verdict"] == "pass"
-    assert not any("summary" in r or "too few" in r for r in summary["reasons"])
+    assert not any("summary" in r or "CI needs" in r for r in summary["reasons"])
 
 
 def test_small_group_reason_when_it_fails_the_gate() -> None:
@@ -224,7 +224,11 @@ def test_small_group_reason_when_it_fails_the_gate() -> None:
     summary = compare_runs(*_runs(), policy, seed=0, n_boot=500)
     assert summary["verdict"] == "fail"
     reason = next(r for r in summary["reasons"] if "task_type=summary" in r)
-    assert "no CI: 1 item(s): too few for a bootstrap CI" in reason
+    assert "(no CI: 1 item(s): a bootstrap CI needs at least 10, Holm p = 1.00)" in reason
+    table = next(r for r in summary["reasons"] if "output_format=table" in r)
+    assert "a cluster-robust CI needs at least 10 clusters, Holm p n/a)" in table
+    row = next(c for c in summary["comparisons"] if c["group"] == "table")
+    assert (row["p_value"], row["p_adjusted"], row["q_value"]) == (None, None, None)
 
 
 def test_cli_compare_with_a_one_item_continuous_group_exits_0(tmp_path: Path) -> None:
