@@ -243,3 +243,21 @@ def test_cli_compare_with_a_one_item_continuous_group_exits_0(tmp_path: Path) ->
     summary = json.loads((out / "summary.json").read_text())
     notes = [c["note"] for c in summary["comparisons"] if c.get("note")]
     assert len(notes) == 3  # task_type=summary, output_format=text, output_format=table
+
+
+def test_small_general_task_is_noted_and_fails_when_critical() -> None:
+    def run(name: str, scores: list[float]) -> Run:
+        records = [ItemRecord("general", "squad", str(i), "f1", s) for i, s in enumerate(scores)]
+        return Run(Path(name), RunManifest(model=name), tuple(records))
+
+    base, tuned = run("b", [0.5, 0.7, 0.2]), run("t", [0.5, 0.6, 0.2])
+    summary = compare_runs(base, tuned, default_policy(), n_boot=200)
+    assert summary["verdict"] == "pass"
+    assert summary["reasons"][1].startswith(
+        "note: squad dropped 3.3 points (no CI: 3 item(s): a bootstrap CI needs at least 10"
+    )
+    critical = policy_from_mapping({"general": {"critical": ["squad"]}})
+    failed = compare_runs(base, tuned, critical, n_boot=200)
+    assert failed["verdict"] == "fail"
+    assert failed["reasons"][0].endswith("(critical task: must be non-inferior)")
+    assert "3 item(s): a bootstrap CI needs at least 10" in failed["reasons"][0]
