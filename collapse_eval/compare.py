@@ -14,12 +14,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
 from collapse_eval import __version__
+from collapse_eval.columns import ItemColumns, ObjectArray, RunColumns, as_columns
 from collapse_eval.errors import PairingError
 from collapse_eval.policy import Policy
-from collapse_eval.records import ItemRecord, Run
+from collapse_eval.records import Run
 from collapse_eval.stats import (
     DEFAULT_N_BOOT,
+    FloatArray,
     PairedComparison,
     PairedSample,
     bh_qvalues,
@@ -45,42 +51,43 @@ _SHOW_IDS = 5
 
 @dataclass(frozen=True, slots=True)
 class _Pair:
-    """Aligned records of one task: the same item ids in the same order."""
+    """Aligned columns of one task: the same item ids in the base run's order."""
 
     suite: str
     task: str
     metric: str
-    base: tuple[ItemRecord, ...]
-    tuned: tuple[ItemRecord, ...]
+    base: FloatArray  # scores
+    tuned: FloatArray
+    clusters: ObjectArray  # of the base records (str or None)
+    task_types: ObjectArray
+    output_formats: ObjectArray
     benchmark_margin: float | None
     higher_is_better: bool
     group: str | None = None  # the lm-eval group (benchmarks.yaml entry) this subtask is in
 
 
-def _record_group(records: Sequence[ItemRecord]) -> str | None:
+def _record_group(cols: ItemColumns) -> str | None:
     """The group named in every record's metadata (lm-eval group tasks), else None."""
-    names = {(r.metadata or {}).get("group") for r in records}
-    if len(names) != 1:
+    if len(cols.groups) != 1:
         return None
-    name = names.pop()
+    (name,) = cols.groups
     return str(name) if name else None
 
 
-def _cluster_of(rec: ItemRecord) -> str | None:
-    if rec.cluster is not None:
-        return rec.cluster
-    meta = rec.metadata or {}
-    value = meta.get("cluster") if hasattr(meta, "get") else None
-    return None if value is None else str(value)
+def _sample(pairs: Sequence[_Pair]) -> PairedSample:
+    """The pooled paired sample of ``pairs`` (clustered when every item has a cluster)."""
+    if len(pairs) == 1:
+        base, tuned, clusters = pairs[0].base, pairs[0].tuned, pairs[0].clusters
+    else:
+        base = np.concatenate([p.base for p in pairs])
+        tuned = np.concatenate([p.tuned for p in pairs])
+        clusters = np.concatenate([p.clusters for p in pairs])
+    return _sample_of(base, tuned, clusters)
 
 
-def _sample(base: Sequence[ItemRecord], tuned: Sequence[ItemRecord]) -> PairedSample:
-    clusters = [_cluster_of(r) for r in base]
-    return PairedSample.of(
-        [r.score for r in base],
-        [r.score for r in tuned],
-        clusters if all(c is not None for c in clusters) else None,
-    )
+def _sample_of(base: FloatArray, tuned: FloatArray, clusters: ObjectArray) -> PairedSample:
+    clustered = all(c is not None for c in clusters)
+    return PairedSample.of(base, tuned, list(clusters) if clustered else None)
 
 
 def _ids(ids: Iterable[str]) -> str:
@@ -90,17 +97,12 @@ def _ids(ids: Iterable[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
-def _task_order(run: Run) -> list[tuple[str, str]]:
-    seen: dict[tuple[str, str], None] = {}
-    for rec in run.records:
-        seen.setdefault((rec.suite, rec.task), None)
-    return list(seen)
+def _task_order(run: RunColumns) -> list[tuple[str, str]]:
+    return list(run.order)
 
 
-def _metric(run: Run, suite: str, task: str, which: str) -> str:
-    if suite == "domain" and any(
-        r.metric == DOMAIN_METRIC for r in run.records if r.task == task and r.suite == suite
-    ):
+def _metric(run: RunColumns, suite: str, task: str, which: str) -> str:
+    if suite == "domain" and (suite, task, DOMAIN_METRIC) in run.items:
         return DOMAIN_METRIC
     metric = run.primary_metric(task)
     if metric is None:
@@ -111,7 +113,7 @@ def _metric(run: Run, suite: str, task: str, which: str) -> str:
     return metric
 
 
-def _check_task_info(base: Run, tuned: Run, task: str) -> None:
+def _check_task_info(base: RunColumns, tuned: RunColumns, task: str) -> None:
     b, t = base.manifest.tasks.get(task), tuned.manifest.tasks.get(task)
     if b is None or t is None:
         return
@@ -125,7 +127,27 @@ def _check_task_info(base: Run, tuned: Run, task: str) -> None:
             )
 
 
-def _pair_task(base: Run, tuned: Run, suite: str, task: str) -> _Pair:
+def _align(b: ItemColumns, t: ItemColumns, suite: str, task: str, metric: str) -> NDArray[Any]:
+    """For each base item, its position in the tuned columns; PairingError if the sets differ."""
+    pos = pd.Index(t.item_ids).get_indexer(b.item_ids) if len(t) else np.full(len(b), -1)
+    if len(b) == len(t) and bool((pos >= 0).all()):
+        return np.asarray(pos)
+    only_b = set(b.item_ids[pos < 0])
+    back = pd.Index(b.item_ids).get_indexer(t.item_ids) if len(b) else np.full(len(t), -1)
+    only_t = set(t.item_ids[back < 0])
+    parts = []
+    if only_b:
+        parts.append(f"{len(only_b)} only in base ({_ids(only_b)})")
+    if only_t:
+        parts.append(f"{len(only_t)} only in tuned ({_ids(only_t)})")
+    raise PairingError(
+        f"cannot pair task '{task}' ({suite}, metric {metric}): item ids differ: "
+        f"{'; '.join(parts)}. Evaluate both models on the same items (same data, "
+        "same --limit)"
+    )
+
+
+def _pair_task(base: RunColumns, tuned: RunColumns, suite: str, task: str) -> _Pair:
     _check_task_info(base, tuned, task)
     metric = _metric(base, suite, task, "base")
     tuned_metric = _metric(tuned, suite, task, "tuned")
@@ -134,49 +156,26 @@ def _pair_task(base: Run, tuned: Run, suite: str, task: str) -> _Pair:
             f"cannot pair task '{task}': primary metric is '{metric}' in the base run and "
             f"'{tuned_metric}' in the tuned run"
         )
-
-    def select(run: Run) -> dict[str, ItemRecord]:
-        return {
-            r.item_id: r
-            for r in run.records
-            if r.suite == suite and r.task == task and r.metric == metric
-        }
-
-    b, t = select(base), select(tuned)
-    if b.keys() != t.keys():
-        only_b, only_t = b.keys() - t.keys(), t.keys() - b.keys()
-        parts = []
-        if only_b:
-            parts.append(f"{len(only_b)} only in base ({_ids(only_b)})")
-        if only_t:
-            parts.append(f"{len(only_t)} only in tuned ({_ids(only_t)})")
+    b, t = base.get((suite, task, metric)), tuned.get((suite, task, metric))
+    pos = _align(b, t, suite, task, metric)
+    both = b.doc_hash_set & t.doc_hash_set[pos]
+    mismatched = b.item_ids[both & (b.doc_hashes != t.doc_hashes[pos])]
+    if mismatched.size:
         raise PairingError(
-            f"cannot pair task '{task}' ({suite}, metric {metric}): item ids differ: "
-            f"{'; '.join(parts)}. Evaluate both models on the same items (same data, "
-            "same --limit)"
-        )
-    order = list(b)
-    mismatched = [
-        i
-        for i in order
-        if b[i].doc_hash is not None
-        and t[i].doc_hash is not None
-        and b[i].doc_hash != t[i].doc_hash
-    ]
-    if mismatched:
-        raise PairingError(
-            f"cannot pair task '{task}': {len(mismatched)} item(s) have different document "
+            f"cannot pair task '{task}': {mismatched.size} item(s) have different document "
             f"hashes in the two runs ({_ids(mismatched)}); the runs used different data"
         )
     info = base.manifest.tasks.get(task) or tuned.manifest.tasks.get(task)
-    base_records = tuple(b[i] for i in order)
-    group = _record_group(base_records) if suite == "general" else None
+    group = _record_group(b) if suite == "general" else None
     return _Pair(
         suite=suite,
         task=task,
         metric=metric,
-        base=base_records,
-        tuned=tuple(t[i] for i in order),
+        base=b.scores,
+        tuned=t.scores[pos],
+        clusters=b.clusters,
+        task_types=b.task_types,
+        output_formats=b.output_formats,
         benchmark_margin=info.margin if info is not None else None,
         higher_is_better=info.higher_is_better if info is not None else True,
         group=group if group != task else None,
@@ -258,22 +257,36 @@ def _row(
 
 
 def _group_samples(pairs: Sequence[_Pair], field: str) -> list[tuple[str, PairedSample]]:
-    grouped: dict[str, tuple[list[ItemRecord], list[ItemRecord]]] = {}
-    for pair in pairs:
-        for b, t in zip(pair.base, pair.tuned, strict=True):
-            value = getattr(b, field)
-            if value is None:
-                continue
-            bucket = grouped.setdefault(str(value), ([], []))
-            bucket[0].append(b)
-            bucket[1].append(t)
-    return [(value, _sample(*grouped[value])) for value in sorted(grouped)]
+    """One pooled sample per distinct value of ``field`` (items without one are left out)."""
+    if not pairs:
+        return []
+    values = np.concatenate([getattr(p, f"{field}s") for p in pairs])
+    labels = np.array([None if v is None else str(v) for v in values], dtype=object)
+    codes, uniques = pd.factorize(labels)  # None -> -1
+    base = np.concatenate([p.base for p in pairs])
+    tuned = np.concatenate([p.tuned for p in pairs])
+    clusters = np.concatenate([p.clusters for p in pairs])
+    out = []
+    for code, value in sorted(enumerate(uniques), key=lambda cv: cv[1]):
+        rows = np.flatnonzero(codes == code)
+        out.append((str(value), _sample_of(base[rows], tuned[rows], clusters[rows])))
+    return out
 
 
 def compare_runs(
-    base: Run, tuned: Run, policy: Policy, *, seed: int = 0, n_boot: int = DEFAULT_N_BOOT
+    base: Run | RunColumns,
+    tuned: Run | RunColumns,
+    policy: Policy,
+    *,
+    seed: int = 0,
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> dict[str, Any]:
-    """Compare two runs item by item and judge them under ``policy``: the summary.json dict."""
+    """Compare two runs item by item and judge them under ``policy``: the summary.json dict.
+
+    Run directories are best passed as ``load_run_columns(path)`` (no per-item text in
+    memory); a loaded ``Run`` is converted.
+    """
+    base, tuned = as_columns(base), as_columns(tuned)
     base_tasks, tuned_tasks = _task_order(base), _task_order(tuned)
     tuned_set, base_set = set(tuned_tasks), set(base_tasks)
     paired_keys = [k for k in base_tasks if k in tuned_set]
@@ -303,7 +316,7 @@ def compare_runs(
     general_samples = []
     for name, unit in general_units:
         first = unit[0]
-        sample = _sample([r for p in unit for r in p.base], [r for p in unit for r in p.tuned])
+        sample = _sample(unit)
         if first.higher_is_better:
             general_samples.append(sample)
         jobs.append(
@@ -335,7 +348,7 @@ def compare_runs(
                             "benchmark_margin": p.benchmark_margin,
                             "higher_is_better": p.higher_is_better,
                         },
-                        _sample(p.base, p.tuned),
+                        _sample([p]),
                     )
                 )
     for p in domain:
@@ -351,7 +364,7 @@ def compare_runs(
                     "benchmark_margin": p.benchmark_margin,
                     "higher_is_better": p.higher_is_better,
                 },
-                _sample(p.base, p.tuned),
+                _sample([p]),
             )
         )
     type_groups = _group_samples(domain, "task_type")
@@ -375,9 +388,7 @@ def compare_runs(
             )
     pooled_sample = None
     if domain:
-        pooled_sample = _sample(
-            [r for p in domain for r in p.base], [r for p in domain for r in p.tuned]
-        )
+        pooled_sample = _sample(domain)
     samples = [s for _, _, s in jobs] + ([pooled_sample] if pooled_sample is not None else [])
     results = compare_many(samples, alpha=policy.alpha, n_boot=n_boot, seed=seed)
 
@@ -460,7 +471,7 @@ def compare_runs(
     return apply_policy(summary, policy)
 
 
-def _side(run: Run) -> dict[str, Any]:
+def _side(run: RunColumns) -> dict[str, Any]:
     return {
         "model": run.manifest.model,
         # Absolute, so that readers of summary.json (report, correlate) find the run from

@@ -108,6 +108,13 @@ def record_from_json(
     obj: Any, *, path: str | Path = "<records>", line: int | None = None
 ) -> ItemRecord:
     """Validate one decoded JSON object into an ItemRecord, or raise InputError."""
+    check_record_json(obj, path=path, line=line)
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    return ItemRecord(**{**obj, "score": float(obj["score"]), "schema_version": version})
+
+
+def check_record_json(obj: Any, *, path: str | Path = "<records>", line: int | None = None) -> None:
+    """Raise InputError (file, line, field) unless ``obj`` is a valid record object."""
 
     def fail(message: str, fld: str | None = None) -> InputError:
         return InputError(path, message, line=line, field=fld)
@@ -132,7 +139,6 @@ def record_from_json(
         raise fail(f"must be a number, got {score!r}", "score")
     if obj.get("format_ok") is not None and not isinstance(obj["format_ok"], bool):
         raise fail("must be true, false or null", "format_ok")
-    return ItemRecord(**{**obj, "score": float(score), "schema_version": version})
 
 
 @dataclass(frozen=True, slots=True)

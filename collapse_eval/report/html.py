@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from collapse_eval.records import ItemRecord, is_run_dir, load_run
+from collapse_eval.records import ItemRecord, is_run_dir
 
 _SECTIONS = (
     ("general", "general", None, "General capability", "task"),
@@ -120,21 +120,24 @@ def _defaults(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_reports(out_dir: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
-    """summary.md, report.html and plots/*.png in ``out_dir``, from the summary (+ runs)."""
+def write_reports(
+    out_dir: Path,
+    summary: Mapping[str, Any],
+    *,
+    examples: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Path]:
+    """summary.md, report.html and plots/*.png in ``out_dir``, from the summary (+ runs).
+
+    ``examples`` (changed items) are read from the summary's run directories if not given.
+    """
     from collapse_eval.records import atomic_write_text
     from collapse_eval.report.markdown import render_summary_markdown
     from collapse_eval.report.plots import write_plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(summary, out_dir / "plots")
-    examples: list[dict[str, Any]] = []
-    base_run = (summary.get("base") or {}).get("run")
-    tuned_run = (summary.get("tuned") or {}).get("run")
-    if base_run and tuned_run:
-        base_path, tuned_path = _resolve(out_dir, base_run), _resolve(out_dir, tuned_run)
-        if is_run_dir(base_path) and is_run_dir(tuned_path):
-            examples = changed_examples(load_run(base_path).records, load_run(tuned_path).records)
+    if examples is None:
+        examples = _examples_from_runs(out_dir, summary)
     atomic_write_text(out_dir / "summary.md", render_summary_markdown(dict(summary)))
     atomic_write_text(out_dir / "report.html", render_html(summary, plots, out_dir, examples))
     return {
@@ -142,6 +145,21 @@ def write_reports(out_dir: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
         "report.html": out_dir / "report.html",
         **{f"plots/{p.name}": p for p in plots.values()},
     }
+
+
+def _examples_from_runs(out_dir: Path, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from collapse_eval.columns import changed_examples as changed_column_examples
+    from collapse_eval.columns import load_run_columns
+
+    base_run = (summary.get("base") or {}).get("run")
+    tuned_run = (summary.get("tuned") or {}).get("run")
+    if base_run and tuned_run:
+        base_path, tuned_path = _resolve(out_dir, base_run), _resolve(out_dir, tuned_run)
+        if is_run_dir(base_path) and is_run_dir(tuned_path):
+            return changed_column_examples(
+                load_run_columns(base_path), load_run_columns(tuned_path)
+            )
+    return []
 
 
 def _resolve(out_dir: Path, run: str) -> Path:

@@ -1,0 +1,461 @@
+"""Run directories as columns: what `compare` needs of a run, without the per-item text.
+
+``load_run_columns`` streams records.jsonl once, validating every line exactly as
+``read_records`` does (file:line:field, all problems at once, a torn last line tolerated),
+and keeps per (suite, task, metric) only the columns that pairing and the statistics use:
+item ids, scores, clusters, task types, output formats, a hash of each document hash and
+the line number. Predictions, references, prompts and metadata stay on disk; the few
+examples the report shows are fetched afterwards by line number (``changed_examples``).
+One million records per run take a few hundred MB instead of several GB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.records import (
+    MANIFEST_FILE,
+    RECORDS_FILE,
+    SCHEMA_VERSION,
+    SUITES,
+    ItemRecord,
+    Run,
+    RunManifest,
+    check_record_json,
+    manifest_from_json,
+    read_json,
+)
+
+ObjectArray = NDArray[np.object_]
+FloatArray = NDArray[np.float64]
+Key = tuple[str, str, str]  # (suite, task, metric)
+_NO_HASH = 0  # doc_hash_set False: the record has no doc_hash
+
+
+@dataclass(frozen=True, slots=True)
+class ItemColumns:
+    """The records of one (suite, task, metric), in file order, one array entry each."""
+
+    item_ids: ObjectArray
+    scores: FloatArray
+    clusters: ObjectArray  # str or None (``cluster``, else ``metadata.cluster``)
+    task_types: ObjectArray  # as recorded (usually str or None)
+    output_formats: ObjectArray
+    doc_hashes: NDArray[np.int64]  # hash() of doc_hash, compared within one process only
+    doc_hash_set: NDArray[np.bool_]
+    lines: NDArray[np.int64]  # 1-based line in records.jsonl (or index in Run.records)
+    groups: frozenset[Any]  # the distinct ``metadata.group`` values (None: no group)
+
+    def __len__(self) -> int:
+        return int(self.scores.size)
+
+
+@dataclass(frozen=True, slots=True)
+class RunColumns:
+    """A run for comparison: manifest, task order and per-(suite, task, metric) columns."""
+
+    path: Path
+    manifest: RunManifest
+    order: tuple[tuple[str, str], ...]  # (suite, task) in order of first appearance
+    metrics: Mapping[str, frozenset[str]]  # task -> metrics seen (any suite)
+    items: Mapping[Key, ItemColumns]
+    records_file: Path | None = None  # where ``lines`` point; None: built from a Run
+    records: tuple[ItemRecord, ...] | None = field(default=None, repr=False)
+
+    def primary_metric(self, task: str) -> str | None:
+        """The task's primary metric: named in the manifest, else its only metric."""
+        info = self.manifest.tasks.get(task)
+        if info is not None and info.primary_metric:
+            return info.primary_metric
+        metrics = self.metrics.get(task, frozenset())
+        return next(iter(metrics)) if len(metrics) == 1 else None
+
+    def get(self, key: Key) -> ItemColumns:
+        return self.items.get(key) or _EMPTY
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(ItemRecord))
+
+
+def _plainly_valid(obj: Any) -> bool:
+    """A quick check that accepts only valid records (the common case); anything it
+    rejects goes through ``check_record_json``, which names the exact problem."""
+    if type(obj) is not dict or not obj.keys() <= _FIELDS:
+        return False
+    score, format_ok = obj.get("score"), obj.get("format_ok")
+    return (
+        obj.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION
+        and obj.get("suite") in SUITES
+        and _nonempty_str(obj.get("task"))
+        and _nonempty_str(obj.get("item_id"))
+        and _nonempty_str(obj.get("metric"))
+        and (type(score) is float or type(score) is int)
+        and score == score
+        and (format_ok is None or format_ok is True or format_ok is False)
+    )
+
+
+def _nonempty_str(value: Any) -> bool:
+    return type(value) is str and value != ""
+
+
+def _cluster_of(obj: Mapping[str, Any]) -> str | None:
+    cluster = obj.get("cluster")
+    if cluster is not None:
+        return str(cluster)
+    meta = obj.get("metadata")
+    value = meta.get("cluster") if isinstance(meta, Mapping) else None
+    return None if value is None else str(value)
+
+
+def _doc_hash_code(doc_hash: Any) -> int:
+    if doc_hash is None:
+        return _NO_HASH
+    return hash(doc_hash if isinstance(doc_hash, str) else repr(doc_hash))
+
+
+class _Builder:
+    """Column lists of one (suite, task, metric) while a file is read."""
+
+    __slots__ = ("ids", "scores", "clusters", "types", "formats", "hashes", "hashed", "lines")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.scores = array("d")
+        self.clusters: list[str | None] = []
+        self.types: list[Any] = []
+        self.formats: list[Any] = []
+        self.hashes = array("q")
+        self.hashed = array("b")
+        self.lines = array("q")
+
+    def build(self, groups: set[Any]) -> ItemColumns:
+        def objects(values: list[Any]) -> ObjectArray:
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+
+        return ItemColumns(
+            item_ids=objects(self.ids),
+            scores=np.frombuffer(self.scores, dtype=np.float64).copy(),
+            clusters=objects(self.clusters),
+            task_types=objects(self.types),
+            output_formats=objects(self.formats),
+            doc_hashes=np.frombuffer(self.hashes, dtype=np.int64).copy(),
+            doc_hash_set=np.frombuffer(self.hashed, dtype=np.int8).astype(bool),
+            lines=np.frombuffer(self.lines, dtype=np.int64).copy(),
+            groups=frozenset(groups),
+        )
+
+
+_EMPTY = _Builder().build(set())
+
+
+class _Collector:
+    """Accumulates validated record objects into builders, interning repeated strings."""
+
+    def __init__(self) -> None:
+        self.builders: dict[Key, _Builder] = {}
+        self.group_values: dict[Key, set[Any]] = {}
+        self.order: dict[tuple[str, str], None] = {}
+        self.metrics: dict[str, dict[str, None]] = {}
+        self._intern: dict[Any, Any] = {}
+
+    def _interned(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._intern.setdefault(value, value)
+        return value
+
+    def add(self, obj: Mapping[str, Any], line: int) -> None:
+        suite, task, metric = obj["suite"], obj["task"], obj["metric"]
+        key = (suite, task, metric)
+        builder = self.builders.get(key)
+        if builder is None:
+            builder = self.builders[key] = _Builder()
+            self.group_values[key] = set()
+            self.order.setdefault((suite, task), None)
+            self.metrics.setdefault(task, {})[metric] = None
+        meta = obj.get("metadata")
+        self.group_values[key].add(meta.get("group") if isinstance(meta, Mapping) else None)
+        builder.ids.append(obj["item_id"])
+        builder.scores.append(float(obj["score"]))
+        builder.clusters.append(self._interned(_cluster_of(obj)))
+        builder.types.append(self._interned(obj.get("task_type")))
+        builder.formats.append(self._interned(obj.get("output_format")))
+        doc_hash = obj.get("doc_hash")
+        builder.hashed.append(doc_hash is not None)
+        builder.hashes.append(_doc_hash_code(doc_hash))
+        builder.lines.append(line)
+
+    def columns(self) -> dict[Key, ItemColumns]:
+        return {key: b.build(self.group_values[key]) for key, b in self.builders.items()}
+
+
+def _duplicate_problems(path: Path, items: Mapping[Key, ItemColumns]) -> list[InputError]:
+    """The messages ``read_records`` gives for repeated (suite, task, item_id, metric)."""
+    problems = []
+    for (suite, task, metric), cols in items.items():
+        index = pd.Index(cols.item_ids)
+        if index.is_unique:
+            continue
+        first_line: dict[str, int] = {}
+        for item_id, line in zip(cols.item_ids, cols.lines, strict=True):
+            if item_id in first_line:
+                key = (suite, task, item_id, metric)
+                problems.append(
+                    InputError(
+                        path,
+                        f"duplicate record {key} (first on line {first_line[item_id]})",
+                        line=int(line),
+                        field="item_id",
+                    )
+                )
+            else:
+                first_line[item_id] = int(line)
+    return problems
+
+
+def read_record_columns(
+    path: str | Path, *, tolerate_torn_tail: bool = True
+) -> tuple[tuple[tuple[str, str], ...], dict[str, frozenset[str]], dict[Key, ItemColumns]]:
+    """Stream records.jsonl into columns: (task order, metrics per task, columns per key).
+
+    Validation and messages are those of ``read_records``.
+    """
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    collector = _Collector()
+    problems: list[InputError] = []
+    loads, check, add = json.loads, check_record_json, collector.add
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(InputError(path, f"not UTF-8 text ({exc.reason})", line=lineno))
+                continue
+            if not text.strip():
+                continue
+            try:
+                obj = loads(text)
+            except json.JSONDecodeError as exc:
+                if tolerate_torn_tail and not raw.endswith(b"\n"):
+                    break  # the last line of a run killed mid-write
+                problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=lineno))
+                continue
+            if not _plainly_valid(obj):
+                try:
+                    check(obj, path=path, line=lineno)
+                except InputError as err:
+                    problems.append(err)
+                    continue
+            add(obj, lineno)
+    items = collector.columns()
+    problems += _duplicate_problems(path, items)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        problems.sort(key=lambda p: p.line or 0)
+        raise InputErrors(path, problems)
+    metrics = {task: frozenset(m) for task, m in collector.metrics.items()}
+    return tuple(collector.order), metrics, items
+
+
+def load_run_columns(path: str | Path) -> RunColumns:
+    """A run directory for comparison (see the module docstring); same checks as load_run."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(
+            path,
+            f"not a directory (expected a run directory with {MANIFEST_FILE} and {RECORDS_FILE})",
+        )
+    manifest = manifest_from_json(read_json(path / MANIFEST_FILE), path=path / MANIFEST_FILE)
+    order, metrics, items = read_record_columns(path / RECORDS_FILE)
+    return RunColumns(path, manifest, order, metrics, items, records_file=path / RECORDS_FILE)
+
+
+# Below this many bytes of records in all, runs load one after the other in this process.
+_PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+
+def load_runs_columns(paths: Sequence[str | Path]) -> list[RunColumns]:
+    """``load_run_columns`` of each path; large runs are parsed in parallel processes.
+
+    Parsing JSON is CPU-bound and holds the GIL, so two runs of a million records each
+    load in about half the time in two processes. The children are forked (they share
+    this process's string-hash seed, which ``ItemColumns.doc_hashes`` relies on); where
+    fork is not available, or the runs are small, they load here one after the other.
+    """
+    import multiprocessing
+    import os
+
+    sizes = [_records_size(p) for p in paths]
+    workers = min(len(paths), os.cpu_count() or 1)
+    if (
+        workers < 2
+        or sum(sizes) < _PARALLEL_MIN_BYTES
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return [load_run_columns(p) for p in paths]
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=context) as pool:
+        futures = [pool.submit(load_run_columns, p) for p in paths[1:]]
+        first = load_run_columns(paths[0])
+        return [first, *(f.result() for f in futures)]
+
+
+def _records_size(path: str | Path) -> int:
+    try:
+        return (Path(path) / RECORDS_FILE).stat().st_size
+    except OSError:
+        return 0
+
+
+def columns_from_run(run: Run) -> RunColumns:
+    """The columns of an already loaded Run (``lines`` index ``run.records``)."""
+    collector = _Collector()
+    for index, rec in enumerate(run.records):
+        obj = {
+            "suite": rec.suite,
+            "task": rec.task,
+            "item_id": rec.item_id,
+            "metric": rec.metric,
+            "score": rec.score,
+            "task_type": rec.task_type,
+            "output_format": rec.output_format,
+            "doc_hash": rec.doc_hash,
+            "cluster": rec.cluster,
+            "metadata": rec.metadata,
+        }
+        collector.add(obj, index)
+    metrics = {task: frozenset(m) for task, m in collector.metrics.items()}
+    return RunColumns(
+        run.path,
+        run.manifest,
+        tuple(collector.order),
+        metrics,
+        collector.columns(),
+        records=run.records,
+    )
+
+
+def as_columns(run: Run | RunColumns) -> RunColumns:
+    return run if isinstance(run, RunColumns) else columns_from_run(run)
+
+
+# ---------------------------------------------------------------- report examples
+
+
+def _fetch(run: RunColumns, lines: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The full record objects on those lines (a second streaming pass over the file)."""
+    wanted = set(lines)
+    if run.records is not None:
+        return {i: run.records[i].to_json() for i in wanted}
+    found: dict[int, dict[str, Any]] = {}
+    if not wanted or run.records_file is None:
+        return found
+    last = max(wanted)
+    with run.records_file.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno in wanted:
+                found[lineno] = json.loads(raw)
+                if lineno == last:
+                    break
+    return found
+
+
+def _ordered(candidates: list[tuple[float, str, str, int, int]], k: int) -> list[Any]:
+    return sorted(candidates, key=lambda c: c[:3])[:k] if k > 0 else []
+
+
+def _extreme(
+    delta: FloatArray,
+    tasks: Sequence[str],
+    ids: ObjectArray,
+    lb: Any,
+    lt: Any,
+    k: int,
+    *,
+    low: bool,
+) -> list[tuple[float, str, str, int, int]]:
+    """The k changes with the lowest (or highest) (delta, task, item_id), in that order."""
+    signed = delta if low else -delta
+    mask = signed < 0
+    if k <= 0 or not mask.any():
+        return []
+    chosen = np.flatnonzero(mask)
+    if chosen.size > k:
+        threshold = np.partition(signed[chosen], k - 1)[k - 1]
+        chosen = chosen[signed[chosen] <= threshold]
+    rows = [(float(delta[i]), tasks[i], str(ids[i]), int(lb[i]), int(lt[i])) for i in chosen]
+    rows.sort(key=lambda c: c[:3], reverse=not low)
+    return rows[:k]
+
+
+def changed_examples(base: RunColumns, tuned: RunColumns, limit: int = 20) -> list[dict[str, Any]]:
+    """Domain items whose score changed between base and tuned, worst drops first.
+
+    The same choice as ``report.html.changed_examples`` over full records: up to
+    ``limit // 2`` drops (lowest delta, then task, then item id), then gains (highest
+    delta first) up to ``limit``; only the chosen items' texts are read from disk.
+    """
+    deltas, tasks, ids, base_lines, tuned_lines = [], [], [], [], []
+    for key, t_cols in tuned.items.items():
+        b_cols = base.items.get(key)
+        if key[0] != "domain" or b_cols is None:
+            continue
+        pos = pd.Index(b_cols.item_ids).get_indexer(t_cols.item_ids)
+        found = pos >= 0
+        b_scores = b_cols.scores[pos[found]]
+        t_scores = t_cols.scores[found]
+        changed = b_scores != t_scores
+        deltas.append(t_scores[changed] - b_scores[changed])
+        ids.append(t_cols.item_ids[found][changed])
+        tasks.extend([key[1]] * int(changed.sum()))
+        base_lines.append(b_cols.lines[pos[found]][changed])
+        tuned_lines.append(t_cols.lines[found][changed])
+    if not deltas:
+        return []
+    delta = np.concatenate(deltas)
+    id_arr = np.concatenate(ids)
+    lb, lt = np.concatenate(base_lines), np.concatenate(tuned_lines)
+    drops = _extreme(delta, tasks, id_arr, lb, lt, limit // 2, low=True)
+    gains = _extreme(delta, tasks, id_arr, lb, lt, limit - len(drops), low=False)
+    chosen = drops + gains
+    base_recs = _fetch(base, [c[3] for c in chosen])
+    tuned_recs = _fetch(tuned, [c[4] for c in chosen])
+    out = []
+    for _, task, item_id, b_line, t_line in chosen:
+        b, t = base_recs[b_line], tuned_recs[t_line]
+        reference = t.get("reference")
+        out.append(
+            {
+                "task": task,
+                "item_id": item_id,
+                "task_type": t.get("task_type"),
+                "reference": reference
+                if isinstance(reference, str)
+                else json.dumps(reference, ensure_ascii=False),
+                "base_prediction": b.get("prediction") or "",
+                "tuned_prediction": t.get("prediction") or "",
+                "base_score": float(b["score"]),
+                "tuned_score": float(t["score"]),
+            }
+        )
+    return out
