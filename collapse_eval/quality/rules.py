@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 # A label counts as part of its task type's label set when at least this many samples use it.
-LABEL_MIN_COUNT = 3
+LABEL_MIN_COUNT = 2
 # Length outliers: |robust z| above this (Iglewicz & Hoaglin's 3.5), per task type with at
 # least LENGTH_MIN_GROUP samples.
 LENGTH_Z_MAX = 3.5
