@@ -364,7 +364,7 @@ def correlate(table: Path, out: Path, seed: int) -> None:
 @click.option("--model", default=None, help="Model for IFD / perplexity (default: skip).")
 @click.option(
     "--engine",
-    type=click.Choice(["vllm", "hf", "openai", "fake"]),
+    type=click.Choice(["vllm", "hf", "openai"]),
     default=None,
     help="Backend for --model (default: vllm if installed, else hf).",
 )
@@ -372,7 +372,7 @@ def correlate(table: Path, out: Path, seed: int) -> None:
 @click.option("--judge", default=None, help="LLM judge model (default: no judge).")
 @click.option(
     "--judge-engine",
-    type=click.Choice(["vllm", "hf", "openai", "fake"]),
+    type=click.Choice(["vllm", "hf", "openai"]),
     default=None,
     help="Backend for --judge (default: as --engine).",
 )
