@@ -164,6 +164,9 @@ def test_truncation_and_copy_rules(tmp_path: Path) -> None:
     assert copies_prompt(prompt, "I want to rent a flat in Berlin with a balcony and parking")
     assert not copies_prompt(prompt, "Berlin")
     assert not copies_prompt(prompt, "The customer wants to rent a flat in Berlin.")
+    # a short prompt that happens to be a substring of the answer is not copied
+    assert not copies_prompt("Hi", "This is a complete and fine answer to the question.")
+    assert copies_prompt("Hi", "hi")
 
 
 def test_robust_z_and_dataset_numbers() -> None:

@@ -57,8 +57,9 @@ NEAR_DUP_THRESHOLD = 0.85
 PROMPT_NEAR_DUP_THRESHOLD = 0.9
 SHINGLE_SIZE = 3
 NUM_PERM = 128
-# Prompt copying: a response of at least COPY_MIN_TOKENS tokens whose 4-grams are at least
-# COPY_SHARE in the prompt (or a response equal to / containing the whole prompt).
+# Prompt copying: a response equal to the prompt, containing the whole prompt (of at least
+# COPY_MIN_TOKENS tokens), or of at least COPY_MIN_TOKENS tokens whose 4-grams are at
+# least COPY_SHARE in the prompt.
 COPY_MIN_TOKENS = 8
 COPY_SHARE = 0.8
 # Truncation of free text: at least this many tokens and no sentence-final mark at the end.
@@ -261,12 +262,17 @@ def copies_prompt(
     p_norm, r_norm = normalize_text(prompt), normalize_text(text)
     if not r_norm:
         return False
-    if r_norm == p_norm or p_norm in r_norm:
+    if r_norm == p_norm:
+        return True
+    p_tokens = mixed_tokens(prompt) if p_tokens is None else p_tokens
+    # The whole prompt inside the response (only for prompts long enough not to occur
+    # by chance: "Hi" is inside "This").
+    if len(p_tokens) >= COPY_MIN_TOKENS and p_norm in r_norm:
         return True
     r_tokens = mixed_tokens(text) if r_tokens is None else r_tokens
     if len(r_tokens) < COPY_MIN_TOKENS:
         return False
-    prompt_grams = set(_ngrams(mixed_tokens(prompt) if p_tokens is None else p_tokens, 4))
+    prompt_grams = set(_ngrams(p_tokens, 4))
     grams = _ngrams(r_tokens, 4)
     return sum(g in prompt_grams for g in grams) / len(grams) >= COPY_SHARE
 
