@@ -131,17 +131,17 @@ def write_plots(result: QualityResult, plot_dir: Path) -> dict[str, Path]:
 
     by_type = result.quality["by_task_type"]
     reasons = [r for r in ALL_FLAGS if any(g["flags"].get(r) for g in by_type.values())]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * max(len(by_type), 3) + 1.5))
+    fig, ax = plt.subplots(figsize=(9.5, 0.4 * max(len(by_type), 3) + 1.5))
     names = list(by_type)
     left = [0] * len(names)
     for reason in reasons:
         counts = [by_type[n]["flags"].get(reason, 0) for n in names]
         ax.barh(names, counts, left=left, label=reason)
         left = [a + b for a, b in zip(left, counts, strict=True)]
-    ax.set_xlabel("flagged samples")
+    ax.set_xlabel("flags (a sample may have several)")
     ax.set_title("Flags per task type")
     if reasons:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     out["flags"] = plot_dir / "flags.png"
     fig.savefig(out["flags"], dpi=90)
