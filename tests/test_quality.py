@@ -424,3 +424,22 @@ def test_cli_min_score_needs_keep_out(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.jsonl", _ifd_rows())
     result = CliRunner().invoke(cli, ["quality", str(path), "--min-score", "0.5"])
     assert result.exit_code == 2 and "--min-score needs --keep-out" in result.output
+
+
+@pytest.mark.slow
+def test_cli_model_and_judge_with_tiny_model(tiny_model: Path, tmp_path: Path) -> None:
+    path = _write(tmp_path / "train.jsonl", _clean_rows(8))
+    args = ["quality", str(path), "--model", str(tiny_model), "--engine", "hf"]
+    args += ["--judge", str(tiny_model), "--judge-sample", "3", "--cache-dir", str(tmp_path / "c")]
+    runs = []
+    for name in ("a", "b"):
+        result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        runs.append(load_quality(tmp_path / name))
+    first, second = runs
+    assert first["stages"]["model"]["ran"] and first["stages"]["judge"]["n_judged"] == 3
+    assert first["cost"]["model"]["calls"] > 0 and first["cost"]["judge"]["calls"] == 3
+    assert (second["cost"]["model"]["calls"], second["cost"]["judge"]["calls"]) == (0, 0)
+    assert second["cost"]["judge"]["cached"] == 3
+    assert second["dimensions"] == first["dimensions"]
+    jsonschema.validate(first, SCHEMA)

@@ -86,6 +86,8 @@ def score_with_model(
     items: Sequence[TrainingItem], engine: Engine, count_tokens: Callable[[str], int]
 ) -> list[ModelScore]:
     """IFD, per-token NLL and perplexity of each sample's response, in one batched call."""
+    if not items:
+        return []
     pairs = ifd_requests(items, engine)
     flat = [request for pair in pairs for request in pair]
     answers = engine.loglikelihood(flat)
