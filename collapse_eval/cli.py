@@ -432,7 +432,7 @@ def quality(
     if min_score is not None and keep_out is None:
         raise UsageError("--min-score needs --keep-out CLEAN.jsonl (where the kept samples go)")
     items = load_training_set(train)  # bad lines: exit 2 before any model loads
-    cache = None if no_cache else RequestCache(cache_dir)
+    cache = None if no_cache or not (model or judge) else RequestCache(cache_dir)
     engines = []
     try:
         model_engine = None
