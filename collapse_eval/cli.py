@@ -364,6 +364,124 @@ def correlate(table: Path, out: Path, seed: int) -> None:
     click.echo(render_markdown(result))
 
 
+@cli.command()
+@click.argument("train", metavar="TRAIN.jsonl", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("reports/quality"), show_default=True
+)
+@click.option("--model", default=None, help="Model for IFD / perplexity (default: skip).")
+@click.option(
+    "--engine",
+    type=click.Choice(["vllm", "hf", "openai"]),
+    default=None,
+    help="Backend for --model (default: vllm if installed, else hf).",
+)
+@click.option("--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE")
+@click.option("--judge", default=None, help="LLM judge model (default: no judge).")
+@click.option(
+    "--judge-engine",
+    type=click.Choice(["vllm", "hf", "openai"]),
+    default=None,
+    help="Backend for --judge (default: as --engine).",
+)
+@click.option("--judge-engine-arg", "judge_engine_arg", multiple=True, metavar="KEY=VALUE")
+@click.option(
+    "--judge-sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Judge a seeded sample of N rule-passing samples (default: all).",
+)
+@click.option(
+    "--keep-out",
+    "keep_out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the kept samples here (rejected.jsonl goes to --out).",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="With --keep-out: keep samples scoring at least this (default 0: hard flags only).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Request cache directory (default: the user cache dir).",
+)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the request cache.")
+@handled
+def quality(
+    train: Path,
+    out: Path,
+    model: str | None,
+    engine: str | None,
+    engine_arg: tuple[str, ...],
+    judge: str | None,
+    judge_engine: str | None,
+    judge_engine_arg: tuple[str, ...],
+    judge_sample: int | None,
+    keep_out: Path | None,
+    min_score: float | None,
+    seed: int,
+    cache_dir: Path | None,
+    no_cache: bool,
+) -> None:
+    """Score a fine-tuning set TRAIN.jsonl: rules, dataset balance/diversity, optional IFD
+    (--model) and LLM judge (--judge); quality.json, samples.jsonl, quality.html."""
+    from collapse_eval.cache import RequestCache
+    from collapse_eval.domain.dataset import load_training_set
+    from collapse_eval.engines.registry import make_engine
+    from collapse_eval.errors import UsageError
+    from collapse_eval.quality import assess, write_outputs
+
+    if min_score is not None and keep_out is None:
+        raise UsageError("--min-score needs --keep-out CLEAN.jsonl (where the kept samples go)")
+    items = load_training_set(train)  # bad lines: exit 2 before any model loads
+    cache = None if no_cache or not (model or judge) else RequestCache(cache_dir)
+    engines = []
+    try:
+        model_engine = None
+        if model:
+            model_engine = make_engine(engine, model, _parse_engine_args(engine_arg))
+            engines.append(model_engine)
+        judge_model = None
+        if judge:
+            judge_args = _parse_engine_args(judge_engine_arg) if judge_engine_arg else None
+            judge_model = make_engine(
+                judge_engine or engine,
+                judge,
+                judge_args if judge_args is not None else _parse_engine_args(engine_arg),
+            )
+            engines.append(judge_model)
+        result = assess(
+            items,
+            model=model_engine,
+            judge_engine=judge_model,
+            cache=cache,
+            judge_sample=judge_sample,
+            seed=seed,
+            source=str(train),
+        )
+    finally:
+        for built in engines:
+            built.close()
+    written = write_outputs(result, out, source=train, clean=keep_out, min_score=min_score or 0.0)
+    q = result.quality
+    flagged = ", ".join(f"{k} {v}" for k, v in q["flags"].items() if v) or "none"
+    click.echo(f"{q['n_samples']} samples, overall quality {q['overall']:.3f}; flags: {flagged}")
+    for note in (s["note"] for s in q["stages"].values() if s.get("note")):
+        click.echo(f"note: {note}")
+    if "keep_out" in q:
+        ko = q["keep_out"]
+        click.echo(
+            f"kept {ko['kept']} -> {ko['path']}, rejected {ko['rejected']} -> {ko['rejected_path']}"
+        )
+    click.echo(f"report: {written['quality']}  {written['html']}")
+
+
 @cli.group()
 def data() -> None:
     """Real benchmark data for offline use."""

@@ -1,0 +1,115 @@
+"""Counting what reaches an engine: calls, tokens and seconds per stage.
+
+``CountingEngine`` sits between the request cache and the real engine, so it only sees
+the requests the cache could not answer: a re-run answered from the cache counts zero
+calls and zero tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from collapse_eval.domain.scorers import mixed_tokens
+from collapse_eval.engines.base import Engine, GenRequest, Message
+
+__all__ = ["StageCost", "CountingEngine", "token_counter"]
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass
+class StageCost:
+    """Engine calls (requests sent, not answered from the cache), their tokens, seconds."""
+
+    calls: int = 0
+    tokens: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def token_counter(engine: Any) -> tuple[TokenCounter, str]:
+    """Count tokens with the engine's tokenizer when it exposes one (hf), else count
+    words and CJK characters; the second value names the unit."""
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is not None and callable(tokenizer):
+
+        def count(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
+
+        return count, "tokenizer"
+    return (lambda text: len(mixed_tokens(text))), "words"
+
+
+class CountingEngine:
+    """Forwards to ``inner`` and counts requests and tokens into ``cost``."""
+
+    def __init__(self, inner: Engine, cost: StageCost) -> None:
+        self.inner = inner
+        self.cost = cost
+        self.count_tokens, self.token_unit = token_counter(inner)
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def engine_args(self) -> dict[str, Any]:
+        return self.inner.engine_args
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        self.cost.calls += len(requests)
+        self.cost.tokens += sum(self.count_tokens(c) + self.count_tokens(x) for c, x in requests)
+        return self.inner.loglikelihood(requests)
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        self.cost.calls += len(texts)
+        self.cost.tokens += sum(self.count_tokens(t) for t in texts)
+        return self.inner.loglikelihood_rolling(texts)
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        outputs = self.inner.generate(requests)
+        self.cost.calls += len(requests)
+        for req, out in zip(requests, outputs, strict=False):
+            prompt = req.prompt if req.prompt is not None else self.render_chat(req.messages or ())
+            self.cost.tokens += self.count_tokens(prompt) + self.count_tokens(out)
+        return outputs
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        return self.inner.render_chat(messages)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Timer:
+    """Adds the seconds spent inside ``with`` to a StageCost."""
+
+    def __init__(self, cost: StageCost) -> None:
+        self.cost = cost
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cost.seconds += time.perf_counter() - self._start

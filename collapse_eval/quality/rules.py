@@ -1,0 +1,496 @@
+"""Rule stage of the quality cascade: cheap per-sample checks on every training sample.
+
+Each check adds flag reasons to a sample; no model is involved. Format checks reuse the
+domain scorers' parsers, so a response that the scorers would call malformed at
+evaluation time is flagged here before it is trained on. Thresholds are module constants
+(documented in README, "Training-data quality").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collapse_eval.domain.dataset import TrainingItem
+from collapse_eval.domain.scorers import (
+    extract_json_object,
+    mixed_tokens,
+    normalize_text,
+    score_label,
+    score_list,
+    score_number,
+    score_span,
+    score_yes_no,
+)
+from collapse_eval.records import canonical_json
+
+__all__ = [
+    "HARD_FLAGS",
+    "SOFT_FLAGS",
+    "RuleResult",
+    "LABEL_MIN_COUNT",
+    "LENGTH_Z_MAX",
+    "NEAR_DUP_THRESHOLD",
+    "PROMPT_NEAR_DUP_THRESHOLD",
+    "prompt_text",
+    "response_text",
+    "run_rules",
+    "Shingler",
+    "shingles",
+    "minhash",
+]
+
+# A label counts as part of its task type's label set when at least this many samples use it.
+LABEL_MIN_COUNT = 2
+# Length outliers: |robust z| above this (Iglewicz & Hoaglin's 3.5), per task type with at
+# least LENGTH_MIN_GROUP samples.
+LENGTH_Z_MAX = 3.5
+LENGTH_MIN_GROUP = 10
+# Near duplicates: Jaccard similarity of word 3-gram shingles (CJK: per character) at or
+# above these, found with MinHash LSH and confirmed on the exact shingle sets.
+NEAR_DUP_THRESHOLD = 0.85
+PROMPT_NEAR_DUP_THRESHOLD = 0.9
+SHINGLE_SIZE = 3
+NUM_PERM = 128
+# Prompt copying: a response equal to the prompt, containing the whole prompt (of at least
+# COPY_MIN_TOKENS tokens), or of at least COPY_MIN_TOKENS tokens whose 4-grams are at
+# least COPY_SHARE in the prompt.
+COPY_MIN_TOKENS = 8
+COPY_SHARE = 0.8
+# Truncation of free text: at least this many tokens and no sentence-final mark at the end.
+TRUNCATION_MIN_TOKENS = 5
+# Script mismatch: the CJK share of letters differs by more than this between prompt and
+# response (free_text and span responses with at least SCRIPT_MIN_LETTERS letters).
+SCRIPT_SHARE_GAP = 0.5
+SCRIPT_MIN_LETTERS = 3
+
+# Hard flags remove a sample from the later stages and from --keep-out; soft flags only
+# lower its score.
+HARD_FLAGS = (
+    "invalid_format",
+    "empty_response",
+    "duplicate",
+    "near_duplicate",
+    "truncated",
+    "copies_prompt",
+)
+SOFT_FLAGS = ("length_outlier", "script_mismatch", "near_duplicate_prompt")
+
+_SENTENCE_END = tuple(".!?。！？…\"'”’)）」』]}*`")
+_FENCE_RE = re.compile(r"^\s*```[\w+-]*[ \t]*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_CJK_CHAR_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_LATIN_CHAR_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+
+
+@dataclass
+class RuleResult:
+    """What the rule stage found for one sample."""
+
+    flags: list[str] = field(default_factory=list)
+    # Dimension name -> score in 0..1 (format, completeness, uniqueness, fidelity).
+    scores: dict[str, float] = field(default_factory=dict)
+    format_problem: str | None = None
+    length_tokens: int = 0
+    length_z: float | None = None
+    duplicate_of: str | None = None
+
+    def add(self, flag: str) -> None:
+        if flag not in self.flags:
+            self.flags.append(flag)
+
+
+# ------------------------------------------------------------------ sample text
+
+
+def prompt_text(item: TrainingItem) -> str:
+    """The prompt, or the messages' contents joined by newlines."""
+    if item.prompt is not None:
+        return item.prompt
+    return "\n".join(content for _, content in item.messages or ())
+
+
+def response_text(item: TrainingItem) -> str:
+    """The response as text: strings as is, structured values as compact JSON."""
+    value = item.response
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _input_key(item: TrainingItem) -> str:
+    if item.prompt is not None:
+        return canonical_json({"prompt": item.prompt})
+    return canonical_json({"messages": [list(m) for m in item.messages or ()]})
+
+
+# ------------------------------------------------------------------ format
+
+
+def _unfenced(text: str) -> str:
+    match = _FENCE_RE.match(text)
+    return (match.group(1) if match else text).strip()
+
+
+def _json_keys(text: str) -> frozenset[str] | None:
+    """Top-level keys when the whole (unfenced) response is one JSON object, else None."""
+    body = _unfenced(text)
+    if not (body.startswith("{") and body.endswith("}")):
+        return None
+    parsed = extract_json_object(body)
+    return None if parsed is None else frozenset(parsed)
+
+
+def _label_of(text: str) -> str | None:
+    result = score_label(text, "")
+    return str(result.parsed) if result.format_ok and result.parsed else None
+
+
+class FormatReference:
+    """Per task type: the majority JSON key set and the label set (labels seen >= k times)."""
+
+    def __init__(self, items: Sequence[TrainingItem], texts: Sequence[str]) -> None:
+        keysets: dict[str, Counter[frozenset[str]]] = defaultdict(Counter)
+        labels: dict[str, Counter[str]] = defaultdict(Counter)
+        for item, text in zip(items, texts, strict=True):
+            task = item.task_type or ""
+            if item.output_format == "json":
+                keys = _json_keys(text)
+                if keys is not None:
+                    keysets[task][keys] += 1
+            elif item.output_format == "label":
+                label = _label_of(text)
+                if label is not None:
+                    labels[task][label] += 1
+        self.keysets = {task: counts.most_common(1)[0][0] for task, counts in keysets.items()}
+        self.labels = {
+            task: frozenset(lab for lab, n in counts.items() if n >= LABEL_MIN_COUNT)
+            for task, counts in labels.items()
+        }
+
+    def problem(self, item: TrainingItem, text: str) -> str | None:
+        """Why ``text`` does not fit the sample's output format, or None."""
+        fmt, task = item.output_format, item.task_type or ""
+        if fmt is None or fmt == "free_text":
+            return None
+        if fmt == "json":
+            keys = _json_keys(text)
+            if keys is None:
+                return "not a JSON object"
+            expected = self.keysets.get(task)
+            if expected is not None and keys != expected:
+                return f"JSON keys {sorted(keys)} differ from the task type's {sorted(expected)}"
+            return None
+        if fmt == "label":
+            label = _label_of(text)
+            if label is None:
+                return "not a single short label"
+            known = self.labels.get(task)
+            if known and label not in known:
+                return f"label {label!r} is used by fewer than {LABEL_MIN_COUNT} samples"
+            return None
+        ok = {
+            "yes_no": lambda t: score_yes_no(t, True).format_ok,
+            "number": lambda t: score_number(t, 0).format_ok,
+            "list": lambda t: score_list(t, []).format_ok,
+            "span": lambda t: score_span(t, "x").format_ok,
+        }.get(fmt)
+        if ok is not None and not ok(text):
+            return f"does not parse as {fmt}"
+        return None
+
+
+# ------------------------------------------------------------------ single-sample checks
+
+
+def is_empty(item: TrainingItem, text: str) -> bool:
+    """No content: only whitespace, punctuation, fences or an empty object / list."""
+    if isinstance(item.response, (dict, list)) and not item.response:
+        return True
+    return not mixed_tokens(_unfenced(text).strip("{}[]\"'` "))
+
+
+def _open_brackets(text: str) -> int:
+    """Unclosed { and [ outside JSON strings (positive when cut off)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    return depth + (1 if in_string else 0)
+
+
+def is_truncated(item: TrainingItem, text: str) -> bool:
+    """Cut off: an unclosed code fence, JSON / list brackets left open, or free text that
+    stops mid-sentence."""
+    stripped = text.strip()
+    if stripped.count("```") % 2 == 1:
+        return True
+    body = _unfenced(stripped)
+    if body[:1] in ("{", "[") and _open_brackets(body) > 0:
+        return True
+    if item.output_format in ("free_text", None) and isinstance(item.response, str):
+        return len(mixed_tokens(body)) >= TRUNCATION_MIN_TOKENS and not body.endswith(_SENTENCE_END)
+    return False
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def copies_prompt(
+    prompt: str,
+    text: str,
+    p_tokens: Sequence[str] | None = None,
+    r_tokens: Sequence[str] | None = None,
+) -> bool:
+    """The response repeats the prompt instead of answering it."""
+    p_norm, r_norm = normalize_text(prompt), normalize_text(text)
+    if not r_norm:
+        return False
+    if r_norm == p_norm:
+        return True
+    p_tokens = mixed_tokens(prompt) if p_tokens is None else p_tokens
+    # The whole prompt inside the response (only for prompts long enough not to occur
+    # by chance: "Hi" is inside "This").
+    if len(p_tokens) >= COPY_MIN_TOKENS and p_norm in r_norm:
+        return True
+    r_tokens = mixed_tokens(text) if r_tokens is None else r_tokens
+    if len(r_tokens) < COPY_MIN_TOKENS:
+        return False
+    prompt_grams = set(_ngrams(p_tokens, 4))
+    grams = _ngrams(r_tokens, 4)
+    return sum(g in prompt_grams for g in grams) / len(grams) >= COPY_SHARE
+
+
+def cjk_share(text: str) -> float | None:
+    """Share of CJK characters among CJK + Latin letters (None with too few letters)."""
+    cjk = len(_CJK_CHAR_RE.findall(text))
+    latin = len(_LATIN_CHAR_RE.findall(text))
+    if cjk + latin < SCRIPT_MIN_LETTERS:
+        return None
+    return cjk / (cjk + latin)
+
+
+def script_mismatch(item: TrainingItem, prompt: str, text: str) -> bool:
+    if item.output_format not in ("free_text", "span", None) or not isinstance(item.response, str):
+        return False
+    p_share, r_share = cjk_share(prompt), cjk_share(text)
+    if p_share is None or r_share is None:
+        return False
+    return abs(p_share - r_share) > SCRIPT_SHARE_GAP
+
+
+# ------------------------------------------------------------------ length outliers
+
+
+def robust_z(values: Sequence[float]) -> list[float]:
+    """0.6745 (x - median) / MAD; with MAD 0, the mean absolute deviation x 1.2533 instead
+    (all zeros when both are 0)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+    deviations = sorted(abs(v - median) for v in values)
+    mad = (deviations[(n - 1) // 2] + deviations[n // 2]) / 2
+    if mad > 0:
+        return [0.6745 * (v - median) / mad for v in values]
+    mean_ad = sum(deviations) / n
+    if mean_ad == 0:
+        return [0.0] * n
+    return [(v - median) / (1.253314 * mean_ad) for v in values]
+
+
+def _length_outliers(
+    items: Sequence[TrainingItem], lengths: Sequence[int], results: Sequence[RuleResult]
+) -> None:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[item.task_type or ""].append(index)
+    for indices in groups.values():
+        if len(indices) < LENGTH_MIN_GROUP:
+            continue
+        zs = robust_z([math.log1p(lengths[i]) for i in indices])
+        for i, z in zip(indices, zs, strict=True):
+            results[i].length_z = round(z, 4)
+            if abs(z) > LENGTH_Z_MAX:
+                results[i].add("length_outlier")
+
+
+# ------------------------------------------------------------------ duplicates
+
+
+class Shingler:
+    """Word ``size``-gram shingles of token lists as 32-bit integers.
+
+    Tokens get integer ids in order of first sight, a shingle packs its ids into one
+    32-bit integer (the tuple hash of its ids): fast, deterministic for one input order,
+    and what MinHash needs.
+    """
+
+    def __init__(self, size: int = SHINGLE_SIZE) -> None:
+        self.size = size
+        self.vocab: dict[str, int] = {}
+
+    def __call__(self, tokens: Sequence[str]) -> set[int]:
+        vocab, size = self.vocab, self.size
+        ids = [vocab.setdefault(t, len(vocab)) for t in tokens]
+        if len(ids) < size:
+            return {_mix(ids)} if ids else set()
+        return {hash(tuple(ids[i : i + size])) & 0xFFFFFFFF for i in range(len(ids) - size + 1)}
+
+
+def _mix(ids: Sequence[int]) -> int:
+    # Tuples of ints hash the same in every process (only str/bytes hashing is salted).
+    return hash(tuple(ids)) & 0xFFFFFFFF
+
+
+def shingles(text: str, size: int = SHINGLE_SIZE) -> set[int]:
+    """The integer shingles of one text (its own token ids; compare texts with one Shingler)."""
+    return Shingler(size)(mixed_tokens(text))
+
+
+def _identity(value: int) -> int:
+    return value
+
+
+def minhash(shingle_sets: Sequence[set[int]], seed: int = 1) -> list[Any]:
+    """One datasketch MinHash per integer shingle set (bulk-built)."""
+    from datasketch import MinHash
+
+    return list(
+        MinHash.bulk(
+            [sorted(s) for s in shingle_sets], num_perm=NUM_PERM, seed=seed, hashfunc=_identity
+        )
+    )
+
+
+def jaccard(a: set[int], b: set[int]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def near_duplicates(
+    shingle_sets: Sequence[set[int]],
+    threshold: float,
+    groups: Sequence[str] | None = None,
+    skip: Iterable[int] = (),
+) -> dict[int, int]:
+    """index -> index of an earlier sample whose shingles have Jaccard >= ``threshold``.
+
+    MinHash LSH proposes candidates; the exact Jaccard of the shingle sets confirms them,
+    so the result does not depend on hash collisions. ``groups`` restricts matches to
+    samples of the same group; indices in ``skip`` are neither matched nor indexed.
+    """
+    from datasketch import MinHashLSH
+
+    skipped = set(skip)
+    todo = [i for i in range(len(shingle_sets)) if i not in skipped and shingle_sets[i]]
+    hashes = dict(zip(todo, minhash([shingle_sets[i] for i in todo]), strict=True))
+    lsh = MinHashLSH(threshold=max(threshold - 0.1, 0.1), num_perm=NUM_PERM)
+    found: dict[int, int] = {}
+    for i in todo:
+        candidates = sorted(int(c) for c in lsh.query(hashes[i]))
+        for j in candidates:
+            if (groups is None or groups[i] == groups[j]) and jaccard(
+                shingle_sets[i], shingle_sets[j]
+            ) >= threshold:
+                found[i] = j
+                break
+        lsh.insert(str(i), hashes[i])
+    return found
+
+
+def _duplicates(
+    items: Sequence[TrainingItem],
+    prompt_tokens: Sequence[list[str]],
+    response_tokens: Sequence[list[str]],
+    results: Sequence[RuleResult],
+) -> None:
+    first: dict[str, int] = {}
+    exact: set[int] = set()
+    for index, item in enumerate(items):
+        key = _input_key(item) + "\0" + canonical_json(item.response)
+        if key in first:
+            exact.add(index)
+            results[index].add("duplicate")
+            results[index].duplicate_of = items[first[key]].id
+        else:
+            first[key] = index
+    shingler = Shingler()
+    sample_sets = [shingler(p + r) for p, r in zip(prompt_tokens, response_tokens, strict=True)]
+    near = near_duplicates(sample_sets, NEAR_DUP_THRESHOLD, skip=exact)
+    for i, j in near.items():
+        results[i].add("near_duplicate")
+        results[i].duplicate_of = items[j].id
+    prompt_sets = [shingler(p) for p in prompt_tokens]
+    tasks = [item.task_type or "" for item in items]
+    for i, j in near_duplicates(
+        prompt_sets, PROMPT_NEAR_DUP_THRESHOLD, groups=tasks, skip=exact | set(near)
+    ).items():
+        results[i].add("near_duplicate_prompt")
+        results[i].duplicate_of = items[j].id
+
+
+# ------------------------------------------------------------------ the stage
+
+
+def _dimension_scores(result: RuleResult) -> dict[str, float]:
+    flags = set(result.flags)
+    fidelity_checks = ("copies_prompt", "script_mismatch", "length_outlier")
+    uniqueness = 0.0 if flags & {"duplicate", "near_duplicate"} else 1.0
+    if "near_duplicate_prompt" in flags:
+        uniqueness = 0.5
+    return {
+        "format": 0.0 if "invalid_format" in flags else 1.0,
+        "completeness": 0.0 if flags & {"empty_response", "truncated"} else 1.0,
+        "uniqueness": uniqueness,
+        "fidelity": 1.0 - sum(f in flags for f in fidelity_checks) / len(fidelity_checks),
+    }
+
+
+def run_rules(items: Sequence[TrainingItem]) -> list[RuleResult]:
+    """Flag reasons and rule dimension scores for every sample, in input order."""
+    prompts = [prompt_text(item) for item in items]
+    texts = [response_text(item) for item in items]
+    reference = FormatReference(items, texts)
+    results = [RuleResult() for _ in items]
+    p_tokens = [mixed_tokens(p) for p in prompts]
+    r_tokens = [mixed_tokens(t) for t in texts]
+    lengths = [len(t) for t in r_tokens]
+    for index, (item, prompt, text, result) in enumerate(
+        zip(items, prompts, texts, results, strict=True)
+    ):
+        result.length_tokens = lengths[index]
+        if is_empty(item, text):
+            result.add("empty_response")
+            continue
+        if is_truncated(item, text):
+            result.add("truncated")
+        problem = reference.problem(item, text)
+        if problem is not None:
+            result.add("invalid_format")
+            result.format_problem = problem
+        if copies_prompt(prompt, text, p_tokens[index], r_tokens[index]):
+            result.add("copies_prompt")
+        if script_mismatch(item, prompt, text):
+            result.add("script_mismatch")
+    _length_outliers(items, lengths, results)
+    _duplicates(items, p_tokens, r_tokens, results)
+    for result in results:
+        result.scores = _dimension_scores(result)
+    return results
