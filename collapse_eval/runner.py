@@ -313,6 +313,10 @@ def run_model(
             and _covers(existing, previous, domain_sets, suite)
         ):
             progress.log(f"{run_dir}: already complete, nothing to do")
+            refreshed = {name: _refresh(info, suite) for name, info in existing.tasks.items()}
+            if refreshed != dict(existing.tasks):  # a margin edited in benchmarks.yaml
+                existing = dataclasses.replace(existing, tasks=refreshed)
+                write_manifest(run_dir, existing)
             return Run(path=run_dir, manifest=existing, records=tuple(previous))
 
     progress.log(f"loading {spec.model}")

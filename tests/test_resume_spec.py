@@ -415,3 +415,16 @@ def test_demo_passes_its_own_benchmarks_file_and_suite(
     monkeypatch.setattr("collapse_eval.runner.compare", fake_compare)
     demo_run.run_demo(tmp_path / "out")
     assert {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
+
+
+def test_edited_margin_updates_the_manifest_without_recomputing(tmp_path: Path) -> None:
+    bench = tmp_path / "benchmarks.yaml"
+    bench.write_text("suites:\n  s:\n    - {task: demo_copy, limit: 3, margin: 0.02}\n")
+    spec = RunSpec(model="m", benchmarks=bench)
+    engines: list[FakeEngine] = []
+    run = run_model(spec, tmp_path / "run", engine_factory=_factory(engines))
+    assert run.manifest.tasks["demo_copy"].margin == 0.02
+    bench.write_text("suites:\n  s:\n    - {task: demo_copy, limit: 3, margin: 0.05}\n")
+    run = run_model(spec, tmp_path / "run", engine_factory=lambda s: pytest.fail("engine loaded"))
+    assert run.manifest.tasks["demo_copy"].margin == 0.05
+    assert load_run(tmp_path / "run").manifest.tasks["demo_copy"].margin == 0.05
