@@ -136,7 +136,10 @@ def model_inputs(func: F) -> F:
             help="benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
         ),
         click.option(
-            "--suite", default=None, help="Suite in benchmarks.yaml (default: the first)."
+            "--suite",
+            default=None,
+            help="Suite in benchmarks.yaml (default: standard-offline when `data prepare` "
+            "has run, else standard; the first suite of your own benchmarks file).",
         ),
         click.option("--no-general", is_flag=True, help="Skip the general suite."),
         click.option(
@@ -227,12 +230,57 @@ def compare(base: str, tuned: str, out: Path, policy: Path | None, **kw: Any) ->
     from collapse_eval.policy import load_policy
     from collapse_eval.runner import compare as run_compare
 
+    _refuse_unused_model_inputs(base, tuned)
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
     summary = run_compare(
         base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
     )
     _print_verdict(summary, out)
     sys.exit(EXIT_OK if summary["verdict"] == "pass" else EXIT_GATE_FAILED)
+
+
+# Options that decide how a checkpoint is evaluated. With two run directories nothing is
+# evaluated, so they would be silently ignored; --seed (the bootstrap's) and --quiet apply.
+_MODEL_INPUT_FLAGS = {
+    "domain": "--domain",
+    "benchmarks": "--benchmarks",
+    "suite": "--suite",
+    "no_general": "--no-general",
+    "engine": "--engine",
+    "engine_arg": "--engine-arg",
+    "limit": "--limit",
+    "cache_dir": "--cache-dir",
+    "no_cache": "--no-cache",
+}
+
+
+def _refuse_unused_model_inputs(base: str, tuned: str) -> None:
+    """UsageError naming every evaluation option given with two run directories."""
+    from click.core import ParameterSource
+
+    from collapse_eval.errors import UsageError
+    from collapse_eval.records import is_run_dir
+
+    if not (is_run_dir(base) and is_run_dir(tuned)):
+        return
+    ctx = click.get_current_context()
+    given = []
+    for name, flag in _MODEL_INPUT_FLAGS.items():
+        if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        value = ctx.params[name]
+        shown = " ".join(str(v) for v in value) if isinstance(value, tuple) else value
+        given.append(flag if isinstance(value, bool) else f"{flag} {shown}")
+    if not given:
+        return
+    flags = " ".join(g.split()[0] for g in given)
+    raise UsageError(
+        f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect when BASE "
+        "and TUNED are run directories: their records are compared as they are. Evaluate "
+        f"checkpoints, or use `collapse-eval run MODEL --out RUN_DIR {flags} ...` first "
+        "(it recomputes what changed), then compare the run directories. (--seed, the "
+        "bootstrap seed, --policy and --out do apply.)"
+    )
 
 
 def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:

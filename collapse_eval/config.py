@@ -28,6 +28,11 @@ import yaml
 from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 BENCHMARKS_FILE = "benchmarks.yaml"
+# The packaged file's default suite for a real model: the real benchmarks, on the local
+# offline copies when `collapse-eval data prepare` has made them, else from the hub.
+# (Its first suite, `quick`, is the demo's toy tasks.)
+DEFAULT_SUITE = "standard"
+DEFAULT_OFFLINE_SUITE = "standard-offline"
 TOP_LEVEL_KEYS = ("include_paths", "suites")
 ENTRY_KEYS = (
     "task",
@@ -87,6 +92,38 @@ class BenchmarksConfig:
                 f"Suites in this file: {', '.join(self.suites)}."
             )
         return self.suites[name]
+
+
+def resolve_suite(
+    config: BenchmarksConfig, name: str | None, *, offline_data: Path | None
+) -> tuple[Suite, str]:
+    """The suite to run and a log line saying which one and why.
+
+    An explicit ``--suite`` wins. Without one, the packaged benchmarks.yaml runs
+    ``standard-offline`` when the offline data is prepared (``offline_data`` is where it
+    was found, None when it is not prepared) and ``standard`` otherwise; a user's own
+    file (./benchmarks.yaml or --benchmarks) runs its first suite.
+    """
+    if name is not None:
+        return config.suite(name), f"suite {name} (--suite)"
+    if not _same_file(config.path, packaged_benchmarks_path()):
+        first = config.suite(None)
+        return first, f"suite {first.name} (default: the first suite in {config.path})"
+    if offline_data is not None:
+        reason = f"default: prepared offline data found at {offline_data}"
+        return config.suite(DEFAULT_OFFLINE_SUITE), f"suite {DEFAULT_OFFLINE_SUITE} ({reason})"
+    reason = (
+        "default: no prepared offline data; data comes from the Hugging Face hub. "
+        f"`collapse-eval data prepare` makes {DEFAULT_OFFLINE_SUITE} the default"
+    )
+    return config.suite(DEFAULT_SUITE), f"suite {DEFAULT_SUITE} ({reason})"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def packaged_benchmarks_path() -> Path:

@@ -153,9 +153,16 @@ class TaskInfo:
     num_fewshot: int | None = None
     config_hash: str | None = None
     higher_is_better: bool = True
+    # What decided this task's results (domain: the file's content hash; general: the
+    # benchmarks entry and the effective limit) and its hash, compared on resume.
+    spec: Mapping[str, Any] | None = None
+    spec_hash: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        out = {k: getattr(self, k) for k in _TASKINFO_ORDER if getattr(self, k) is not None}
+        if "spec" in out:
+            out["spec"] = dict(out["spec"])
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +177,23 @@ class RunManifest:
     tasks: Mapping[str, TaskInfo] = field(default_factory=dict)
     seed: int | None = None
     complete: bool = False
+    # Run-level settings that decide every task's results (engine kind, output-affecting
+    # engine args, seed, versions), their hash, and the engine as requested on the command
+    # line (lets a finished run be recognised without loading the model). Optional keys:
+    # manifests written before they existed have none, and resuming recomputes every task.
+    run_spec: Mapping[str, Any] | None = None
+    run_spec_hash: str | None = None
+    engine_request: Mapping[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
+        optional: dict[str, Any] = {
+            name: dict(value)
+            for name in ("run_spec", "engine_request")
+            if (value := getattr(self, name)) is not None
+        }
+        if self.run_spec_hash is not None:
+            optional["run_spec_hash"] = self.run_spec_hash
         return {
             "schema_version": self.schema_version,
             "model": self.model,
@@ -184,12 +205,14 @@ class RunManifest:
             "lm_eval_version": self.lm_eval_version,
             "seed": self.seed,
             "complete": self.complete,
+            **optional,
             "tasks": {name: info.to_json() for name, info in self.tasks.items()},
         }
 
 
 _MANIFEST_FIELDS = {f.name for f in dataclasses.fields(RunManifest)}
-_TASKINFO_FIELDS = {f.name for f in dataclasses.fields(TaskInfo)}
+_TASKINFO_ORDER = tuple(f.name for f in dataclasses.fields(TaskInfo))
+_TASKINFO_FIELDS = set(_TASKINFO_ORDER)
 
 
 def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunManifest:
@@ -219,6 +242,9 @@ def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunMani
         tasks[name] = TaskInfo(**info)
     kwargs = {k: v for k, v in obj.items() if k != "tasks"}
     kwargs["engine_args"] = kwargs.get("engine_args") or {}
+    # The runner always writes `complete`; a manifest without it was written by hand
+    # (or by another tool) and is taken as finished.
+    kwargs.setdefault("complete", True)
     return RunManifest(**kwargs, tasks=tasks)
 
 

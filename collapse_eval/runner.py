@@ -4,19 +4,22 @@ A run directory is ``manifest.json`` + ``records.jsonl`` (DESIGN section 4). Run
 domain records are appended and flushed per batch, general records per task, and the
 manifest (rewritten atomically) marks each task once it is complete. Re-running the
 same command after an interruption (Ctrl-C, SIGKILL, out of memory) continues where it
-stopped, with no lost and no duplicated records.
+stopped, with no lost and no duplicated records. The manifest records a hash of what
+decides each task's results and the run's; on resume whatever changed is recomputed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collapse_eval import __version__
+from collapse_eval.config import BenchmarkEntry, Suite
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint
 from collapse_eval.errors import InputError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
@@ -29,11 +32,13 @@ from collapse_eval.records import (
     RunManifest,
     TaskInfo,
     atomic_write_text,
+    canonical_json,
     is_run_dir,
     load_run,
     manifest_from_json,
     read_json,
     read_records,
+    sha256_text,
     write_manifest,
 )
 
@@ -83,37 +88,196 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _check_resumable(run_dir: Path, manifest: RunManifest, fingerprint: str, spec: RunSpec) -> None:
-    """Refuse to append to a run directory that holds another model or other settings."""
+def _check_resumable(run_dir: Path, manifest: RunManifest, fingerprint: str) -> None:
+    """Refuse to append to a run directory that holds another checkpoint.
+
+    Everything else that changed (settings, data, versions) is recomputed; another
+    checkpoint's results are not this run's to throw away.
+    """
     if manifest.model_fingerprint and manifest.model_fingerprint != fingerprint:
         raise UsageError(
             f"{run_dir}: this directory holds a run of another checkpoint "
             f"({manifest.model}, {manifest.model_fingerprint}). Use a new --out directory "
             "or delete this one."
         )
-    if manifest.seed is not None and manifest.seed != spec.seed:
-        raise UsageError(
-            f"{run_dir}: the existing run used --seed {manifest.seed}, not "
-            f"{spec.seed}. Use the same seed to resume, or a new --out directory."
-        )
 
 
-def _drop_incomplete_general(run_dir: Path, manifest: RunManifest) -> list[ItemRecord]:
-    """Existing records, minus general tasks that the manifest does not mark complete.
+# ---------------------------------------------------------------- what decides results
 
-    General records are written a whole task at a time; a task interrupted mid-write
-    is dropped here and recomputed (from the cache, so cheaply).
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    return sha256_text(canonical_json(spec))
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def domain_task_spec(path: Path) -> dict[str, Any]:
+    """A domain task's results are decided by its file's content (and the run settings)."""
+    return {"content": _file_hash(path)}
+
+
+def task_files_hash(include_paths: Sequence[Path]) -> str | None:
+    """Content hash of every file under the include paths (user task YAMLs and their data).
+
+    lm-eval's own task definitions are covered by its version in the run settings, the
+    tasks shipped in collapse_eval/ by collapse-eval's version.
     """
-    path = run_dir / RECORDS_FILE
-    if not path.exists():
-        return []
-    records = read_records(path)
-    keep = [r for r in records if r.suite != "general" or r.task in manifest.tasks]
+    if not include_paths:
+        return None
+    digest = hashlib.sha256()
+    for root in include_paths:
+        for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(root)}\0{_file_hash(path)}\0".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def offline_data_hash() -> str | None:
+    """What `collapse-eval data prepare` converted (source package, row counts, file hashes)."""
+    from collapse_eval import data_prepare
+
+    path = data_prepare.default_data_dir() / "manifest.json"
+    if not path.is_file():
+        return None
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return None
+    files = {  # without where the files are: moving the data directory changes nothing
+        name: {k: v for k, v in info.items() if k != "path"}
+        for name, info in manifest["files"].items()
+        if isinstance(info, dict)
+    }
+    return spec_hash(
+        {"layout": manifest.get("layout_version"), "source": manifest.get("source"), "files": files}
+    )
+
+
+def general_task_spec(
+    entry: BenchmarkEntry, limit: int | None, task_files: str | None
+) -> dict[str, Any]:
+    """A general task's results are decided by its benchmarks entry and the effective limit."""
+    limits = [x for x in (entry.limit, limit) if x is not None]
+    return {
+        "task": entry.task,
+        "limit": min(limits) if limits else None,
+        "num_fewshot": entry.num_fewshot,
+        "fewshot_seed": entry.fewshot_seed,
+        "gen_kwargs": dict(entry.gen_kwargs) if entry.gen_kwargs else None,
+        "apply_chat_template": entry.apply_chat_template,
+        "metric": entry.metric,
+        "task_files": task_files,
+    }
+
+
+def run_level_spec(kind: str, engine_args: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Settings that decide every task's results: recomputed all when one changes."""
+    return {
+        "engine": kind,
+        "engine_args": dict(engine_args),
+        "seed": seed,
+        "collapse_eval_version": __version__,
+        "lm_eval_version": _lm_eval_version(),
+    }
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str:
+    """``limit 10 -> 20, engine_args.dtype float32 -> bfloat16``."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            parts.append(describe_changes(before, after, f"{prefix}{key}."))
+        else:
+            parts.append(f"{prefix}{key} {_show(before)} -> {_show(after)}")
+    return ", ".join(parts)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str) and value.startswith("sha256:"):
+        return value[:19]  # sha256: + 12 hex digits
+    return value if isinstance(value, str) else canonical_json(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What this invocation asks for: task specs (domain per task, general per entry)."""
+
+    domain: Mapping[str, Mapping[str, Any]]
+    general: Mapping[str, Mapping[str, Any]]
+    engine: Mapping[str, Any]  # as requested: kind and --engine-arg strings
+
+    def spec_for(self, task: str, info: TaskInfo, group: str | None) -> Mapping[str, Any] | None:
+        if info.suite == "domain":
+            return self.domain.get(task)
+        return self.general.get(group or task)
+
+
+def _groups(records: Sequence[ItemRecord]) -> dict[str, str]:
+    """Leaf task -> the group entry it was run for (mmlu_anatomy -> mmlu)."""
+    return {r.task: str(g) for r in records if (g := (r.metadata or {}).get("group"))}
+
+
+def _stale_tasks(
+    run_dir: Path,
+    existing: RunManifest,
+    records: Sequence[ItemRecord],
+    request: _Request,
+    progress: Progress,
+) -> set[str]:
+    """Tasks of the existing run that do not answer this request (logged, one line each)."""
+    if existing.tasks and existing.run_spec_hash is None:
+        progress.log(
+            f"{run_dir}: the manifest has no spec hashes (written by an older "
+            "collapse-eval), so its results cannot be checked: recomputing every task"
+        )
+        return set(existing.tasks)
+    groups = _groups(records)
+    stale = set()
+    for task, info in existing.tasks.items():
+        wanted = request.spec_for(task, info, groups.get(task))
+        if wanted is None:
+            progress.log(f"{info.suite} {task}: not part of this run's request, dropped")
+            stale.add(task)
+        elif info.spec_hash != spec_hash(wanted):
+            change = describe_changes(info.spec or {}, wanted) or "settings changed"
+            progress.log(f"{info.suite} {task}: {change}, recomputing")
+            stale.add(task)
+    return stale
+
+
+def _run_level_unchanged(existing: RunManifest, request: _Request, seed: int) -> bool:
+    """What can be checked without loading the model: seed, versions, engine as asked."""
+    old = existing.run_spec or {}
+    now = run_level_spec("", {}, seed)
+    return existing.engine_request == request.engine and all(
+        old.get(key) == now[key] for key in ("seed", "collapse_eval_version", "lm_eval_version")
+    )
+
+
+def _keep_records(
+    run_dir: Path, records: Sequence[ItemRecord], tasks: Mapping[str, TaskInfo]
+) -> list[ItemRecord]:
+    """Rewrite records.jsonl without the records of tasks that are not kept.
+
+    This also drops general tasks interrupted mid-write (written a whole task at a time,
+    marked in the manifest after): they are recomputed, from the cache, so cheaply.
+    """
+    keep = [r for r in records if r.task in tasks and r.suite == tasks[r.task].suite]
     if len(keep) != len(records):
         import json
 
         atomic_write_text(
-            path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in keep)
+            run_dir / RECORDS_FILE,
+            "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in keep),
         )
     return keep
 
@@ -125,7 +289,13 @@ def run_model(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
 ) -> Run:
-    """Evaluate ``spec.model`` into the run directory ``out`` (resuming if it exists)."""
+    """Evaluate ``spec.model`` into the run directory ``out`` (resuming if it exists).
+
+    A run directory holds exactly what the last run asked for: on resume, tasks whose
+    settings or data changed (per-task spec hash), tasks no longer asked for, and every
+    task when a run-level setting changed (engine, output-affecting engine args, seed,
+    versions) are dropped and recomputed, each with a log line.
+    """
     progress = progress or QuietProgress()
     run_dir = Path(out)
     if run_dir.exists() and not run_dir.is_dir():
@@ -133,31 +303,7 @@ def run_model(
 
     # Validate every input before loading a model: input mistakes must cost nothing.
     domain_sets = _load_domain_sets(spec.domain_files)
-    suite, include_paths = _load_suite(spec) if spec.run_general else (None, ())
-
-    existing: RunManifest | None = None
-    if (run_dir / MANIFEST_FILE).exists():
-        existing = manifest_from_json(
-            read_json(run_dir / MANIFEST_FILE), path=run_dir / MANIFEST_FILE
-        )
-
-    fingerprint = checkpoint_fingerprint(spec.model)
-    if existing is not None:
-        _check_resumable(run_dir, existing, fingerprint, spec)
-    tasks: dict[str, TaskInfo] = dict(existing.tasks) if existing else {}
-    previous = _drop_incomplete_general(run_dir, existing) if existing else []
-    if (
-        existing is not None
-        and existing.complete
-        and _covers(existing, previous, domain_sets, suite)
-    ):
-        progress.log(f"{run_dir}: already complete, nothing to do")
-        return Run(path=run_dir, manifest=existing, records=tuple(previous))
-    done_domain: dict[str, set[str]] = {}
-    for rec in previous:
-        if rec.suite == "domain":
-            done_domain.setdefault(rec.task, set()).add(rec.item_id)
-
+    suite, include_paths = _load_suite(spec, progress) if spec.run_general else (None, ())
     if engine_factory is default_engine_factory:
         from collapse_eval.engines.registry import resolve_engine_kind
 
@@ -165,9 +311,48 @@ def run_model(
         if notice:
             progress.log(notice)
         spec = dataclasses.replace(spec, engine=kind)
+    request = _make_request(spec, domain_sets, suite, include_paths)
+
+    existing: RunManifest | None = None
+    if (run_dir / MANIFEST_FILE).exists():
+        existing = manifest_from_json(
+            read_json(run_dir / MANIFEST_FILE), path=run_dir / MANIFEST_FILE
+        )
+    fingerprint = checkpoint_fingerprint(spec.model)
+    previous: list[ItemRecord] = []
+    stale: set[str] = set()
+    if existing is not None:
+        _check_resumable(run_dir, existing, fingerprint)
+        if (run_dir / RECORDS_FILE).exists():
+            previous = read_records(run_dir / RECORDS_FILE)
+        stale = _stale_tasks(run_dir, existing, previous, request, progress)
+        if (
+            existing.complete
+            and not stale
+            and _run_level_unchanged(existing, request, spec.seed)
+            and _covers(existing, previous, domain_sets, suite)
+        ):
+            progress.log(f"{run_dir}: already complete, nothing to do")
+            refreshed = {name: _refresh(info, suite) for name, info in existing.tasks.items()}
+            if refreshed != dict(existing.tasks):  # a margin edited in benchmarks.yaml
+                existing = dataclasses.replace(existing, tasks=refreshed)
+                write_manifest(run_dir, existing)
+            return Run(path=run_dir, manifest=existing, records=tuple(previous))
+
     progress.log(f"loading {spec.model}")
     engine = engine_factory(spec)
     try:
+        run_spec = run_level_spec(engine.kind, engine.engine_args, spec.seed)
+        if existing is not None and existing.run_spec_hash not in (None, spec_hash(run_spec)):
+            change = describe_changes(existing.run_spec or {}, run_spec)
+            progress.log(f"{run_dir}: run settings changed ({change}): recomputing every task")
+            stale = set(existing.tasks)
+        tasks = {
+            name: _refresh(info, suite)
+            for name, info in (existing.tasks if existing else {}).items()
+            if name not in stale
+        }
+        previous = _keep_records(run_dir, previous, tasks) if existing else []
         manifest = RunManifest(
             model=spec.model,
             model_fingerprint=fingerprint,
@@ -179,24 +364,83 @@ def run_model(
             tasks=tasks,
             seed=spec.seed,
             complete=False,
+            run_spec=run_spec,
+            run_spec_hash=spec_hash(run_spec),
+            engine_request=dict(request.engine),
         )
         write_manifest(run_dir, manifest)
+        done_domain: dict[str, set[str]] = {}
+        for rec in previous:
+            if rec.suite == "domain":
+                done_domain.setdefault(rec.task, set()).add(rec.item_id)
         with RecordWriter(run_dir / RECORDS_FILE) as writer:
             for task, items in domain_sets.items():
-                tasks[task] = TaskInfo(suite="domain", primary_metric="score", n=len(items))
+                task_spec = request.domain[task]
+                tasks[task] = TaskInfo(
+                    suite="domain",
+                    primary_metric="score",
+                    n=len(items),
+                    spec=task_spec,
+                    spec_hash=spec_hash(task_spec),
+                )
                 write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
                 _run_domain_task(
                     engine, task, items, done_domain.get(task, set()), writer, progress
                 )
             if suite is not None:
                 _run_general(
-                    engine, spec, suite, include_paths, tasks, manifest, run_dir, writer, progress
+                    engine,
+                    spec,
+                    suite,
+                    include_paths,
+                    tasks,
+                    manifest,
+                    run_dir,
+                    writer,
+                    progress,
+                    request,
                 )
         manifest = dataclasses.replace(manifest, tasks=tasks, complete=True)
         write_manifest(run_dir, manifest)
     finally:
         engine.close()
     return load_run(run_dir)
+
+
+def _make_request(
+    spec: RunSpec,
+    domain_sets: Mapping[str, Any],
+    suite: Suite | None,
+    include_paths: Sequence[Path],
+) -> _Request:
+    paths = {_domain_name(path): path for path in spec.domain_files}
+    domain = {task: domain_task_spec(paths[task]) for task in domain_sets}
+    general: dict[str, Mapping[str, Any]] = {}
+    if suite is not None:
+        files = task_files_hash(include_paths)
+        general = {e.task: general_task_spec(e, spec.limit, files) for e in suite.entries}
+        from collapse_eval.data_prepare import offline_task_names
+
+        offline = [e.task for e in suite.entries if e.task in offline_task_names()]
+        if offline:
+            data = offline_data_hash()
+            general.update({task: {**general[task], "offline_data": data} for task in offline})
+    engine = {"engine": spec.engine, "engine_args": dict(spec.engine_args)}
+    return _Request(domain=domain, general=general, engine=engine)
+
+
+def _refresh(info: TaskInfo, suite: Suite | None) -> TaskInfo:
+    """A kept general task takes the margin now written in benchmarks.yaml (no rerun)."""
+    if info.suite != "general" or suite is None or not info.spec:
+        return info
+    entry = next((e for e in suite.entries if e.task == info.spec.get("task")), None)
+    return info if entry is None else dataclasses.replace(info, margin=entry.margin)
+
+
+def _domain_name(path: Path) -> str:
+    from collapse_eval.domain.dataset import domain_task_name
+
+    return str(domain_task_name(path))
 
 
 def _covers(
@@ -234,16 +478,26 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
     return sets
 
 
-def _load_suite(spec: RunSpec) -> tuple[Any, tuple[Path, ...]]:
+def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, tuple[Path, ...]]:
     """The chosen suite and the benchmarks file's include paths, validated."""
-    from collapse_eval.config import load_benchmarks
+    from collapse_eval.config import load_benchmarks, resolve_suite
     from collapse_eval.general import validate_suite
 
     config = load_benchmarks(spec.benchmarks)
-    suite = config.suite(spec.suite)
+    offline = prepared_offline_data() if spec.suite is None else None
+    suite, why = resolve_suite(config, spec.suite, offline_data=offline)
+    progress.log(why)
     # Unknown task names fail here, before a model is loaded.
     validate_suite(suite, config.include_paths)
     return suite, tuple(config.include_paths)
+
+
+def prepared_offline_data() -> Path | None:
+    """Where `collapse-eval data prepare` left the offline benchmark data, None if nowhere."""
+    from collapse_eval import data_prepare
+
+    data_dir = data_prepare.default_data_dir()
+    return data_dir if data_prepare.offline_data_status(data_dir) else None
 
 
 def _run_domain_task(
@@ -280,6 +534,7 @@ def _run_general(
     run_dir: Path,
     writer: RecordWriter,
     progress: Progress,
+    request: _Request,
 ) -> None:
     from collapse_eval.general import run_general_suite
 
@@ -287,7 +542,9 @@ def _run_general(
 
     def on_task(task: str, records: list[ItemRecord], info: TaskInfo) -> None:
         writer.write_batch(records)
-        tasks[task] = info
+        entry = _groups(records).get(task, task)
+        task_spec = request.general[entry]
+        tasks[task] = dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
         write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
         progress.log(f"general {task}: {info.n} items")
 
@@ -311,9 +568,10 @@ def resolve_run(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
 ) -> Run:
-    """An existing run directory is loaded as is (no model); a checkpoint is evaluated."""
+    """An existing, finished run directory is loaded as is (no model); a checkpoint is
+    evaluated."""
     if is_run_dir(model_or_run):
-        return load_run(model_or_run)
+        return check_finished(load_run(model_or_run))
     path = Path(model_or_run)
     if path.is_dir() and (path / MANIFEST_FILE).exists():
         raise InputError(
@@ -333,6 +591,53 @@ def resolve_run(
         progress=progress,
         engine_factory=engine_factory,
     )
+
+
+def check_finished(run: Run) -> Run:
+    """The run, or UsageError when it was interrupted (or is still being written)."""
+    why = _unfinished(run)
+    if why is None:
+        return run
+    raise UsageError(
+        f"{run.path}: this run is incomplete ({why}), so it cannot be compared yet. "
+        f"Finish it by re-running the command that made it, e.g. `collapse-eval run "
+        f"{run.manifest.model} --out {run.path}` with the same options (it resumes where "
+        "it stopped), then compare again."
+    )
+
+
+def _unfinished(run: Run) -> str | None:
+    if not run.manifest.complete:
+        return "manifest.json says complete: false: the run was interrupted or is running"
+    items: dict[str, set[str]] = {}
+    for rec in run.records:
+        items.setdefault(rec.task, set()).add(rec.item_id)
+    for task, info in run.manifest.tasks.items():
+        have = len(items.get(task, ()))
+        if info.n is not None and have < info.n:
+            return f"{info.suite} task {task} has {have} of its {info.n} items"
+    return None
+
+
+def check_same_task_specs(base: Run, tuned: Run) -> None:
+    """Refuse to pair tasks that the two runs evaluated with different settings or data.
+
+    Without this the mismatch would surface as "item ids differ" and read as a data
+    problem. Tasks without recorded specs (older or hand-written runs) are left to the
+    item-level pairing checks.
+    """
+    for task, info in base.manifest.tasks.items():
+        other = tuned.manifest.tasks.get(task)
+        if other is None or info.spec_hash is None or other.spec_hash is None:
+            continue
+        if info.spec_hash != other.spec_hash:
+            change = describe_changes(info.spec or {}, other.spec or {}) or "settings differ"
+            raise UsageError(
+                f"{info.suite} task {task} was evaluated with different settings in "
+                f"{base.path} and {tuned.path} ({change}); its items cannot be paired. "
+                "Evaluate both with the same options: re-run `collapse-eval run` into the "
+                "stale one (it recomputes what changed), or pass checkpoints to compare."
+            )
 
 
 def compare(
@@ -357,6 +662,7 @@ def compare(
     tuned_run = resolve_run(
         tuned, spec, tuned_dir, progress=progress, engine_factory=engine_factory
     )
+    check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     write_summary(out, summary)
     return summary
