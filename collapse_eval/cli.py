@@ -280,6 +280,7 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
             f"summary: {out / 'summary.json'}  report: {out / 'report.html'}",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # a long path must not wrap: CI logs and scripts read this line
         )
 
 
