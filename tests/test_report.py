@@ -267,3 +267,23 @@ def test_plots_are_reused_when_nothing_changed(tmp_path: Path) -> None:
     summary["comparisons"][0]["delta"] = -0.5
     write_reports(out, summary, env={})
     assert png.stat().st_mtime_ns > before - 10**9  # redrawn
+
+
+@pytest.mark.parametrize("name", ["github-actions.yml", "gitlab-ci.yml"])
+def test_ci_examples_cache_the_request_cache_and_keep_the_report(name: str) -> None:
+    import yaml
+
+    path = Path(__file__).parent.parent / "examples" / "ci" / name
+    text = path.read_text()
+    yaml.safe_load(text)  # valid YAML
+    assert "collapse-eval compare" in text and '--cache-dir "$CACHE_DIR"' in text
+    assert "set +e" not in text and "|| true" not in text  # exit 1 fails the job
+    if name == "gitlab-ci.yml":
+        job = yaml.safe_load(text)["release-gate"]
+        assert job["cache"]["when"] == "always" and job["artifacts"]["when"] == "always"
+        assert job["artifacts"]["reports"]["junit"].endswith("junit.xml")
+    else:
+        steps = yaml.safe_load(text)["jobs"]["gate"]["steps"]
+        uses = {s.get("uses", "").split("@")[0]: s for s in steps}
+        assert uses["actions/cache/save"]["if"] == "always()"
+        assert uses["actions/upload-artifact"]["if"] == "always()"
