@@ -287,3 +287,43 @@ def test_ci_examples_cache_the_request_cache_and_keep_the_report(name: str) -> N
         uses = {s.get("uses", "").split("@")[0]: s for s in steps}
         assert uses["actions/cache/save"]["if"] == "always()"
         assert uses["actions/upload-artifact"]["if"] == "always()"
+
+
+def test_forest_plot_draws_each_rows_own_margin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collapse_eval.report import plots
+
+    figures: list[Any] = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    rows = [
+        {
+            "task": "arc_easy",
+            "delta": -0.01,
+            "ci_low": -0.03,
+            "ci_high": 0.01,
+            "margin": 0.02,
+            "status": "inconclusive",
+        },
+        {
+            "task": "gsm8k",
+            "delta": -0.01,
+            "ci_low": -0.03,
+            "ci_high": 0.01,
+            "margin": 0.05,
+            "status": "non_inferior",
+        },
+    ]
+    plots.forest_plot(rows, "t", "benchmark", path=tmp_path / "f.png", alpha=0.05)
+    ax = figures[0].axes[0]
+    ticks = {
+        (round(line.get_xdata()[0], 6), round(sum(line.get_ydata()) / 2, 6))
+        for line in ax.get_lines()
+        if line.get_linestyle() not in ("-", "None")
+        and len(set(line.get_xdata())) == 1
+        and len(line.get_xdata()) == 2
+    }
+    assert ticks == {(-2.0, 0.0), (-5.0, 1.0)}  # points, on each row
+    assert ax.get_xlabel() == "tuned - base (points; bar = 95% CI)"
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1

@@ -82,7 +82,7 @@ def _legend_outside(ax: Any, handles: Sequence[Any] | None = None) -> None:
     ax.legend(frameon=False, borderaxespad=0.0, **kwargs)
 
 
-def forest_plot(rows: Sequence[Row], title: str, path: Path, alpha: float) -> Path:
+def forest_plot(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha: float) -> Path:
     """Delta (dot) and CI (bar) per row in points, coloured by status, with a tick at
     each row's own non-inferiority margin (the margin the verdict used for that row)."""
     plt = _plt()
@@ -116,6 +116,7 @@ def forest_plot(rows: Sequence[Row], title: str, path: Path, alpha: float) -> Pa
     ax.set_yticks(range(len(rows)), labels=[_short(row_label(r)) for r in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel(f"tuned - base (points; bar = {ci_label(alpha)})")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
     handles = [
@@ -153,7 +154,9 @@ def wilson(mean: Any, n: Any, alpha: float) -> tuple[float, float] | None:
     return centre - half, centre + half
 
 
-def grouped_bars(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha: float) -> Path:
+def grouped_bars(
+    rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: Path, alpha: float
+) -> Path:
     """Base vs tuned mean per row (points) with a Wilson interval on each bar."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(_WIDTH, 3.6))
@@ -175,7 +178,7 @@ def grouped_bars(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha
         ax.errorbar(
             xs, means, yerr=[lows, highs], fmt="none", ecolor="#000000", capsize=3, linewidth=0.9
         )
-    labels = [_short(str(r.get("group") if r.get("group_by") else r.get("task")), 18) for r in rows]
+    labels = [_short(str(r.get("group") if r.get("group_by") else r.get("task")), 24) for r in rows]
     ax.set_xticks(
         range(len(rows)),
         labels=labels,
@@ -184,6 +187,7 @@ def grouped_bars(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha
         ha="right" if len(rows) > 5 else "center",
     )
     ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title} (whiskers: Wilson {ci_label(alpha)})", fontsize=11, loc="left")
     ax.grid(axis="y", alpha=0.3)
@@ -191,7 +195,7 @@ def grouped_bars(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha
     return _save(fig, path)
 
 
-def count_bars(rows: Sequence[Row], title: str, xlabel: str, path: Path) -> Path:
+def count_bars(rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: Path) -> Path:
     """How many test items each group holds (the test set's own distribution)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(_WIDTH, max(1.8, 0.34 * len(rows) + 1.1)))
@@ -203,6 +207,7 @@ def count_bars(rows: Sequence[Row], title: str, xlabel: str, path: Path) -> Path
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, max(counts + [1]) * 1.15)
     ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
@@ -244,6 +249,7 @@ def flips_plot(rows: Sequence[Row], title: str, path: Path) -> Path:
     ax.set_yticks(range(len(rows)), labels=[_short(row_label(r)) for r in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel("items that changed (count; lost to the left, gained to the right)")
+    ax.set_ylabel("task")
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
     _legend_outside(ax)
@@ -298,10 +304,10 @@ def figure_specs(summary: Mapping[str, Any]) -> list[_Spec]:
     alpha = alpha_of(summary)
     specs: list[_Spec] = []
 
-    def forest(name: str, title: str, rows: list[Row], what: str) -> None:
+    def forest(name: str, title: str, rows: list[Row], what: str, ylabel: str) -> None:
         rows = [r for r in rows if is_number(r.get("delta"))]
         if rows:
-            draw = partial(forest_plot, rows, title, alpha=alpha)
+            draw = partial(forest_plot, rows, title, ylabel, alpha=alpha)
             specs.append(_Spec(name, title, rows, draw, _forest_alt(rows, what)))
 
     forest(
@@ -309,33 +315,36 @@ def figure_specs(summary: Mapping[str, Any]) -> list[_Spec]:
         "General capability: tuned - base per benchmark",
         rows_of(summary, "general", None),
         "general benchmarks",
+        "benchmark",
     )
     forest(
         "general_subtask",
         "General subtasks (judged via their group)",
         rows_of(summary, "general", "subtask"),
         "general subtasks",
+        "subtask",
     )
-    forest(
-        "domain", "Domain: tuned - base per task", rows_of(summary, "domain", None), "domain tasks"
-    )
+    domain_tasks = rows_of(summary, "domain", None)
+    forest("domain", "Domain: tuned - base per task", domain_tasks, "domain tasks", "task")
     for field, label in (("task_type", "task type"), ("output_format", "output format")):
         rows = rows_of(summary, "domain", field)
-        forest(f"domain_{field}", f"Domain: tuned - base by {label}", rows, f"domain {label}s")
+        forest(
+            f"domain_{field}", f"Domain: tuned - base by {label}", rows, f"domain {label}s", label
+        )
         if not rows:
             continue
         title = f"Domain: base vs tuned by {label}"
-        draw = partial(grouped_bars, rows, title, "mean score (points)", alpha=alpha)
+        draw = partial(grouped_bars, rows, title, label, "mean score (points)", alpha=alpha)
         alt = _bars_alt(rows, f"the domain mean score by {label}")
         specs.append(_Spec(f"domain_{field}_bars", title, rows, draw, alt))
         title = f"Test set: items per {label}"
-        draw = partial(count_bars, rows, title, "items (count)")
+        draw = partial(count_bars, rows, title, "items (count)", label)
         specs.append(_Spec(f"testset_{field}", title, rows, draw, _counts_alt(rows, label)))
     fmt_rows = rows_of(summary, "domain", "output_format", metric="format_ok")
     if fmt_rows:
         title = "Format following by output format"
         ylabel = "outputs in the expected format (%)"
-        draw = partial(grouped_bars, fmt_rows, title, ylabel, alpha=alpha)
+        draw = partial(grouped_bars, fmt_rows, title, "output format", ylabel, alpha=alpha)
         alt = _bars_alt(fmt_rows, "the share of outputs in the expected format")
         specs.append(_Spec("format_ok", title, fmt_rows, draw, alt))
     tasks = rows_of(summary, "general", None) + rows_of(summary, "domain", None)
