@@ -327,3 +327,29 @@ def test_forest_plot_draws_each_rows_own_margin(
     assert ax.get_xlabel() == "tuned - base (points; bar = 95% CI)"
     legend = ax.get_legend()
     assert legend is not None and legend.get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
+
+
+def test_minimal_summary_degrades_gracefully(tmp_path: Path) -> None:
+    summary = {
+        "schema_version": 1,
+        "verdict": "pass",
+        "reasons": ["pass: nothing compared"],
+        "base": {"model": "b", "run": None},
+        "tuned": {"model": "t", "run": None},
+        "policy": {},
+        "comparisons": [
+            {"suite": "general", "task": "x", "group_by": None, "group": None, "metric": "acc",
+             "n": 3, "base_mean": None, "tuned_mean": None, "delta": None, "ci_low": None,
+             "ci_high": None, "test": "mcnemar_exact", "p_value": None, "p_adjusted": None,
+             "status": "inconclusive"},
+        ],
+    }  # fmt: skip
+    written = write_reports(tmp_path, summary, env={})
+    html = (tmp_path / "report.html").read_text()
+    assert "No examples: the base run (not named in summary.json) was not found" in html
+    assert "95% CI" in html and "n/a" in html
+    assert set(written) == {"summary.md", "junit.xml", "report.html"}  # no plot without data
+    assert (
+        "| x | 3 | n/a | n/a | n/a | n/a | n/a | n/a | inconclusive |"
+        in (tmp_path / "summary.md").read_text()
+    )

@@ -95,13 +95,12 @@ def _cell(field: str, value: Any) -> dict[str, str]:
     if value is None:
         return {"text": "", "sort": ""}
     if field in POINT_FIELDS and is_number(value):
-        text = (
-            signed_points(value)
-            if field in SIGNED_FIELDS
-            else f"{value * 100:.2f}".rstrip("0").rstrip(".")
-            if field in ("margin", "benchmark_margin")
-            else points(value)
-        )
+        if field in SIGNED_FIELDS:
+            text = signed_points(value)
+        elif field in ("margin", "benchmark_margin"):
+            text = margin_points(value)
+        else:
+            text = points(value)
         return {"text": text, "sort": repr(float(value))}
     if field in P_FIELDS and is_number(value):
         return {"text": p_value(value), "sort": repr(float(value))}
@@ -190,6 +189,8 @@ def _sections(summary: Mapping[str, Any], figures: Sequence[Figure]) -> list[dic
 
 def _run_info(summary: Mapping[str, Any], side: str, examples: Examples) -> dict[str, Any]:
     info = dict(summary.get(side) or {})
+    for key in ("model", "run", "model_fingerprint"):
+        info.setdefault(key, None)
     manifest = examples.manifests.get(side) or {}
     for key in ("engine", "engine_args", "lm_eval_version", "collapse_eval_version", "created_at"):
         if info.get(key) is None and manifest.get(key) is not None:
@@ -197,6 +198,7 @@ def _run_info(summary: Mapping[str, Any], side: str, examples: Examples) -> dict
     if info.get("model_fingerprint") is None and manifest.get("model_fingerprint"):
         info["model_fingerprint"] = manifest["model_fingerprint"]
     model = str(info.get("model") or "?")
+    info["model"] = model
     info["short"] = short_model(model)
     fingerprint = info.get("model_fingerprint") or "not recorded"
     info["tooltip"] = (
@@ -348,12 +350,15 @@ def _pooled(summary: Mapping[str, Any], alpha: float) -> dict[str, str] | None:
         "delta": signed_points(pooled.get("delta")),
         "ci": f"{ci_label(alpha)} {ci_points(pooled.get('ci_low'), pooled.get('ci_high'))}",
         "p": p_value(pooled.get("p_value")),
-        "gain": ""
-        if not gain
-        else ("required and met" if gain.get("met") else "required, not met")
-        if gain.get("required")
-        else ("met (not required)" if gain.get("met") else "not met (not required)"),
+        "gain": _gain_words(gain),
     }
+
+
+def _gain_words(gain: Mapping[str, Any]) -> str:
+    if not gain:
+        return ""
+    met = "met" if gain.get("met") else "not met"
+    return f"required, {met}" if gain.get("required") else f"{met} (not required)"
 
 
 def write_reports(
