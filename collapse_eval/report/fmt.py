@@ -108,3 +108,16 @@ def row_label(row: Mapping[str, Any]) -> str:
 def xml_text(value: Any) -> str:
     """Text that any XML parser accepts: control characters other than tab/newline dropped."""
     return _XML_ILLEGAL.sub("", "" if value is None else str(value))
+
+
+def rows_of(
+    summary: Mapping[str, Any], suite: str, group_by: str | None, *, format_ok: bool = False
+) -> list[Mapping[str, Any]]:
+    """Comparison rows of one section: score rows, or the format-following rows."""
+    return [
+        c
+        for c in summary.get("comparisons") or []
+        if c.get("suite") == suite
+        and c.get("group_by") == group_by
+        and (c.get("metric") == "format_ok") == format_ok
+    ]

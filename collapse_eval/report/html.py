@@ -29,6 +29,7 @@ from collapse_eval.report.fmt import (
     p_value,
     points,
     row_label,
+    rows_of,
     short_model,
     signed_points,
 )
@@ -162,13 +163,7 @@ def _sections(summary: Mapping[str, Any], figures: Sequence[Figure]) -> list[dic
     by_name = {f.name: f for f in figures}
     sections = []
     for key, suite, group_by, metric, title, first in _SECTIONS:
-        rows = [
-            c
-            for c in summary.get("comparisons") or []
-            if c.get("suite") == suite
-            and c.get("group_by") == group_by
-            and (c.get("metric") == "format_ok") == (metric == "format_ok")
-        ]
+        rows = rows_of(summary, suite, group_by, format_ok=metric == "format_ok")
         if not rows:
             continue
         shown = [by_name[n] for n in _FIGURES_OF[key] if n in by_name]

@@ -22,6 +22,7 @@ from collapse_eval.report.fmt import (
     p_value,
     points,
     row_label,
+    rows_of,
     short_model,
     signed_points,
 )
@@ -98,18 +99,6 @@ def _section(
     lines += _table(_header(first, alpha, flips), _rows(rows, flips))
 
 
-def _select(
-    summary: Mapping[str, Any], suite: str, group_by: str | None, fmt: bool = False
-) -> list[Mapping[str, Any]]:
-    return [
-        c
-        for c in summary.get("comparisons") or []
-        if c.get("suite") == suite
-        and c.get("group_by") == group_by
-        and (c.get("metric") == "format_ok") == fmt
-    ]
-
-
 def render_summary_markdown(summary: Mapping[str, Any]) -> str:
     """summary.md for a summary.json dict."""
     alpha = alpha_of(summary)
@@ -124,7 +113,7 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
     lines += [f"- {escape_cell(r)}" for r in summary.get("reasons") or []] or [
         "- (no reasons given)"
     ]
-    _section(lines, "General benchmarks", _select(summary, "general", None), "benchmark", alpha)
+    _section(lines, "General benchmarks", rows_of(summary, "general", None), "benchmark", alpha)
     retention = summary.get("retention") or {}
     if isinstance(retention.get("index"), (int, float)):
         low, high = retention.get("ci_low"), retention.get("ci_high")
@@ -147,21 +136,21 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
             f"{ci_label(alpha)} {ci_points(overall.get('ci_low'), overall.get('ci_high'))}, "
             f"p {escape_cell(p_value(overall.get('p_value')))})",
         ]
-    _section(lines, "Domain tasks", _select(summary, "domain", None), "task", alpha)
+    _section(lines, "Domain tasks", rows_of(summary, "domain", None), "task", alpha)
     _section(
-        lines, "Domain by task type", _select(summary, "domain", "task_type"), "task type", alpha
+        lines, "Domain by task type", rows_of(summary, "domain", "task_type"), "task type", alpha
     )
     _section(
         lines,
         "Domain by output format",
-        _select(summary, "domain", "output_format"),
+        rows_of(summary, "domain", "output_format"),
         "output format",
         alpha,
     )
     _section(
         lines,
         "Format following by output format",
-        _select(summary, "domain", "output_format", fmt=True),
+        rows_of(summary, "domain", "output_format", format_ok=True),
         "output format",
         alpha,
     )

@@ -26,6 +26,7 @@ from collapse_eval.report.fmt import (
     is_number,
     points,
     row_label,
+    rows_of,
     signed_points,
 )
 
@@ -50,21 +51,6 @@ def _plt() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def rows_of(
-    summary: Mapping[str, Any], suite: str, group_by: str | None, metric: str | None = None
-) -> list[Row]:
-    """Comparison rows of one section; format_ok rows only when ``metric`` asks for them."""
-    out = []
-    for c in summary.get("comparisons") or []:
-        if c.get("suite") != suite or c.get("group_by") != group_by:
-            continue
-        is_format = c.get("metric") == "format_ok"
-        if (metric == "format_ok") != is_format:
-            continue
-        out.append(c)
-    return out
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -340,7 +326,7 @@ def figure_specs(summary: Mapping[str, Any]) -> list[_Spec]:
         title = f"Test set: items per {label}"
         draw = partial(count_bars, rows, title, "items (count)", label)
         specs.append(_Spec(f"testset_{field}", title, rows, draw, _counts_alt(rows, label)))
-    fmt_rows = rows_of(summary, "domain", "output_format", metric="format_ok")
+    fmt_rows = rows_of(summary, "domain", "output_format", format_ok=True)
     if fmt_rows:
         title = "Format following by output format"
         ylabel = "outputs in the expected format (%)"
