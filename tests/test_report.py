@@ -190,9 +190,13 @@ def test_runs_are_found_relative_to_the_summary_not_the_working_dir(
     assert resolve_run(out, "runs/base") == out / "runs" / "base"
     examples = collect_examples(summary, out)
     assert examples.problem is None and examples.rows
-    # Moved elsewhere, the report dir still finds its runs.
+    # Moved elsewhere, the report dir still finds its runs, also by their old absolute path.
     moved = tmp_path / "moved"
     out.rename(moved)
+    assert collect_examples(summary, moved).rows == examples.rows
+    summary["base"]["run"] = str(out / "runs" / "base")  # no longer exists
+    summary["tuned"]["run"] = str(out / "runs" / "tuned")
+    assert resolve_run(moved, summary["base"]["run"]) == moved / "runs" / "base"
     assert collect_examples(summary, moved).rows == examples.rows
 
 

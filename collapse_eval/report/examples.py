@@ -32,16 +32,18 @@ class Examples:
 
 
 def resolve_run(summary_dir: Path, run: str) -> Path | None:
-    """The run directory named by ``run``, relative to ``summary_dir``; None if not there.
+    """The run directory named by ``run``; None if it is nowhere to be found.
 
-    Older summaries stored the path as given on the command line (relative to where
-    compare ran, e.g. ``reports/compare/runs/base``); its trailing parts are tried against
-    the summary directory too (``runs/base``), still without looking at the working dir.
+    An absolute path is used when it still holds the run. A relative path is taken
+    relative to ``summary_dir``. Either way, when that fails, the path's trailing parts
+    are tried under ``summary_dir`` (``/old/place/out/runs/base`` or a path given relative
+    to where compare ran, ``reports/x/runs/base``, both find ``out/runs/base``), so a moved
+    report directory still finds its runs. The working directory is never consulted.
     """
     path = PurePath(run)
-    if path.is_absolute():
-        return Path(path) if _is_run(Path(path)) else None
-    parts = path.parts
+    if path.is_absolute() and _is_run(Path(path)):
+        return Path(path)
+    parts = path.parts[1:] if path.is_absolute() else path.parts
     for start in range(len(parts)):
         candidate = summary_dir.joinpath(*parts[start:])
         if _is_run(candidate):
