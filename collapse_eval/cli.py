@@ -333,9 +333,10 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
         console.print(f"- {reason}", markup=False, highlight=False)
     if out is not None:
         console.print(
-            f"summary: {out / 'summary.json'}  report: {out / 'summary.md'}",
+            f"summary: {out / 'summary.json'}  report: {out / 'report.html'}",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # a long path must not wrap: CI logs and scripts read this line
         )
 
 

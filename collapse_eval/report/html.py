@@ -1,80 +1,268 @@
-"""report.html: jinja2 with autoescaping on; every model output and name is untrusted text."""
+"""report.html: one self-contained file (inline CSS/JS, images as data: URIs).
+
+jinja2 autoescaping is on: every model output, name and reason is untrusted text. The
+page's Content-Security-Policy allows no network and runs only the inline script and
+style whose SHA-256 hashes it names; nothing else can execute even if text slipped through.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from collapse_eval.records import ItemRecord, is_run_dir
+from collapse_eval.report.examples import Examples, collect_examples
+from collapse_eval.report.fmt import (
+    STATUS_MEANING,
+    STATUSES,
+    UNIT_NOTE,
+    alpha_of,
+    ci_label,
+    ci_points,
+    is_number,
+    margin_points,
+    p_value,
+    points,
+    row_label,
+    rows_of,
+    short_model,
+    signed_points,
+)
+from collapse_eval.report.plots import Figure, flip_counts
+
+Row = Mapping[str, Any]
+
+# Columns of the table of every comparison: summary.json fields, in this order, then any
+# field this list does not know yet (shown as text).
+FIELD_ORDER = (
+    "suite", "task", "group_by", "group", "metric", "status", "family", "n", "base_mean",
+    "tuned_mean", "delta", "ci_low", "ci_high", "margin", "margin_source", "benchmark_margin",
+    "test",
+    "ci_method", "p_value", "p_adjusted", "q_value", "mde", "se", "se_clustered",
+    "n_clusters", "base_only", "tuned_only", "flips", "higher_is_better", "critical",
+    "note",
+)  # fmt: skip
+POINT_FIELDS = frozenset(
+    ("base_mean", "tuned_mean", "delta", "ci_low", "ci_high", "margin", "benchmark_margin",
+     "mde", "se", "se_clustered")
+)  # fmt: skip
+P_FIELDS = frozenset(("p_value", "p_adjusted", "q_value"))
+SIGNED_FIELDS = frozenset(("delta", "ci_low", "ci_high"))
 
 _SECTIONS = (
-    ("general", "general", None, "General capability", "task"),
-    (
-        "general_subtask",
-        "general",
-        "subtask",
-        "General benchmarks by subtask (judged as groups)",
-        "subtask",
-    ),
-    ("domain", "domain", None, "Domain test set", "task"),
-    ("domain_task_type", "domain", "task_type", "Domain by task type", "task type"),
-    ("domain_output_format", "domain", "output_format", "Domain by output format", "output format"),
-)
+    # (key, suite, group_by, metric, title, first column)
+    ("general", "general", None, None, "General benchmarks", "benchmark"),
+    ("general_subtask", "general", "subtask", None,
+     "General subtasks (judged via their group)", "subtask"),
+    ("domain", "domain", None, None, "Domain tasks", "task"),
+    ("domain_task_type", "domain", "task_type", None, "Domain by task type", "task type"),
+    ("domain_output_format", "domain", "output_format", None,
+     "Domain by output format", "output format"),
+    ("format_ok", "domain", "output_format", "format_ok",
+     "Format following by output format", "output format"),
+)  # fmt: skip
+_FIGURES_OF = {
+    "general": ("general",),
+    "general_subtask": ("general_subtask",),
+    "domain": ("domain",),
+    "domain_task_type": ("domain_task_type", "domain_task_type_bars", "testset_task_type"),
+    "domain_output_format": (
+        "domain_output_format", "domain_output_format_bars", "testset_output_format"),
+    "format_ok": ("format_ok",),
+}  # fmt: skip
 
 
-def _fmt(value: Any, spec: str = ".3f") -> str:
+def _asset(name: str) -> str:
+    return (resources.files("collapse_eval") / "report" / "templates" / name).read_text("utf-8")
+
+
+def _csp_hash(text: str) -> str:
+    return (
+        "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+    )
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _cell(field: str, value: Any) -> dict[str, str]:
+    """Display text and sort value of one field of a comparison row."""
     if value is None:
-        return ""
-    try:
-        return format(float(value), spec)
-    except (TypeError, ValueError):
-        return str(value)
+        return {"text": "", "sort": ""}
+    if field in POINT_FIELDS and is_number(value):
+        if field in SIGNED_FIELDS:
+            text = signed_points(value)
+        elif field in ("margin", "benchmark_margin"):
+            text = margin_points(value)
+        else:
+            text = points(value)
+        return {"text": text, "sort": repr(float(value))}
+    if field in P_FIELDS and is_number(value):
+        return {"text": p_value(value), "sort": repr(float(value))}
+    if field == "flips" and isinstance(value, Mapping):
+        return {
+            "text": ", ".join(f"{k} {v}" for k, v in value.items()),
+            "sort": str(value.get("lost", "")),
+        }
+    if isinstance(value, bool):
+        return {"text": "yes" if value else "no", "sort": str(int(value))}
+    if is_number(value):
+        return {"text": str(value), "sort": repr(float(value))}
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False)
+        return {"text": text, "sort": text}
+    return {"text": str(value), "sort": str(value)}
 
 
-def changed_examples(
-    base: Sequence[ItemRecord], tuned: Sequence[ItemRecord], limit: int = 20
-) -> list[dict[str, Any]]:
-    """Domain items whose score changed between base and tuned, worst drops first."""
-    by_key = {r.key: r for r in base if r.suite == "domain"}
-    changed: list[tuple[float, str, str, dict[str, Any]]] = []
-    for rec in tuned:
-        other = by_key.get(rec.key)
-        if other is None or other.score == rec.score:
+def _all_fields(rows: Sequence[Row]) -> list[str]:
+    present = {key for row in rows for key in row}
+    return [f for f in FIELD_ORDER if f in present] + sorted(present - set(FIELD_ORDER))
+
+
+def _field_header(field: str) -> str:
+    return f"{field} (pts)" if field in POINT_FIELDS else field
+
+
+def _section_row(row: Row) -> dict[str, Any]:
+    flips = flip_counts(row)
+    return {
+        "label": row.get("group") if row.get("group_by") == "subtask" else row_label(row),
+        "title": row_label(row),
+        "n": row.get("n"),
+        "base": points(row.get("base_mean")),
+        "tuned": points(row.get("tuned_mean")),
+        "delta": signed_points(row.get("delta")),
+        "delta_sort": row.get("delta") if is_number(row.get("delta")) else "",
+        "ci": ci_points(row.get("ci_low"), row.get("ci_high")),
+        "margin": margin_points(row.get("margin")),
+        "margin_source": row.get("margin_source"),
+        "p": p_value(row.get("p_adjusted")),
+        "status": str(row.get("status")),
+        "flips": f"{flips[0]} / {flips[1]}" if flips else None,
+        "note": row.get("note"),
+        "critical": bool(row.get("critical")),
+    }
+
+
+def _figure_view(figure: Figure) -> dict[str, str]:
+    return {
+        "title": figure.title,
+        "alt": figure.alt,
+        "src": _data_uri(figure.path),
+        "file": f"plots/{figure.path.name}",
+    }
+
+
+def _sections(summary: Mapping[str, Any], figures: Sequence[Figure]) -> list[dict[str, Any]]:
+    by_name = {f.name: f for f in figures}
+    sections = []
+    for key, suite, group_by, metric, title, first in _SECTIONS:
+        rows = rows_of(summary, suite, group_by, format_ok=metric == "format_ok")
+        if not rows:
             continue
-        delta = rec.score - other.score
-        changed.append(
-            (
-                delta,
-                rec.task,
-                rec.item_id,
-                {
-                    "task": rec.task,
-                    "item_id": rec.item_id,
-                    "task_type": rec.task_type,
-                    "reference": rec.reference
-                    if isinstance(rec.reference, str)
-                    else json.dumps(rec.reference, ensure_ascii=False),
-                    "base_prediction": other.prediction or "",
-                    "tuned_prediction": rec.prediction or "",
-                    "base_score": other.score,
-                    "tuned_score": rec.score,
-                },
-            )
+        shown = [by_name[n] for n in _FIGURES_OF[key] if n in by_name]
+        sections.append(
+            {
+                "key": key,
+                "suite": suite,
+                "title": title,
+                "first": first,
+                "rows": [_section_row(r) for r in rows],
+                "has_flips": any(flip_counts(r) for r in rows),
+                "has_note": any(r.get("note") for r in rows),
+                "figures": [_figure_view(f) for f in shown],
+            }
         )
-    changed.sort(key=lambda entry: entry[:3])
-    drops = [ex for delta, _, _, ex in changed if delta < 0][: limit // 2]
-    gains = [ex for delta, _, _, ex in reversed(changed) if delta > 0][: limit - len(drops)]
-    return drops + gains
+    return sections
 
 
-def render_html(
-    summary: Mapping[str, Any],
-    plots: Mapping[str, Path],
-    out_dir: Path,
-    examples: Sequence[Mapping[str, Any]] = (),
-) -> str:
+def _run_info(summary: Mapping[str, Any], side: str, examples: Examples) -> dict[str, Any]:
+    info = dict(summary.get(side) or {})
+    for key in ("model", "run", "model_fingerprint"):
+        info.setdefault(key, None)
+    manifest = examples.manifests.get(side) or {}
+    for key in ("engine", "engine_args", "lm_eval_version", "collapse_eval_version", "created_at"):
+        if info.get(key) is None and manifest.get(key) is not None:
+            info[key] = manifest[key]
+    if info.get("model_fingerprint") is None and manifest.get("model_fingerprint"):
+        info["model_fingerprint"] = manifest["model_fingerprint"]
+    model = str(info.get("model") or "?")
+    info["model"] = model
+    info["short"] = short_model(model)
+    fingerprint = info.get("model_fingerprint") or "not recorded"
+    info["tooltip"] = (
+        f"{model}\nfingerprint: {fingerprint}\nrun: {info.get('run') or 'not recorded'}"
+    )
+    if isinstance(info.get("engine_args"), (dict, list)):
+        info["engine_args"] = json.dumps(info["engine_args"], ensure_ascii=False, sort_keys=True)
+    return info
+
+
+def _meta(
+    summary: Mapping[str, Any], base: Mapping[str, Any], tuned: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(label, value) pairs of whatever the summary and the runs' manifests carry."""
+    items: list[tuple[str, str]] = []
+
+    def add(label: str, value: Any) -> None:
+        if value is not None and value != "":
+            items.append((label, str(value)))
+
+    for key, label in (
+        ("engine", "engine"),
+        ("engine_args", "engine args"),
+        ("lm_eval_version", "lm-eval version"),
+    ):
+        b, t = base.get(key), tuned.get(key)
+        add(label, b if b == t or t is None else f"base {b}; tuned {t}" if b is not None else t)
+    add("collapse-eval version", summary.get("collapse_eval_version"))
+    add("alpha", summary.get("alpha"))
+    add("seed", summary.get("seed"))
+    add("bootstrap resamples", summary.get("n_boot"))
+    add("compared at", summary.get("created_at"))
+    add("schema version", summary.get("schema_version"))
+    return items
+
+
+def _reasons(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [
+        {
+            "text": str(r),
+            "kind": "note"
+            if str(r).startswith("note:")
+            else ("failure" if summary.get("verdict") == "fail" else "head"),
+        }
+        for r in summary.get("reasons") or []
+    ]
+
+
+def _examples_view(examples: Examples) -> dict[str, Any]:
+    rows = examples.rows
+    for ex in rows:
+        ex["base_score_text"] = "" if ex["base_score"] is None else f"{ex['base_score']:g}"
+        ex["tuned_score_text"] = "" if ex["tuned_score"] is None else f"{ex['tuned_score']:g}"
+
+    def values(field: str) -> list[str]:
+        return sorted({str(ex[field]) for ex in rows if ex[field]})
+
+    return {
+        "rows": rows,
+        "counts": sorted(examples.counts.items()),
+        "problem": examples.problem,
+        "tasks": values("task"),
+        "task_types": values("task_type"),
+        "output_formats": values("output_format"),
+        "has_prompt": any(ex["prompt"] for ex in rows),
+    }
+
+
+def render_html(summary: Mapping[str, Any], figures: Sequence[Figure], examples: Examples) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(
@@ -82,86 +270,117 @@ def render_html(
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
     )
-    sections = []
-    for key, suite, group_by, title, label in _SECTIONS:
-        rows = [
-            c
-            for c in summary.get("comparisons", [])
-            if c.get("suite") == suite and c.get("group_by") == group_by
-        ]
-        if rows:
-            plot = plots.get(key)
-            sections.append(
-                {
-                    "key": key,
-                    "title": title,
-                    "label": label,
-                    "rows": rows,
-                    "plot": plot.relative_to(out_dir).as_posix() if plot else None,
-                }
-            )
-    template = env.get_template("report.html.j2")
-    return template.render(
-        summary=_defaults(summary),
-        sections=sections,
-        fmt=_fmt,
-        retention=summary.get("retention"),
-        examples=list(examples),
+    css, js = _asset("report.css"), _asset("report.js")
+    csp = (
+        "default-src 'none'; img-src data:; "
+        f"style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    alpha = alpha_of(summary)
+    base, tuned = _run_info(summary, "base", examples), _run_info(summary, "tuned", examples)
+    comparisons = list(summary.get("comparisons") or [])
+    fields = _all_fields(comparisons)
+    flips_figure = next((f for f in figures if f.name == "flips"), None)
+    verdict = str(summary.get("verdict") or "unknown")
+    return env.get_template("report.html.j2").render(
+        css=css,
+        js=js,
+        csp=csp,
+        verdict=verdict,
+        verdict_class=verdict if verdict in ("pass", "fail") else "unknown",
+        reasons=_reasons(summary),
+        base=base,
+        tuned=tuned,
+        meta=_meta(summary, base, tuned),
+        ci_label=ci_label(alpha),
+        unit_note=UNIT_NOTE,
+        statuses=[(s, STATUS_MEANING[s]) for s in STATUSES],
+        sections=_sections(summary, figures),
+        retention=_retention(summary, alpha),
+        pooled=_pooled(summary, alpha),
+        fields=[(f, _field_header(f)) for f in fields],
+        all_rows=[
+            {
+                "status": str(c.get("status")),
+                "suite": str(c.get("suite")),
+                "cells": [_cell(f, c.get(f)) for f in fields],
+            }
+            for c in comparisons
+        ],
+        status_values=sorted({str(c.get("status")) for c in comparisons}),
+        flips_figure=_figure_view(flips_figure) if flips_figure else None,
+        examples=_examples_view(examples),
+        unpaired=summary.get("unpaired") or [],
     )
 
 
-def _defaults(summary: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(summary)
-    out.setdefault("alpha", None)
-    out.setdefault("created_at", None)
-    out.setdefault("reasons", [])
-    out.setdefault("base", {"model": "?"})
-    out.setdefault("tuned", {"model": "?"})
-    return out
-
-
-def write_reports(
-    out_dir: Path,
-    summary: Mapping[str, Any],
-    *,
-    examples: Sequence[Mapping[str, Any]] | None = None,
-) -> dict[str, Path]:
-    """summary.md, report.html and plots/*.png in ``out_dir``, from the summary (+ runs).
-
-    ``examples`` (changed items) are read from the summary's run directories if not given.
-    """
-    from collapse_eval.records import atomic_write_text
-    from collapse_eval.report.markdown import render_summary_markdown
-    from collapse_eval.report.plots import write_plots
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(summary, out_dir / "plots")
-    if examples is None:
-        examples = _examples_from_runs(out_dir, summary)
-    atomic_write_text(out_dir / "summary.md", render_summary_markdown(dict(summary)))
-    atomic_write_text(out_dir / "report.html", render_html(summary, plots, out_dir, examples))
+def _retention(summary: Mapping[str, Any], alpha: float) -> dict[str, str] | None:
+    ret = summary.get("retention") or {}
+    if not is_number(ret.get("index")):
+        return None
+    ci = (
+        f"{ret['ci_low']:.3f} to {ret['ci_high']:.3f}"
+        if is_number(ret.get("ci_low")) and is_number(ret.get("ci_high"))
+        else "n/a"
+    )
     return {
-        "summary.md": out_dir / "summary.md",
-        "report.html": out_dir / "report.html",
-        **{f"plots/{p.name}": p for p in plots.values()},
+        "index": f"{ret['index']:.3f}",
+        "ci": f"{ci_label(alpha)} {ci}",
+        "n_tasks": str(ret.get("n_tasks", "n/a")),
+        "base": points(ret.get("base_macro")),
+        "tuned": points(ret.get("tuned_macro")),
     }
 
 
-def _examples_from_runs(out_dir: Path, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    from collapse_eval.columns import changed_examples as changed_column_examples
-    from collapse_eval.columns import load_run_columns
+def _pooled(summary: Mapping[str, Any], alpha: float) -> dict[str, str] | None:
+    overall = summary.get("domain_overall") or {}
+    pooled = overall.get("pooled")
+    if not pooled:
+        return None
+    gain = summary.get("domain_gain") or {}
+    return {
+        "n": str(pooled.get("n")),
+        "base": points(pooled.get("base_mean")),
+        "tuned": points(pooled.get("tuned_mean")),
+        "delta": signed_points(pooled.get("delta")),
+        "ci": f"{ci_label(alpha)} {ci_points(pooled.get('ci_low'), pooled.get('ci_high'))}",
+        "p": p_value(pooled.get("p_value")),
+        "gain": _gain_words(gain),
+    }
 
-    base_run = (summary.get("base") or {}).get("run")
-    tuned_run = (summary.get("tuned") or {}).get("run")
-    if base_run and tuned_run:
-        base_path, tuned_path = _resolve(out_dir, base_run), _resolve(out_dir, tuned_run)
-        if is_run_dir(base_path) and is_run_dir(tuned_path):
-            return changed_column_examples(
-                load_run_columns(base_path), load_run_columns(tuned_path)
-            )
-    return []
+
+def _gain_words(gain: Mapping[str, Any]) -> str:
+    if not gain:
+        return ""
+    met = "met" if gain.get("met") else "not met"
+    return f"required, {met}" if gain.get("required") else f"{met} (not required)"
 
 
-def _resolve(out_dir: Path, run: str) -> Path:
-    path = Path(run)
-    return path if path.is_absolute() or path.exists() else out_dir / path
+def write_reports(
+    out_dir: Path, summary: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """summary.md, report.html, junit.xml and plots/*.png in ``out_dir`` from the summary
+    and the two runs it names; summary.md is also appended to $GITHUB_STEP_SUMMARY."""
+    from collapse_eval.records import atomic_write_text
+    from collapse_eval.report.junit import render_junit
+    from collapse_eval.report.markdown import render_summary_markdown
+    from collapse_eval.report.plots import write_plots
+
+    env = os.environ if env is None else env
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = write_plots(summary, out_dir / "plots")
+    examples = collect_examples(summary, out_dir)
+    markdown = render_summary_markdown(summary)
+    atomic_write_text(out_dir / "summary.md", markdown)
+    atomic_write_text(out_dir / "junit.xml", render_junit(summary))
+    atomic_write_text(out_dir / "report.html", render_html(summary, figures, examples))
+    step_summary = env.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    return {
+        "summary.md": out_dir / "summary.md",
+        "junit.xml": out_dir / "junit.xml",
+        "report.html": out_dir / "report.html",
+        **{f"plots/{f.path.name}": f.path for f in figures},
+    }

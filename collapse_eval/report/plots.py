@@ -1,81 +1,381 @@
-"""Forest plots of paired deltas with confidence intervals (matplotlib, Agg backend)."""
+"""Report figures as PNG (matplotlib, Agg): forest plots, grouped bars, counts, flips.
+
+Every figure is in points (score scale 0..1 times 100), labels its axes with the unit,
+uses the Okabe-Ito palette and keeps its legend outside the axes so it never hides data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-_STATUS_COLOURS = {
-    "improved": "#1a7f37",
-    "regressed": "#cf222e",
-    "non_inferior": "#0969da",
-    "inconclusive": "#9a6700",
-}
+from collapse_eval.report.fmt import (
+    BASE_COLOUR,
+    OTHER_COLOUR,
+    STATUS_COLOURS,
+    STATUSES,
+    TUNED_COLOUR,
+    alpha_of,
+    ci_label,
+    is_number,
+    points,
+    row_label,
+    rows_of,
+    signed_points,
+)
+
+Row = Mapping[str, Any]
+_DPI = 100
+INDEX_FILE = ".index.json"
+_WIDTH = 9.0  # inches; the legend column on the right is part of it
 
 
-def _rows(summary: Mapping[str, Any], suite: str, group_by: str | None) -> list[Mapping[str, Any]]:
-    return [
-        c
-        for c in summary.get("comparisons", [])
-        if c.get("suite") == suite and c.get("group_by") == group_by and c.get("delta") is not None
-    ]
+@dataclass(frozen=True)
+class Figure:
+    name: str  # file stem in plots/
+    title: str
+    alt: str
+    path: Path
 
 
-def forest_plot(
-    rows: Sequence[Mapping[str, Any]], title: str, path: Path, margin: float | None = None
-) -> Path:
-    """One line per comparison: delta (point) and CI (bar), coloured by status."""
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [str(r.get("group") if r.get("group_by") else r.get("task")) for r in rows]
-    height = max(1.6, 0.42 * len(rows) + 1.0)
-    fig, ax = plt.subplots(figsize=(7.5, height), dpi=110)
-    for y, row in enumerate(rows):
-        colour = _STATUS_COLOURS.get(str(row.get("status")), "#57606a")
-        low, high = row.get("ci_low"), row.get("ci_high")
-        if low is not None and high is not None:
-            ax.plot([low, high], [y, y], color=colour, linewidth=2.5, solid_capstyle="butt")
-        ax.plot([row["delta"]], [y], "o", color=colour, markersize=6)
-    ax.axvline(0.0, color="#24292f", linewidth=0.8)
-    if margin:
-        ax.axvline(
-            -margin,
-            color="#cf222e",
-            linewidth=0.8,
-            linestyle="--",
-            label=f"non-inferiority margin (-{margin:g})",
-        )
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
-    ax.set_yticks(range(len(rows)), labels=labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("tuned - base (score scale 0..1)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    fig.tight_layout(pad=0.4)  # makes room for the legend outside the axes too
+    fig.savefig(path, dpi=_DPI)
+    _plt().close(fig)
     return path
 
 
-def write_plots(summary: Mapping[str, Any], plots_dir: Path) -> dict[str, Path]:
-    """All plots for a summary; returns name -> path (only plots that have data)."""
-    margin = (summary.get("policy") or {}).get("general", {}).get("margin")
-    specs = [
-        ("general", "general", None, "General capability: paired delta per task"),
-        ("domain", "domain", None, "Domain: paired delta per task"),
-        ("domain_task_type", "domain", "task_type", "Domain: delta by task type"),
-        ("domain_output_format", "domain", "output_format", "Domain: delta by output format"),
-    ]
-    written = {}
-    for name, suite, group_by, title in specs:
-        rows = _rows(summary, suite, group_by)
-        if rows:
-            written[name] = forest_plot(
-                rows, title, plots_dir / f"{name}.png", margin if suite == "general" else None
+def _legend_outside(ax: Any, handles: Sequence[Any] | None = None) -> None:
+    kwargs: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": 9}
+    if handles is not None:
+        kwargs["handles"] = handles
+    ax.legend(frameon=False, borderaxespad=0.0, **kwargs)
+
+
+def forest_plot(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha: float) -> Path:
+    """Delta (dot) and CI (bar) per row in points, coloured by status, with a tick at
+    each row's own non-inferiority margin (the margin the verdict used for that row)."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    height = max(2.0, 0.38 * len(rows) + 1.3)
+    fig, ax = plt.subplots(figsize=(_WIDTH, height))
+    seen: set[str] = set()
+    any_margin = False
+    for y, row in enumerate(rows):
+        status = str(row.get("status"))
+        seen.add(status)
+        colour = STATUS_COLOURS.get(status, OTHER_COLOUR)
+        low, high, delta = row.get("ci_low"), row.get("ci_high"), row.get("delta")
+        if is_number(low) and is_number(high):
+            ax.plot([low * 100, high * 100], [y, y], color=colour, linewidth=2.5)
+        if is_number(delta):
+            ax.plot([delta * 100], [y], "o", color=colour, markersize=6)
+        margin = row.get("margin")
+        if is_number(margin) and margin > 0:
+            any_margin = True
+            sign = -1 if row.get("higher_is_better", True) is not False else 1
+            ax.plot(
+                [sign * margin * 100] * 2,
+                [y - 0.38, y + 0.38],
+                color="#000000",
+                linewidth=1.2,
+                linestyle=(0, (2, 1.5)),
             )
-    return written
+    ax.axvline(0.0, color="#000000", linewidth=0.7)
+    ax.set_yticks(range(len(rows)), labels=[_short(row_label(r)) for r in rows], fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel(f"tuned - base (points; bar = {ci_label(alpha)})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [
+        Line2D([], [], color=STATUS_COLOURS[s], marker="o", linewidth=2.5, label=s)
+        for s in STATUSES
+        if s in seen
+    ]
+    handles += [
+        Line2D([], [], color=OTHER_COLOUR, marker="o", linewidth=2.5, label=s)
+        for s in sorted(seen - set(STATUSES))
+    ]
+    if any_margin:
+        handles.append(
+            Line2D([], [], color="#000000", linestyle=(0, (2, 1.5)), label="margin of this row")
+        )
+    _legend_outside(ax, handles)
+    return _save(fig, path)
+
+
+def _short(text: str, width: int = 38) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def wilson(mean: Any, n: Any, alpha: float) -> tuple[float, float] | None:
+    """Wilson score interval for a mean of 0/1 scores (an approximation otherwise)."""
+    if not (is_number(mean) and isinstance(n, int) and n > 0):
+        return None
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    p = min(max(float(mean), 0.0), 1.0)
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return centre - half, centre + half
+
+
+def grouped_bars(
+    rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: Path, alpha: float
+) -> Path:
+    """Base vs tuned mean per row (points) with a Wilson interval on each bar."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(_WIDTH, 3.6))
+    width = 0.38
+    for offset, side, colour in (
+        (-width / 2, "base", BASE_COLOUR),
+        (width / 2, "tuned", TUNED_COLOUR),
+    ):
+        means, lows, highs = [], [], []
+        for row in rows:
+            mean = row.get(f"{side}_mean")
+            m = float(mean) * 100 if is_number(mean) else 0.0
+            ci = wilson(mean, row.get("n"), alpha)
+            means.append(m)
+            lows.append(m - ci[0] * 100 if ci else 0.0)
+            highs.append(ci[1] * 100 - m if ci else 0.0)
+        xs = [i + offset for i in range(len(rows))]
+        ax.bar(xs, means, width, color=colour, label=side, edgecolor="#000000", linewidth=0.4)
+        ax.errorbar(
+            xs, means, yerr=[lows, highs], fmt="none", ecolor="#000000", capsize=3, linewidth=0.9
+        )
+    labels = [_short(str(r.get("group") if r.get("group_by") else r.get("task")), 24) for r in rows]
+    ax.set_xticks(
+        range(len(rows)),
+        labels=labels,
+        fontsize=9,
+        rotation=30 if len(rows) > 5 else 0,
+        ha="right" if len(rows) > 5 else "center",
+    )
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title} (whiskers: Wilson {ci_label(alpha)})", fontsize=11, loc="left")
+    ax.grid(axis="y", alpha=0.3)
+    _legend_outside(ax)
+    return _save(fig, path)
+
+
+def count_bars(rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: Path) -> Path:
+    """How many test items each group holds (the test set's own distribution)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(_WIDTH, max(1.8, 0.34 * len(rows) + 1.1)))
+    counts = [int(r.get("n") or 0) for r in rows]
+    ax.barh(range(len(rows)), counts, color=TUNED_COLOUR)
+    for y, count in enumerate(counts):
+        ax.text(count, y, f" {count}", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), labels=[_short(str(r.get("group"))) for r in rows], fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, max(counts + [1]) * 1.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def flip_counts(row: Row) -> tuple[int, int] | None:
+    """(lost, gained) items of a row: its ``flips`` when present, else base_only/tuned_only."""
+    flips = row.get("flips")
+    if isinstance(flips, Mapping) and isinstance(flips.get("lost"), int):
+        return int(flips["lost"]), int(flips.get("gained") or 0)
+    if isinstance(row.get("base_only"), int) and isinstance(row.get("tuned_only"), int):
+        return int(row["base_only"]), int(row["tuned_only"])
+    return None
+
+
+def flips_plot(rows: Sequence[Row], title: str, path: Path) -> Path:
+    """Items lost (left, negative) and gained (right) per task."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(_WIDTH, max(1.8, 0.38 * len(rows) + 1.2)))
+    for y, row in enumerate(rows):
+        lost, gained = flip_counts(row) or (0, 0)
+        ax.barh(
+            y,
+            -lost,
+            color=STATUS_COLOURS["regressed"],
+            label="lost (base right, tuned wrong)" if y == 0 else None,
+        )
+        ax.barh(
+            y,
+            gained,
+            color=STATUS_COLOURS["improved"],
+            label="gained (tuned right, base wrong)" if y == 0 else None,
+        )
+        ax.text(-lost, y, f"{lost} ", va="center", ha="right", fontsize=8)
+        ax.text(gained, y, f" {gained}", va="center", ha="left", fontsize=8)
+    extent = max([max(flip_counts(r) or (0, 0)) for r in rows] + [1]) * 1.3
+    ax.set_xlim(-extent, extent)
+    ax.axvline(0, color="#000000", linewidth=0.7)
+    ax.set_yticks(range(len(rows)), labels=[_short(row_label(r)) for r in rows], fontsize=9)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("items that changed (count; lost to the left, gained to the right)")
+    ax.set_ylabel("task")
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    _legend_outside(ax)
+    return _save(fig, path)
+
+
+def _listing(parts: Sequence[str], limit: int = 12) -> str:
+    more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
+
+
+def _forest_alt(rows: Sequence[Row], what: str) -> str:
+    parts = [f"{row_label(r)} {signed_points(r.get('delta'))} ({r.get('status')})" for r in rows]
+    return (
+        f"Forest plot of {what}: tuned minus base in points, with confidence intervals "
+        f"and each row's margin. {_listing(parts)}."
+    )
+
+
+def _bars_alt(rows: Sequence[Row], what: str) -> str:
+    parts = [
+        f"{r.get('group')}: base {points(r.get('base_mean'))}, tuned {points(r.get('tuned_mean'))}"
+        for r in rows
+    ]
+    return f"Bar chart of {what} in points, base and tuned side by side. {_listing(parts)}."
+
+
+def _counts_alt(rows: Sequence[Row], label: str) -> str:
+    parts = [f"{r.get('group')}: {r.get('n')}" for r in rows]
+    return f"Bar chart of the number of test items per {label}. {_listing(parts, 30)}."
+
+
+def _flips_alt(rows: Sequence[Row]) -> str:
+    parts = []
+    for r in rows:
+        lost, gained = flip_counts(r) or (0, 0)
+        parts.append(f"{row_label(r)}: lost {lost}, gained {gained}")
+    return f"Bar chart of items lost and gained per task. {_listing(parts)}."
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    title: str
+    rows: list[Row]
+    draw: Callable[..., Path]  # draw(path=...)
+    alt: str
+
+
+def figure_specs(summary: Mapping[str, Any]) -> list[_Spec]:
+    """Every figure that has data, in report order."""
+    alpha = alpha_of(summary)
+    specs: list[_Spec] = []
+
+    def forest(name: str, title: str, rows: list[Row], what: str, ylabel: str) -> None:
+        rows = [r for r in rows if is_number(r.get("delta"))]
+        if rows:
+            draw = partial(forest_plot, rows, title, ylabel, alpha=alpha)
+            specs.append(_Spec(name, title, rows, draw, _forest_alt(rows, what)))
+
+    forest(
+        "general",
+        "General capability: tuned - base per benchmark",
+        rows_of(summary, "general", None),
+        "general benchmarks",
+        "benchmark",
+    )
+    forest(
+        "general_subtask",
+        "General subtasks (judged via their group)",
+        rows_of(summary, "general", "subtask"),
+        "general subtasks",
+        "subtask",
+    )
+    domain_tasks = rows_of(summary, "domain", None)
+    forest("domain", "Domain: tuned - base per task", domain_tasks, "domain tasks", "task")
+    for field, label in (("task_type", "task type"), ("output_format", "output format")):
+        rows = rows_of(summary, "domain", field)
+        forest(
+            f"domain_{field}", f"Domain: tuned - base by {label}", rows, f"domain {label}s", label
+        )
+        if not rows:
+            continue
+        title = f"Domain: base vs tuned by {label}"
+        draw = partial(grouped_bars, rows, title, label, "mean score (points)", alpha=alpha)
+        alt = _bars_alt(rows, f"the domain mean score by {label}")
+        specs.append(_Spec(f"domain_{field}_bars", title, rows, draw, alt))
+        title = f"Test set: items per {label}"
+        draw = partial(count_bars, rows, title, "items (count)", label)
+        specs.append(_Spec(f"testset_{field}", title, rows, draw, _counts_alt(rows, label)))
+    fmt_rows = rows_of(summary, "domain", "output_format", format_ok=True)
+    if fmt_rows:
+        title = "Format following by output format"
+        ylabel = "outputs in the expected format (%)"
+        draw = partial(grouped_bars, fmt_rows, title, "output format", ylabel, alpha=alpha)
+        alt = _bars_alt(fmt_rows, "the share of outputs in the expected format")
+        specs.append(_Spec("format_ok", title, fmt_rows, draw, alt))
+    tasks = rows_of(summary, "general", None) + rows_of(summary, "domain", None)
+    flip_rows = [r for r in tasks if flip_counts(r)]
+    if flip_rows:
+        title = "Items lost and gained per task"
+        draw = partial(flips_plot, flip_rows, title)
+        specs.append(_Spec("flips", title, flip_rows, draw, _flips_alt(flip_rows)))
+    return specs
+
+
+def _key(name: str, title: str, rows: Sequence[Row], alpha: float) -> str:
+    """What a figure depends on: its data, its title and this module's code."""
+    code = Path(__file__).read_bytes()
+    data = json.dumps([name, title, alpha, list(rows)], sort_keys=True, default=str)
+    return hashlib.sha256(code + data.encode("utf-8")).hexdigest()
+
+
+def _read_index(path: Path) -> dict[str, str]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def write_plots(summary: Mapping[str, Any], plots_dir: Path) -> list[Figure]:
+    """Every figure with data as plots_dir/NAME.png, in report order.
+
+    A PNG whose data, title and drawing code are unchanged since it was written (recorded
+    in plots/.index.json) is kept as is, so `collapse-eval report` need not load matplotlib.
+    """
+    from collapse_eval.records import atomic_write_json
+
+    index_path = plots_dir / INDEX_FILE
+    old, new = _read_index(index_path), {}
+    alpha = alpha_of(summary)
+    figures = []
+    for spec in figure_specs(summary):
+        path = plots_dir / f"{spec.name}.png"
+        key = _key(spec.name, spec.title, spec.rows, alpha)
+        if not (old.get(spec.name) == key and path.is_file()):
+            spec.draw(path=path)
+        new[spec.name] = key
+        figures.append(Figure(name=spec.name, title=spec.title, alt=spec.alt, path=path))
+    if new != old:
+        atomic_write_json(index_path, new)
+    return figures

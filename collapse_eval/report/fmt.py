@@ -1,0 +1,123 @@
+"""One spelling and one unit for every report: HTML, Markdown, JUnit and plots.
+
+Scores and deltas are shown in points (0..100, i.e. the 0..1 score scale times 100), the
+unit the verdict's reasons use; statuses keep their summary.json spelling.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, TypeGuard
+
+STATUSES = ("improved", "non_inferior", "equivalent", "inconclusive", "regressed")
+
+# Okabe-Ito, distinguishable with the common colour-vision deficiencies.
+STATUS_COLOURS = {
+    "improved": "#009E73",  # bluish green
+    "non_inferior": "#0072B2",  # blue
+    "equivalent": "#56B4E9",  # sky blue
+    "inconclusive": "#E69F00",  # orange
+    "regressed": "#D55E00",  # vermillion
+}
+OTHER_COLOUR = "#999999"
+BASE_COLOUR = "#999999"
+TUNED_COLOUR = "#0072B2"
+
+STATUS_MEANING = {
+    "improved": "significantly better (Holm-adjusted p < alpha, delta > 0)",
+    "non_inferior": "the CI rules out a drop larger than the margin",
+    "equivalent": "the CI lies within plus or minus the margin",
+    "inconclusive": "a drop larger than the margin cannot be ruled out",
+    "regressed": "significantly worse, and the CI reaches beyond the margin",
+}
+
+UNIT = "points"
+UNIT_NOTE = "scores, deltas, CIs and margins in points (score scale 0..1 times 100)"
+
+# XML 1.0 allows tab, newline, carriage return and U+0020..U+D7FF, U+E000..U+FFFD, ...
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def is_number(x: Any) -> TypeGuard[float]:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def alpha_of(summary: Mapping[str, Any]) -> float:
+    alpha = summary.get("alpha")
+    if not is_number(alpha):
+        alpha = (summary.get("policy") or {}).get("alpha")
+    return float(alpha) if is_number(alpha) and 0 < float(alpha) < 1 else 0.05
+
+
+def ci_label(alpha: float) -> str:
+    """'95% CI' for alpha 0.05, '90% CI' for 0.1, '99.5% CI' for 0.005."""
+    level = round((1 - alpha) * 100, 6)
+    return f"{level:g}% CI"
+
+
+def points(x: Any) -> str:
+    """A score on the 0..1 scale as points: 0.613 -> '61.3'."""
+    return f"{x * 100:.1f}" if is_number(x) else "n/a"
+
+
+def signed_points(x: Any) -> str:
+    return f"{x * 100:+.1f}" if is_number(x) else "n/a"
+
+
+def margin_points(x: Any) -> str:
+    return f"{x * 100:g}" if is_number(x) else "n/a"
+
+
+def ci_points(low: Any, high: Any) -> str:
+    if not (is_number(low) and is_number(high)):
+        return "n/a"
+    return f"{signed_points(low)} to {signed_points(high)}"
+
+
+def p_value(x: Any) -> str:
+    """Three significant digits; a p that underflowed to 0 is '< 1e-300', never '0'."""
+    if not is_number(x):
+        return "n/a"
+    if x <= 0:
+        return "< 1e-300"
+    if x < 1e-300:
+        return "< 1e-300"
+    return f"{x:.3g}"
+
+
+def short_model(model: Any) -> str:
+    """Last path component of a model path or hub name ('/ckpt/run-7/' -> 'run-7')."""
+    text = str(model or "?").rstrip("/\\")
+    for sep in ("/", "\\"):
+        text = text.rsplit(sep, 1)[-1]
+    return text or str(model)
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """How one comparison row is named in every report."""
+    group_by, group = row.get("group_by"), row.get("group")
+    if group_by == "subtask":
+        return f"{row.get('task')} / {group}"
+    if group_by:
+        return str(group)
+    return str(row.get("task"))
+
+
+def xml_text(value: Any) -> str:
+    """Text that any XML parser accepts: control characters other than tab/newline dropped."""
+    return _XML_ILLEGAL.sub("", "" if value is None else str(value))
+
+
+def rows_of(
+    summary: Mapping[str, Any], suite: str, group_by: str | None, *, format_ok: bool = False
+) -> list[Mapping[str, Any]]:
+    """Comparison rows of one section: score rows, or the format-following rows."""
+    return [
+        c
+        for c in summary.get("comparisons") or []
+        if c.get("suite") == suite
+        and c.get("group_by") == group_by
+        and (c.get("metric") == "format_ok") == format_ok
+    ]
