@@ -122,7 +122,6 @@ def check_record_json(obj: Any, *, path: str | Path = "<records>", line: int | N
     if not isinstance(obj, dict):
         raise fail("expected a JSON object")
     obj = check_schema_version(obj, RECORDS_FILE, path=path, line=line)
-    version = obj.get("schema_version", SCHEMA_VERSION)
     for name in _RECORD_REQUIRED:
         if name not in obj:
             raise fail("missing required field", name)
