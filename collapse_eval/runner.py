@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collapse_eval import __version__
+from collapse_eval.columns import changed_examples, load_runs_columns
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint
-from collapse_eval.errors import InputError, UsageError
+from collapse_eval.errors import InputError, OutputError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
     MANIFEST_FILE,
@@ -134,7 +136,23 @@ def run_model(
     # Validate every input before loading a model: input mistakes must cost nothing.
     domain_sets = _load_domain_sets(spec.domain_files)
     suite, include_paths = _load_suite(spec) if spec.run_general else (None, ())
+    # One writer per run directory: a second process (two compares sharing a base run)
+    # waits here, then finds the run complete and reuses it.
+    with directory_lock(run_dir, progress):
+        return _run_model(
+            spec, run_dir, progress, engine_factory, domain_sets, suite, include_paths
+        )
 
+
+def _run_model(
+    spec: RunSpec,
+    run_dir: Path,
+    progress: Progress,
+    engine_factory: EngineFactory,
+    domain_sets: dict[str, Any],
+    suite: Any,
+    include_paths: tuple[Path, ...],
+) -> Run:
     existing: RunManifest | None = None
     if (run_dir / MANIFEST_FILE).exists():
         existing = manifest_from_json(
@@ -197,6 +215,34 @@ def run_model(
     finally:
         engine.close()
     return load_run(run_dir)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def directory_lock(directory: Path, progress: Progress) -> Iterator[None]:
+    """Hold an exclusive lock (flock on ``directory/.lock``) while writing ``directory``.
+
+    The kernel drops the lock when its process dies, even by SIGKILL, so a lock is never
+    left behind. Where flock does not exist (Windows), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK_FILE).open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.log(f"{directory}: another collapse-eval process is writing here; waiting")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _covers(
@@ -353,19 +399,45 @@ def compare(
     out = Path(out)
     progress = progress or QuietProgress()
     base_dir, tuned_dir = run_dirs or (out / "runs" / "base", out / "runs" / "tuned")
-    base_run = resolve_run(base, spec, base_dir, progress=progress, engine_factory=engine_factory)
-    tuned_run = resolve_run(
-        tuned, spec, tuned_dir, progress=progress, engine_factory=engine_factory
-    )
+    base_path = _resolve_dir(base, spec, base_dir, progress, engine_factory)
+    tuned_path = _resolve_dir(tuned, spec, tuned_dir, progress, engine_factory)
+    base_run, tuned_run = load_runs_columns([base_path, tuned_path])
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
-    write_summary(out, summary)
+    examples = changed_examples(base_run, tuned_run)
+    with directory_lock(out, progress):  # two compares into one --out take turns
+        write_summary(out, summary, examples=examples)
     return summary
 
 
-def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
+def _resolve_dir(
+    model_or_run: str, spec: RunSpec, out: Path, progress: Progress, factory: EngineFactory
+) -> Path:
+    """Like resolve_run, but only the run directory: compare reads it as columns."""
+    if is_run_dir(model_or_run):
+        return Path(model_or_run)
+    return resolve_run(model_or_run, spec, out, progress=progress, engine_factory=factory).path
+
+
+def write_summary(
+    out: Path, summary: Mapping[str, Any], *, examples: list[dict[str, Any]] | None = None
+) -> dict[str, Path]:
     """summary.json, then the reports rendered from it (summary.md, report.html, plots)."""
     from collapse_eval.records import atomic_write_json
     from collapse_eval.report.html import write_reports
 
-    atomic_write_json(out / "summary.json", summary)
-    return write_reports(out, summary)
+    try:
+        atomic_write_json(out / "summary.json", summary)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {out / 'summary.json'}: {exc.strerror or exc}. The run "
+            "directories are intact: free some space (or fix the permissions) and run the "
+            "same command again; the runs are reused, nothing is recomputed."
+        ) from exc
+    try:
+        return write_reports(out, summary, examples=examples)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the report in {out}: {exc.strerror or exc}. summary.json and the "
+            "run directories are written and intact: free some space (or fix the "
+            f"permissions) and run `collapse-eval report {out}` to render the report again."
+        ) from exc
