@@ -153,6 +153,10 @@ def _run_model(
     suite: Any,
     include_paths: tuple[Path, ...],
 ) -> Run:
+    # A process killed mid-write leaves its temporary manifest; under the lock, no other
+    # process can be writing one, so any left is stale.
+    for stale in run_dir.glob(f".{MANIFEST_FILE}.*.tmp"):
+        stale.unlink(missing_ok=True)
     existing: RunManifest | None = None
     if (run_dir / MANIFEST_FILE).exists():
         existing = manifest_from_json(

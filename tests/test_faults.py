@@ -87,7 +87,9 @@ elif kind == "manifest":
     hit, original = nth(int(arg)), records.atomic_write_text
     def atomic_write_text(path, text):
         if os.path.basename(path) == "manifest.json" and hit():
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".manifest.json.")
+            fd, _ = tempfile.mkstemp(
+                dir=os.path.dirname(path), prefix=".manifest.json.", suffix=".tmp"
+            )
             os.write(fd, text[: len(text) // 2].encode())
             os.fsync(fd)
             die()
@@ -200,8 +202,12 @@ def test_sigkill_at_a_chosen_point_then_resume(
     else:
         assert before.count(b"\n") == records_before
 
+    if fault.startswith("manifest"):
+        assert len(list(out.glob(".manifest.json.*.tmp"))) == 1  # the half-written one
+        assert json.loads((out / "manifest.json").read_text())["complete"] is False
     resumed = _cli("none", *_run_args(world, out, cache))
     assert resumed.returncode == 0, resumed.stderr
+    assert not list(out.glob(".manifest.json.*.tmp"))  # the stale temporary is removed
     final = records.read_bytes()
     assert final.startswith(before)  # records written before the kill kept byte for byte
     assert final == (world / "clean" / "records.jsonl").read_bytes()  # complete, in order
