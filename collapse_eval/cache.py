@@ -12,8 +12,10 @@ mode, a busy timeout, ``INSERT OR IGNORE`` so that two writers of the same key a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +31,8 @@ CACHE_SCHEMA_VERSION = 1
 CACHE_FILENAME = "requests.sqlite"
 # sqlite's default limit on bound parameters is 32766 (3.32+); stay far below it.
 _QUERY_CHUNK = 500
+
+_log = logging.getLogger("collapse_eval.cache")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,6 +50,13 @@ class RequestCache:
 
     Values are stored as JSON text; Python floats round-trip exactly through ``repr``.
     One connection per instance, guarded by a lock so that engine worker threads may share it.
+
+    The cache only saves work, so its faults never stop a run: a file that is not an sqlite
+    database (garbage, truncated) is moved aside to ``requests.sqlite.corrupt-<time>`` and
+    a new cache is started; a database locked by another process for longer than
+    ``timeout_s``, or one that fails later (corruption found mid-run, disk errors), is
+    bypassed for the rest of this process (every request is computed). Each case logs one
+    warning on the ``collapse_eval.cache`` logger, shown on stderr.
     """
 
     def __init__(self, cache_dir: str | Path | None = None, *, timeout_s: float = 60.0) -> None:
@@ -58,38 +69,101 @@ class RequestCache:
                 "Pass a writable --cache-dir or use --no-cache."
             ) from exc
         self.path = directory / CACHE_FILENAME
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.bypassed: str | None = None  # why the cache is not used, once it is not
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE takes the
-            # write lock up front, so two writers queue on busy_timeout instead of deadlocking).
-            self._conn = sqlite3.connect(
-                self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
+            self._conn = self._open()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise self._unusable(exc) from exc
+            self._bypass(f"it stayed locked by another process for {timeout_s:g} s ({exc})")
+        except sqlite3.DatabaseError as exc:  # not a database: garbage bytes, truncated
+            self._conn = self._rebuild(exc)
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE takes the
+        # write lock up front, so two writers queue on busy_timeout instead of deadlocking).
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
                 "CREATE TABLE IF NOT EXISTS entries ("
                 " key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL)"
             )
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"{self.path}: cannot open the request cache ({exc}). "
-                "Delete the file, pass another --cache-dir, or use --no-cache."
-            ) from exc
+            conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM entries LIMIT 1)").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _rebuild(self, error: sqlite3.DatabaseError) -> sqlite3.Connection | None:
+        """Move a corrupt database (and its WAL files) aside and start an empty one."""
+        import time
+
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = self.path.with_name(self.path.name + suffix)
+                if part.exists():
+                    part.replace(aside.with_name(aside.name + suffix))
+            conn = self._open()
+        except (OSError, sqlite3.DatabaseError) as exc:
+            self._bypass(f"it is not a usable database ({error}) and could not be rebuilt ({exc})")
+            return None
+        _log.warning(
+            "warning: request cache %s was not a usable database (%s); moved it to %s and "
+            "started an empty cache (answers will be recomputed once)",
+            self.path,
+            error,
+            aside,
+        )
+        return conn
+
+    def _unusable(self, exc: sqlite3.Error) -> ConfigError:
+        return ConfigError(
+            f"{self.path}: cannot open the request cache ({exc}). "
+            "Delete the file, pass another --cache-dir, or use --no-cache."
+        )
+
+    def _bypass(self, why: str) -> None:
+        """Stop using the cache for this process; results stay right, only slower."""
+        if self.bypassed is None:
+            _log.warning(
+                "warning: request cache %s is not used: %s. Every request is computed; "
+                "pass another --cache-dir or --no-cache to silence this.",
+                self.path,
+                why,
+            )
+            self.bypassed = why
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The stored values of those ``keys`` that are present."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Any] = {}
         with self._lock:
-            for start in range(0, len(wanted), _QUERY_CHUNK):
-                chunk = wanted[start : start + _QUERY_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk
-                ).fetchall()
-                found.update((key, json.loads(value)) for key, value in rows)
+            if self._conn is None:
+                return found
+            try:
+                for start in range(0, len(wanted), _QUERY_CHUNK):
+                    chunk = wanted[start : start + _QUERY_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._conn.execute(
+                        f"SELECT key, value FROM entries WHERE key IN ({marks})", chunk
+                    ).fetchall()
+                    found.update((key, json.loads(value)) for key, value in rows)
+            except (sqlite3.DatabaseError, ValueError) as exc:  # locked, corrupt, bad JSON
+                self._bypass(f"reading it failed ({exc})")
+                return {}
         return found
 
     def put_many(self, kind: str, items: Mapping[str, Any]) -> None:
@@ -98,24 +172,37 @@ class RequestCache:
         if not rows:
             return
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self._conn is None:
+                return
             try:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO entries (key, kind, value) VALUES (?, ?, ?)", rows
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO entries (key, kind, value) VALUES (?, ?, ?)", rows
+                    )
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:  # locked beyond the timeout, disk full, ...
+                self._bypass(f"writing to it failed ({exc})")
 
     def __len__(self) -> int:
         with self._lock:
+            if self._conn is None:
+                return 0
             (count,) = self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()
         return int(count)
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 @dataclass

@@ -80,6 +80,10 @@ class EngineError(CollapseEvalError):
     """The inference engine failed at run time (crash, out of memory): exit 3."""
 
 
+class OutputError(CollapseEvalError):
+    """An output could not be written (disk full, no permission): exit 3."""
+
+
 class MissingDependencyError(UsageError):
     """An optional dependency is needed for what was asked; says what to install."""
 

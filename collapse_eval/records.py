@@ -375,10 +375,17 @@ class RecordWriter:
         data = self.path.read_bytes()
         if data.endswith(b"\n"):
             return
-        # Cut the half-written last line left by a killed process.
         cut = data.rfind(b"\n") + 1
-        with self.path.open("r+b") as fh:
-            fh.truncate(cut)
+        try:
+            json.loads(data[cut:])
+        except ValueError:  # the half-written last line of a killed process: cut it
+            with self.path.open("r+b") as fh:
+                fh.truncate(cut)
+            return
+        # A whole record that lacks only its newline: read_records counts it as done, so
+        # keep it (cutting it would lose the record: resume would not redo it).
+        with self.path.open("ab") as fh:
+            fh.write(b"\n")
 
     def write_batch(self, records: Iterable[ItemRecord]) -> None:
         text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from collapse_eval import __version__
+from collapse_eval.columns import RunColumns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, Suite
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint
-from collapse_eval.errors import InputError, UsageError
+from collapse_eval.errors import InputError, OutputError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
     MANIFEST_FILE,
@@ -61,6 +63,7 @@ class RunSpec:
 
 
 EngineFactory = Callable[[RunSpec], Engine]
+RunT = TypeVar("RunT", Run, RunColumns)
 
 
 def default_engine_factory(spec: RunSpec) -> Engine:
@@ -312,7 +315,28 @@ def run_model(
             progress.log(notice)
         spec = dataclasses.replace(spec, engine=kind)
     request = _make_request(spec, domain_sets, suite, include_paths)
+    # One writer per run directory: a second process (two compares sharing a base run)
+    # waits here, then finds the run complete and reuses it.
+    with directory_lock(run_dir, progress):
+        return _run_locked(
+            spec, run_dir, progress, engine_factory, domain_sets, suite, include_paths, request
+        )
 
+
+def _run_locked(
+    spec: RunSpec,
+    run_dir: Path,
+    progress: Progress,
+    engine_factory: EngineFactory,
+    domain_sets: dict[str, Any],
+    suite: Suite | None,
+    include_paths: tuple[Path, ...],
+    request: _Request,
+) -> Run:
+    # A process killed mid-write leaves its temporary manifest; under the lock, no other
+    # process can be writing one, so any left is stale.
+    for stale_tmp in run_dir.glob(f".{MANIFEST_FILE}.*.tmp"):
+        stale_tmp.unlink(missing_ok=True)
     existing: RunManifest | None = None
     if (run_dir / MANIFEST_FILE).exists():
         existing = manifest_from_json(
@@ -405,6 +429,34 @@ def run_model(
     finally:
         engine.close()
     return load_run(run_dir)
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def directory_lock(directory: Path, progress: Progress) -> Iterator[None]:
+    """Hold an exclusive lock (flock on ``directory/.lock``) while writing ``directory``.
+
+    The kernel drops the lock when its process dies, even by SIGKILL, so a lock is never
+    left behind. Where flock does not exist (Windows), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / LOCK_FILE).open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.log(f"{directory}: another collapse-eval process is writing here; waiting")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _make_request(
@@ -593,7 +645,7 @@ def resolve_run(
     )
 
 
-def check_finished(run: Run) -> Run:
+def check_finished(run: RunT) -> RunT:
     """The run, or UsageError when it was interrupted (or is still being written)."""
     why = _unfinished(run)
     if why is None:
@@ -606,12 +658,16 @@ def check_finished(run: Run) -> Run:
     )
 
 
-def _unfinished(run: Run) -> str | None:
+def _unfinished(run: Run | RunColumns) -> str | None:
     if not run.manifest.complete:
         return "manifest.json says complete: false: the run was interrupted or is running"
     items: dict[str, set[str]] = {}
-    for rec in run.records:
-        items.setdefault(rec.task, set()).add(rec.item_id)
+    if isinstance(run, RunColumns):
+        for (_suite, task, _metric), columns in run.items.items():
+            items.setdefault(task, set()).update(columns.item_ids.tolist())
+    else:
+        for rec in run.records:
+            items.setdefault(rec.task, set()).add(rec.item_id)
     for task, info in run.manifest.tasks.items():
         have = len(items.get(task, ()))
         if info.n is not None and have < info.n:
@@ -619,7 +675,7 @@ def _unfinished(run: Run) -> str | None:
     return None
 
 
-def check_same_task_specs(base: Run, tuned: Run) -> None:
+def check_same_task_specs(base: Run | RunColumns, tuned: Run | RunColumns) -> None:
     """Refuse to pair tasks that the two runs evaluated with different settings or data.
 
     Without this the mismatch would surface as "item ids differ" and read as a data
@@ -658,14 +714,23 @@ def compare(
     out = Path(out)
     progress = progress or QuietProgress()
     base_dir, tuned_dir = run_dirs or (out / "runs" / "base", out / "runs" / "tuned")
-    base_run = resolve_run(base, spec, base_dir, progress=progress, engine_factory=engine_factory)
-    tuned_run = resolve_run(
-        tuned, spec, tuned_dir, progress=progress, engine_factory=engine_factory
-    )
+    base_path = _resolve_dir(base, spec, base_dir, progress, engine_factory)
+    tuned_path = _resolve_dir(tuned, spec, tuned_dir, progress, engine_factory)
+    base_run, tuned_run = (check_finished(r) for r in load_runs_columns([base_path, tuned_path]))
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
-    write_summary(out, summary)
+    with directory_lock(out, progress):  # two compares into one --out take turns
+        write_summary(out, summary)
     return summary
+
+
+def _resolve_dir(
+    model_or_run: str, spec: RunSpec, out: Path, progress: Progress, factory: EngineFactory
+) -> Path:
+    """Like resolve_run, but only the run directory: compare reads it as columns."""
+    if is_run_dir(model_or_run):
+        return Path(model_or_run)
+    return resolve_run(model_or_run, spec, out, progress=progress, engine_factory=factory).path
 
 
 def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
@@ -673,5 +738,19 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
     from collapse_eval.records import atomic_write_json
     from collapse_eval.report.html import write_reports
 
-    atomic_write_json(out / "summary.json", summary)
-    return write_reports(out, summary)
+    try:
+        atomic_write_json(out / "summary.json", summary)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {out / 'summary.json'}: {exc.strerror or exc}. The run "
+            "directories are intact: free some space (or fix the permissions) and run the "
+            "same command again; the runs are reused, nothing is recomputed."
+        ) from exc
+    try:
+        return write_reports(out, summary)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write the report in {out}: {exc.strerror or exc}. summary.json and the "
+            "run directories are written and intact: free some space (or fix the "
+            f"permissions) and run `collapse-eval report {out}` to render the report again."
+        ) from exc

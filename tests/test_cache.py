@@ -120,10 +120,10 @@ def test_unwritable_cache_dir_is_a_config_error(tmp_path: Path) -> None:
         RequestCache(blocker / "cache")
 
 
-def test_corrupt_cache_file_is_a_config_error(tmp_path: Path) -> None:
+def test_corrupt_cache_file_is_moved_aside_not_an_error(tmp_path: Path) -> None:
     (tmp_path / "requests.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ConfigError, match="cannot open the request cache"):
-        RequestCache(tmp_path)
+    cache = RequestCache(tmp_path)  # more in tests/test_faults.py
+    assert len(cache) == 0 and len(list(tmp_path.glob("requests.sqlite.corrupt-*"))) == 1
 
 
 def _worker(cache_dir: str, worker: int, barrier: Any, queue: Any) -> None:
