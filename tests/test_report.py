@@ -125,7 +125,9 @@ def test_margin_column_shows_each_rows_margin(tmp_path: Path) -> None:
         (out / "report.html").read_text(),
         re.S,
     )
-    assert row is not None and '<td class="num">3.5</td>' in row.group(1)
+    assert row is not None
+    margin_cell = re.search(r'<td class="num"(?: title="from ([^"]*)")?>3.5</td>', row.group(1))
+    assert margin_cell is not None and margin_cell.group(1) == "default"
 
 
 def test_markdown_escapes_untrusted_text_without_entities() -> None:
