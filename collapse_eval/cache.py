@@ -239,8 +239,21 @@ class CachedEngine:
             str,
         )
 
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        return self.inner.render_chat(messages)
+    # Everything else the Engine protocol declares is passed through explicitly (as
+    # lm-eval's CachingLM does), so the wrapper answers exactly as the engine would.
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self.inner.max_gen_toks
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.inner.chat_template
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        return self.inner.render_chat(messages, add_generation_prompt=add_generation_prompt)
 
     def close(self) -> None:
         self.inner.close()

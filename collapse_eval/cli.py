@@ -105,20 +105,6 @@ def _progress(quiet: bool) -> Any:
     return make_progress(quiet)
 
 
-def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
-    from collapse_eval.errors import UsageError
-
-    args: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(
-                f"--engine-arg '{pair}': expected KEY=VALUE, e.g. --engine-arg dtype=float32"
-            )
-        args[key.strip()] = value
-    return args
-
-
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -150,7 +136,8 @@ def model_inputs(func: F) -> F:
             "engine_arg",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Backend argument, e.g. tensor_parallel_size=4; repeatable.",
+            help="Backend argument, e.g. tensor_parallel_size=4; repeatable, or "
+            "comma-separated (dtype=float32,batch_size=16).",
         ),
         click.option(
             "--limit",
@@ -174,6 +161,7 @@ def model_inputs(func: F) -> F:
 
 
 def _spec(model: str, kw: dict[str, Any]) -> Any:
+    from collapse_eval.engines.registry import parse_engine_arg_strings
     from collapse_eval.runner import RunSpec
 
     missing = [p for p in kw["domain"] if not Path(p).is_file()]
@@ -187,7 +175,7 @@ def _spec(model: str, kw: dict[str, Any]) -> Any:
         benchmarks=kw["benchmarks"],
         suite=kw["suite"],
         engine=kw["engine"],
-        engine_args=_parse_engine_args(kw["engine_arg"]),
+        engine_args=parse_engine_arg_strings(kw["engine_arg"]),
         limit=kw["limit"],
         seed=kw["seed"],
         cache_dir=kw["cache_dir"],
