@@ -105,6 +105,14 @@ def _progress(quiet: bool) -> Any:
     return make_progress(quiet)
 
 
+def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``--engine-arg`` strings -> dict, with the registry's parser (one for every command):
+    duplicates are a usage error, lm-eval's comma form is accepted when unambiguous."""
+    from collapse_eval.engines.registry import parse_engine_arg_strings
+
+    return parse_engine_arg_strings(pairs)
+
+
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -161,7 +169,6 @@ def model_inputs(func: F) -> F:
 
 
 def _spec(model: str, kw: dict[str, Any]) -> Any:
-    from collapse_eval.engines.registry import parse_engine_arg_strings
     from collapse_eval.runner import RunSpec
 
     missing = [p for p in kw["domain"] if not Path(p).is_file()]
@@ -175,7 +182,7 @@ def _spec(model: str, kw: dict[str, Any]) -> Any:
         benchmarks=kw["benchmarks"],
         suite=kw["suite"],
         engine=kw["engine"],
-        engine_args=parse_engine_arg_strings(kw["engine_arg"]),
+        engine_args=_parse_engine_args(kw["engine_arg"]),
         limit=kw["limit"],
         seed=kw["seed"],
         cache_dir=kw["cache_dir"],
