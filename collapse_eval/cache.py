@@ -247,6 +247,10 @@ class CachedEngine:
         return self.inner.max_gen_toks
 
     @property
+    def tokenizer(self) -> Any:
+        return self.inner.tokenizer
+
+    @property
     def chat_template(self) -> str | None:
         return self.inner.chat_template
 

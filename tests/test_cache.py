@@ -179,7 +179,8 @@ def test_every_engine_and_the_cache_provide_every_protocol_member() -> None:
     from collapse_eval.engines.vllm import VLLMEngine
 
     members = _protocol_members()
-    assert {"max_gen_toks", "chat_template", "render_chat", "generate", "engine_args"} <= members
+    declared = {"max_gen_toks", "tokenizer", "chat_template", "render_chat", "engine_args"}
+    assert declared <= members
     # The cache wrapper defines each one itself (no __getattr__ fallback that could hide one).
     assert sorted(m for m in members if m not in vars(CachedEngine)) == []
     for engine_class in (HFEngine, VLLMEngine, OpenAIEngine, FakeEngine):
@@ -195,11 +196,12 @@ def test_cached_engine_passes_budget_and_chat_through(tmp_path: Path) -> None:
 
     inner = FakeEngine("m", max_gen_toks=7)
     cached = CachedEngine(inner, RequestCache(tmp_path))
-    assert (cached.max_gen_toks, cached.chat_template) == (7, None)
+    assert (cached.max_gen_toks, cached.chat_template, cached.tokenizer) == (7, None, None)
     assert cached.render_chat([("user", "hi")]) == "user: hi\nassistant:"
     with pytest.raises(ConfigError, match="no chat template"):
         cached.render_chat([("assistant", "A:")], add_generation_prompt=False)
     inner._tokenizer = Template()
+    assert cached.tokenizer is inner._tokenizer
     assert cached.chat_template == Template.chat_template
     assert cached.render_chat([("assistant", "A:")], add_generation_prompt=False) == "A:|False"
 

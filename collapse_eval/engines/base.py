@@ -80,6 +80,11 @@ class Engine(Protocol):
         ...
 
     @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer; None when the engine has none (fake, remote openai)."""
+        ...
+
+    @property
     def chat_template(self) -> str | None:
         """The tokenizer's chat template; None when it has none (plain rendering is used)."""
         ...
@@ -120,6 +125,10 @@ class EngineDefaults:
         if self.max_gen_toks == DEFAULT_MAX_GEN_TOKS:
             return {}
         return {"max_gen_toks": self.max_gen_toks}
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
 
     @property
     def chat_template(self) -> str | None:

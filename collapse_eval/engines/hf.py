@@ -132,10 +132,6 @@ class HFEngine(EngineDefaults):
             args["revision"] = self._revision
         return args | self._budget_args()
 
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
     # ------------------------------------------------------------------ scoring
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
