@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from collapse_eval.engines.base import Engine, GenRequest, Message
+from collapse_eval.engines.base import Engine, EngineWrapper, GenRequest
 from collapse_eval.errors import ConfigError
 from collapse_eval.records import canonical_json
 
@@ -152,35 +152,21 @@ def _gen_request_identity(req: GenRequest) -> dict[str, Any]:
     }
 
 
-class CachedEngine:
+class CachedEngine(EngineWrapper):
     """Wraps any Engine: answers cached requests, sends only the misses, in one batch.
 
     Duplicate requests within one call are computed once. Results are written to the cache
     right after the inner engine returns, so an interrupted run keeps what it computed.
+    Every other member of the Engine protocol (generation budget, tokenizer, chat
+    template and rendering, identity) is passed through by ``EngineWrapper``.
     """
 
     def __init__(self, engine: Engine, cache: RequestCache) -> None:
-        self.inner = engine
+        super().__init__(engine)
         self.cache = cache
         self.stats = CacheStats()
         # Engine identity (fingerprint hashes weight files) is fixed for the engine's life.
         self._identity: dict[str, Any] | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def engine_args(self) -> dict[str, Any]:
-        return self.inner.engine_args
 
     def _keys(self, request_kind: str, requests: Sequence[Any]) -> list[str]:
         if self._identity is None:
@@ -238,26 +224,3 @@ class CachedEngine:
             self.inner.generate,
             str,
         )
-
-    # Everything else the Engine protocol declares is passed through explicitly (as
-    # lm-eval's CachingLM does), so the wrapper answers exactly as the engine would.
-
-    @property
-    def max_gen_toks(self) -> int:
-        return self.inner.max_gen_toks
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.inner.tokenizer
-
-    @property
-    def chat_template(self) -> str | None:
-        return self.inner.chat_template
-
-    def render_chat(
-        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
-    ) -> str:
-        return self.inner.render_chat(messages, add_generation_prompt=add_generation_prompt)
-
-    def close(self) -> None:
-        self.inner.close()

@@ -181,8 +181,11 @@ def test_every_engine_and_the_cache_provide_every_protocol_member() -> None:
     members = _protocol_members()
     declared = {"max_gen_toks", "tokenizer", "chat_template", "render_chat", "engine_args"}
     assert declared <= members
-    # The cache wrapper defines each one itself (no __getattr__ fallback that could hide one).
-    assert sorted(m for m in members if m not in vars(CachedEngine)) == []
+    # The wrappers define each one explicitly (no __getattr__ fallback that could hide one).
+    from collapse_eval.engines.base import EngineWrapper
+
+    assert sorted(m for m in members if m not in vars(EngineWrapper)) == []
+    assert issubclass(CachedEngine, EngineWrapper) and not hasattr(CachedEngine, "__getattr__")
     for engine_class in (HFEngine, VLLMEngine, OpenAIEngine, FakeEngine):
         assert [m for m in members if not hasattr(engine_class, m)] == [], engine_class
 

@@ -173,6 +173,61 @@ class EngineDefaults:
         return str(text)
 
 
+class EngineWrapper:
+    """Base of engine wrappers (the request cache, cost counters): passes every member of
+    the Engine protocol through to ``inner`` explicitly, so a wrapper answers exactly as
+    the engine would except where it overrides a method (as lm-eval's CachingLM).
+    """
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def engine_args(self) -> dict[str, Any]:
+        return self.inner.engine_args
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self.inner.max_gen_toks
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.inner.tokenizer
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.inner.chat_template
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        return self.inner.loglikelihood(requests)
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        return self.inner.loglikelihood_rolling(texts)
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        return self.inner.generate(requests)
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        return self.inner.render_chat(messages, add_generation_prompt=add_generation_prompt)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def plain_chat_rendering(messages: Sequence[Message]) -> str:
     """Fallback rendering for tokenizers without a chat template (documented in README)."""
     parts = [f"{role}: {content}" for role, content in messages]
