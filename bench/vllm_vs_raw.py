@@ -39,7 +39,7 @@ def main() -> None:
     from vllm import SamplingParams
 
     from collapse_eval.engines.base import GenRequest
-    from collapse_eval.engines.registry import parse_engine_arg_strings, typed_engine_args
+    from collapse_eval.engines.registry import check_engine_args, parse_engine_arg_strings
     from collapse_eval.engines.vllm import VLLMEngine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,7 +48,7 @@ def main() -> None:
             from collapse_eval.demo.tinymodel import DEMO_SIZE, init_tiny_llama
 
             model = str(init_tiny_llama(f"{tmp}/demo-size", DEMO_SIZE, seed=0))
-        args = typed_engine_args(parse_engine_arg_strings(options.engine_arg))
+        args = check_engine_args("vllm", model, parse_engine_arg_strings(options.engine_arg))
         started = time.perf_counter()
         engine = VLLMEngine(model, **args)
         load_s = time.perf_counter() - started

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from collapse_eval.engines.base import Engine, GenRequest, Message
+from collapse_eval.engines.base import Engine, EngineWrapper, GenRequest
 from collapse_eval.errors import ConfigError
 from collapse_eval.records import canonical_json
 
@@ -239,35 +239,21 @@ def _gen_request_identity(req: GenRequest) -> dict[str, Any]:
     }
 
 
-class CachedEngine:
+class CachedEngine(EngineWrapper):
     """Wraps any Engine: answers cached requests, sends only the misses, in one batch.
 
     Duplicate requests within one call are computed once. Results are written to the cache
     right after the inner engine returns, so an interrupted run keeps what it computed.
+    Every other member of the Engine protocol (generation budget, tokenizer, chat
+    template and rendering, identity) is passed through by ``EngineWrapper``.
     """
 
     def __init__(self, engine: Engine, cache: RequestCache) -> None:
-        self.inner = engine
+        super().__init__(engine)
         self.cache = cache
         self.stats = CacheStats()
         # Engine identity (fingerprint hashes weight files) is fixed for the engine's life.
         self._identity: dict[str, Any] | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def engine_args(self) -> dict[str, Any]:
-        return self.inner.engine_args
 
     def _keys(self, request_kind: str, requests: Sequence[Any]) -> list[str]:
         if self._identity is None:
@@ -325,9 +311,3 @@ class CachedEngine:
             self.inner.generate,
             str,
         )
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        return self.inner.render_chat(messages)
-
-    def close(self) -> None:
-        self.inner.close()

@@ -106,17 +106,11 @@ def _progress(quiet: bool) -> Any:
 
 
 def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
-    from collapse_eval.errors import UsageError
+    """``--engine-arg`` strings -> dict, with the registry's parser (one for every command):
+    duplicates are a usage error, lm-eval's comma form is accepted when unambiguous."""
+    from collapse_eval.engines.registry import parse_engine_arg_strings
 
-    args: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(
-                f"--engine-arg '{pair}': expected KEY=VALUE, e.g. --engine-arg dtype=float32"
-            )
-        args[key.strip()] = value
-    return args
+    return parse_engine_arg_strings(pairs)
 
 
 def model_inputs(func: F) -> F:
@@ -153,7 +147,8 @@ def model_inputs(func: F) -> F:
             "engine_arg",
             multiple=True,
             metavar="KEY=VALUE",
-            help="Backend argument, e.g. tensor_parallel_size=4; repeatable.",
+            help="Backend argument, e.g. tensor_parallel_size=4; repeatable, or "
+            "comma-separated (dtype=float32,batch_size=16).",
         ),
         click.option(
             "--limit",

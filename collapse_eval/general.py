@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("collapse_eval.general")
 
 SUITE = "general"
-# HFLM's generation budget when a task's generation_kwargs name none.
-DEFAULT_MAX_GEN_TOKS = 256
 # lm-eval's default seeds for numpy, torch and the few-shot sampler (its CLI's "0,1234,1234,1234").
 LM_EVAL_OTHER_SEED = 1234
 # dataset_path values that read local files (no hub access).
@@ -60,14 +58,17 @@ OnTask = Callable[[str, list[ItemRecord], TaskInfo], None]
 
 
 class EngineLM(LM):  # type: ignore[misc]
-    """lm-eval's LM interface over an Engine; one engine call per request type."""
+    """lm-eval's LM interface over an Engine; one engine call per request type.
+
+    Everything the adapter needs from the engine is declared by the Engine protocol
+    (``max_gen_toks``, ``chat_template``, ``render_chat``), so a wrapper such as the
+    request cache cannot hide it.
+    """
 
     def __init__(self, engine: Engine, *, max_gen_toks: int | None = None) -> None:
         super().__init__()
         self.engine = engine
-        self.max_gen_toks = max_gen_toks or int(
-            getattr(engine, "max_gen_toks", DEFAULT_MAX_GEN_TOKS)
-        )
+        self.max_gen_toks = max_gen_toks or int(engine.max_gen_toks)
 
     def loglikelihood(
         self, requests: list[Instance], disable_tqdm: bool = False
@@ -106,24 +107,15 @@ class EngineLM(LM):  # type: ignore[misc]
     def apply_chat_template(
         self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
     ) -> str:
-        if add_generation_prompt:
-            return self.engine.render_chat([(m["role"], m["content"]) for m in chat_history])
-        render = getattr(self.engine, "apply_chat_template", None)
-        if render is None:
-            raise ConfigError(
-                f"engine '{self.engine.kind}' cannot continue a final assistant "
-                "message (a task with gen_prefix under apply_chat_template)"
-            )
-        return str(render(chat_history, add_generation_prompt=False))
+        messages = [(m["role"], m["content"]) for m in chat_history]
+        return self.engine.render_chat(messages, add_generation_prompt=add_generation_prompt)
 
     @property
     def tokenizer_name(self) -> str:
         return self.engine.model_name.replace("/", "__")
 
     def chat_template(self, chat_template: bool | str = False) -> str | None:
-        tokenizer = getattr(self.engine, "tokenizer", None)
-        template = getattr(tokenizer, "chat_template", None)
-        return template if isinstance(template, str) else None
+        return self.engine.chat_template
 
 
 def _hashable(value: Any) -> Any:

@@ -165,3 +165,55 @@ def test_two_processes_share_one_cache_safely(tmp_path: Path) -> None:
     third = CachedEngine(FakeEngine("shared-model"), RequestCache(tmp_path))
     third.loglikelihood([(f"ctx{i}", " x") for i in range(200)])
     assert (third.stats.hits, third.stats.misses) == (200, 0)
+
+
+def _protocol_members() -> set[str]:
+    from collapse_eval.engines.base import Engine
+
+    return {name for name in vars(Engine) if not name.startswith("_")}
+
+
+def test_every_engine_and_the_cache_provide_every_protocol_member() -> None:
+    from collapse_eval.engines.hf import HFEngine
+    from collapse_eval.engines.openai import OpenAIEngine
+    from collapse_eval.engines.vllm import VLLMEngine
+
+    members = _protocol_members()
+    declared = {"max_gen_toks", "tokenizer", "chat_template", "render_chat", "engine_args"}
+    assert declared <= members
+    # The wrappers define each one explicitly (no __getattr__ fallback that could hide one).
+    from collapse_eval.engines.base import EngineWrapper
+
+    assert sorted(m for m in members if m not in vars(EngineWrapper)) == []
+    assert issubclass(CachedEngine, EngineWrapper) and not hasattr(CachedEngine, "__getattr__")
+    for engine_class in (HFEngine, VLLMEngine, OpenAIEngine, FakeEngine):
+        assert [m for m in members if not hasattr(engine_class, m)] == [], engine_class
+
+
+def test_cached_engine_passes_budget_and_chat_through(tmp_path: Path) -> None:
+    class Template:
+        chat_template = "{{ messages[0]['content'] }}|{{ add_generation_prompt }}"
+
+        def apply_chat_template(self, history: list[dict[str, str]], **kwargs: Any) -> str:
+            return f"{history[-1]['content']}|{kwargs['add_generation_prompt']}"
+
+    inner = FakeEngine("m", max_gen_toks=7)
+    cached = CachedEngine(inner, RequestCache(tmp_path))
+    assert (cached.max_gen_toks, cached.chat_template, cached.tokenizer) == (7, None, None)
+    assert cached.render_chat([("user", "hi")]) == "user: hi\nassistant:"
+    with pytest.raises(ConfigError, match="no chat template"):
+        cached.render_chat([("assistant", "A:")], add_generation_prompt=False)
+    inner._tokenizer = Template()
+    assert cached.tokenizer is inner._tokenizer
+    assert cached.chat_template == Template.chat_template
+    assert cached.render_chat([("assistant", "A:")], add_generation_prompt=False) == "A:|False"
+
+
+def test_max_gen_toks_is_in_the_key_through_the_request(tmp_path: Path) -> None:
+    cached = CachedEngine(FakeEngine("m", default_answer=" a b c"), RequestCache(tmp_path))
+    assert cached.generate([GenRequest(prompt="p", max_tokens=2)]) == [" a b"]
+    assert cached.generate([GenRequest(prompt="p", max_tokens=256)]) == [" a b c"]
+    assert (cached.stats.hits, cached.stats.misses) == (0, 2)  # not the 2-token answer
+    # A non-default budget is recorded with the output-affecting arguments (manifest).
+    assert FakeEngine(max_gen_toks=2).engine_args == {"max_gen_toks": 2}
+    assert FakeEngine().engine_args == {}

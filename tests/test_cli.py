@@ -195,3 +195,45 @@ def test_validate_reports_every_problem(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"{path}:2" in result.output and f"{path}:3" in result.output
     assert "label" in result.output  # did-you-mean for 'lable'
+
+
+def _run_args(tmp_path: Path, *engine_args: str) -> list[str]:
+    args = ["run", "no-such-model", "--engine", "hf", "--no-general", "--no-cache", "-q"]
+    for item in engine_args:
+        args += ["--engine-arg", item]
+    return [*args, "--out", str(tmp_path / "run")]
+
+
+def test_engine_arg_given_twice_is_exit_2_naming_both_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_run_args(tmp_path, "batch_size=1", "batch_size=2")) == 2
+    assert "--engine-arg batch_size is given twice ('1' and '2')" in capsys.readouterr().err
+
+
+def test_unknown_or_ill_typed_engine_arg_is_exit_2_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_run_args(tmp_path, "batch_sise=4")) == 2
+    err = capsys.readouterr().err
+    assert "the hf engine has no argument 'batch_sise'. Did you mean 'batch_size'?" in err
+    assert main(_run_args(tmp_path, "dtype=float32,batch_size=many")) == 2
+    assert "batch_size=many: the hf engine expects an integer >= 1" in capsys.readouterr().err
+
+
+def test_engine_args_in_lm_eval_comma_form_reach_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collapse_eval.engines import registry
+    from collapse_eval.engines.fake import FakeEngine
+
+    seen: list[dict[str, str]] = []
+
+    def recording_make_engine(kind: str | None, model: str, engine_args: dict) -> FakeEngine:
+        seen.append(dict(engine_args))
+        return FakeEngine(model)
+
+    monkeypatch.setattr(registry, "make_engine", recording_make_engine)
+    code = main(_run_args(tmp_path, "dtype=float32,batch_size=16", 'hf_overrides={"a":1,"b":2}'))
+    assert code == 0
+    assert seen == [{"dtype": "float32", "batch_size": "16", "hf_overrides": '{"a":1,"b":2}'}]

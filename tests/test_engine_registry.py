@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
@@ -68,8 +69,31 @@ def test_parse_engine_arg_strings() -> None:
     }
     with pytest.raises(UsageError, match="expected KEY=VALUE"):
         parse_engine_arg_strings(["tensor_parallel_size"])
-    with pytest.raises(UsageError, match="given twice"):
+    with pytest.raises(UsageError, match=r"seed is given twice \('1' and '2'\)"):
         parse_engine_arg_strings(["seed=1", "seed=2"])
+
+
+@pytest.mark.parametrize(
+    ("items", "parsed"),
+    [
+        (["dtype=float32,batch_size=16"], {"dtype": "float32", "batch_size": "16"}),
+        (["a=1, b-c=2,d=x"], {"a": "1", "b_c": "2", "d": "x"}),
+        (['hf_overrides={"a":1,"b":2}'], {"hf_overrides": '{"a":1,"b":2}'}),
+        (['seed=0,hf_overrides={"a":1,"b":2}'], {"seed": "0", "hf_overrides": '{"a":1,"b":2}'}),
+        (["stop=a,b"], {"stop": "a,b"}),
+        (["x=[1,2]"], {"x": "[1,2]"}),
+        (['url="http://h/v1?x=1,y=2"'], {"url": '"http://h/v1?x=1,y=2"'}),
+    ],
+)
+def test_comma_form_splits_only_unambiguous_values(
+    items: list[str], parsed: dict[str, str]
+) -> None:
+    assert parse_engine_arg_strings(items) == parsed
+
+
+def test_duplicates_across_the_comma_form_are_rejected() -> None:
+    with pytest.raises(UsageError, match=r"dtype is given twice \('float32' and 'bfloat16'\)"):
+        parse_engine_arg_strings(["dtype=float32,batch_size=2", "dtype=bfloat16"])
 
 
 def test_default_engine_is_vllm_when_importable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +141,63 @@ def test_fake_engine_through_the_registry() -> None:
     assert isinstance(engine, FakeEngine) and engine.model_name == "some-model"
     with pytest.raises(ConfigError, match="fake engine has no argument 'tensor_parallel_size'"):
         make_engine("fake", "m", {"tensor_parallel_size": "2"})
+
+
+def test_schema_types_values_by_declaration() -> None:
+    from collapse_eval.engines.registry import check_engine_args
+
+    typed = check_engine_args(
+        "hf", "m", {"batch_size": "8", "max_length": "none", "revision": "20240101"}
+    )
+    assert typed == {"batch_size": 8, "max_length": None, "revision": "20240101"}
+    assert check_engine_args("fake", "m", {"default_answer": "42"}) == {"default_answer": "42"}
+    assert check_engine_args("openai", "m", {"timeout_s": "2", "max_gen_toks": "5"}) == {
+        "timeout_s": 2.0,
+        "max_gen_toks": 5,
+    }
+    for kind, args, message in [
+        ("hf", {"batch_size": "abc"}, "batch_size=abc: the hf engine expects an integer >= 1"),
+        ("hf", {"batch_size": "true"}, "expects an integer >= 1"),
+        ("hf", {"dtype": "float33"}, "expects one of auto, float32, float16, bfloat16"),
+        ("openai", {"max_concurrency": "0"}, "expects an integer >= 1"),
+        ("fake", {"max_gen_toks": "0"}, "max_gen_toks=0: the fake engine expects an integer"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as err:
+            check_engine_args(kind, "m", args)
+        assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("kind", ["hf", "openai", "fake"])
+def test_declared_schema_matches_the_constructor(kind: str) -> None:
+    """Every declared argument reaches the constructor, and the constructor takes no
+    undeclared keyword (openai's ``model`` arrives as ``served_model``)."""
+    import inspect
+
+    from collapse_eval.engines.registry import engine_arg_schema
+
+    factories = {
+        "hf": "collapse_eval.engines.hf.HFEngine",
+        "openai": "collapse_eval.engines.openai.OpenAIEngine",
+        "fake": "collapse_eval.engines.fake.FakeEngine",
+    }
+    module, _, name = factories[kind].rpartition(".")
+    params = set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    declared = set(engine_arg_schema(kind).args)
+    internal = {"model", "name", "served_model", "sleep"}  # positional or not an --engine-arg
+    assert params - internal == declared - {"model"}
+
+
+def test_vllm_schema_is_vllms_engine_args(tiny_model: Path) -> None:
+    pytest.importorskip("vllm")
+    from collapse_eval.engines.registry import check_engine_args, engine_arg_schema
+
+    schema = engine_arg_schema("vllm")
+    assert "tensor_parallel_size" in schema.names() and "max_gen_toks" in schema.names()
+    assert not schema.affects_output("tensor_parallel_size")
+    assert schema.affects_output("quantization") and schema.affects_output("max_gen_toks")
+    with pytest.raises(ConfigError, match="Did you mean 'tensor_parallel_size'"):
+        check_engine_args("vllm", str(tiny_model), {"tensor_paralel_size": "2"})
+    assert check_engine_args("vllm", str(tiny_model), {"max_gen_toks": "5", "seed": "3"}) == {
+        "max_gen_toks": 5,
+        "seed": 3,
+    }

@@ -107,12 +107,23 @@ def _cli_task(out: Path, task: str) -> tuple[dict[str, Any], list[dict[str, Any]
     return results, samples
 
 
-@pytest.fixture(scope="module")
-def ours(tiny_model: Path, offline_tasks: Path) -> dict[str, list[ItemRecord]]:
+# Our side runs twice: straight on the engine (--no-cache) and through the request cache
+# (the default path); the lm_eval CLI side, the expensive one, runs once.
+@pytest.fixture(scope="module", params=["uncached", "cached"])
+def ours(
+    request: pytest.FixtureRequest,
+    tiny_model: Path,
+    offline_tasks: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, list[ItemRecord]]:
+    from collapse_eval.cache import CachedEngine, RequestCache
+    from collapse_eval.engines.base import Engine
     from collapse_eval.engines.hf import HFEngine
     from collapse_eval.general import run_general_suite
 
-    engine = HFEngine(str(tiny_model), dtype="float32", batch_size=BATCH_SIZE)
+    engine: Engine = HFEngine(str(tiny_model), dtype="float32", batch_size=BATCH_SIZE)
+    if request.param == "cached":
+        engine = CachedEngine(engine, RequestCache(tmp_path_factory.mktemp("fidelity-cache")))
     entries = tuple(
         BenchmarkEntry(task=t, limit=LIMIT, num_fewshot=NUM_FEWSHOT, gen_kwargs=GEN_KWARGS)
         for t in TASKS

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from collapse_eval.cache import CachedEngine, RequestCache
 from collapse_eval.config import BenchmarkEntry, Suite
 from collapse_eval.engines.fake import FakeEngine
 from collapse_eval.errors import ConfigError
@@ -73,6 +74,26 @@ GROUP_YAML = """group: t_group
 task: [t_choice, t_gen]
 """
 
+# A generation task that names no max_gen_toks (the engine's budget applies) and opens the
+# assistant's answer with a prefix (continued under apply_chat_template).
+FREE_YAML = """task: t_free
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "Q: {{{{question}}}}"
+doc_to_target: "{{{{answer}}}}"
+gen_prefix: "A:"
+generation_kwargs:
+  until: ["\\n\\n"]
+metric_list:
+  - metric: exact_match
+metadata:
+  version: 1.0
+"""
+
 
 def _write_data(path: Path) -> None:
     rows = []
@@ -101,9 +122,18 @@ def task_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (ours / "t_choice.yaml").write_text(MC_YAML.format(data="data/items.jsonl"))
     (ours / "t_gen.yaml").write_text(GEN_YAML.format(data="data/items.jsonl"))
     (ours / "t_group.yaml").write_text(GROUP_YAML)
+    (ours / "t_free.yaml").write_text(FREE_YAML.format(data="data/items.jsonl"))
     (theirs / "t_choice.yaml").write_text(MC_YAML.format(data=absolute))
     (theirs / "t_gen.yaml").write_text(GEN_YAML.format(data=absolute))
     return ours, theirs
+
+
+# The default run path wraps every engine in the request cache; both paths are tested.
+CACHE_MODES = ["uncached", "cached"]
+
+
+def _maybe_cached(engine: Any, mode: str, cache_dir: Path) -> Any:
+    return CachedEngine(engine, RequestCache(cache_dir)) if mode == "cached" else engine
 
 
 def _collect(
@@ -118,21 +148,15 @@ def _collect(
     return out
 
 
-def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path, Path]) -> None:
+@pytest.fixture(scope="module")
+def lm_eval_hf_scores(
+    tiny_model: Path, task_dirs: tuple[Path, Path]
+) -> dict[tuple[str, str, str], float]:
+    """Per-item scores of lm-eval's own hf backend on the two tasks."""
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from collapse_eval.engines.hf import HFEngine
-
-    ours_dir, theirs_dir = task_dirs
-    suite = Suite(
-        "s",
-        (BenchmarkEntry(task="t_choice", num_fewshot=1), BenchmarkEntry(task="t_gen", limit=10)),
-    )
-    got = _collect(HFEngine(str(tiny_model), batch_size=BATCH), suite, ours_dir, limit=8)
-    assert list(got) == ["t_choice", "t_gen"]
-
-    manager = TaskManager(include_path=str(theirs_dir), include_defaults=False)
+    manager = TaskManager(include_path=str(task_dirs[1]), include_defaults=False)
     expected: dict[tuple[str, str, str], float] = {}
     for task, shots in (("t_choice", 1), ("t_gen", None)):
         res = lm_eval.simple_evaluate(
@@ -152,6 +176,27 @@ def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path
             for metric in sample["metrics"]:
                 name = metric if task == "t_choice" else f"{metric}:{sample['filter']}"
                 expected[(task, str(sample["doc_id"]), name)] = float(sample[metric])
+    return expected
+
+
+@pytest.mark.parametrize("mode", CACHE_MODES)
+def test_records_identical_to_lm_eval_hf(
+    mode: str,
+    tiny_model: Path,
+    task_dirs: tuple[Path, Path],
+    lm_eval_hf_scores: dict[tuple[str, str, str], float],
+    tmp_path: Path,
+) -> None:
+    from collapse_eval.engines.hf import HFEngine
+
+    suite = Suite(
+        "s",
+        (BenchmarkEntry(task="t_choice", num_fewshot=1), BenchmarkEntry(task="t_gen", limit=10)),
+    )
+    engine = _maybe_cached(HFEngine(str(tiny_model), batch_size=BATCH), mode, tmp_path)
+    got = _collect(engine, suite, task_dirs[0], limit=8)
+    assert list(got) == ["t_choice", "t_gen"]
+    expected = lm_eval_hf_scores
 
     records = [r for recs, _ in got.values() for r in recs]
     assert {(r.task, r.item_id, r.metric): r.score for r in records} == expected
@@ -171,10 +216,12 @@ def test_records_identical_to_lm_eval_hf(tiny_model: Path, task_dirs: tuple[Path
     assert first.doc_hash and first.prompt_hash and first.prompt_hash.startswith("sha256:")
 
 
+@pytest.mark.parametrize("mode", CACHE_MODES)
 def test_group_per_subtask_resume_and_one_engine_call_per_type(
-    task_dirs: tuple[Path, Path],
+    mode: str, task_dirs: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    engine = FakeEngine(default_answer=" 3\nmore")
+    fake = FakeEngine(default_answer=" 3\nmore")
+    engine = _maybe_cached(fake, mode, tmp_path)
     suite = Suite("s", (BenchmarkEntry(task="t_group", limit=5, metric="acc"),))
     with pytest.raises(ConfigError, match="t_gen' has no metric 'acc'"):
         _collect(engine, suite, task_dirs[0])
@@ -184,7 +231,7 @@ def test_group_per_subtask_resume_and_one_engine_call_per_type(
     records, info = got["t_gen"]
     assert info.margin == 0.05 and info.n == 5
     assert all(r.metadata == {"group": "t_group"} for r in records)
-    assert engine.calls == [("generate", 5)]  # one batched call for the whole task
+    assert fake.calls == [("generate", 5)]  # one batched call for the whole task
     strict = {r.item_id: r for r in records if r.metric == "exact_match:strict"}
     assert strict["1"].prediction == "3" and strict["1"].score == 0.0  # 1 + 3 = 4
     assert strict["0"].reference == "0"
@@ -262,3 +309,62 @@ def test_nested_or_repeated_include_paths_are_indexed_once(tmp_path: Path) -> No
     mirrors = materialize_task_dirs([root, root / "sub", root], tmp_path / "out")
     assert len(mirrors) == 1
     assert len(list((tmp_path / "out").rglob("t.yaml"))) == 1
+
+
+@pytest.mark.parametrize("mode", CACHE_MODES)
+def test_engine_max_gen_toks_is_the_budget_with_and_without_the_cache(
+    mode: str, task_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    fake = FakeEngine(default_answer=" 1 2 3 4", max_gen_toks=2)
+    engine = _maybe_cached(fake, mode, tmp_path)
+    got = _collect(engine, Suite("s", (BenchmarkEntry(task="t_free", limit=3),)), task_dirs[0])
+    records, _ = got["t_free"]
+    assert [r.prediction for r in records] == [" 1 2"] * 3  # two "tokens", not 256
+
+
+def test_cached_and_uncached_hf_predictions_agree_with_max_gen_toks(
+    tiny_model: Path, task_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--engine-arg max_gen_toks reaches lm-eval through the request cache (issue 10)."""
+    from collapse_eval.engines.hf import HFEngine
+
+    engine = HFEngine(str(tiny_model), batch_size=BATCH, max_gen_toks=2)
+    suite = Suite("s", (BenchmarkEntry(task="t_free", limit=12),))
+    plain = _collect(engine, suite, task_dirs[0])["t_free"][0]
+    cached = _collect(CachedEngine(engine, RequestCache(tmp_path)), suite, task_dirs[0])
+    predictions = [r.prediction for r in plain]
+    assert [r.prediction for r in cached["t_free"][0]] == predictions
+    tokenizer = engine.tokenizer
+    assert all(len(tokenizer(p, add_special_tokens=False)["input_ids"]) <= 3 for p in predictions)
+
+
+@pytest.mark.parametrize("mode", CACHE_MODES)
+def test_gen_prefix_under_chat_template_with_and_without_the_cache(
+    mode: str, tiny_model: Path, task_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from collapse_eval.demo.tinymodel import CHAT_TEMPLATE
+    from collapse_eval.engines.hf import HFEngine
+
+    engine = _maybe_cached(
+        HFEngine(str(tiny_model), batch_size=BATCH, max_gen_toks=2), mode, tmp_path
+    )
+    lm = EngineLM(engine)
+    assert lm.chat_template(True) == CHAT_TEMPLATE
+    history = [{"role": "user", "content": "Q: 1 + 1"}, {"role": "assistant", "content": "A:"}]
+    assert lm.apply_chat_template(history, add_generation_prompt=False) == (
+        "user: Q: 1 + 1\nassistant: A:"
+    )
+    assert lm.apply_chat_template(history[:1]) == "user: Q: 1 + 1\nassistant:"
+    entry = BenchmarkEntry(task="t_free", limit=2, apply_chat_template=True)
+    records, info = _collect(engine, Suite("s", (entry,)), task_dirs[0])["t_free"]
+    assert info.n == 2 and len(records) == 2
+
+
+def test_chat_continuation_without_a_template_is_a_config_error() -> None:
+    lm = EngineLM(FakeEngine())
+    assert lm.chat_template(True) is None
+    assert lm.apply_chat_template([{"role": "user", "content": "hi"}]) == "user: hi\nassistant:"
+    with pytest.raises(ConfigError, match="no chat template"):
+        lm.apply_chat_template(
+            [{"role": "assistant", "content": "A:"}], add_generation_prompt=False
+        )

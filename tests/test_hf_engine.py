@@ -143,6 +143,10 @@ def test_identity_and_engine_args(engine: HFEngine, tiny_model: Path) -> None:
     assert engine.kind == "hf"
     assert engine.fingerprint == checkpoint_fingerprint(str(tiny_model))
     assert engine.engine_args == {"dtype": "float32", "max_length": 512, "device": "cpu"}
+    # engine_args records only what the schema declares output-affecting.
+    from collapse_eval.engines.hf import ENGINE_ARGS
+
+    assert all(ENGINE_ARGS.affects_output(key) for key in engine.engine_args)
     assert engine.max_length == 512  # from config.max_position_embeddings, as lm-eval
 
 

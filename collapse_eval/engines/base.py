@@ -6,11 +6,17 @@ adapter (``general.py``) share it, so each checkpoint is loaded once per run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+log = logging.getLogger("collapse_eval.engines")
+
 Message = tuple[str, str]  # (role, content)
+
+# HFLM's generation budget for lm-eval tasks whose generation_kwargs name none.
+DEFAULT_MAX_GEN_TOKS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +74,158 @@ class Engine(Protocol):
         """Greedy continuations, one string per request, stop strings removed."""
         ...
 
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        """The prompt text for ``messages`` with a generation prompt appended."""
+    @property
+    def max_gen_toks(self) -> int:
+        """New-token budget for lm-eval tasks whose generation_kwargs name none (HFLM's 256)."""
+        ...
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer; None when the engine has none (fake, remote openai)."""
+        ...
+
+    @property
+    def chat_template(self) -> str | None:
+        """The tokenizer's chat template; None when it has none (plain rendering is used)."""
+        ...
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        """The prompt text for ``messages``.
+
+        With ``add_generation_prompt`` (the default) an assistant turn is opened; without,
+        the final assistant message is continued (lm-eval's ``gen_prefix``), which needs a
+        chat template (ConfigError otherwise).
+        """
         ...
 
     def close(self) -> None: ...
+
+
+class EngineDefaults:
+    """What every engine shares beyond its own scoring: the generation budget and chat.
+
+    Subclasses set ``_tokenizer`` (a transformers tokenizer, or None) and may set
+    ``max_gen_toks``; chat rendering follows lm-eval's HFLM.apply_chat_template.
+    """
+
+    max_gen_toks: int = DEFAULT_MAX_GEN_TOKS
+    _tokenizer: Any = None
+
+    @property
+    def model_name(self) -> str:
+        raise NotImplementedError
+
+    def _budget_args(self) -> dict[str, Any]:
+        """``max_gen_toks`` for ``engine_args`` (the manifest) when it is not the default.
+
+        Left out at the default so that the identity of existing runs and caches stays.
+        """
+        if self.max_gen_toks == DEFAULT_MAX_GEN_TOKS:
+            return {}
+        return {"max_gen_toks": self.max_gen_toks}
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def chat_template(self) -> str | None:
+        template = getattr(self._tokenizer, "chat_template", None)
+        return template if isinstance(template, str) and template else None
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        """The chat template's rendering; plain ``role: content`` lines without a template.
+
+        On a template error the rendering is retried without system messages (as HFLM).
+        """
+        if self.chat_template is None:
+            if add_generation_prompt:
+                return plain_chat_rendering(messages)
+            from collapse_eval.errors import ConfigError
+
+            raise ConfigError(
+                f"{self.model_name}: the tokenizer has no chat template, so a final "
+                "assistant message cannot be continued (a task with gen_prefix under "
+                "apply_chat_template); use a checkpoint with a chat template or turn "
+                "apply_chat_template off for that task"
+            )
+        import jinja2
+
+        history = [{"role": role, "content": content} for role, content in messages]
+        try:
+            return self._apply_template(history, add_generation_prompt)
+        except jinja2.exceptions.TemplateError:
+            log.warning("chat template failed; retrying without the system message")
+            kept = [m for m in history if m["role"] != "system"]
+            return self._apply_template(kept, add_generation_prompt)
+
+    def _apply_template(self, history: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        text = self._tokenizer.apply_chat_template(
+            history,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
+        return str(text)
+
+
+class EngineWrapper:
+    """Base of engine wrappers (the request cache, cost counters): passes every member of
+    the Engine protocol through to ``inner`` explicitly, so a wrapper answers exactly as
+    the engine would except where it overrides a method (as lm-eval's CachingLM).
+    """
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def engine_args(self) -> dict[str, Any]:
+        return self.inner.engine_args
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self.inner.max_gen_toks
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.inner.tokenizer
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.inner.chat_template
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        return self.inner.loglikelihood(requests)
+
+    def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
+        return self.inner.loglikelihood_rolling(texts)
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        return self.inner.generate(requests)
+
+    def render_chat(
+        self, messages: Sequence[Message], *, add_generation_prompt: bool = True
+    ) -> str:
+        return self.inner.render_chat(messages, add_generation_prompt=add_generation_prompt)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def plain_chat_rendering(messages: Sequence[Message]) -> str:

@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from collapse_eval.engines.base import GenRequest, Message, plain_chat_rendering, truncate_at_stops
+from collapse_eval.engines.args import Arg, EngineArgSchema
+from collapse_eval.engines.base import (
+    DEFAULT_MAX_GEN_TOKS,
+    EngineDefaults,
+    GenRequest,
+    truncate_at_stops,
+)
+
+# The --engine-arg schema (``--engine fake`` is for tests; answers come as JSON).
+ENGINE_ARGS = EngineArgSchema(
+    "fake",
+    {
+        "answers": Arg((dict,)),
+        "scores": Arg((dict,)),
+        "default_answer": Arg((str,)),
+    },
+)
 
 
-class FakeEngine:
+class FakeEngine(EngineDefaults):
     """Answers from a lookup table; unknown prompts get a default.
 
     ``answers`` maps a prompt (or rendered chat) to the generated text; ``scores`` maps
     (context, continuation) to a log-likelihood. Unknown log-likelihood requests get a
-    pseudo-random but deterministic value derived from the text.
+    pseudo-random but deterministic value derived from the text. A generated answer is
+    cut after ``max_tokens`` "tokens" (a token is a word with its leading whitespace),
+    then at the first stop string, as a real engine would.
     """
 
     kind = "fake"
@@ -25,8 +44,10 @@ class FakeEngine:
         answers: Mapping[str, str] | Callable[[str], str] | None = None,
         scores: Mapping[tuple[str, str], float] | None = None,
         default_answer: str = "",
+        max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
     ) -> None:
         self._name = name
+        self.max_gen_toks = max_gen_toks
         self._answers = answers if answers is not None else {}
         self._scores = dict(scores or {})
         self._default = default_answer
@@ -43,7 +64,7 @@ class FakeEngine:
 
     @property
     def engine_args(self) -> dict[str, Any]:
-        return {}
+        return self._budget_args()
 
     def _score(self, context: str, continuation: str) -> float:
         if (context, continuation) in self._scores:
@@ -68,11 +89,13 @@ class FakeEngine:
                 text = self._answers(prompt)
             else:
                 text = self._answers.get(prompt, self._default)
-            out.append(truncate_at_stops(text, req.until))
+            out.append(truncate_at_stops(_first_tokens(text, req.max_tokens), req.until))
         return out
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        return plain_chat_rendering(messages)
 
     def close(self) -> None:
         self.closed = True
+
+
+def _first_tokens(text: str, max_tokens: int) -> str:
+    """The first ``max_tokens`` words of ``text``, each with its leading whitespace."""
+    return "".join(re.findall(r"\s*\S+|\s+$", text)[:max_tokens])

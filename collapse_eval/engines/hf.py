@@ -26,11 +26,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from collapse_eval.engines.args import Arg, EngineArgSchema, NoneType
 from collapse_eval.engines.base import (
+    DEFAULT_MAX_GEN_TOKS,
+    EngineDefaults,
     GenRequest,
-    Message,
     checkpoint_fingerprint,
-    plain_chat_rendering,
     truncate_at_stops,
 )
 from collapse_eval.engines.tokenization import encode, encode_pair, prefix_token_id, rolling_windows
@@ -46,8 +47,22 @@ _DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 TokenPair = tuple[list[int], list[int]]
 
+# The --engine-arg schema (checked by the registry before HFEngine is built).
+ENGINE_ARGS = EngineArgSchema(
+    "hf",
+    {
+        "dtype": Arg((str,), affects_output=True, choices=_DTYPES),
+        "device": Arg((str,), affects_output=True),
+        "batch_size": Arg((int,), minimum=1),
+        "max_length": Arg((int, NoneType), affects_output=True, minimum=2),
+        "trust_remote_code": Arg((bool,)),
+        "gguf_file": Arg((str, NoneType), affects_output=True),
+        "revision": Arg((str, NoneType), affects_output=True),
+    },
+)
 
-class HFEngine:
+
+class HFEngine(EngineDefaults):
     """A transformers ``AutoModelForCausalLM`` behind the Engine protocol.
 
     ``model`` is a checkpoint directory, a single ``.gguf`` file, or a hub name (used only
@@ -67,21 +82,11 @@ class HFEngine:
         device: str = "cpu",
         batch_size: int = 16,
         max_length: int | None = None,
-        max_gen_toks: int = 256,
+        max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
         trust_remote_code: bool = False,
         gguf_file: str | None = None,
         revision: str | None = None,
     ) -> None:
-        if dtype not in _DTYPES:
-            raise ConfigError(
-                f"hf engine: dtype '{dtype}' is not supported; use one of {', '.join(_DTYPES)}."
-            )
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(
-                f"hf engine: batch_size must be a positive integer, got {batch_size!r}"
-            )
-        if max_length is not None and (not isinstance(max_length, int) or max_length < 2):
-            raise ConfigError(f"hf engine: max_length must be an integer >= 2, got {max_length!r}")
         self._name = model
         self._source, self._gguf_file = _resolve_source(model, gguf_file)
         self._revision = revision
@@ -125,11 +130,7 @@ class HFEngine:
             args["gguf_file"] = self._gguf_file
         if self._revision:
             args["revision"] = self._revision
-        return args
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
+        return args | self._budget_args()
 
     # ------------------------------------------------------------------ scoring
 
@@ -326,40 +327,6 @@ class HFEngine:
             text = tok.decode(row[input_ids.shape[1] :], skip_special_tokens=True)
             texts.append(truncate_at_stops(text, stops))
         return texts
-
-    # ------------------------------------------------------------------ chat
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        """The chat template with a generation prompt; plain ``role: content`` lines without one."""
-        return self.apply_chat_template([{"role": r, "content": c} for r, c in messages])
-
-    def apply_chat_template(
-        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
-    ) -> str:
-        """HFLM.apply_chat_template: on a template error, retry without system messages."""
-        if not getattr(self._tokenizer, "chat_template", None):
-            if not add_generation_prompt:
-                raise ConfigError(
-                    f"{self._name}: the tokenizer has no chat template, so a final "
-                    "assistant message cannot be continued"
-                )
-            return plain_chat_rendering([(m["role"], m["content"]) for m in chat_history])
-        import jinja2
-
-        def render(history: list[dict[str, str]]) -> str:
-            text = self._tokenizer.apply_chat_template(
-                history,
-                tokenize=False,
-                add_generation_prompt=add_generation_prompt,
-                continue_final_message=not add_generation_prompt,
-            )
-            return str(text)
-
-        try:
-            return render(chat_history)
-        except jinja2.exceptions.TemplateError:
-            log.warning("chat template failed; retrying without the system message")
-            return render([m for m in chat_history if m["role"] != "system"])
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -35,11 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from collapse_eval.engines.args import Arg, EngineArgSchema, NoneType
 from collapse_eval.engines.base import (
+    DEFAULT_MAX_GEN_TOKS,
+    EngineDefaults,
     GenRequest,
-    Message,
     checkpoint_fingerprint,
-    plain_chat_rendering,
     truncate_at_stops,
 )
 from collapse_eval.engines.tokenization import (
@@ -50,27 +51,30 @@ from collapse_eval.engines.tokenization import (
     rolling_windows,
     score_continuation,
 )
-from collapse_eval.errors import ConfigError, EngineError, did_you_mean
+from collapse_eval.errors import ConfigError, EngineError
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 
-# Arguments OpenAIEngine accepts via --engine-arg (``model`` names the served model).
-OPENAI_ENGINE_ARGS = (
-    "base_url",
-    "model",
-    "api_key_env",
-    "tokenizer",
-    "max_concurrency",
-    "timeout_s",
-    "max_retries",
-    "backoff_s",
-    "max_backoff_s",
-    "max_length",
+# The --engine-arg schema (``model`` names the served model; checked by the registry).
+ENGINE_ARGS = EngineArgSchema(
+    "openai",
+    {
+        "base_url": Arg((str,)),
+        "model": Arg((str,), affects_output=True, help="the served model name"),
+        "api_key_env": Arg((str,)),
+        "tokenizer": Arg((str, NoneType), affects_output=True),
+        "max_concurrency": Arg((int,), minimum=1),
+        "timeout_s": Arg((float,), minimum=0.001),
+        "max_retries": Arg((int,), minimum=0),
+        "backoff_s": Arg((float,), minimum=0),
+        "max_backoff_s": Arg((float,), minimum=0),
+        "max_length": Arg((int, NoneType), affects_output=True, minimum=2),
+    },
 )
 
 
-class OpenAIEngine:
+class OpenAIEngine(EngineDefaults):
     """The Engine protocol over HTTP to an OpenAI-compatible server.
 
     ``model`` is what the run is about: a local checkpoint directory (then its tokenizer
@@ -94,6 +98,7 @@ class OpenAIEngine:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         max_length: int | None = None,
+        max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
@@ -101,16 +106,6 @@ class OpenAIEngine:
             raise ConfigError(
                 f"--engine-arg base_url={base_url!r} is not an http(s) URL; "
                 "e.g. base_url=http://127.0.0.1:8000/v1"
-            )
-        for name, value, low in (
-            ("max_concurrency", max_concurrency, 1),
-            ("max_retries", max_retries, 0),
-        ):
-            if not isinstance(value, int) or value < low:
-                raise ConfigError(f"--engine-arg {name} must be an integer >= {low}, got {value!r}")
-        if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-            raise ConfigError(
-                f"--engine-arg timeout_s must be a positive number, got {timeout_s!r}"
             )
         self._model = model
         # Credentials embedded in the URL (user:password@) become a Basic auth header and
@@ -129,6 +124,7 @@ class OpenAIEngine:
         self._backoff_s = float(backoff_s)
         self._max_backoff_s = float(max_backoff_s)
         self._max_length = max_length
+        self.max_gen_toks = max_gen_toks
         self._sleep = sleep
         self._tokenizer = _load_tokenizer(tokenizer, model)
         self._fingerprint: str | None = None
@@ -138,15 +134,9 @@ class OpenAIEngine:
 
     @classmethod
     def from_engine_args(cls, model: str, engine_args: Mapping[str, Any]) -> OpenAIEngine:
-        """Build from typed ``--engine-arg`` values; ``model=NAME`` is the served name."""
+        """Build from checked ``--engine-arg`` values (``ENGINE_ARGS``); ``model=NAME`` is
+        the served name."""
         args = dict(engine_args)
-        for key in args:
-            if key not in OPENAI_ENGINE_ARGS:
-                raise ConfigError(
-                    f"--engine-arg {key}: the openai engine has no argument '{key}'."
-                    f"{did_you_mean(key, OPENAI_ENGINE_ARGS)} "
-                    f"Allowed: {', '.join(sorted(OPENAI_ENGINE_ARGS))}."
-                )
         served = args.pop("model", None)
         return cls(model, served_model=None if served is None else str(served), **args)
 
@@ -176,7 +166,7 @@ class OpenAIEngine:
         }
         if self._max_length is not None:
             args["max_length"] = self._max_length
-        return args
+        return args | self._budget_args()
 
     @property
     def base_url(self) -> str:
@@ -362,19 +352,6 @@ class OpenAIEngine:
 
     def generate(self, requests: Sequence[GenRequest]) -> list[str]:
         return self._map(self._generate_one, list(requests))
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        """The local tokenizer's chat template (what the server is expected to apply)."""
-        template = getattr(self._tokenizer, "chat_template", None) if self._tokenizer else None
-        if not template or self._tokenizer is None:
-            return plain_chat_rendering(messages)
-        return str(
-            self._tokenizer.apply_chat_template(
-                [{"role": r, "content": c} for r, c in messages],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-        )
 
     def close(self) -> None:
         """Nothing to release: every request opens and closes its own connection."""

