@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collapse_eval.domain.scorers import mixed_tokens
-from collapse_eval.engines.base import Engine, GenRequest, Message
+from collapse_eval.engines.base import Engine, EngineWrapper, GenRequest
 
 __all__ = ["StageCost", "CountingEngine", "token_counter"]
 
@@ -51,29 +51,13 @@ def token_counter(engine: Any) -> tuple[TokenCounter, str]:
     return (lambda text: len(mixed_tokens(text))), "words"
 
 
-class CountingEngine:
+class CountingEngine(EngineWrapper):
     """Forwards to ``inner`` and counts requests and tokens into ``cost``."""
 
     def __init__(self, inner: Engine, cost: StageCost) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cost = cost
         self.count_tokens, self.token_unit = token_counter(inner)
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def engine_args(self) -> dict[str, Any]:
-        return self.inner.engine_args
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         self.cost.calls += len(requests)
@@ -92,12 +76,6 @@ class CountingEngine:
             prompt = req.prompt if req.prompt is not None else self.render_chat(req.messages or ())
             self.cost.tokens += self.count_tokens(prompt) + self.count_tokens(out)
         return outputs
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        return self.inner.render_chat(messages)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class Timer:
