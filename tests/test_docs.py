@@ -82,7 +82,13 @@ def _schema_fields(node: object) -> Iterator[str]:
             yield from _schema_fields(value)
 
 
-@pytest.mark.parametrize("schema", ["record", "manifest", "summary"])
+SCHEMAS = sorted(
+    p.name.removesuffix(".schema.json")
+    for p in (ROOT / "collapse_eval" / "schemas").glob("*.schema.json")
+)
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
 def test_every_schema_field_is_explained_in_formats_md(schema: str) -> None:
     formats = (DOCS / "formats.md").read_text(encoding="utf-8")
     path = ROOT / "collapse_eval" / "schemas" / f"{schema}.schema.json"
