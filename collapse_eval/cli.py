@@ -1,6 +1,6 @@
 """The command line: parse, call the library, render, map errors to exit codes.
 
-This is the only module that prints verdicts and exits. Exit codes (DESIGN section 3):
+This is the only module that prints verdicts and exits. Exit codes (docs/formats.md#exit-codes):
 0 success / gate passed, 1 gate failed, 2 usage/config/input error, 3 runtime failure,
 130 interrupted (re-run the same command to resume).
 """

@@ -1,4 +1,4 @@
-"""Two runs -> summary.json (DESIGN section 4): pairing, statistics, families, verdict.
+"""Two runs -> summary.json (docs/formats.md#summaryjson): pairing, statistics, verdict.
 
 Pairing is strict: a comparison is only meaningful on the same items under the same task
 configuration, so differing item sets, document hashes, task versions, few-shot counts or

@@ -1,4 +1,4 @@
-"""benchmarks.yaml -> frozen dataclasses (DESIGN section 4); unknown keys are errors.
+"""benchmarks.yaml -> frozen dataclasses (docs/formats.md#benchmarksyaml); unknown keys fail.
 
 ```
 include_paths: [my_tasks/]        # extra lm-eval task directories, relative to this file
@@ -132,7 +132,7 @@ def packaged_benchmarks_path() -> Path:
 
 
 def default_benchmarks_path() -> Path:
-    """./benchmarks.yaml when it exists, else the packaged one (DESIGN section 4)."""
+    """./benchmarks.yaml when it exists, else the packaged one."""
     local = Path.cwd() / BENCHMARKS_FILE
     return local if local.is_file() else packaged_benchmarks_path()
 

@@ -1,7 +1,7 @@
 """Error hierarchy. Each error owns its exit code and its user-facing wording.
 
 Library code raises these; only ``cli.py`` turns them into messages and exit codes.
-Exit codes (DESIGN section 3): 1 gate failed, 2 usage/config/input, 3 runtime failure.
+Exit codes (docs/formats.md#exit-codes): 1 gate failed, 2 usage/config/input, 3 runtime failure.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""policy.yaml -> frozen Policy (DESIGN section 6). Unknown keys are errors with a hint.
+"""policy.yaml -> frozen Policy (docs/formats.md#policyyaml). Unknown keys fail with a hint.
 
 ```
 alpha: 0.05
@@ -6,10 +6,10 @@ general: {margin: 0.02, fail_on: [regressed], critical: [], margins: {gsm8k: 0.0
 domain:  {require_gain: true, min_gain: 0.0, margin: 0.02, fail_on: []}
 ```
 
-Extensions (documented in README): ``domain.fail_on`` (statuses of any domain comparison,
-task level or per group, that fail the gate; default none, DESIGN: "a domain group that
-regressed is reported, and fails only if the policy says so"). ``general.critical`` tasks
-must show non-inferiority: they fail when ``regressed`` or ``inconclusive``.
+``domain.fail_on`` lists statuses of any domain comparison (task level or per group) that
+fail the gate; by default none: a domain group that regressed is reported, and fails only
+if the policy says so. ``general.critical`` tasks must show non-inferiority: they fail
+when ``regressed`` or ``inconclusive``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The records contract (DESIGN section 4): manifest.json + records.jsonl = a run.
+"""The records contract (docs/formats.md#run-directory): manifest.json + records.jsonl = a run.
 
 Everything written to disk carries ``schema_version``. Writes of whole files are
 atomic (temp file + rename); records are appended and flushed per batch so an

@@ -1,8 +1,8 @@
 """Run one model over the domain sets and the general suite into a run directory.
 
-A run directory is ``manifest.json`` + ``records.jsonl`` (DESIGN section 4). Runs resume:
-domain records are appended and flushed per batch, general records per task, and the
-manifest (rewritten atomically) marks each task once it is complete. Re-running the
+A run directory is ``manifest.json`` + ``records.jsonl`` (docs/formats.md#run-directory).
+Runs resume: domain records are appended and flushed per batch, general records per task,
+and the manifest (rewritten atomically) marks each task once it is complete. Re-running the
 same command after an interruption (Ctrl-C, SIGKILL, out of memory) continues where it
 stopped, with no lost and no duplicated records. The manifest records a hash of what
 decides each task's results and the run's; on resume whatever changed is recomputed.

@@ -96,7 +96,7 @@ def convert_smollm2(out_dir: Path | None = None) -> Path:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+    model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call, unused-ignore]
         config, dtype=torch.float32
     )
     model.load_state_dict(loaded.state_dict(), strict=True)

@@ -1,4 +1,4 @@
-"""Paired statistics for base-vs-tuned comparisons (DESIGN section 5). Pure functions, no I/O.
+"""Paired statistics for base-vs-tuned comparisons (docs/statistics.md). Pure functions, no I/O.
 
 Methods, and why:
 

@@ -1,4 +1,4 @@
-"""Per-comparison status and the overall verdict under a policy (DESIGN sections 5 and 6).
+"""Per-comparison status and the verdict under a policy (docs/statistics.md#status-and-verdict).
 
 Pure functions over the summary dict that ``compare_runs`` builds, so that ``gate`` can
 re-judge a stored summary.json under another policy without the records.

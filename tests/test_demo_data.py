@@ -1,4 +1,4 @@
-"""The demo world's synthetic data: determinism, DESIGN section 4 format, no leakage."""
+"""The demo world's synthetic data: determinism, the documented format, no leakage."""
 
 from __future__ import annotations
 

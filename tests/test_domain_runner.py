@@ -256,16 +256,9 @@ def test_engine_returning_the_wrong_count_is_an_engine_error() -> None:
 # ------------------------------------------------------------------ tiny real model
 
 
-def _hf_engine_class() -> Any:
-    try:
-        from collapse_eval.engines.hf import HFEngine
-    except ImportError as exc:  # written by another helper; may not exist yet
-        pytest.skip(f"collapse_eval.engines.hf.HFEngine is not importable yet ({exc})")
-    return HFEngine
-
-
 def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path) -> None:
-    hf_engine = _hf_engine_class()
+    from collapse_eval.engines.hf import HFEngine
+
     rows = [
         {
             "id": "p1",
@@ -301,7 +294,7 @@ def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path
     path = tmp_path / "tiny.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     items = load_domain_set(path)
-    engine = hf_engine(str(tiny_model), batch_size=4)
+    engine = HFEngine(str(tiny_model), batch_size=4)
     try:
         batches: list[list[ItemRecord]] = []
         evaluate_domain(engine, items, "tiny", on_batch=batches.append)

@@ -42,11 +42,23 @@ def test_swapping_negates_delta_and_ci_and_keeps_p(pair: tuple[list[float], list
 
 @settings(max_examples=60, deadline=None)
 @given(st.one_of(binary_pairs, continuous_pairs), scores, st.integers(1, 50))
-def test_adding_identical_items_keeps_sign_of_delta(
+def test_adding_identical_items_dilutes_delta_and_keeps_the_test(
     pair: tuple[list[float], list[float]], value: float, extra: int
 ) -> None:
+    """Items both models score the same add zero differences: the mean difference shrinks
+    by exactly n / (n + extra), and both paired tests ignore them (McNemar counts only
+    discordant pairs, Wilcoxon drops zero differences), so the p-value is unchanged
+    whenever the same test applies (a non-0/1 value turns a binary sample continuous)."""
     base, tuned = pair
+    n = len(base)
     before = S.compare_paired(base, tuned, n_boot=200)
     after = S.compare_paired(base + [value] * extra, tuned + [value] * extra, n_boot=200)
-    assert np.sign(after.delta) == np.sign(before.delta)
-    assert after.p_value is not None and 0 <= after.p_value <= 1
+    assert after.n == n + extra
+    assert np.isclose(after.delta, before.delta * n / (n + extra), atol=1e-12)
+    assert after.p_value is not None and before.p_value is not None
+    if after.test == before.test:
+        assert np.isclose(after.p_value, before.p_value, rtol=1e-9, atol=1e-12)
+    if before.binary and after.binary:
+        assert (after.tuned_only, after.base_only) == (before.tuned_only, before.base_only)
+    else:
+        assert after.test == "wilcoxon"

@@ -5,8 +5,8 @@ Everything here is a pure function of its seed (``random.Random``), so
 demo's training data is the same on every machine.
 
 Domain: short dialogues between a real-estate agent and a customer (rent, buy, viewing,
-complaint) turned into test items of nine task types and seven output formats (DESIGN
-section 4), plus a disjoint training split in the training-set format (prompt/messages +
+complaint) turned into test items of nine task types and seven output formats (see
+docs/formats.md), plus a disjoint training split in the training-set format (prompt/messages +
 response). General: four tasks a ~1.5M-parameter model can learn (addition, capitals,
 copying, sorting), written as lm-eval documents for ``tasks/demo_general``; their training
 items are drawn from the same generators and exclude every test item.

@@ -62,7 +62,7 @@ def build_tokenizer(texts: Iterable[str], out_dir: str | Path, vocab_size: int) 
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call, unused-ignore]
         tokenizer_object=tok,
         eos_token=EOS_TOKEN,
         bos_token=EOS_TOKEN,
@@ -105,7 +105,7 @@ def init_tiny_llama(
         dtype="float32",
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
+    model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call, unused-ignore]
     model.save_pretrained(str(out), safe_serialization=True)
     return out
 

@@ -5,7 +5,7 @@ domain's vocabulary is not foreign to it); ``domain-only`` is fine-tuned on the 
 training split alone and forgets the general tasks; ``mixed`` replays general data
 between domain batches and keeps them. Loss is on answer tokens only. Fixed step counts,
 seeds, one thread and ``torch.use_deterministic_algorithms`` make the weights
-bit-identical across runs on a machine (DESIGN section 7).
+bit-identical across runs on a machine.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Domain test sets and training sets (DESIGN section 4): loading and validation.
+"""Domain test sets and training sets (docs/formats.md#domain-test-set): loading, validation.
 
 Both loaders check the whole file in one pass and raise ``InputErrors`` listing every
 problem (file:line: field: what, and what to do), so a user fixes a file in one round

@@ -364,7 +364,7 @@ def _stop_sequence_class() -> type:
     """Built on first use so that importing this module does not import transformers."""
     from transformers import StoppingCriteria
 
-    class StopSequence(StoppingCriteria):
+    class StopSequence(StoppingCriteria):  # type: ignore[misc, unused-ignore]
         """lm-eval's MultiTokenEOSCriteria: stop once every row's new text contains ``sequence``.
 
         The last len(tokens(sequence)) + 2 generated tokens are decoded and searched, because

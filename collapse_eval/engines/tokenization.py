@@ -13,14 +13,18 @@ from typing import Any, Protocol
 
 
 class Tokenizer(Protocol):
-    """The slice of a transformers tokenizer used here."""
+    """The slice of a tokenizer used here: transformers' tokenizers and vLLM's
+    ``TokenizerLike`` both fit it (read-only ids, only ``add_special_tokens`` passed)."""
 
-    bos_token_id: int | None
-    eos_token_id: int | None
+    @property
+    def bos_token_id(self) -> int | None: ...
 
-    def __call__(self, text: Any, **kwargs: Any) -> Any: ...
+    @property
+    def eos_token_id(self) -> int | None: ...
 
-    def decode(self, token_ids: Any, **kwargs: Any) -> str: ...
+    def __call__(self, text: str, /, *, add_special_tokens: bool = ...) -> Any: ...
+
+    def decode(self, token_ids: Any, /) -> str: ...
 
 
 def prefix_token_id(tokenizer: Tokenizer) -> int:
