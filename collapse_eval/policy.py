@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from collapse_eval.config import reject_object_tags
 from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 FAILABLE_STATUSES = ("regressed", "inconclusive")
@@ -222,6 +223,8 @@ def load_policy(path: str | Path | None) -> Policy:
         raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            reject_object_tags(node, path)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -18,7 +18,7 @@ from typing import Any
 
 from collapse_eval import __version__
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint
-from collapse_eval.errors import InputError, UsageError
+from collapse_eval.errors import ConfigError, InputError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
     MANIFEST_FILE,
@@ -241,8 +241,13 @@ def _load_suite(spec: RunSpec) -> tuple[Any, tuple[Path, ...]]:
 
     config = load_benchmarks(spec.benchmarks)
     suite = config.suite(spec.suite)
-    # Unknown task names fail here, before a model is loaded.
-    validate_suite(suite, config.include_paths)
+    # Unknown task names fail here, before a model is loaded; say which file and line.
+    try:
+        validate_suite(suite, config.include_paths)
+    except ConfigError as exc:
+        named = [e.line for e in suite.entries if e.line and f"'{e.task}'" in str(exc)]
+        where = f"{config.path}:{named[0]}" if named else str(config.path)
+        raise ConfigError(f"{where}: {exc}") from None
     return suite, tuple(config.include_paths)
 
 
