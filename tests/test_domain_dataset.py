@@ -114,7 +114,7 @@ def test_every_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
         (2, "output_format"),
         (3, None),
         (4, "prompt"),
-        (5, None),
+        (5, "prompt"),
         (6, "messages[0].role"),
         (6, "messages[1]"),
         (7, "reference"),
