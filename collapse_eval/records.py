@@ -164,6 +164,12 @@ _MANIFEST_FIELDS = {f.name for f in dataclasses.fields(RunManifest)}
 _TASKINFO_FIELDS = {f.name for f in dataclasses.fields(TaskInfo)}
 
 
+def _schema_hint(version: Any) -> str:
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        return "written by a newer collapse-eval; upgrade: pip install -U collapse-eval"
+    return "not a collapse-eval run, or a damaged one; re-run `collapse-eval run`"
+
+
 def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunManifest:
     if not isinstance(obj, dict):
         raise InputError(path, "expected a JSON object")
@@ -176,6 +182,7 @@ def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunMani
             f"schema_version {obj['schema_version']!r} is not supported "
             f"(expected {SCHEMA_VERSION})",
             field="schema_version",
+            hint=_schema_hint(obj["schema_version"]),
         )
     unknown = set(obj) - _MANIFEST_FIELDS
     if unknown:

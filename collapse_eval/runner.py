@@ -326,6 +326,13 @@ def resolve_run(
             f"has {MANIFEST_FILE} but no {RECORDS_FILE}: an incomplete run "
             "directory. Re-run `collapse-eval run` into it to finish it.",
         )
+    if path.is_dir() and (path / RECORDS_FILE).exists():
+        raise InputError(
+            path,
+            f"has {RECORDS_FILE} but no {MANIFEST_FILE}, so it is neither a run directory "
+            "nor a checkpoint. Restore manifest.json, or re-run `collapse-eval run` with "
+            "this directory as --out to rebuild the run.",
+        )
     if path.is_dir() and (path / "summary.json").exists():
         raise InputError(
             path,

@@ -430,7 +430,11 @@ def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Tra
     prompt, messages = checker.prompt_or_messages(obj)
     metadata = checker.metadata(obj)
     if "response" not in obj:
-        checker.fail("missing required field", "response", "the target the model is trained on")
+        checker.fail(
+            "missing required field",
+            "response",
+            'add "response": the target the model is trained on',
+        )
     else:
         response = obj["response"]
         if isinstance(response, str):
