@@ -117,6 +117,15 @@ def load_benchmarks(path: Path | str | None = None) -> BenchmarksConfig:
 def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
     """Validate benchmarks.yaml text; ``path`` names it in errors and anchors include_paths."""
     try:
+        return _parse_benchmarks(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a benchmarks file") from None
+    except ValueError as exc:  # a YAML integer over Python's 4300-digit limit
+        raise ConfigError(f"{path}: a number is too long ({exc})") from None
+
+
+def _parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
+    try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -151,9 +160,12 @@ def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
 def reject_object_tags(node: yaml.Node, path: str | Path) -> None:
     """Refuse YAML tags that would build Python objects (``!!python/object/apply:...``):
     configuration is plain data, and such a tag in a shared file is an attack."""
-    stack = [node]
+    stack, seen = [node], set()
     while stack:
         current = stack.pop()
+        if id(current) in seen:  # an alias (`*x`) shares its node; `&x [*x]` is a cycle
+            continue
+        seen.add(id(current))
         if current.tag.startswith("tag:yaml.org,2002:python/"):
             tag = "!!" + current.tag.removeprefix("tag:yaml.org,2002:")
             raise ConfigError(

@@ -222,6 +222,15 @@ def load_policy(path: str | Path | None) -> Policy:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
     try:
+        return _parse_policy(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a policy file") from None
+    except ValueError as exc:  # a YAML integer over Python's 4300-digit limit
+        raise ConfigError(f"{path}: a number is too long ({exc})") from None
+
+
+def _parse_policy(text: str, path: Path) -> Policy:
+    try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
             reject_object_tags(node, path)

@@ -210,6 +210,20 @@ def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunMani
 # ---------------------------------------------------------------- file I/O
 
 
+def decode_json(text: str | bytes) -> Any:
+    """``json.loads``, with the two failures it does not report as a JSONDecodeError
+    (nesting deeper than Python's recursion limit, integers over 4300 digits) turned
+    into one, so that every reader reports them as invalid JSON on their line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply (over ~1000 levels)", "", 0) from None
+    except ValueError as exc:  # int_max_str_digits
+        raise json.JSONDecodeError(f"a number is too long ({exc})", "", 0) from None
+
+
 def file_mode() -> int:
     """The mode a plain ``open(path, "w")`` would give: 0o666 less the process umask."""
     umask = os.umask(0o022)
@@ -267,7 +281,7 @@ def read_json(path: str | Path) -> Any:
     except OSError as exc:
         raise os_error(exc) from None
     try:
-        return json.loads(text)
+        return decode_json(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
 
@@ -296,7 +310,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield lineno, json.loads(raw)
+                yield lineno, decode_json(raw)
             except json.JSONDecodeError as exc:
                 raise InputError(
                     path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno
@@ -330,7 +344,7 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw.decode("utf-8"))
+            obj = decode_json(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             problems.append(InputError(path, f"not UTF-8 text ({exc.reason})", line=index))
             continue

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from collapse_eval.domain.scorers import check_reference, output_formats
 from collapse_eval.engines.base import Message
 from collapse_eval.errors import InputError, InputErrors, did_you_mean
-from collapse_eval.records import canonical_json, sha256_text
+from collapse_eval.records import canonical_json, decode_json, sha256_text
 
 __all__ = [
     "DomainItem",
@@ -160,7 +160,7 @@ def _read_lines(path: Path, problems: list[InputError]) -> Iterator[tuple[int, A
         if lineno == 1:
             text = text.removeprefix("\ufeff")  # a byte-order mark from some editors
         try:
-            yield lineno, json.loads(text)
+            yield lineno, decode_json(text)
         except json.JSONDecodeError as exc:
             problems.append(
                 InputError(
@@ -484,7 +484,7 @@ def _detect_kind(path: Path) -> Literal["domain", "training"]:
         return "domain"
     for raw in data.split(b"\n"):
         try:
-            obj = json.loads(raw)
+            obj = decode_json(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
         if isinstance(obj, dict):
