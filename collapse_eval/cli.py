@@ -7,32 +7,128 @@ This is the only module that prints verdicts and exits. Exit codes (docs/formats
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import IO, Any, NoReturn, TextIO, TypeVar
 
 import click
 
 from collapse_eval import __version__
 from collapse_eval.errors import (
     EXIT_GATE_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     CollapseEvalError,
+    CollapseEvalWarning,
+    Terminated,
+    os_error,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what other Unix tools report when the reader left
+
+INTERRUPTED_MESSAGE = (
+    "interrupted (Ctrl-C): what was computed is saved; run the same command again to resume"
+)
+TERMINATED_MESSAGE = (
+    "terminated (SIGTERM): what was computed is saved; run the same command again to resume"
+)
+
+
+def _silence(stream: IO[str]) -> None:
+    """Point a stream whose reader went away at /dev/null, so that later writes and the
+    interpreter's final flush do not fail again (Python's documented pattern for EPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test's capture buffer): nothing to protect
 
 
 def _echo_err(message: str) -> None:
-    click.echo(message, err=True)
+    """A message on stderr that never fails: a closed stderr pipe loses only the message."""
+    try:
+        click.echo(message, err=True)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        _silence(sys.stderr)
+
+
+class _PipeSafeStdout:
+    """sys.stdout while a command runs: when the reader of a pipe goes away
+    (`collapse-eval gate ... | head -1`) the rest of the output is dropped instead of
+    raising, so the command still ends with its own exit code (the gate's verdict)."""
+
+    def __init__(self, wrapped: IO[str]) -> None:
+        self.wrapped = wrapped
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            return self.wrapped.write(text)
+        except BrokenPipeError:
+            self._break()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self.wrapped.flush()
+        except BrokenPipeError:
+            self._break()
+
+    def _break(self) -> None:
+        self.broken = True
+        _silence(self.wrapped)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+@contextmanager
+def _pipe_safe_stdout() -> Iterator[None]:
+    original = sys.stdout
+    sys.stdout = _PipeSafeStdout(original)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """SIGTERM (a CI cancel, `kill`) unwinds like Ctrl-C: ``finally`` blocks close the run
+    directory's files and the engine, then the process exits 143 with a message."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (an embedding application): leave it alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -44,8 +140,11 @@ def _errors_to_exit_codes() -> Iterator[None]:
         _echo_err(f"error: {err}")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        _echo_err("interrupted: what was computed is saved; run the same command again to resume")
+        _echo_err(INTERRUPTED_MESSAGE)
         sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        _echo_err(TERMINATED_MESSAGE)
+        sys.exit(EXIT_TERMINATED)
     except MemoryError:
         _echo_err(
             "error: out of memory. Lower --limit or the batch size (--engine-arg batch_size=N)"
@@ -55,14 +154,27 @@ def _errors_to_exit_codes() -> Iterator[None]:
         raise
     except click.ClickException:
         raise
+    except BrokenPipeError:  # stdout's reader left in a way the stdout guard did not see
+        _silence(sys.stdout)
+        sys.exit(EXIT_BROKEN_PIPE)
+    except OSError as exc:
+        if exc.filename is None:
+            _unexpected(exc)
+        path_error = os_error(exc)  # a path named on the command line, or a full disk
+        _echo_err(f"error: {path_error}")
+        sys.exit(path_error.exit_code)
     except Exception as exc:  # a bug or an engine crash we did not classify: runtime failure
-        if os.environ.get("COLLAPSE_EVAL_DEBUG"):
-            traceback.print_exc()
-        _echo_err(
-            f"error: {type(exc).__name__}: {exc}\n"
-            "(an unexpected failure; set COLLAPSE_EVAL_DEBUG=1 for the traceback)"
-        )
-        sys.exit(EXIT_RUNTIME)
+        _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> NoReturn:
+    if os.environ.get("COLLAPSE_EVAL_DEBUG"):
+        traceback.print_exc()
+    _echo_err(
+        f"error: {type(exc).__name__}: {exc}\n"
+        "(an unexpected failure; set COLLAPSE_EVAL_DEBUG=1 for the traceback)"
+    )
+    sys.exit(EXIT_RUNTIME)
 
 
 def handled(func: F) -> F:
@@ -590,16 +702,55 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
+    with _sigterm_as_exception(), _pipe_safe_stdout(), _warnings_on_stderr():
+        return _invoke(argv)
+
+
+@contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """The library's warnings (a skipped torn line) as ``warning: ...`` lines on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", CollapseEvalWarning)
+        show_others = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, CollapseEvalWarning):
+                _echo_err(f"warning: {message}")
+            else:
+                show_others(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
+def _invoke(argv: Sequence[str] | None) -> int:
     try:
-        cli.main(
+        result = cli.main(
             args=list(argv) if argv is not None else None,
             prog_name="collapse-eval",
-            standalone_mode=True,
+            standalone_mode=False,
         )
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
-    return EXIT_OK
+    except click.exceptions.Abort:  # Ctrl-C outside a command body (parsing, imports)
+        _echo_err(INTERRUPTED_MESSAGE)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        _echo_err(TERMINATED_MESSAGE)
+        return EXIT_TERMINATED
+    except click.ClickException as exc:  # bad options: click's usage message, exit 2
+        exc.show()
+        return exc.exit_code
+    # A command returns None; --help and --version end in click's Exit, returned as its code.
+    return result if isinstance(result, int) else EXIT_OK
 
 
 def entry() -> None:

@@ -154,6 +154,15 @@ def load_benchmarks(path: Path | str | None = None) -> BenchmarksConfig:
 def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
     """Validate benchmarks.yaml text; ``path`` names it in errors and anchors include_paths."""
     try:
+        return _parse_benchmarks(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a benchmarks file") from None
+    except ValueError as exc:  # a YAML integer over Python's 4300-digit limit
+        raise ConfigError(f"{path}: a number is too long ({exc})") from None
+
+
+def _parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
+    try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -162,6 +171,7 @@ def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if root is None:
         raise ConfigError(f"{path}: the file is empty; it needs a 'suites:' mapping")
+    reject_object_tags(root, path)
     parser = _Parser(path)
     top = parser.mapping(root, "the top level")
     for key, (key_node, _) in top.items():
@@ -182,6 +192,28 @@ def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
             f"{path}:{_line(top['suites'][1])}: 'suites' is empty; define at least one suite"
         )
     return BenchmarksConfig(path=path, include_paths=include_paths, suites=MappingProxyType(suites))
+
+
+def reject_object_tags(node: yaml.Node, path: str | Path) -> None:
+    """Refuse YAML tags that would build Python objects (``!!python/object/apply:...``):
+    configuration is plain data, and such a tag in a shared file is an attack."""
+    stack, seen = [node], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:  # an alias (`*x`) shares its node; `&x [*x]` is a cycle
+            continue
+        seen.add(id(current))
+        if current.tag.startswith("tag:yaml.org,2002:python/"):
+            tag = "!!" + current.tag.removeprefix("tag:yaml.org,2002:")
+            raise ConfigError(
+                f"{path}:{_line(current)}: the YAML tag '{tag}' is not allowed: "
+                "collapse-eval reads plain data only (remove the tag)"
+            )
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack += [key, value]
+        elif isinstance(current, yaml.SequenceNode):
+            stack += current.value
 
 
 def _line(node: yaml.Node) -> int:

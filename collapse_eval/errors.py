@@ -7,6 +7,7 @@ Exit codes (docs/formats.md#exit-codes): 1 gate failed, 2 usage/config/input, 3 
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what CI runners send on cancel
 
 
 class CollapseEvalError(Exception):
@@ -80,8 +83,19 @@ class EngineError(CollapseEvalError):
     """The inference engine failed at run time (crash, out of memory): exit 3."""
 
 
-class OutputError(CollapseEvalError):
-    """An output could not be written (disk full, no permission): exit 3."""
+class StorageError(CollapseEvalError):
+    """The disk refused a write (full, quota, I/O error): exit 3, the inputs were fine."""
+
+
+class CollapseEvalWarning(UserWarning):
+    """Something the user should know that does not stop the command (a skipped torn
+    line); the CLI prints these on stderr as ``warning: ...``."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks and context managers
+    close what is open before the process exits (a BaseException, like KeyboardInterrupt,
+    so that no ``except Exception`` swallows it)."""
 
 
 class MissingDependencyError(UsageError):
@@ -107,3 +121,57 @@ def unknown_key_error(
         f"{location}: unknown key '{key}'{scope}.{did_you_mean(key, allowed)} "
         f"Allowed keys: {', '.join(allowed)}."
     )
+
+
+# errno values that mean "this path is wrong for what was asked": the user fixes the path.
+_PATH_PROBLEMS = {
+    errno.ENOENT: "does not exist",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOTDIR: "is not a directory: a part of this path is a file, where a directory is needed",
+    errno.EEXIST: "already exists as a file, where a directory is needed",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "is on a read-only file system",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many levels of symbolic links",
+}
+# errno values that mean "the machine, not the path, is the problem": a runtime failure.
+_STORAGE_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EIO: "input/output error from the disk",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+def os_error(exc: OSError, what: str = "", *, path: str | Path | None = None) -> CollapseEvalError:
+    """An OSError on a path as a typed error with a sentence (never the exception name).
+
+    Path problems (missing, a file where a directory is expected, no permission) are
+    usage errors, exit 2; a full disk or an I/O error is a runtime failure, exit 3.
+    ``what`` says what the path was for, e.g. ``"--out"``; ``path`` names the file the
+    user knows when ``exc.filename`` is a temporary one.
+    """
+    name = path if path is not None else exc.filename
+    name = "<unknown path>" if name is None else name
+    where = f"{name} ({what})" if what else str(name)
+    code = exc.errno if exc.errno is not None else -1
+    if code in _STORAGE_PROBLEMS:
+        return StorageError(
+            f"{where}: cannot write: {_STORAGE_PROBLEMS[code]}. "
+            "Free some space (or choose another --out) and run the same command again; "
+            "what was already saved is kept."
+        )
+    problem = _PATH_PROBLEMS.get(code)
+    if problem is None:
+        return StorageError(f"{where}: {exc.strerror or exc}. Check the path and the disk.")
+    hint = {
+        errno.ENOENT: "check the spelling, or create it first",
+        errno.EACCES: "choose a path you can read and write, or fix its permissions",
+        errno.EPERM: "choose a path you can read and write, or fix its permissions",
+        errno.EROFS: "choose a writable location",
+    }.get(code, "give the path of the right kind")
+    second = exc.filename2
+    if code in (errno.ENOTDIR, errno.EEXIST) and second is not None:
+        where = f"{where} -> {second}"
+    return UsageError(f"{where}: {problem}; {hint}.")

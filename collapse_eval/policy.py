@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from collapse_eval.config import reject_object_tags
 from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 FAILABLE_STATUSES = ("regressed", "inconclusive")
@@ -290,7 +291,18 @@ def load_policy(path: str | Path | None) -> Policy:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
     try:
+        return _parse_policy(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a policy file") from None
+    except ValueError as exc:  # a YAML integer over Python's 4300-digit limit
+        raise ConfigError(f"{path}: a number is too long ({exc})") from None
+
+
+def _parse_policy(text: str, path: Path) -> Policy:
+    try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            reject_object_tags(node, path)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -12,12 +12,13 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors, os_error
 from collapse_eval.versioning import Migration, upgrade
 
 SCHEMA_VERSION = 1
@@ -250,24 +251,62 @@ def manifest_from_json(obj: Any, *, path: str | Path = MANIFEST_FILE) -> RunMani
 # ---------------------------------------------------------------- file I/O
 
 
+def decode_json(text: str | bytes) -> Any:
+    """``json.loads``, with the two failures it does not report as a JSONDecodeError
+    (nesting deeper than Python's recursion limit, integers over 4300 digits) turned
+    into one, so that every reader reports them as invalid JSON on their line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply (over ~1000 levels)", "", 0) from None
+    except ValueError as exc:  # int_max_str_digits
+        raise json.JSONDecodeError(f"a number is too long ({exc})", "", 0) from None
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0o666 less the process umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a whole file so that readers see the old or the new content, never half."""
+    """Write a whole file so that readers see the old or the new content, never half.
+
+    The file gets the usual permissions (umask), not the 0600 of a temporary file. A path
+    that cannot be a file is a UsageError (exit 2); a full disk a StorageError (exit 3).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise os_error(exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), file_mode())
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise os_error(exc, path=path) from None
         raise
 
 
 def atomic_write_json(path: str | Path, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def _is_a_directory(path: Path) -> InputError:
+    """A directory given where a JSON file is expected; name the JSON files inside it."""
+    inside = sorted(p.name for p in path.glob("*.json"))[:3]
+    hint = f"did you mean {path / inside[0]}?" if inside else "give the path of a JSON file"
+    return InputError(path, "is a directory, expected a JSON file", hint=hint)
 
 
 def read_json(path: str | Path) -> Any:
@@ -276,10 +315,14 @@ def read_json(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise _is_a_directory(path) from None
     except UnicodeDecodeError as exc:
         raise InputError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise os_error(exc) from None
     try:
-        return json.loads(text)
+        return decode_json(text)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
 
@@ -291,6 +334,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         fh = path.open(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise os_error(exc) from None
     with fh:
         lineno = 0
         while True:
@@ -298,31 +343,41 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
                 raw = fh.readline()
             except UnicodeDecodeError as exc:
                 raise InputError(path, f"not UTF-8 text ({exc.reason})", line=lineno + 1) from None
+            except OSError as exc:
+                raise os_error(exc) from None
             if not raw:
                 return
             lineno += 1
             if not raw.strip():
                 continue
             try:
-                yield lineno, json.loads(raw)
+                yield lineno, decode_json(raw)
             except json.JSONDecodeError as exc:
                 raise InputError(
                     path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno
                 ) from None
 
 
+def _record_lines(path: Path) -> tuple[list[bytes], bool]:
+    """The raw lines of records.jsonl and whether the last one lacks its newline."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise os_error(exc) from None
+    return data.split(b"\n"), bool(data) and not data.endswith(b"\n")
+
+
 def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[ItemRecord]:
     """Read records.jsonl, validating every line; report all problems at once.
 
     A last line without a newline that does not parse is the trace of a run killed
-    mid-write; with ``tolerate_torn_tail`` it is dropped (the run will redo it).
+    mid-write; with ``tolerate_torn_tail`` it is dropped (the run will redo it) and a
+    ``CollapseEvalWarning`` names the file and line.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
-    text = path.read_bytes().decode("utf-8", errors="strict") if path.stat().st_size else ""
-    lines = text.split("\n")
-    torn_tail = bool(text) and not text.endswith("\n")
+    lines, torn_tail = _record_lines(path)
     records: list[ItemRecord] = []
     problems: list[InputError] = []
     seen: dict[tuple[str, str, str, str], int] = {}
@@ -330,9 +385,13 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = decode_json(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problems.append(InputError(path, f"not UTF-8 text ({exc.reason})", line=index))
+            continue
         except json.JSONDecodeError as exc:
             if torn_tail and index == len(lines) and tolerate_torn_tail:
+                warnings.warn(_torn_line_message(path, index), CollapseEvalWarning, stacklevel=2)
                 break
             problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=index))
             continue
@@ -360,14 +419,24 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
     return records
 
 
+def _torn_line_message(path: Path, line: int) -> str:
+    return (
+        f"{path}:{line}: the last line is cut short (the run was stopped while writing it); "
+        "it is skipped. Run the same `collapse-eval run` again to redo that item."
+    )
+
+
 class RecordWriter:
     """Appends records to records.jsonl, flushed and fsynced per batch."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_torn_tail()
-        self._fh: IO[str] = self.path.open("a", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._repair_torn_tail()
+            self._fh: IO[str] = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise os_error(exc) from None
 
     def _repair_torn_tail(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -391,9 +460,12 @@ class RecordWriter:
         text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
         if not text:
             return
-        self._fh.write(text)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise os_error(exc, path=self.path) from None
 
     def close(self) -> None:
         self._fh.close()

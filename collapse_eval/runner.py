@@ -23,7 +23,7 @@ from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, Suite
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint
-from collapse_eval.errors import InputError, OutputError, UsageError
+from collapse_eval.errors import ConfigError, InputError, StorageError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
     MANIFEST_FILE,
@@ -539,8 +539,13 @@ def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, tuple[Path, .
     offline = prepared_offline_data() if spec.suite is None else None
     suite, why = resolve_suite(config, spec.suite, offline_data=offline)
     progress.log(why)
-    # Unknown task names fail here, before a model is loaded.
-    validate_suite(suite, config.include_paths)
+    # Unknown task names fail here, before a model is loaded; say which file and line.
+    try:
+        validate_suite(suite, config.include_paths)
+    except ConfigError as exc:
+        named = [e.line for e in suite.entries if e.line and f"'{e.task}'" in str(exc)]
+        where = f"{config.path}:{named[0]}" if named else str(config.path)
+        raise ConfigError(f"{where}: {exc}") from None
     return suite, tuple(config.include_paths)
 
 
@@ -630,6 +635,13 @@ def resolve_run(
             path,
             f"has {MANIFEST_FILE} but no {RECORDS_FILE}: an incomplete run "
             "directory. Re-run `collapse-eval run` into it to finish it.",
+        )
+    if path.is_dir() and (path / RECORDS_FILE).exists():
+        raise InputError(
+            path,
+            f"has {RECORDS_FILE} but no {MANIFEST_FILE}, so it is neither a run directory "
+            "nor a checkpoint. Restore manifest.json, or re-run `collapse-eval run` with "
+            "this directory as --out to rebuild the run.",
         )
     if path.is_dir() and (path / "summary.json").exists():
         raise InputError(
@@ -734,23 +746,30 @@ def _resolve_dir(
 
 
 def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
-    """summary.json, then the reports rendered from it (summary.md, report.html, plots)."""
+    """summary.json, then the reports rendered from it (summary.md, report.html, plots).
+
+    A disk that fills (or an I/O error) is exit 3 saying what is intact and what to run.
+    """
     from collapse_eval.records import atomic_write_json
     from collapse_eval.report.html import write_reports
 
     try:
         atomic_write_json(out / "summary.json", summary)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write {out / 'summary.json'}: {exc.strerror or exc}. The run "
-            "directories are intact: free some space (or fix the permissions) and run the "
-            "same command again; the runs are reused, nothing is recomputed."
-        ) from exc
+    except (OSError, StorageError) as exc:
+        raise StorageError(
+            f"cannot write {out / 'summary.json'}: {_why(exc)}. The run directories are "
+            "intact: free some space (or fix the permissions) and run the same command "
+            "again; the runs are reused, nothing is recomputed."
+        ) from None
     try:
         return write_reports(out, summary)
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write the report in {out}: {exc.strerror or exc}. summary.json and the "
-            "run directories are written and intact: free some space (or fix the "
-            f"permissions) and run `collapse-eval report {out}` to render the report again."
-        ) from exc
+    except (OSError, StorageError) as exc:
+        raise StorageError(
+            f"cannot write the report in {out}: {_why(exc)}. summary.json and the run "
+            "directories are written and intact: free some space (or fix the permissions) "
+            f"and run `collapse-eval report {out}` to render the report again."
+        ) from None
+
+
+def _why(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)

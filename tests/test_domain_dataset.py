@@ -114,7 +114,7 @@ def test_every_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
         (2, "output_format"),
         (3, None),
         (4, "prompt"),
-        (5, None),
+        (5, "prompt"),
         (6, "messages[0].role"),
         (6, "messages[1]"),
         (7, "reference"),
@@ -135,7 +135,7 @@ def test_every_problem_is_reported_in_one_pass(tmp_path: Path) -> None:
     assert "Did you mean 'label'?" in messages[(2, "output_format")]
     assert messages[(3, None)].startswith("invalid JSON")
     assert "found both" in messages[(4, "prompt")]
-    assert "found neither" in messages[(5, None)]
+    assert "found neither" in messages[(5, "prompt")]
     assert "Did you mean 'user'?" in messages[(6, "messages[0].role")]
     assert "must be a number" in messages[(7, "reference")]
     assert "JSON object" in messages[(8, "reference")]

@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors
 from collapse_eval.records import (
     ItemRecord,
     RecordWriter,
@@ -153,7 +153,8 @@ def test_torn_last_line_is_dropped_and_repaired_on_append(tmp_path: Path) -> Non
     path = tmp_path / "records.jsonl"
     good = json.dumps(_record().to_json())
     path.write_text(good + "\n" + good[:25], encoding="utf-8")  # killed mid-write
-    assert len(read_records(path)) == 1
+    with pytest.warns(CollapseEvalWarning, match=r"records\.jsonl:2: the last line is cut short"):
+        assert len(read_records(path)) == 1
     with RecordWriter(path) as writer:
         writer.write_batch([_record(item_id="2")])
     assert [r.item_id for r in read_records(path)] == ["1", "2"]

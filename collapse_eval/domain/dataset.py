@@ -17,7 +17,7 @@ from typing import Any, Literal
 from collapse_eval.domain.scorers import check_reference, output_formats
 from collapse_eval.engines.base import Message
 from collapse_eval.errors import InputError, InputErrors, did_you_mean
-from collapse_eval.records import canonical_json, sha256_text
+from collapse_eval.records import canonical_json, decode_json, sha256_text
 
 __all__ = [
     "DomainItem",
@@ -33,6 +33,15 @@ __all__ = [
 ROLES = ("system", "user", "assistant")
 
 _DOMAIN_REQUIRED = ("id", "task_type", "output_format", "reference")
+_REQUIRED_HINTS = {
+    "id": 'add "id": a string unique within the file, e.g. "rt-0001"',
+    "task_type": 'add "task_type": what the item tests, e.g. "intent"',
+    "output_format": 'add "output_format": how the answer is scored, e.g. "label"',
+    "reference": 'add "reference": the correct answer the prediction is scored against',
+}
+# One item is a prompt and a reference; a line this long is a whole document or a binary
+# pasted by mistake, and would only waste memory and the model's context.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 _DOMAIN_FIELDS = {
     "id",
     "task_type",
@@ -125,6 +134,17 @@ def _read_lines(path: Path, problems: list[InputError]) -> Iterator[tuple[int, A
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
+        if len(raw) > MAX_LINE_BYTES:
+            problems.append(
+                InputError(
+                    path,
+                    f"line is {len(raw) / 2**20:.0f} MB, over the "
+                    f"{MAX_LINE_BYTES // 2**20} MB limit for one item",
+                    line=lineno,
+                    hint="one item per line: a prompt and its reference, not a whole document",
+                )
+            )
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -140,7 +160,7 @@ def _read_lines(path: Path, problems: list[InputError]) -> Iterator[tuple[int, A
         if lineno == 1:
             text = text.removeprefix("\ufeff")  # a byte-order mark from some editors
         try:
-            yield lineno, json.loads(text)
+            yield lineno, decode_json(text)
         except json.JSONDecodeError as exc:
             problems.append(
                 InputError(
@@ -209,10 +229,12 @@ class _LineChecker:
         has_prompt, has_messages = "prompt" in obj, "messages" in obj
         if has_prompt == has_messages:
             what = "both" if has_prompt else "neither"
-            self.fail(
-                f"needs exactly one of 'prompt' and 'messages', found {what}",
-                "prompt" if has_prompt else None,
+            hint = (
+                "keep one: 'prompt' for plain text, 'messages' for a chat"
+                if has_prompt
+                else 'add "prompt": the text the model completes, or "messages": a chat'
             )
+            self.fail(f"needs exactly one of 'prompt' and 'messages', found {what}", "prompt", hint)
             return None, None
         if has_prompt:
             prompt = obj["prompt"]
@@ -286,14 +308,30 @@ def _check_duplicate(checker: _LineChecker, item_id: str | None, seen: dict[str,
 # ------------------------------------------------------------------ domain sets
 
 
+def _not_an_object(obj: Any, checker: _LineChecker) -> bool:
+    if isinstance(obj, dict):
+        return False
+    checker.fail(
+        f"expected a JSON object, got {_json_type(obj)}",
+        hint='each line must be one object such as {"id": ..., "prompt": ..., ...}',
+    )
+    return True
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true/false"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
 def _domain_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> DomainItem | None:
-    if not isinstance(obj, dict):
-        checker.fail(f"expected a JSON object, got {type(obj).__name__}")
+    if _not_an_object(obj, checker):
         return None
     checker.unknown_fields(obj, _DOMAIN_FIELDS)
     for name in _DOMAIN_REQUIRED:
         if name not in obj:
-            checker.fail("missing required field", name)
+            checker.fail("missing required field", name, _REQUIRED_HINTS[name])
     item_id = checker.item_id(obj)
     _check_duplicate(checker, item_id, seen)
     task_type = checker.optional_string(obj, "task_type")
@@ -380,8 +418,7 @@ def load_domain_set(path: str | Path) -> list[DomainItem]:
 
 
 def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> TrainingItem | None:
-    if not isinstance(obj, dict):
-        checker.fail(f"expected a JSON object, got {type(obj).__name__}")
+    if _not_an_object(obj, checker):
         return None
     checker.unknown_fields(obj, _TRAINING_FIELDS)
     # Training samples often have no id; the line number identifies them.
@@ -393,7 +430,11 @@ def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Tra
     prompt, messages = checker.prompt_or_messages(obj)
     metadata = checker.metadata(obj)
     if "response" not in obj:
-        checker.fail("missing required field", "response", "the target the model is trained on")
+        checker.fail(
+            "missing required field",
+            "response",
+            'add "response": the target the model is trained on',
+        )
     else:
         response = obj["response"]
         if isinstance(response, str):
@@ -443,7 +484,7 @@ def _detect_kind(path: Path) -> Literal["domain", "training"]:
         return "domain"
     for raw in data.split(b"\n"):
         try:
-            obj = json.loads(raw)
+            obj = decode_json(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
         if isinstance(obj, dict):

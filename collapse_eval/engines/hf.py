@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -431,7 +432,36 @@ def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]
             "checkpoint directory not found",
             hint="pass an existing checkpoint directory, a .gguf file or a hub name",
         )
+    _check_cached_when_offline(model)
     return model, gguf_file
+
+
+def _hub_offline() -> bool:
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _check_cached_when_offline(model: str) -> None:
+    """A hub name with the hub switched off must be in the local cache: say so at once,
+    before torch and transformers load (seconds), instead of after them."""
+    if not _hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # not a valid repo id either: let transformers word it
+        return
+    if not isinstance(cached, str):
+        raise InputError(
+            model,
+            "model not found locally (not a directory, not in the Hugging Face cache) and "
+            "the hub is offline (HF_HUB_OFFLINE=1), so it cannot be downloaded",
+            hint="pass a local checkpoint directory, or download it once with network "
+            "access (unset HF_HUB_OFFLINE)",
+        )
 
 
 def _load(
