@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors
 from collapse_eval.records import (
     MANIFEST_FILE,
     RECORDS_FILE,
@@ -35,6 +36,7 @@ from collapse_eval.records import (
     check_record_json,
     manifest_from_json,
     read_json,
+    torn_line_message,
 )
 
 ObjectArray = NDArray[np.object_]
@@ -254,7 +256,11 @@ def read_record_columns(
                 obj = loads(text)
             except json.JSONDecodeError as exc:
                 if tolerate_torn_tail and not raw.endswith(b"\n"):
-                    break  # the last line of a run killed mid-write
+                    # The last line of a run killed mid-write: skipped, and said.
+                    warnings.warn(
+                        torn_line_message(path, lineno), CollapseEvalWarning, stacklevel=2
+                    )
+                    break
                 problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=lineno))
                 continue
             if not _plainly_valid(obj):

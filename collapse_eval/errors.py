@@ -84,7 +84,15 @@ class EngineError(CollapseEvalError):
 
 
 class StorageError(CollapseEvalError):
-    """The disk refused a write (full, quota, I/O error): exit 3, the inputs were fine."""
+    """The disk refused a write (full, quota, I/O error): exit 3, the inputs were fine.
+
+    ``reason`` is the short cause ("no space left on the device"), for callers that add
+    what is intact and what to run next.
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class CollapseEvalWarning(UserWarning):
@@ -160,11 +168,15 @@ def os_error(exc: OSError, what: str = "", *, path: str | Path | None = None) ->
         return StorageError(
             f"{where}: cannot write: {_STORAGE_PROBLEMS[code]}. "
             "Free some space (or choose another --out) and run the same command again; "
-            "what was already saved is kept."
+            "what was already saved is kept.",
+            reason=_STORAGE_PROBLEMS[code],
         )
     problem = _PATH_PROBLEMS.get(code)
     if problem is None:
-        return StorageError(f"{where}: {exc.strerror or exc}. Check the path and the disk.")
+        return StorageError(
+            f"{where}: {exc.strerror or exc}. Check the path and the disk.",
+            reason=str(exc.strerror or exc),
+        )
     hint = {
         errno.ENOENT: "check the spelling, or create it first",
         errno.EACCES: "choose a path you can read and write, or fix its permissions",

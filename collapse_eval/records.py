@@ -391,7 +391,7 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
             continue
         except json.JSONDecodeError as exc:
             if torn_tail and index == len(lines) and tolerate_torn_tail:
-                warnings.warn(_torn_line_message(path, index), CollapseEvalWarning, stacklevel=2)
+                warnings.warn(torn_line_message(path, index), CollapseEvalWarning, stacklevel=2)
                 break
             problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=index))
             continue
@@ -419,7 +419,7 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
     return records
 
 
-def _torn_line_message(path: Path, line: int) -> str:
+def torn_line_message(path: Path, line: int) -> str:
     return (
         f"{path}:{line}: the last line is cut short (the run was stopped while writing it); "
         "it is skipped. Run the same `collapse-eval run` again to redo that item."

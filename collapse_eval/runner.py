@@ -771,5 +771,7 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
         ) from None
 
 
-def _why(exc: BaseException) -> str:
-    return str(getattr(exc, "strerror", None) or exc)
+def _why(exc: OSError | StorageError) -> str:
+    if isinstance(exc, StorageError):
+        return exc.reason
+    return str(exc.strerror or exc)

@@ -46,7 +46,8 @@ def upgrade(
     if version > current:
         raise fail(
             f"{kind} schema_version {version} is newer than this collapse-eval "
-            f"({__version__}) reads ({current}); upgrade collapse-eval"
+            f"({__version__}) reads ({current}); upgrade collapse-eval "
+            "(pip install -U collapse-eval)"
         )
     upgraded = obj
     while version < current:

@@ -140,7 +140,10 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     (
         "run-newer-schema-version",
         _compare("newer_schema_version"),
-        ["manifest.json: field 'schema_version'", "upgrade: pip install -U collapse-eval"],
+        [
+            "manifest.json: field 'schema_version'",
+            "upgrade collapse-eval (pip install -U collapse-eval)",
+        ],
     ),
     (
         "run-unpaired-items",
@@ -163,7 +166,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         [
             "warning: ",
             "truncated_last_line/records.jsonl:6: the last line is cut short",
-            "1 only in base (rt-5)",
+            "this run is incomplete (domain task rt has 5 of its 6 items)",
         ],
     ),
     # benchmarks.yaml

@@ -101,7 +101,7 @@ def test_disk_full_is_a_runtime_error_with_a_sentence(
     assert main(["compare", *map(str, runs), "--out", str(out), "-q"]) == EXIT_RUNTIME
     err = capsys.readouterr().err
     _clean(err)
-    assert f"{out / 'summary.json'}: cannot write: no space left on the device" in err
+    assert f"cannot write {out / 'summary.json'}: no space left on the device" in err
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
 
 

@@ -50,7 +50,8 @@ def test_newer_summary_is_refused_by_gate_and_report(summary_path: Path, tmp_pat
     newer = _rewrite(summary_path, tmp_path / "out" / "summary.json", schema_version=NEWER)
     expected = (
         f"summary.json schema_version {NEWER} is newer than this collapse-eval "
-        f"({__version__}) reads ({SUMMARY_SCHEMA_VERSION}); upgrade collapse-eval"
+        f"({__version__}) reads ({SUMMARY_SCHEMA_VERSION}); upgrade collapse-eval "
+        "(pip install -U collapse-eval)"
     )
     with pytest.raises(InputError) as err:
         load_summary(newer)
@@ -128,7 +129,8 @@ def test_newer_record_and_manifest_are_refused(tmp_path: Path) -> None:
         record_from_json({**row, "schema_version": 2, "new_field": 1}, path="r.jsonl", line=3)
     assert str(err.value) == (
         "r.jsonl:3: field 'schema_version': records.jsonl schema_version 2 is newer than "
-        f"this collapse-eval ({__version__}) reads (1); upgrade collapse-eval"
+        f"this collapse-eval ({__version__}) reads (1); upgrade collapse-eval "
+        "(pip install -U collapse-eval)"
     )
     with pytest.raises(InputError, match=r"manifest.json schema_version 5 is newer .* reads \(1\)"):
         manifest_from_json({"schema_version": 5, "model": "m", "future": True})
