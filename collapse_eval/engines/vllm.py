@@ -115,6 +115,21 @@ ENGINE_ARGS = EngineArgSchema(
 )
 
 
+_MEMORY_WORDS = ("out of memory", "kv cache", "cache blocks", "not enough memory")
+
+
+def memory_hint(exc: BaseException) -> str:
+    """What to change when vLLM ran out of memory (GPU weights, KV cache or host RAM)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    if isinstance(exc, MemoryError) or any(word in text for word in _MEMORY_WORDS):
+        return (
+            ". Out of memory: lower --engine-arg max_model_len=N (the KV cache grows with "
+            "it), set --engine-arg gpu_memory_utilization=0.8 (or raise it when nothing "
+            "else shares the GPU), or give the model more GPUs with tensor_parallel_size"
+        )
+    return ""
+
+
 class VLLMEngine(EngineDefaults):
     """The Engine protocol on one ``vllm.LLM``.
 
@@ -156,7 +171,9 @@ class VLLMEngine(EngineDefaults):
                 raise ConfigError(
                     f"--engine-arg: vLLM rejected the engine arguments: {exc}"
                 ) from exc
-            raise EngineError(f"vLLM could not load {model}: {type(exc).__name__}: {exc}") from exc
+            raise EngineError(
+                f"vLLM could not load {model}: {type(exc).__name__}: {exc}{memory_hint(exc)}"
+            ) from exc
         self._tokenizer = self._llm.get_tokenizer()
         model_config = self._llm.llm_engine.model_config
         self._max_len = int(model_config.max_model_len)
@@ -195,7 +212,9 @@ class VLLMEngine(EngineDefaults):
         try:
             outputs: list[Any] = self._llm.generate(prompts, params, use_tqdm=False)
         except Exception as exc:
-            raise EngineError(f"vLLM failed on {self._model}: {type(exc).__name__}: {exc}") from exc
+            raise EngineError(
+                f"vLLM failed on {self._model}: {type(exc).__name__}: {exc}{memory_hint(exc)}"
+            ) from exc
         return outputs
 
     def _score_tokens(
