@@ -720,7 +720,7 @@ def compare(
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     with directory_lock(out, progress):  # two compares into one --out take turns
-        write_summary(out, summary)
+        write_summary(out, summary, runs=(base_run, tuned_run))
     return summary
 
 
@@ -733,8 +733,11 @@ def _resolve_dir(
     return resolve_run(model_or_run, spec, out, progress=progress, engine_factory=factory).path
 
 
-def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
-    """summary.json, then the reports rendered from it (summary.md, report.html, plots)."""
+def write_summary(
+    out: Path, summary: Mapping[str, Any], runs: tuple[RunColumns, RunColumns] | None = None
+) -> dict[str, Path]:
+    """summary.json, then the reports rendered from it (summary.md, report.html, plots);
+    ``runs``, the compared runs as columns, spare the report reading them again."""
     from collapse_eval.records import atomic_write_json
     from collapse_eval.report.html import write_reports
 
@@ -747,7 +750,7 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
             "same command again; the runs are reused, nothing is recomputed."
         ) from exc
     try:
-        return write_reports(out, summary)
+        return write_reports(out, summary, runs=runs)
     except OSError as exc:
         raise OutputError(
             f"cannot write the report in {out}: {exc.strerror or exc}. summary.json and the "
