@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from collapse_eval import columns
 from collapse_eval.cli import main
 from collapse_eval.columns import RunColumns, load_run_columns
-from collapse_eval.report import examples as examples_module
 from collapse_eval.report.examples import (
     PER_TASK_AND_DIRECTION,
     Examples,
@@ -199,14 +199,14 @@ def test_report_command_fetches_only_the_example_lines(
 ) -> None:
     out, summary = bench_pair
     fetched: list[int] = []
-    real = examples_module.fetch_records
+    real = columns.fetch_records
 
     def counting(run: RunColumns, lines: Any) -> dict[int, dict[str, Any]]:
         result = real(run, lines)
         fetched.append(len(result))
         return result
 
-    monkeypatch.setattr(examples_module, "fetch_records", counting)
+    monkeypatch.setattr("collapse_eval.report.examples.fetch_records", counting)
     found = collect_examples(summary, out)
     assert fetched == [len(found.rows), len(found.rows)]
 
@@ -219,7 +219,7 @@ def test_compare_hands_its_columns_to_the_report(
     def must_not_load(paths: Any) -> Any:
         raise AssertionError(f"the report loaded the runs again: {paths}")
 
-    monkeypatch.setattr(examples_module, "load_runs_columns", must_not_load)
+    monkeypatch.setattr("collapse_eval.report.examples.load_runs_columns", must_not_load)
     out, _ = _tied_pair(tmp_path)
     assert 'data-direction="lost"' in (out / "report.html").read_text()
 
