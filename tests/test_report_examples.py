@@ -227,9 +227,15 @@ def test_compare_hands_its_columns_to_the_report(
 def test_an_unreadable_run_is_explained_not_fatal(tmp_path: Path) -> None:
     out, summary = _tied_pair(tmp_path)
     records = out / "runs" / "tuned" / "records.jsonl"
-    records.write_text(records.read_text().replace('"score": 0.5', '"score": "half"', 1))
+    lines = records.read_text().splitlines(keepends=True)
+    bad = [i for i, line in enumerate(lines) if '"score": 0.5' in line][:3]
+    for i in bad:
+        lines[i] = lines[i].replace('"score": 0.5', '"score": "half"')
+    records.write_text("".join(lines))
     found = collect_examples(summary, out)
     assert found.rows == []
-    assert found.problem is not None
-    assert found.problem.startswith("the runs could not be read (")
-    assert "records.jsonl" in found.problem and "score" in found.problem
+    assert found.problem == (
+        f"the runs could not be read ({records}:{bad[0] + 1}: field 'score': "
+        "must be a number, got 'half', and 2 more); run `collapse-eval compare` on "
+        "them for every problem"
+    )

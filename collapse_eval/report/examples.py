@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from collapse_eval.columns import FloatArray, RunColumns, fetch_records, load_runs_columns
-from collapse_eval.errors import CollapseEvalError
+from collapse_eval.errors import InputError, InputErrors
 
 RECORDS_FILE = "records.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -205,10 +205,20 @@ def _load_runs(
         paths.append(path)
     try:
         base, tuned = load_runs_columns(paths)
-    except CollapseEvalError as exc:
-        found.problem = f"the runs could not be read ({exc}); examples need both runs' records"
+    except (InputError, InputErrors) as exc:
+        found.problem = (
+            f"the runs could not be read ({_first_problem(exc)}); run `collapse-eval compare` "
+            "on them for every problem"
+        )
         return None
     return base, tuned
+
+
+def _first_problem(exc: InputError | InputErrors) -> str:
+    if isinstance(exc, InputErrors):
+        more = len(exc.problems) - 1
+        return f"{exc.problems[0].render()}, and {more} more" if more else exc.problems[0].render()
+    return exc.render()
 
 
 def collect_examples(
