@@ -2,8 +2,11 @@
 
 Generates two synthetic run directories (base, tuned) per size, then times one
 `collapse-eval compare BASE_RUN TUNED_RUN --out OUT -q` subprocess (loading, pairing,
-statistics, summary.json, summary.md, report.html, plots) and reads its peak RSS from
-``resource.getrusage(RUSAGE_CHILDREN)``. Targets at 1M records per run: < 60 s, < 2 GB.
+statistics, summary.json, summary.md, report.html, plots) and reads its CPU seconds and
+peak RSS from ``os.wait4``; checks that the report was written; then deletes the report
+and times `collapse-eval report OUT` alone (reading both runs again for the examples,
+summary.md, report.html, junit.xml, plots) the same way. Targets at 1M records per run:
+< 60 s, < 2 GB.
 
 Records are a realistic mix: 40 % general (binary acc on three tasks, one with a second
 metric, and a group of two subtasks named in metadata), 60 % domain (continuous scores
@@ -25,7 +28,6 @@ import hashlib
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -108,35 +110,44 @@ def write_synthetic_run(path: Path, n_records: int, *, seed: int, shift: float) 
                 fh.write(dumps(rec) + "\n")
 
 
-def time_compare(base: Path, tuned: Path, out: Path) -> tuple[float, float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS in MB, exit code) of one compare subprocess.
+def time_command(args: list[str]) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in MB, exit code) of one collapse-eval subprocess.
 
     CPU seconds (user + sys, the subprocess and its children) do not depend on how busy
-    the machine is; wall time does."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "collapse_eval.cli",
-        "compare",
-        str(base),
-        str(tuned),
-        "--out",
-        str(out),
-        "-q",
-    ]
+    the machine is; wall time does. ``os.wait4`` gives this one subprocess's usage (its
+    peak RSS is that of its largest process), so commands can be measured in any order."""
+    cmd = [sys.executable, "-m", "collapse_eval.cli", *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    peak_kb = after.ru_maxrss
-    if proc.returncode not in (0, 1):
-        sys.exit(f"compare failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    if peak_kb <= before.ru_maxrss:
-        print("  (peak RSS not above an earlier child's; run sizes in increasing order)")
-    return elapsed, cpu, peak_kb / 1024, proc.returncode
+    with tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 1):
+            stderr.seek(0)
+            tail = stderr.read().decode("utf-8", "replace")[-3000:]
+            sys.exit(f"{args[0]} failed ({code}):\n{tail}")
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code
+
+
+def time_compare(base: Path, tuned: Path, out: Path) -> tuple[float, float, float, int]:
+    """`collapse-eval compare BASE TUNED --out OUT -q`, timed as ``time_command``."""
+    return time_command(["compare", str(base), str(tuned), "--out", str(out), "-q"])
+
+
+REPORT_FILES = ("summary.json", "summary.md", "report.html", "junit.xml")
+
+
+def check_report(out: Path) -> str:
+    """Raise unless the compare wrote its report; a short description of it."""
+    missing = [name for name in REPORT_FILES if not (out / name).is_file()]
+    plots = sorted(p.name for p in (out / "plots").glob("*.png"))
+    if missing or not plots:
+        sys.exit(f"report incomplete in {out}: missing {missing or 'plots/*.png'}")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    examples = html.count("data-direction=")
+    return f"report.html {len(html) // 1024} KB, {examples} examples, {len(plots)} plots"
 
 
 def main() -> None:
@@ -153,11 +164,20 @@ def main() -> None:
             if not (tuned / "records.jsonl").exists():
                 write_synthetic_run(base, n, seed=1, shift=0.0)
                 write_synthetic_run(tuned, n, seed=2, shift=-0.01)
-            wall, cpu, rss, code = time_compare(base, tuned, root / f"n{n}" / "out")
+            out = root / f"n{n}" / "out"
+            wall, cpu, rss, code = time_compare(base, tuned, out)
             results.append((n, wall, rss))
             print(
-                f"{n:>9,} records/run: {wall:7.1f} s wall  {cpu:7.1f} s CPU  "
-                f"peak RSS {rss:7.0f} MB  (exit {code})",
+                f"{n:>9,} records/run: compare {wall:7.1f} s wall  {cpu:7.1f} s CPU  "
+                f"peak RSS {rss:7.0f} MB  (exit {code}); {check_report(out)}",
+                flush=True,
+            )
+            for name in REPORT_FILES[1:]:
+                (out / name).unlink()
+            wall, cpu, rss, code = time_command(["report", str(out)])
+            print(
+                f"{'':>9}              report  {wall:7.1f} s wall  {cpu:7.1f} s CPU  "
+                f"peak RSS {rss:7.0f} MB  (exit {code}); {check_report(out)}",
                 flush=True,
             )
         if len(results) > 1:

@@ -5,7 +5,7 @@
 and keeps per (suite, task, metric) only the columns that pairing and the statistics use:
 item ids, scores, clusters, task types, output formats, a hash of each document hash and
 the line number. Predictions, references, prompts and metadata stay on disk; the few
-examples the report shows are fetched afterwards by line number (``changed_examples``).
+examples the report shows are fetched afterwards by line number (``fetch_records``).
 One million records per run take a few hundred MB instead of several GB.
 """
 
@@ -368,8 +368,11 @@ def as_columns(run: Run | RunColumns) -> RunColumns:
 # ---------------------------------------------------------------- report examples
 
 
-def _fetch(run: RunColumns, lines: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """The full record objects on those lines (a second streaming pass over the file)."""
+def fetch_records(run: RunColumns, lines: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """line -> the full record object on that line (``ItemColumns.lines`` numbering).
+
+    One streaming pass over records.jsonl up to the last line wanted; only the wanted
+    lines are decoded."""
     wanted = set(lines)
     if run.records is not None:
         return {i: run.records[i].to_json() for i in wanted}
@@ -384,84 +387,3 @@ def _fetch(run: RunColumns, lines: Iterable[int]) -> dict[int, dict[str, Any]]:
                 if lineno == last:
                     break
     return found
-
-
-def _ordered(candidates: list[tuple[float, str, str, int, int]], k: int) -> list[Any]:
-    return sorted(candidates, key=lambda c: c[:3])[:k] if k > 0 else []
-
-
-def _extreme(
-    delta: FloatArray,
-    tasks: Sequence[str],
-    ids: ObjectArray,
-    lb: Any,
-    lt: Any,
-    k: int,
-    *,
-    low: bool,
-) -> list[tuple[float, str, str, int, int]]:
-    """The k changes with the lowest (or highest) (delta, task, item_id), in that order."""
-    signed = delta if low else -delta
-    mask = signed < 0
-    if k <= 0 or not mask.any():
-        return []
-    chosen = np.flatnonzero(mask)
-    if chosen.size > k:
-        threshold = np.partition(signed[chosen], k - 1)[k - 1]
-        chosen = chosen[signed[chosen] <= threshold]
-    rows = [(float(delta[i]), tasks[i], str(ids[i]), int(lb[i]), int(lt[i])) for i in chosen]
-    rows.sort(key=lambda c: c[:3], reverse=not low)
-    return rows[:k]
-
-
-def changed_examples(base: RunColumns, tuned: RunColumns, limit: int = 20) -> list[dict[str, Any]]:
-    """Domain items whose score changed between base and tuned, worst drops first.
-
-    The same choice as ``report.html.changed_examples`` over full records: up to
-    ``limit // 2`` drops (lowest delta, then task, then item id), then gains (highest
-    delta first) up to ``limit``; only the chosen items' texts are read from disk.
-    """
-    deltas, tasks, ids, base_lines, tuned_lines = [], [], [], [], []
-    for key, t_cols in tuned.items.items():
-        b_cols = base.items.get(key)
-        if key[0] != "domain" or b_cols is None:
-            continue
-        pos = pd.Index(b_cols.item_ids).get_indexer(t_cols.item_ids)
-        found = pos >= 0
-        b_scores = b_cols.scores[pos[found]]
-        t_scores = t_cols.scores[found]
-        changed = b_scores != t_scores
-        deltas.append(t_scores[changed] - b_scores[changed])
-        ids.append(t_cols.item_ids[found][changed])
-        tasks.extend([key[1]] * int(changed.sum()))
-        base_lines.append(b_cols.lines[pos[found]][changed])
-        tuned_lines.append(t_cols.lines[found][changed])
-    if not deltas:
-        return []
-    delta = np.concatenate(deltas)
-    id_arr = np.concatenate(ids)
-    lb, lt = np.concatenate(base_lines), np.concatenate(tuned_lines)
-    drops = _extreme(delta, tasks, id_arr, lb, lt, limit // 2, low=True)
-    gains = _extreme(delta, tasks, id_arr, lb, lt, limit - len(drops), low=False)
-    chosen = drops + gains
-    base_recs = _fetch(base, [c[3] for c in chosen])
-    tuned_recs = _fetch(tuned, [c[4] for c in chosen])
-    out = []
-    for _, task, item_id, b_line, t_line in chosen:
-        b, t = base_recs[b_line], tuned_recs[t_line]
-        reference = t.get("reference")
-        out.append(
-            {
-                "task": task,
-                "item_id": item_id,
-                "task_type": t.get("task_type"),
-                "reference": reference
-                if isinstance(reference, str)
-                else json.dumps(reference, ensure_ascii=False),
-                "base_prediction": b.get("prediction") or "",
-                "tuned_prediction": t.get("prediction") or "",
-                "base_score": float(b["score"]),
-                "tuned_score": float(t["score"]),
-            }
-        )
-    return out

@@ -732,7 +732,7 @@ def compare(
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     with directory_lock(out, progress):  # two compares into one --out take turns
-        write_summary(out, summary)
+        write_summary(out, summary, runs=(base_run, tuned_run))
     return summary
 
 
@@ -745,8 +745,11 @@ def _resolve_dir(
     return resolve_run(model_or_run, spec, out, progress=progress, engine_factory=factory).path
 
 
-def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
-    """summary.json, then the reports rendered from it (summary.md, report.html, plots).
+def write_summary(
+    out: Path, summary: Mapping[str, Any], runs: tuple[RunColumns, RunColumns] | None = None
+) -> dict[str, Path]:
+    """summary.json, then the reports rendered from it (summary.md, report.html, plots);
+    ``runs``, the compared runs as columns, spare the report reading them again.
 
     A disk that fills (or an I/O error) is exit 3 saying what is intact and what to run.
     """
@@ -762,7 +765,7 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
             "again; the runs are reused, nothing is recomputed."
         ) from None
     try:
-        return write_reports(out, summary)
+        return write_reports(out, summary, runs=runs)
     except (OSError, StorageError) as exc:
         raise StorageError(
             f"cannot write the report in {out}: {_why(exc)}. summary.json and the run "

@@ -2,18 +2,26 @@
 
 Run paths in summary.json are resolved against the summary's own directory (an absolute
 path is used as is), never against the working directory, so `collapse-eval report DIR`
-finds the same runs from anywhere. Records are read with a plain JSON decoder, not the
-validating loader: a report must render in well under two seconds for 100,000 records.
+finds the same runs from anywhere. The changed items are found from the runs' columns
+(item ids, scores and line numbers; `compare` passes the columns it already loaded), and
+only the lines of the examples shown are decoded in full, so memory does not grow with the
+number of changed items' texts (two runs of a million records each stay well under 2 GB).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collapse_eval.columns import FloatArray, RunColumns, fetch_records, load_runs_columns
+from collapse_eval.errors import InputError, InputErrors
 
 RECORDS_FILE = "records.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -53,48 +61,6 @@ def resolve_run(summary_dir: Path, run: str) -> Path | None:
 
 def _is_run(path: Path) -> bool:
     return (path / RECORDS_FILE).is_file()
-
-
-# The head of a line as collapse-eval writes it (records.py field order): the pairing key and
-# the score come from one regex match; only items whose score changed are decoded in full.
-# Any other layout (escaped strings, other key order) falls back to the JSON decoder.
-_HEAD = re.compile(
-    r'\{"schema_version": \d+, "suite": "([^"\\]*)", "task": "([^"\\]*)", '
-    r'"item_id": "([^"\\]*)", "metric": "([^"\\]*)", "score": (-?[0-9][0-9.eE+-]*)[,}]'
-)
-
-Key = tuple[str, str, str, str]
-
-
-def _scan(path: Path, wanted: Mapping[tuple[str, str, str], bool]) -> dict[Key, tuple[float, Any]]:
-    """key -> (score, raw line or decoded object) for the wanted records of one run."""
-    out: dict[Key, tuple[float, Any]] = {}
-    with (path / RECORDS_FILE).open(encoding="utf-8") as fh:
-        for line in fh:
-            head = _HEAD.match(line)
-            if head is not None:
-                suite, task, item_id, metric, score = head.groups()
-                if (suite, task, metric) in wanted:
-                    out[(suite, task, item_id, metric)] = (float(score), line)
-                continue
-            obj = _decode(line)
-            if obj is None or (obj.get("suite"), obj.get("task"), obj.get("metric")) not in wanted:
-                continue
-            value = _score(obj)
-            if value is not None:
-                key = (obj["suite"], obj["task"], str(obj.get("item_id")), obj["metric"])
-                out[key] = (value, obj)
-    return out
-
-
-def _decode(line: Any) -> dict[str, Any] | None:
-    if isinstance(line, dict):
-        return line
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None  # a torn last line of an interrupted run
-    return obj if isinstance(obj, dict) else None
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -152,10 +118,81 @@ def _example(base: Mapping[str, Any], tuned: Mapping[str, Any], direction: str) 
     }
 
 
-def collect_examples(summary: Mapping[str, Any], summary_dir: Path) -> Examples:
-    """Lost and gained items of every compared task (general and domain)."""
-    found = Examples()
-    paths: dict[str, Path] = {}
+@dataclass
+class _Changed:
+    """The changed items of one task in one direction, as parallel lists."""
+
+    negative_change: list[float] = field(default_factory=list)  # -|tuned - base|
+    item_ids: list[str] = field(default_factory=list)
+    base_lines: list[int] = field(default_factory=list)
+    tuned_lines: list[int] = field(default_factory=list)
+
+    def extend(self, neg: FloatArray, ids: Any, base_lines: Any, tuned_lines: Any) -> None:
+        """Add the candidates that can still be among the first PER_TASK_AND_DIRECTION."""
+        if neg.size > PER_TASK_AND_DIRECTION:
+            threshold = np.partition(neg, PER_TASK_AND_DIRECTION - 1)[PER_TASK_AND_DIRECTION - 1]
+            keep = neg <= threshold
+            neg, ids = neg[keep], ids[keep]
+            base_lines, tuned_lines = base_lines[keep], tuned_lines[keep]
+        self.negative_change += neg.tolist()
+        self.item_ids += [str(i) for i in ids]
+        self.base_lines += base_lines.tolist()
+        self.tuned_lines += tuned_lines.tolist()
+
+    def first(self) -> list[tuple[int, int]]:
+        """(base line, tuned line) of the largest changes, then by item id, then by the
+        tuned run's line (file order)."""
+        candidates = zip(
+            self.negative_change, self.item_ids, self.tuned_lines, self.base_lines, strict=True
+        )
+        chosen = heapq.nsmallest(PER_TASK_AND_DIRECTION, candidates)
+        return [(base_line, tuned_line) for _, _, tuned_line, base_line in chosen]
+
+
+def _find_changes(
+    base: RunColumns,
+    tuned: RunColumns,
+    wanted: Mapping[tuple[str, str, str], bool],
+    found: Examples,
+) -> dict[tuple[str, str], _Changed]:
+    """(task, lost|gained) -> the changed items; counts every change into ``found.counts``."""
+    changed: dict[tuple[str, str], _Changed] = {}
+    first_line: dict[str, int] = {}  # task -> tuned line of its first change (counts order)
+    counts: dict[str, dict[str, int]] = {}
+    for key, better in wanted.items():
+        t_cols, b_cols = tuned.items.get(key), base.items.get(key)
+        if t_cols is None or b_cols is None:
+            continue
+        pos = pd.Index(b_cols.item_ids).get_indexer(t_cols.item_ids)
+        paired = pos >= 0
+        b_scores, t_scores = b_cols.scores[pos[paired]], t_cols.scores[paired]
+        differ = b_scores != t_scores
+        if not differ.any():
+            continue
+        b_scores, t_scores = b_scores[differ], t_scores[differ]
+        ids = t_cols.item_ids[paired][differ]
+        b_lines, t_lines = b_cols.lines[pos[paired]][differ], t_cols.lines[paired][differ]
+        task = key[1]
+        first_line[task] = min(first_line.get(task, int(t_lines.min())), int(t_lines.min()))
+        gained = (t_scores > b_scores) == better
+        neg = -np.abs(t_scores - b_scores)
+        task_counts = counts.setdefault(task, {"lost": 0, "gained": 0})
+        for direction, mask in (("gained", gained), ("lost", ~gained)):
+            if mask.any():
+                task_counts[direction] += int(mask.sum())
+                changed.setdefault((task, direction), _Changed()).extend(
+                    neg[mask], ids[mask], b_lines[mask], t_lines[mask]
+                )
+    for task in sorted(counts, key=first_line.__getitem__):
+        found.counts[task] = counts[task]
+    return changed
+
+
+def _load_runs(
+    summary: Mapping[str, Any], summary_dir: Path, found: Examples
+) -> tuple[RunColumns, RunColumns] | None:
+    """Both runs named in the summary as columns; None (and ``found.problem``) if not."""
+    paths: list[Path] = []
     for side in ("base", "tuned"):
         run = (summary.get(side) or {}).get("run")
         path = resolve_run(summary_dir, str(run)) if run else None
@@ -164,32 +201,56 @@ def collect_examples(summary: Mapping[str, Any], summary_dir: Path) -> Examples:
                 f"the {side} run ({run or 'not named in summary.json'}) was not found "
                 f"relative to {summary_dir}; examples need both runs' records.jsonl"
             )
-            return found
-        paths[side] = path
-        found.manifests[side] = _read_manifest(path)
-    wanted = primary_keys(summary)
-    base = _scan(paths["base"], wanted)
-    changed: dict[tuple[str, str], list[tuple[float, str, Any, Any]]] = {}
-    for key, (t, tuned_line) in _scan(paths["tuned"], wanted).items():
-        other = base.get(key)
-        if other is None or other[0] == t:
-            continue
-        b = other[0]
-        better = wanted[(key[0], key[1], key[3])]
-        direction = "gained" if (t > b) == better else "lost"
-        counts = found.counts.setdefault(key[1], {"lost": 0, "gained": 0})
-        counts[direction] += 1
-        changed.setdefault((key[1], direction), []).append(
-            (-abs(t - b), key[2], other[1], tuned_line)
+            return None
+        paths.append(path)
+    try:
+        base, tuned = load_runs_columns(paths)
+    except (InputError, InputErrors) as exc:
+        found.problem = (
+            f"the runs could not be read ({_first_problem(exc)}); run `collapse-eval compare` "
+            "on them for every problem"
         )
+        return None
+    return base, tuned
+
+
+def _first_problem(exc: InputError | InputErrors) -> str:
+    if isinstance(exc, InputErrors):
+        more = len(exc.problems) - 1
+        return f"{exc.problems[0].render()}, and {more} more" if more else exc.problems[0].render()
+    return exc.render()
+
+
+def collect_examples(
+    summary: Mapping[str, Any],
+    summary_dir: Path,
+    runs: tuple[RunColumns, RunColumns] | None = None,
+) -> Examples:
+    """Lost and gained items of every compared task (general and domain).
+
+    ``runs`` are the base and tuned runs as columns when the caller has them (compare);
+    otherwise the runs named in the summary are found relative to ``summary_dir`` and read.
+    Up to PER_TASK_AND_DIRECTION items per task and direction, largest change first (then
+    by item id); lost before gained, tasks in the summary's order. Only those items' lines
+    are decoded in full.
+    """
+    found = Examples()
+    if runs is None:
+        runs = _load_runs(summary, summary_dir, found)
+        if runs is None:
+            return found
+    base, tuned = runs
+    found.manifests = {"base": _read_manifest(base.path), "tuned": _read_manifest(tuned.path)}
+    wanted = primary_keys(summary)
+    changed = _find_changes(base, tuned, wanted, found)
     # Lost before gained; tasks in the summary's order (general first, then domain).
     order = {task: i for i, (_, task, _) in enumerate(wanted)}
-    for (_, direction), items in sorted(
+    groups = sorted(
         changed.items(), key=lambda kv: (kv[0][1] != "lost", order.get(kv[0][0], len(order)))
-    ):
-        items.sort(key=lambda entry: (entry[0], entry[1]))
-        for _, _, base_line, tuned_line in items[:PER_TASK_AND_DIRECTION]:
-            base_obj, tuned_obj = _decode(base_line), _decode(tuned_line)
-            if base_obj is not None and tuned_obj is not None:
-                found.rows.append(_example(base_obj, tuned_obj, direction))
+    )
+    chosen = [(direction, pair) for (_, direction), c in groups for pair in c.first()]
+    base_objs = fetch_records(base, [b for _, (b, _) in chosen])
+    tuned_objs = fetch_records(tuned, [t for _, (_, t) in chosen])
+    for direction, (b, t) in chosen:
+        found.rows.append(_example(base_objs[b], tuned_objs[t], direction))
     return found

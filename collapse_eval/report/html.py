@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from collapse_eval.columns import RunColumns
 from collapse_eval.report.examples import Examples, collect_examples
 from collapse_eval.report.fmt import (
     STATUS_MEANING,
@@ -357,10 +358,15 @@ def _gain_words(gain: Mapping[str, Any]) -> str:
 
 
 def write_reports(
-    out_dir: Path, summary: Mapping[str, Any], env: Mapping[str, str] | None = None
+    out_dir: Path,
+    summary: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    runs: tuple[RunColumns, RunColumns] | None = None,
 ) -> dict[str, Path]:
     """summary.md, report.html, junit.xml and plots/*.png in ``out_dir`` from the summary
-    and the two runs it names; summary.md is also appended to $GITHUB_STEP_SUMMARY."""
+    and the two runs it names (``runs``: those runs already loaded as columns, base then
+    tuned); summary.md is also appended to $GITHUB_STEP_SUMMARY."""
     from collapse_eval.records import atomic_write_text
     from collapse_eval.report.junit import render_junit
     from collapse_eval.report.markdown import render_summary_markdown
@@ -369,7 +375,7 @@ def write_reports(
     env = os.environ if env is None else env
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_plots(summary, out_dir / "plots")
-    examples = collect_examples(summary, out_dir)
+    examples = collect_examples(summary, out_dir, runs)
     markdown = render_summary_markdown(summary)
     atomic_write_text(out_dir / "summary.md", markdown)
     atomic_write_text(out_dir / "junit.xml", render_junit(summary))
