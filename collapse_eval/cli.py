@@ -211,7 +211,7 @@ def run(model: str, out: Path, **kw: Any) -> None:
 
 @cli.command()
 @click.argument("base")
-@click.argument("tuned")
+@click.argument("tuned", nargs=-1, required=True)
 @model_inputs
 @click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
 @click.option(
@@ -222,17 +222,23 @@ def run(model: str, out: Path, **kw: Any) -> None:
     help="Output directory.",
 )
 @handled
-def compare(base: str, tuned: str, out: Path, policy: Path | None, **kw: Any) -> None:
-    """Compare BASE and TUNED (checkpoints or run directories); exit 1 if the gate fails."""
+def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, **kw: Any) -> None:
+    """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
+    if the gate fails for any of them. Several: one report per candidate in OUT/<name>/ and
+    an overview in OUT/index.html."""
     from collapse_eval.policy import load_policy
-    from collapse_eval.runner import compare as run_compare
+    from collapse_eval.runner import compare_candidates
 
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
-    summary = run_compare(
+    results = compare_candidates(
         base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
     )
-    _print_verdict(summary, out)
-    sys.exit(EXIT_OK if summary["verdict"] == "pass" else EXIT_GATE_FAILED)
+    for result in results:
+        _print_verdict(result.summary, result.out)
+    if len(results) > 1:
+        _console().print(f"overview: {out / 'index.html'}")
+    failed = any(r.summary["verdict"] != "pass" for r in results)
+    sys.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
 
 
 def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
@@ -265,9 +271,12 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
         margin = _fmt(row.get("margin"), ".3f")
         if margin and row.get("margin_source"):
             margin += f" ({row['margin_source']})"
+        task = str(row["task"])
+        if row.get("metric") == "format_ok":
+            task += " (format_ok)"
         cells = (
             row["suite"],
-            row["task"],
+            task,
             str(row.get("group") or ""),
             str(row["n"]),
             _fmt(row.get("base_mean")),
@@ -424,6 +433,7 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
             )
         )
     _console().print(table)
+    _console().print(f"overview: {out / 'index.html'}", markup=False, highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
