@@ -30,6 +30,12 @@ Methods, and why:
   None; with too few clusters no p-value either) and a ``note`` saying why, so its status
   is ``inconclusive``: a drop beyond the margin cannot be ruled out with so little data.
 * Multiple comparisons: Holm within each family; Benjamini-Hochberg q-values as an extra.
+* Equivalence (TOST): every comparison also carries its (1 - 2 alpha) CI by the same
+  method (Newcombe at 2 alpha, the alpha and 1 - alpha bootstrap quantiles of the same
+  draws, or the one-sided normal quantile); two one-sided level-alpha tests reject "the
+  change is at least the margin" exactly when that CI lies within (-margin, +margin).
+* Flips: items that got worse / better / neither (|tuned - base| <= ``FLIP_EPS``), and for
+  continuous scores quantiles of the per-item differences.
 * Minimum detectable effect: (z_{1-alpha/2} + z_{0.8}) * SE of the mean paired difference
   (clustered SE when clusters are given), i.e. the true drop that a two-sided level-alpha
   test detects with 80 % power at this n and this item-level variance.
