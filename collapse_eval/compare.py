@@ -421,6 +421,7 @@ def compare_runs(
                         "group_by": "metric",
                         "group": metric,
                         "metric": metric,
+                        "benchmark_margin": first.benchmark_margin,
                         "higher_is_better": higher,
                     },
                     secondary,

@@ -27,7 +27,10 @@ def _overall_delta(summary: dict[str, Any], suite: str) -> float | None:
     deltas = [
         c["delta"]
         for c in summary["comparisons"]
-        if c["suite"] == suite and c.get("group_by") is None and c.get("delta") is not None
+        if c["suite"] == suite
+        and c.get("group_by") is None
+        and c.get("metric") != "format_ok"  # format-following is not a task score
+        and c.get("delta") is not None
     ]
     return sum(deltas) / len(deltas) if deltas else None
 
