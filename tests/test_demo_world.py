@@ -102,6 +102,7 @@ def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
     assert weights == (second / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path: Path) -> None:
     from collapse_eval.demo.run import run_demo
 
