@@ -321,7 +321,7 @@ def run(model: str, out: Path, **kw: Any) -> None:
 
 @cli.command()
 @click.argument("base")
-@click.argument("tuned")
+@click.argument("tuned", nargs=-1, required=True)
 @model_inputs
 @click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
 @click.option(
@@ -332,18 +332,24 @@ def run(model: str, out: Path, **kw: Any) -> None:
     help="Output directory.",
 )
 @handled
-def compare(base: str, tuned: str, out: Path, policy: Path | None, **kw: Any) -> None:
-    """Compare BASE and TUNED (checkpoints or run directories); exit 1 if the gate fails."""
+def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, **kw: Any) -> None:
+    """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
+    if the gate fails for any of them. Several: one report per candidate in OUT/<name>/ and
+    an overview in OUT/index.html."""
     from collapse_eval.policy import load_policy
-    from collapse_eval.runner import compare as run_compare
+    from collapse_eval.runner import compare_candidates
 
     _refuse_unused_model_inputs(base, tuned)
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
-    summary = run_compare(
+    results = compare_candidates(
         base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
     )
-    _print_verdict(summary, out)
-    sys.exit(EXIT_OK if summary["verdict"] == "pass" else EXIT_GATE_FAILED)
+    for result in results:
+        _print_verdict(result.summary, result.out)
+    if len(results) > 1:
+        _console().print(f"overview: {out / 'index.html'}")
+    failed = any(r.summary["verdict"] != "pass" for r in results)
+    sys.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
 
 
 # Options that decide how a checkpoint is evaluated. With two run directories nothing is
@@ -361,14 +367,15 @@ _MODEL_INPUT_FLAGS = {
 }
 
 
-def _refuse_unused_model_inputs(base: str, tuned: str) -> None:
-    """UsageError naming every evaluation option given with two run directories."""
+def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
+    """UsageError naming every evaluation option given when BASE and every candidate are
+    run directories (nothing is evaluated)."""
     from click.core import ParameterSource
 
     from collapse_eval.errors import UsageError
     from collapse_eval.records import is_run_dir
 
-    if not (is_run_dir(base) and is_run_dir(tuned)):
+    if not (is_run_dir(base) and all(is_run_dir(t) for t in tuned)):
         return
     ctx = click.get_current_context()
     given = []
@@ -420,9 +427,12 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
         margin = _fmt(row.get("margin"), ".3f")
         if margin and row.get("margin_source"):
             margin += f" ({row['margin_source']})"
+        task = str(row["task"])
+        if row.get("metric") == "format_ok":
+            task += " (format_ok)"
         cells = (
             row["suite"],
-            row["task"],
+            task,
             str(row.get("group") or ""),
             str(row["n"]),
             _fmt(row.get("base_mean")),
@@ -698,6 +708,7 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
             )
         )
     _console().print(table)
+    _console().print(f"overview: {out / 'index.html'}", markup=False, highlight=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

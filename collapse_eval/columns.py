@@ -3,10 +3,11 @@
 ``load_run_columns`` streams records.jsonl once, validating every line exactly as
 ``read_records`` does (file:line:field, all problems at once, a torn last line tolerated),
 and keeps per (suite, task, metric) only the columns that pairing and the statistics use:
-item ids, scores, clusters, task types, output formats, a hash of each document hash and
-the line number. Predictions, references, prompts and metadata stay on disk; the few
-examples the report shows are fetched afterwards by line number (``fetch_records``).
-One million records per run take a few hundred MB instead of several GB.
+item ids, scores, clusters, task types, output formats, format_ok (int8: 1, 0, or -1 for
+null), a hash of each document hash and the line number. Predictions, references, prompts
+and metadata stay on disk; the few examples the report shows are fetched afterwards by
+line number (``fetch_records``). One million records per run take a few hundred MB
+instead of several GB.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ ObjectArray = NDArray[np.object_]
 FloatArray = NDArray[np.float64]
 Key = tuple[str, str, str]  # (suite, task, metric)
 _NO_HASH = 0  # doc_hash_set False: the record has no doc_hash
+FORMAT_UNKNOWN = -1  # format_ok null (general tasks, log-likelihood items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class ItemColumns:
     clusters: ObjectArray  # str or None (``cluster``, else ``metadata.cluster``)
     task_types: ObjectArray  # as recorded (usually str or None)
     output_formats: ObjectArray
+    format_ok: NDArray[np.int8]  # 1 true, 0 false, FORMAT_UNKNOWN (-1) null
     doc_hashes: NDArray[np.int64]  # hash() of doc_hash, compared within one process only
     doc_hash_set: NDArray[np.bool_]
     lines: NDArray[np.int64]  # 1-based line in records.jsonl (or index in Run.records)
@@ -130,7 +133,17 @@ def _doc_hash_code(doc_hash: Any) -> int:
 class _Builder:
     """Column lists of one (suite, task, metric) while a file is read."""
 
-    __slots__ = ("ids", "scores", "clusters", "types", "formats", "hashes", "hashed", "lines")
+    __slots__ = (
+        "ids",
+        "scores",
+        "clusters",
+        "types",
+        "formats",
+        "format_ok",
+        "hashes",
+        "hashed",
+        "lines",
+    )
 
     def __init__(self) -> None:
         self.ids: list[str] = []
@@ -138,6 +151,7 @@ class _Builder:
         self.clusters: list[str | None] = []
         self.types: list[Any] = []
         self.formats: list[Any] = []
+        self.format_ok = array("b")
         self.hashes = array("q")
         self.hashed = array("b")
         self.lines = array("q")
@@ -154,6 +168,7 @@ class _Builder:
             clusters=objects(self.clusters),
             task_types=objects(self.types),
             output_formats=objects(self.formats),
+            format_ok=np.frombuffer(self.format_ok, dtype=np.int8).copy(),
             doc_hashes=np.frombuffer(self.hashes, dtype=np.int64).copy(),
             doc_hash_set=np.frombuffer(self.hashed, dtype=np.int8).astype(bool),
             lines=np.frombuffer(self.lines, dtype=np.int64).copy(),
@@ -195,6 +210,8 @@ class _Collector:
         builder.clusters.append(self._interned(_cluster_of(obj)))
         builder.types.append(self._interned(obj.get("task_type")))
         builder.formats.append(self._interned(obj.get("output_format")))
+        format_ok = obj.get("format_ok")
+        builder.format_ok.append(FORMAT_UNKNOWN if format_ok is None else int(bool(format_ok)))
         doc_hash = obj.get("doc_hash")
         builder.hashed.append(doc_hash is not None)
         builder.hashes.append(_doc_hash_code(doc_hash))
@@ -345,6 +362,7 @@ def columns_from_run(run: Run) -> RunColumns:
             "score": rec.score,
             "task_type": rec.task_type,
             "output_format": rec.output_format,
+            "format_ok": rec.format_ok,
             "doc_hash": rec.doc_hash,
             "cluster": rec.cluster,
             "metadata": rec.metadata,

@@ -39,12 +39,16 @@ from collapse_eval.verdict import apply_policy
 
 DOMAIN_METRIC = "score"
 ALL_DOMAIN_TASKS = "*"  # the `task` of per-group domain comparisons: all domain tasks pooled
+FORMAT_METRIC = "format_ok"  # format-following rows (domain, per output format and pooled)
 FAMILIES = (
     "general/task",
     "general/subtask",
+    "general/secondary",
     "domain/task",
     "domain/task_type",
     "domain/output_format",
+    "domain/format_ok",
+    "domain/format_ok_pooled",
 )
 _SHOW_IDS = 5
 
@@ -61,6 +65,8 @@ class _Pair:
     clusters: ObjectArray  # of the base records (str or None)
     task_types: ObjectArray
     output_formats: ObjectArray
+    base_format: NDArray[np.int8]  # format_ok per item: 1, 0 or -1 (null)
+    tuned_format: NDArray[np.int8]
     benchmark_margin: float | None
     higher_is_better: bool
     group: str | None = None  # the lm-eval group (benchmarks.yaml entry) this subtask is in
@@ -176,6 +182,8 @@ def _pair_task(base: RunColumns, tuned: RunColumns, suite: str, task: str) -> _P
         clusters=b.clusters,
         task_types=b.task_types,
         output_formats=b.output_formats,
+        base_format=b.format_ok,
+        tuned_format=t.format_ok[pos],
         benchmark_margin=info.margin if info is not None else None,
         higher_is_better=info.higher_is_better if info is not None else True,
         group=group if group != task else None,
@@ -252,8 +260,77 @@ def _row(
         "tuned_only": result.tuned_only,
         "base_only": result.base_only,
         "note": result.note,
+        "equivalence_ci_low": _num(result.eq_ci_low),
+        "equivalence_ci_high": _num(result.eq_ci_high),
+        "flips": _flips(result, higher_is_better),
+        "delta_quantiles": result.delta_quantiles,
     }
     return row
+
+
+def _flips(result: PairedComparison, higher_is_better: bool) -> dict[str, int] | None:
+    """lost/gained/same in the metric's direction (a rise of a lower-is-better metric is lost)."""
+    flips = result.flips
+    if flips is None:
+        return None
+    if not higher_is_better:
+        flips = flips.mirrored()
+    return {"lost": flips.lost, "gained": flips.gained, "same": flips.same}
+
+
+def _secondary_metrics(
+    base: RunColumns, tuned: RunColumns, unit: Sequence[_Pair]
+) -> list[tuple[str, bool, PairedSample]]:
+    """(metric, higher_is_better, sample) of each non-primary metric of a general unit.
+
+    E.g. gsm8k's ``exact_match:flexible-extract`` next to its primary
+    ``exact_match:strict-match``: a drop in the strict metric only means the format was
+    forgotten, not the answer. Only metrics that every subtask of the unit has, on the same
+    items in both runs, are compared; the others are left out (they never gate).
+    """
+    primary = unit[0].metric
+    names = set.intersection(*(set(base.metrics.get(p.task, ())) for p in unit))
+    out = []
+    for metric in sorted(names - {primary}):
+        bases, tuneds, clusters = [], [], []
+        for p in unit:
+            b, t = base.get(("general", p.task, metric)), tuned.get(("general", p.task, metric))
+            pos = pd.Index(t.item_ids).get_indexer(b.item_ids) if len(t) else None
+            if pos is None or len(b) != len(t) or not bool((pos >= 0).all()):
+                break
+            bases.append(b.scores)
+            tuneds.append(t.scores[pos])
+            clusters.append(b.clusters)
+        else:
+            same_kind = metric.split(":")[0] == primary.split(":")[0]
+            higher = unit[0].higher_is_better if same_kind else True
+            sample = _sample_of(
+                np.concatenate(bases), np.concatenate(tuneds), np.concatenate(clusters)
+            )
+            out.append((metric, higher, sample))
+    return out
+
+
+def _format_samples(domain: Sequence[_Pair]) -> list[tuple[str | None, PairedSample]]:
+    """format_ok (0/1) of the domain items whose record has it in both runs: pooled over the
+    domain (key None) first, then one sample per output format, in sorted order."""
+    if not domain:
+        return []
+    base = np.concatenate([p.base_format for p in domain])
+    tuned = np.concatenate([p.tuned_format for p in domain])
+    known = np.flatnonzero((base >= 0) & (tuned >= 0))
+    if known.size == 0:
+        return []
+    base_f, tuned_f = base[known].astype(float), tuned[known].astype(float)
+    clusters = np.concatenate([p.clusters for p in domain])[known]
+    formats = np.concatenate([p.output_formats for p in domain])[known]
+    out: list[tuple[str | None, PairedSample]] = [(None, _sample_of(base_f, tuned_f, clusters))]
+    labels = np.array([None if v is None else str(v) for v in formats], dtype=object)
+    codes, uniques = pd.factorize(labels)  # None -> -1: items without a format are pooled only
+    for code, value in sorted(enumerate(uniques), key=lambda cv: cv[1]):
+        rows = np.flatnonzero(codes == code)
+        out.append((str(value), _sample_of(base_f[rows], tuned_f[rows], clusters[rows])))
+    return out
 
 
 def _group_samples(pairs: Sequence[_Pair], field: str) -> list[tuple[str, PairedSample]]:
@@ -334,6 +411,22 @@ def compare_runs(
                 sample,
             )
         )
+        for metric, higher, secondary in _secondary_metrics(base, tuned, unit):
+            jobs.append(
+                (
+                    "general/secondary",
+                    {
+                        "suite": "general",
+                        "task": name,
+                        "group_by": "metric",
+                        "group": metric,
+                        "metric": metric,
+                        "benchmark_margin": first.benchmark_margin,
+                        "higher_is_better": higher,
+                    },
+                    secondary,
+                )
+            )
         if first.group is not None:  # subtasks of a group: reported, judged via the group
             for p in unit:
                 jobs.append(
@@ -386,6 +479,20 @@ def compare_runs(
                     sample,
                 )
             )
+    for fmt, sample in _format_samples(domain):
+        jobs.append(
+            (
+                "domain/format_ok" if fmt is not None else "domain/format_ok_pooled",
+                {
+                    "suite": "domain",
+                    "task": ALL_DOMAIN_TASKS,
+                    "group_by": None if fmt is None else "output_format",
+                    "group": fmt,
+                    "metric": FORMAT_METRIC,
+                },
+                sample,
+            )
+        )
     pooled_sample = None
     if domain:
         pooled_sample = _sample(domain)

@@ -2,14 +2,19 @@
 
 ```
 alpha: 0.05
-general: {margin: 0.02, fail_on: [regressed], critical: [], margins: {gsm8k: 0.03}}
-domain:  {require_gain: true, min_gain: 0.0, margin: 0.02, fail_on: []}
+general: {margin: 0.02, fail_on: [regressed], critical: [], margins: {gsm8k: 0.03},
+          require: non_inferior, require_per_task: {arc_easy: equivalent}}
+domain:  {require_gain: true, min_gain: 0.0, margin: 0.02, fail_on: [], fail_on_format: []}
 ```
 
-``domain.fail_on`` lists statuses of any domain comparison (task level or per group) that
-fail the gate; by default none: a domain group that regressed is reported, and fails only
-if the policy says so. ``general.critical`` tasks must show non-inferiority: they fail
-when ``regressed`` or ``inconclusive``.
+Extensions (documented in README): ``domain.fail_on`` (statuses of any domain comparison,
+task level or per group, that fail the gate; default none: a domain group that regressed is
+reported, and fails only if the policy says so). ``general.critical`` tasks
+must show non-inferiority: they fail when ``regressed`` or ``inconclusive``.
+``general.require`` (default ``non_inferior``) and ``general.require_per_task`` (task ->
+``non_inferior`` | ``equivalent``, more specific): a task required to be ``equivalent``
+passes only when its whole (1 - 2 alpha) CI lies within +-margin (TOST).
+``domain.fail_on_format``: statuses of the domain ``format_ok`` rows that fail the gate.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from collapse_eval.config import reject_object_tags
 from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 FAILABLE_STATUSES = ("regressed", "inconclusive")
+REQUIREMENTS = ("non_inferior", "equivalent")
 DEFAULT_MARGIN = 0.02
 _TOP_KEYS = ("alpha", "general", "domain")
-_GENERAL_KEYS = ("margin", "fail_on", "critical", "margins")
-_DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on")
+_GENERAL_KEYS = ("margin", "fail_on", "critical", "margins", "require", "require_per_task")
+_DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on", "fail_on_format")
 
 
 class Margin(NamedTuple):
@@ -45,6 +51,8 @@ class GeneralPolicy:
     fail_on: tuple[str, ...] = ("regressed",)
     critical: tuple[str, ...] = ()
     margins: Mapping[str, float] = field(default_factory=dict)
+    require: str = "non_inferior"  # one of REQUIREMENTS, for every general task
+    require_per_task: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,7 @@ class DomainPolicy:
     min_gain: float = 0.0
     margin: float = DEFAULT_MARGIN
     fail_on: tuple[str, ...] = ()
+    fail_on_format: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,10 @@ class Policy:
             return Margin(self.general.margin, "policy general.margin")
         return Margin(self.general.margin, "default")
 
+    def requirement(self, task: str) -> str:
+        """``non_inferior`` or ``equivalent``: general.require_per_task, else general.require."""
+        return self.general.require_per_task.get(task, self.general.require)
+
     def domain_margin_source(self) -> Margin:
         source = "policy domain.margin" if "domain.margin" in self.given else "default"
         return Margin(self.domain.margin, source)
@@ -96,6 +109,7 @@ class Policy:
         subtasks = subtasks or {}
         named = [(f"general.margins.{t}", t) for t in self.general.margins]
         named += [("general.critical", t) for t in self.general.critical]
+        named += [(f"general.require_per_task.{t}", t) for t in self.general.require_per_task]
         for key, task in named:
             if task in tasks:
                 continue
@@ -128,12 +142,15 @@ class Policy:
                 "fail_on": list(self.general.fail_on),
                 "critical": list(self.general.critical),
                 "margins": dict(self.general.margins),
+                "require": self.general.require,
+                "require_per_task": dict(self.general.require_per_task),
             },
             "domain": {
                 "require_gain": self.domain.require_gain,
                 "min_gain": self.domain.min_gain,
                 "margin": self.domain.margin,
                 "fail_on": list(self.domain.fail_on),
+                "fail_on_format": list(self.domain.fail_on_format),
             },
         }
 
@@ -216,6 +233,15 @@ class _Reader:
                 )
         return tuple(value)
 
+    def requirement(self, value: Any, path: str) -> str:
+        if value not in REQUIREMENTS:
+            raise self.error(
+                path,
+                f"unknown requirement {value!r}.{did_you_mean(str(value), REQUIREMENTS)} "
+                f"Allowed: {', '.join(REQUIREMENTS)}",
+            )
+        return str(value)
+
     def section(self, obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         value = obj.get(key)
         if value is None:
@@ -248,11 +274,22 @@ def policy_from_mapping(
         str(task): r.number(margins_raw, task, f"general.margins.{task}", 0.0, low=0.0, high=1.0)
         for task in margins_raw
     }
+    per_task_raw = gen.get("require_per_task") or {}
+    if not isinstance(per_task_raw, dict):
+        raise r.error(
+            "general.require_per_task",
+            "must be a mapping of task name -> non_inferior or equivalent",
+        )
     general = GeneralPolicy(
         margin=r.number(gen, "margin", "general.margin", 0.02, low=0.0, high=1.0),
         fail_on=r.statuses(gen, "fail_on", "general.fail_on", ("regressed",)),
         critical=tuple(critical),
         margins=margins,
+        require=r.requirement(gen.get("require") or "non_inferior", "general.require"),
+        require_per_task={
+            str(task): r.requirement(value, f"general.require_per_task.{task}")
+            for task, value in per_task_raw.items()
+        },
     )
     dom = r.section(raw, "domain")
     r.check_keys(dom, _DOMAIN_KEYS, "domain.")
@@ -264,6 +301,7 @@ def policy_from_mapping(
         min_gain=r.number(dom, "min_gain", "domain.min_gain", 0.0, low=-1.0, high=1.0),
         margin=r.number(dom, "margin", "domain.margin", 0.02, low=0.0, high=1.0),
         fail_on=r.statuses(dom, "fail_on", "domain.fail_on", ()),
+        fail_on_format=r.statuses(dom, "fail_on_format", "domain.fail_on_format", ()),
     )
     given = frozenset(
         [f"general.{k}" for k in gen if gen.get(k) is not None]

@@ -778,3 +778,91 @@ def _why(exc: OSError | StorageError) -> str:
     if isinstance(exc, StorageError):
         return exc.reason
     return str(exc.strerror or exc)
+
+
+# Folder names a candidate may not take in a many-candidate compare's output directory.
+_RESERVED_NAMES = frozenset({"runs", "plots", "index.html", "overview.png"})
+
+
+def candidate_names(candidates: Sequence[str]) -> list[str]:
+    """One folder name per candidate: the last path component, de-duplicated in order
+    (``ckpt``, ``ckpt-2``, ...); reserved names of the output directory get a suffix too."""
+    names: list[str] = []
+    for candidate in candidates:
+        stem = Path(candidate.rstrip("/\\")).name or "candidate"
+        if stem in (".", ".."):
+            stem = Path(candidate).resolve().name or "candidate"
+        name, k = stem, 1
+        while name in names or name in _RESERVED_NAMES or name == "base":
+            k += 1
+            name = f"{stem}-{k}"
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateResult:
+    """One candidate of ``compare_candidates``: its folder name, summary and where it is."""
+
+    name: str
+    summary: dict[str, Any]
+    out: Path
+
+
+def compare_candidates(
+    base: str,
+    candidates: Sequence[str],
+    spec: RunSpec,
+    out: str | Path,
+    *,
+    policy: Any = None,
+    progress: Progress | None = None,
+    engine_factory: EngineFactory = default_engine_factory,
+    names: Sequence[str] | None = None,
+) -> list[CandidateResult]:
+    """Compare each candidate against one base, evaluating the base once.
+
+    One candidate: exactly ``compare`` (``out/summary.json``, runs in ``out/runs/base`` and
+    ``out/runs/tuned``). Several: the base run in ``out/runs/base``, candidate runs in
+    ``out/runs/<name>``, each summary and its reports in ``out/<name>/``, and the overview
+    ``out/index.html`` + ``out/overview.png`` (learning versus forgetting). ``names``
+    overrides the folder names (default: ``candidate_names``).
+    """
+    from collapse_eval.columns import load_run_columns
+    from collapse_eval.compare import compare_runs
+    from collapse_eval.policy import default_policy
+    from collapse_eval.report.overview import Candidate, write_overview
+
+    if not candidates:
+        raise UsageError("compare needs at least one candidate after BASE")
+    out = Path(out)
+    progress = progress or QuietProgress()
+    policy = policy or default_policy()
+    names = list(names) if names is not None else candidate_names(candidates)
+    if len(set(names)) != len(candidates) or set(names) & (_RESERVED_NAMES | {"base"}):
+        raise UsageError(f"candidate names must be distinct and not reserved, got {names}")
+    if len(candidates) == 1:
+        summary = compare(
+            base,
+            candidates[0],
+            spec,
+            out,
+            policy=policy,
+            progress=progress,
+            engine_factory=engine_factory,
+        )
+        return [CandidateResult(names[0], summary, out)]
+    base_path = _resolve_dir(base, spec, out / "runs" / "base", progress, engine_factory)
+    base_run = check_finished(load_run_columns(base_path))
+    results = []
+    for name, candidate in zip(names, candidates, strict=True):
+        progress.log(f"compare: {name} against base")
+        tuned_path = _resolve_dir(candidate, spec, out / "runs" / name, progress, engine_factory)
+        tuned_run = check_finished(load_run_columns(tuned_path))
+        check_same_task_specs(base_run, tuned_run)
+        summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed)
+        with directory_lock(out / name, progress):
+            write_summary(out / name, summary, runs=(base_run, tuned_run))
+        results.append(CandidateResult(name, summary, out / name))
+    write_overview(out, [Candidate(r.name, r.summary) for r in results])
+    return results

@@ -30,6 +30,12 @@ Methods, and why:
   None; with too few clusters no p-value either) and a ``note`` saying why, so its status
   is ``inconclusive``: a drop beyond the margin cannot be ruled out with so little data.
 * Multiple comparisons: Holm within each family; Benjamini-Hochberg q-values as an extra.
+* Equivalence (TOST): every comparison also carries its (1 - 2 alpha) CI by the same
+  method (Newcombe at 2 alpha, the alpha and 1 - alpha bootstrap quantiles of the same
+  draws, or the one-sided normal quantile); two one-sided level-alpha tests reject "the
+  change is at least the margin" exactly when that CI lies within (-margin, +margin).
+* Flips: items that got worse / better / neither (|tuned - base| <= ``FLIP_EPS``), and for
+  continuous scores quantiles of the per-item differences.
 * Minimum detectable effect: (z_{1-alpha/2} + z_{0.8}) * SE of the mean paired difference
   (clustered SE when clusters are given), i.e. the true drop that a two-sided level-alpha
   test detects with 80 % power at this n and this item-level variance.
@@ -264,6 +270,23 @@ def paired_bootstrap_cis(
 ) -> list[tuple[float, float]]:
     """Percentile bootstrap CIs of the mean of each array of paired differences.
 
+    See ``paired_bootstrap_quantiles`` for how the resampling is batched and seeded.
+    """
+    quantiles = paired_bootstrap_quantiles(
+        diffs, (alpha / 2, 1 - alpha / 2), n_boot=n_boot, seed=seed
+    )
+    return [(float(q[0]), float(q[1])) for q in quantiles]
+
+
+def paired_bootstrap_quantiles(
+    diffs: Sequence[ArrayLike],
+    probs: Sequence[float],
+    *,
+    n_boot: int = DEFAULT_N_BOOT,
+    seed: int = 0,
+) -> list[FloatArray]:
+    """Quantiles ``probs`` of the bootstrap distribution of the mean of each array.
+
     Vectorised two ways: arrays with few distinct values draw multinomial counts over those
     values; the others are grouped by length n and share one count matrix per n
     (resampling weights are the same for any data of that length), so every task of that
@@ -271,7 +294,8 @@ def paired_bootstrap_cis(
     of the other arrays passed in.
     """
     arrays = [np.asarray(d, dtype=float) for d in diffs]
-    out: list[tuple[float, float] | None] = [None] * len(arrays)
+    out: list[FloatArray | None] = [None] * len(arrays)
+    qs = list(probs)
     by_length: dict[int, list[int]] = {}
     for i, d in enumerate(arrays):
         if d.size == 0:
@@ -282,11 +306,11 @@ def paired_bootstrap_cis(
         by_appearance = np.argsort(first)
         values, counts = values[by_appearance], counts[by_appearance]
         if values.size == 1:
-            out[i] = (float(values[0]), float(values[0]))
+            out[i] = np.full(len(qs), float(values[0]))
         elif values.size <= _FEW_VALUES:
             rng = _rng(seed, d.size, values.size)
             draws = rng.multinomial(d.size, counts / d.size, size=n_boot)
-            out[i] = _percentile(draws @ values / d.size, alpha)
+            out[i] = np.quantile(draws @ values / d.size, qs)
         else:
             by_length.setdefault(d.size, []).append(i)
     for n, members in by_length.items():
@@ -298,7 +322,7 @@ def paired_bootstrap_cis(
         )
         means = _bootstrap_means_shared(columns, n_boot, _rng(seed, n)) + centres
         for j, i in enumerate(members):
-            out[i] = _percentile(means[:, j], alpha)
+            out[i] = np.quantile(means[:, j], qs)
     return [o for o in out if o is not None]
 
 
@@ -350,6 +374,42 @@ class PairedSample:
         return bool(np.isin(self.base, (0.0, 1.0)).all() and np.isin(self.tuned, (0.0, 1.0)).all())
 
 
+# ---------------------------------------------------------------- flips
+
+
+FLIP_EPS = 1e-9  # a paired difference within +-FLIP_EPS counts as unchanged
+DELTA_QUANTILES = (("p05", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95))
+
+
+@dataclass(frozen=True, slots=True)
+class Flips:
+    """Items that got worse (``lost``: right -> wrong for 0/1 scores, delta < -eps for
+    continuous ones), better (``gained``) or stayed within +-eps (``same``)."""
+
+    lost: int
+    gained: int
+    same: int
+
+    def mirrored(self) -> Flips:
+        """For metrics where lower is better: a rise is a loss."""
+        return Flips(self.gained, self.lost, self.same)
+
+
+def flip_counts(diffs: ArrayLike, eps: float = FLIP_EPS) -> Flips:
+    """Count paired differences (tuned - base) below -eps, above eps and in between."""
+    d = np.asarray(diffs, dtype=float)
+    lost = int((d < -eps).sum())
+    gained = int((d > eps).sum())
+    return Flips(lost, gained, int(d.size) - lost - gained)
+
+
+def delta_quantiles(diffs: ArrayLike) -> dict[str, float]:
+    """p05, p25, p50, p75, p95 of the paired differences (numpy's linear interpolation)."""
+    d = np.asarray(diffs, dtype=float)
+    values = np.quantile(d, [q for _, q in DELTA_QUANTILES])
+    return {name: float(v) for (name, _), v in zip(DELTA_QUANTILES, values, strict=True)}
+
+
 @dataclass(frozen=True, slots=True)
 class PairedComparison:
     """Result of one paired comparison; ``delta = tuned_mean - base_mean``.
@@ -375,6 +435,11 @@ class PairedComparison:
     tuned_only: int | None = None  # discordant pairs (binary only): tuned right, base wrong
     base_only: int | None = None
     note: str | None = None
+    # The (1 - 2 alpha) CI by the same method, for equivalence (TOST); None as ci_low/high.
+    eq_ci_low: float | None = None
+    eq_ci_high: float | None = None
+    flips: Flips | None = None
+    delta_quantiles: dict[str, float] | None = None  # continuous metrics only
 
 
 _Method = Literal[
@@ -423,13 +488,14 @@ def compare_many(
     """Paired comparison of each sample; bootstraps of all samples are batched."""
     plans = [_plan(s) for s in samples]
     boot_needed = [i for i, plan in enumerate(plans) if plan.method == "bootstrap"]
-    boot = paired_bootstrap_cis(
+    # The 1 - alpha CI and the 1 - 2 alpha one (equivalence) from the same draws.
+    boot = paired_bootstrap_quantiles(
         [samples[i].tuned - samples[i].base for i in boot_needed],
-        alpha=alpha,
+        (alpha / 2, 1 - alpha / 2, alpha, 1 - alpha),
         n_boot=n_boot,
         seed=seed,
     )
-    cis = dict(zip(boot_needed, boot, strict=True))
+    cis = {i: tuple(float(x) for x in q) for i, q in zip(boot_needed, boot, strict=True)}
     return [
         _compare_one(s, plan, alpha, cis.get(i))
         for i, (s, plan) in enumerate(zip(samples, plans, strict=True))
@@ -457,10 +523,14 @@ class _Inference:
     ci: tuple[float, float] | None
     p_value: float | None
     note: str | None = None
+    eq_ci: tuple[float, float] | None = None  # at level 1 - 2 alpha
+
+
+_BootQuantiles = tuple[float, ...]  # (alpha/2, 1 - alpha/2, alpha, 1 - alpha) quantiles
 
 
 def _infer(
-    sample: PairedSample, plan: _Plan, alpha: float, boot_ci: tuple[float, float] | None
+    sample: PairedSample, plan: _Plan, alpha: float, boot_ci: _BootQuantiles | None
 ) -> _Inference:
     """Test, CI and p-value by the planned method."""
     n = sample.base.size
@@ -470,8 +540,15 @@ def _infer(
         assert plan.se_clustered is not None
         half = float(norm.ppf(1 - alpha / 2)) * plan.se_clustered
         ci = (delta - half, delta + half)
+        eq_half = float(norm.ppf(1 - alpha)) * plan.se_clustered
         p = _z_test_p(delta, plan.se_clustered)
-        return _Inference("cluster_robust_z", "cluster_robust_normal", ci, p)
+        return _Inference(
+            "cluster_robust_z",
+            "cluster_robust_normal",
+            ci,
+            p,
+            eq_ci=(delta - eq_half, delta + eq_half),
+        )
     if plan.method == "too_few_clusters":
         note = (
             f"{n} items in {plan.n_clusters} cluster(s): a cluster-robust CI needs at least "
@@ -480,12 +557,16 @@ def _infer(
         return _Inference("cluster_robust_z", "cluster_robust_normal", None, None, note)
     if plan.method == "exact_binary":
         both, tuned_only, base_only = _table(sample)
-        lo_arr, hi_arr = newcombe_paired_ci(
-            both, tuned_only, base_only, n - both - tuned_only - base_only, alpha
-        )
+        neither = n - both - tuned_only - base_only
+        lo_arr, hi_arr = newcombe_paired_ci(both, tuned_only, base_only, neither, alpha)
+        eq_lo, eq_hi = newcombe_paired_ci(both, tuned_only, base_only, neither, 2 * alpha)
         p = mcnemar_exact_p(tuned_only, base_only)
         return _Inference(
-            "mcnemar_exact", "newcombe_hybrid_score", (float(lo_arr), float(hi_arr)), p
+            "mcnemar_exact",
+            "newcombe_hybrid_score",
+            (float(lo_arr), float(hi_arr)),
+            p,
+            eq_ci=(float(eq_lo), float(eq_hi)),
         )
     p, _ = wilcoxon_signed_rank(d)
     if plan.method == "too_few_items":
@@ -493,11 +574,17 @@ def _infer(
         return _Inference("wilcoxon", "bootstrap_percentile", None, p, note)
     if boot_ci is None:
         raise ValueError("a continuous comparison planned for the bootstrap got no CI")
-    return _Inference("wilcoxon", "bootstrap_percentile", boot_ci, p)
+    return _Inference(
+        "wilcoxon",
+        "bootstrap_percentile",
+        (boot_ci[0], boot_ci[1]),
+        p,
+        eq_ci=(boot_ci[2], boot_ci[3]),
+    )
 
 
 def _compare_one(
-    sample: PairedSample, plan: _Plan, alpha: float, boot_ci: tuple[float, float] | None
+    sample: PairedSample, plan: _Plan, alpha: float, boot_ci: _BootQuantiles | None
 ) -> PairedComparison:
     n = sample.base.size
     if n == 0:
@@ -516,6 +603,7 @@ def _compare_one(
             plan.se_clustered if plan.method == "cluster_robust" else se, alpha
         )
     low, high = inference.ci if inference.ci is not None else (None, None)
+    eq_low, eq_high = inference.eq_ci if inference.eq_ci is not None else (None, None)
     return PairedComparison(
         n=n,
         base_mean=float(sample.base.mean()),
@@ -534,6 +622,10 @@ def _compare_one(
         tuned_only=tuned_only,
         base_only=base_only,
         note=inference.note,
+        eq_ci_low=eq_low,
+        eq_ci_high=eq_high,
+        flips=flip_counts(d),
+        delta_quantiles=None if binary else delta_quantiles(d),
     )
 
 

@@ -11,11 +11,18 @@ Status (margin m > 0 on the 0..1 scale; ``p_adjusted`` is Holm within the family
                 including a comparison too small to have a CI (its ``note`` says why)
 For metrics where lower is better (``higher_is_better: false``), delta and the CI are
 mirrored before the rules are applied.
+  equivalent    only for a general task the policy requires to be equivalent
+                (``general.require`` / ``general.require_per_task``): its whole
+                (1 - 2 alpha) CI (``equivalence_ci_low/high``) lies within (-m, +m), i.e. both
+                one-sided tests of TOST reject at level alpha. A required task that is not
+                equivalent keeps its status above and fails the gate.
 
 Verdict "fail" when any of:
   * a general task-level comparison has a status listed in ``general.fail_on``;
   * a ``general.critical`` task is regressed or inconclusive, or was not compared;
+  * a general task required to be ``equivalent`` is not;
   * a domain comparison (task or group) has a status listed in ``domain.fail_on``;
+  * a domain ``format_ok`` row has a status listed in ``domain.fail_on_format``;
   * ``domain.require_gain`` and domain items were evaluated, but the pooled domain
     comparison shows no significant gain (p < alpha and delta > 0) of at least
     ``domain.min_gain``.
@@ -30,7 +37,15 @@ from typing import Any
 from collapse_eval.errors import ConfigError
 from collapse_eval.policy import Policy
 
-STATUSES = ("improved", "regressed", "non_inferior", "inconclusive")
+STATUSES = ("improved", "regressed", "non_inferior", "inconclusive", "equivalent")
+FORMAT_METRIC = "format_ok"
+
+
+def is_equivalent(ci_low: float | None, ci_high: float | None, margin: float) -> bool:
+    """TOST by CI inclusion: the (1 - 2 alpha) CI lies strictly within (-margin, +margin)."""
+    if ci_low is None or ci_high is None:
+        return False
+    return -margin < ci_low and ci_high < margin
 
 
 def comparison_status(
@@ -81,6 +96,11 @@ def _ci(c: dict[str, Any], alpha: float) -> str:
 
 
 def _label(c: dict[str, Any]) -> str:
+    if c.get("metric") == FORMAT_METRIC and c["suite"] == "domain":
+        where = f"output_format={c['group']}" if c.get("group_by") else "all output formats"
+        return f"domain format_ok ({where})"
+    if c.get("group_by") == "metric":
+        return f"{c['task']} ({c['metric']})"
     if c.get("group_by"):
         return f"domain {c['group_by']}={c['group']}"
     return str(c["task"]) if c["suite"] == "general" else f"domain task {c['task']}"
@@ -153,12 +173,15 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
             margin=c["margin"],
             higher_is_better=c.get("higher_is_better", True),
         )
+        _judge_equivalence(c, policy)
 
     failures: list[str] = []
     notes: list[str] = []
     general = [c for c in out["comparisons"] if c["suite"] == "general" and not c.get("group_by")]
     for c in general:
-        if c["status"] in policy.general.fail_on:
+        if c.get("required") == "equivalent" and c["status"] != "equivalent":
+            failures.append(_not_equivalent(c, alpha))
+        elif c["status"] in policy.general.fail_on:
             failures.append(_describe(c, alpha))
         elif c.get("critical") and c["status"] in ("regressed", "inconclusive"):
             failures.append(_describe(c, alpha) + " (critical task: must be non-inferior)")
@@ -173,11 +196,12 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
     for c in out["comparisons"]:
         if c["suite"] != "domain":
             continue
-        if c["status"] in policy.domain.fail_on:
+        key = "fail_on_format" if c.get("metric") == FORMAT_METRIC else "fail_on"
+        if c["status"] in getattr(policy.domain, key):
             failures.append(_describe(c, alpha))
         elif c["status"] == "regressed":
             notes.append(
-                "note: " + _describe(c, alpha) + " (reported; domain.fail_on does "
+                "note: " + _describe(c, alpha) + f" (reported; domain.{key} does "
                 "not include regressed)"
             )
 
@@ -216,6 +240,8 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
             f"{counts['inconclusive']} inconclusive, {counts['non_inferior']} "
             f"non-inferior, {counts['improved']} improved"
         )
+        if counts["equivalent"]:
+            summary_line += f", {counts['equivalent']} equivalent"
         failures_or_head = [summary_line]
     else:
         failures_or_head = failures
@@ -223,6 +249,37 @@ def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
     out["alpha"] = alpha
     out["policy"] = policy.to_json()
     return out
+
+
+def _judge_equivalence(c: dict[str, Any], policy: Policy) -> None:
+    """General task-level rows: the requirement, and status ``equivalent`` when TOST passes."""
+    if c["suite"] != "general" or c.get("group_by"):
+        return
+    c["required"] = policy.requirement(c["task"])
+    if c["required"] == "equivalent" and is_equivalent(
+        c.get("equivalence_ci_low"), c.get("equivalence_ci_high"), c["margin"]
+    ):
+        c["status"] = "equivalent"
+
+
+def _not_equivalent(c: dict[str, Any], alpha: float) -> str:
+    """'gsm8k is not equivalent: its 90% CI -2.9 to +0.4 is not within +-2 points ...'."""
+    m = _points(c["margin"])
+    low, high = c.get("equivalence_ci_low"), c.get("equivalence_ci_high")
+    if low is None or high is None:
+        why = f"no {(1 - 2 * alpha) * 100:g}% CI" + (
+            f" ({c['note']})" if c.get("note") else " in this summary (re-run compare)"
+        )
+    else:
+        level = f"{(1 - 2 * alpha) * 100:g}%"
+        why = (
+            f"its {level} CI {_signed_points(low)} to {_signed_points(high)} is not within "
+            f"+-{m} points"
+        )
+    return (
+        f"{_label(c)} is not equivalent (required by the policy): {why}; "
+        f"delta {_signed_points(c['delta'])} points, status {c['status']}"
+    )
 
 
 def _general_task_names(summary: dict[str, Any]) -> tuple[set[str], dict[str, str]]:

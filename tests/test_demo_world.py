@@ -100,3 +100,25 @@ def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
     second = train.build_base(tmp_path / "b", tiny)
     weights = (first / "model.safetensors").read_bytes()
     assert weights == (second / "model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path: Path) -> None:
+    from collapse_eval.demo.run import run_demo
+
+    cache, _, _ = small_world
+    out = tmp_path / "demo"
+    rows = run_demo(out, cache_dir=cache, world_config=WorldConfig.test())
+    assert [r.name for r in rows] == ["domain-only", "mixed"]
+    assert [r.summary for r in rows] == [
+        out / "domain-only" / "summary.json",
+        out / "mixed" / "summary.json",
+    ]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["base", "domain-only", "mixed"]
+    for name in ("domain-only", "mixed"):
+        summary = json.loads((out / name / "summary.json").read_text())
+        assert summary["base"]["run"] == str(out / "runs" / "base")
+        assert (out / name / "report.html").is_file()
+    page = (out / "index.html").read_text()
+    assert 'href="domain-only/report.html"' in page and 'href="mixed/report.html"' in page
+    assert (out / "overview.png").is_file()

@@ -1,4 +1,8 @@
-"""`collapse-eval demo`: build (or reuse) the tiny world and compare both candidates to base."""
+"""`collapse-eval demo`: build (or reuse) the tiny world and compare both candidates to base.
+
+One many-candidate compare: the base is evaluated once (``runs/base``), each candidate's
+summary and report go to ``domain-only/`` and ``mixed/``, the overview to ``index.html``.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,10 @@ def _overall_delta(summary: dict[str, Any], suite: str) -> float | None:
     deltas = [
         c["delta"]
         for c in summary["comparisons"]
-        if c["suite"] == suite and c.get("group_by") is None and c.get("delta") is not None
+        if c["suite"] == suite
+        and c.get("group_by") is None
+        and c.get("metric") != "format_ok"  # format-following is not a task score
+        and c.get("delta") is not None
     ]
     return sum(deltas) / len(deltas) if deltas else None
 
@@ -39,7 +46,7 @@ def run_demo(
     """Run the demo end to end; returns one row per candidate. Verdicts do not raise."""
     from collapse_eval.demo.world import WorldConfig, ensure_demo_world
     from collapse_eval.policy import default_policy
-    from collapse_eval.runner import RunSpec, compare
+    from collapse_eval.runner import RunSpec, compare_candidates
 
     progress = progress or QuietProgress()
     out = Path(out)
@@ -58,26 +65,24 @@ def run_demo(
         seed=0,
         cache_dir=(cache_dir / "requests") if cache_dir else None,
     )
-    rows = []
-    base_dir = out / "runs" / "base"
-    for name, checkpoint in (("domain-only", world.domain_only), ("mixed", world.mixed)):
-        progress.log(f"demo: comparing {name} against base")
-        summary = compare(
-            str(world.base),
-            str(checkpoint),
-            spec,
-            out / name,
-            policy=default_policy(),
-            progress=progress,
-            run_dirs=(base_dir, out / "runs" / name),
+    names = ("domain-only", "mixed")
+    progress.log("demo: comparing domain-only and mixed against base")
+    results = compare_candidates(
+        str(world.base),
+        [str(world.domain_only), str(world.mixed)],
+        spec,
+        out,
+        policy=default_policy(),
+        progress=progress,
+        names=names,
+    )
+    return [
+        DemoRow(
+            name=r.name,
+            verdict=r.summary["verdict"],
+            domain_delta=_overall_delta(r.summary, "domain"),
+            general_delta=_overall_delta(r.summary, "general"),
+            summary=r.out / "summary.json",
         )
-        rows.append(
-            DemoRow(
-                name=name,
-                verdict=summary["verdict"],
-                domain_delta=_overall_delta(summary, "domain"),
-                general_delta=_overall_delta(summary, "general"),
-                summary=out / name / "summary.json",
-            )
-        )
-    return rows
+        for r in results
+    ]
