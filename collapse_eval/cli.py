@@ -398,24 +398,26 @@ def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
 
 
 def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
+    """The verdict table, in the units and spellings of report.html and summary.md."""
     from rich.table import Table
     from rich.text import Text
 
+    from collapse_eval.report.fmt import (
+        UNIT_NOTE,
+        alpha_of,
+        ci_label,
+        ci_points,
+        margin_points,
+        p_value,
+        points,
+        signed_points,
+    )
+
     console = _console()
-    table = Table(title=f"collapse-eval: verdict {summary['verdict'].upper()}")
-    for column in (
-        "suite",
-        "task",
-        "group",
-        "n",
-        "base",
-        "tuned",
-        "delta",
-        "95% CI",
-        "p adj",
-        "margin",
-        "status",
-    ):
+    table = Table(title=f"collapse-eval: verdict {summary['verdict'].upper()}", caption=UNIT_NOTE)
+    ci_column = ci_label(alpha_of(summary))
+    columns = ("suite", "task", "group", "n", "base", "tuned", "delta", ci_column, "Holm p")
+    for column in (*columns, "margin", "status"):
         table.add_column(column)
     for row in summary["comparisons"]:
         if row.get("group_by") is not None:
@@ -423,8 +425,8 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
         if row.get("ci_low") is None or row.get("ci_high") is None:
             ci = "n too small" if row.get("note") else ""
         else:
-            ci = f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
-        margin = _fmt(row.get("margin"), ".3f")
+            ci = ci_points(row["ci_low"], row["ci_high"])
+        margin = margin_points(row.get("margin")) if row.get("margin") is not None else ""
         if margin and row.get("margin_source"):
             margin += f" ({row['margin_source']})"
         task = str(row["task"])
@@ -435,11 +437,11 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
             task,
             str(row.get("group") or ""),
             str(row["n"]),
-            _fmt(row.get("base_mean")),
-            _fmt(row.get("tuned_mean")),
-            _fmt(row.get("delta"), "+.3f"),
+            points(row.get("base_mean")),
+            points(row.get("tuned_mean")),
+            signed_points(row.get("delta")),
             ci,
-            _fmt(row.get("p_adjusted"), ".3g"),
+            p_value(row.get("p_adjusted")) if row.get("p_adjusted") is not None else "",
             margin,
             row.get("status", ""),
         )
@@ -463,10 +465,6 @@ def _console() -> Any:
 
     console = Console()
     return console if console.is_terminal else Console(width=150)
-
-
-def _fmt(value: Any, spec: str = ".3f") -> str:
-    return "" if value is None else format(value, spec)
 
 
 @cli.command()
@@ -691,7 +689,9 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="collapse-eval demo")
+    from collapse_eval.report.fmt import UNIT_NOTE, signed_points
+
+    table = Table(title="collapse-eval demo", caption=f"mean task deltas; {UNIT_NOTE}")
     for column in ("candidate", "verdict", "domain delta", "general delta", "summary"):
         table.add_column(column)
     for row in rows:
@@ -701,8 +701,8 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
                 for cell in (
                     row.name,
                     row.verdict.upper(),
-                    _fmt(row.domain_delta, "+.3f"),
-                    _fmt(row.general_delta, "+.3f"),
+                    signed_points(row.domain_delta),
+                    signed_points(row.general_delta),
                     str(row.summary),
                 )
             )

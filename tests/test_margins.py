@@ -155,5 +155,5 @@ def test_gate_prints_the_margin_and_its_source(compared: Path, tmp_path: Path) -
     result = CliRunner().invoke(cli, ["gate", str(compared), "--policy", str(policy)])
     assert result.exit_code in (0, 1), result.output
     assert "margin" in result.output
-    assert "0.050 (policy general.margins.gsm8k)" in result.output
-    assert "0.020 (default)" in result.output
+    assert "5 (policy general.margins.gsm8k)" in result.output
+    assert "2 (default)" in result.output

@@ -22,7 +22,9 @@ def test_render_summary() -> None:
     assert "### Domain by task type" in text and "### Domain by output format" in text
     assert "Retention index" in text and "only in the base run" in text
     arc_row = next(line for line in lines if line.startswith("| arc\\_challenge |"))
-    assert arc_row.count(" | ") == 8 and "**regressed**" in arc_row
+    # ... status, then lost / gained (flips): arc_challenge lost 69 items and gained none
+    assert arc_row.count(" | ") == 9 and "**regressed**" in arc_row
+    assert arc_row.endswith("| 69 / 0 |")
     for line in lines:
         if line.startswith("| intent |"):
-            assert line.count(" | ") == 8
+            assert line.count(" | ") == 9

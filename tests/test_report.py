@@ -359,3 +359,21 @@ def test_minimal_summary_degrades_gracefully(tmp_path: Path) -> None:
         "| x | 3 | n/a | n/a | n/a | n/a | n/a | n/a | inconclusive |"
         in (tmp_path / "summary.md").read_text()
     )
+
+
+def test_secondary_metric_rows_have_their_own_section(tmp_path: Path) -> None:
+    """gsm8k strict vs flexible: a reader must see both to tell lost format from lost answers."""
+    out = compared(tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    primary = next(r for r in summary["comparisons"] if r["suite"] == "general")
+    secondary = dict(primary, group_by="metric", group="acc_norm", metric="acc_norm")
+    secondary.update(base_mean=0.5, tuned_mean=0.25, delta=-0.25, status="regressed")
+    summary["comparisons"].append(secondary)
+    write_reports(out, summary, env={})
+    html = (out / "report.html").read_text()
+    section = re.search(r'data-section="general_metric".*?<tbody>(.*?)</tbody>', html, re.S)
+    assert section is not None
+    assert f'title="{primary["task"]} / acc_norm"' in section.group(1)
+    assert "-25.0" in section.group(1)
+    markdown = (out / "summary.md").read_text()
+    assert "### General tasks, other metrics (never gating)" in markdown

@@ -98,7 +98,7 @@ def short_model(model: Any) -> str:
 def row_label(row: Mapping[str, Any]) -> str:
     """How one comparison row is named in every report."""
     group_by, group = row.get("group_by"), row.get("group")
-    if group_by == "subtask":
+    if group_by in ("subtask", "metric"):
         return f"{row.get('task')} / {group}"
     if group_by:
         return str(group)

@@ -60,6 +60,8 @@ _SECTIONS = (
     ("general", "general", None, None, "General benchmarks", "benchmark"),
     ("general_subtask", "general", "subtask", None,
      "General subtasks (judged via their group)", "subtask"),
+    ("general_metric", "general", "metric", None,
+     "General tasks, other metrics (reported, never gating)", "task / metric"),
     ("domain", "domain", None, None, "Domain tasks", "task"),
     ("domain_task_type", "domain", "task_type", None, "Domain by task type", "task type"),
     ("domain_output_format", "domain", "output_format", None,
@@ -70,6 +72,7 @@ _SECTIONS = (
 _FIGURES_OF = {
     "general": ("general",),
     "general_subtask": ("general_subtask",),
+    "general_metric": (),
     "domain": ("domain",),
     "domain_task_type": ("domain_task_type", "domain_task_type_bars", "testset_task_type"),
     "domain_output_format": (

@@ -114,6 +114,13 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
         "- (no reasons given)"
     ]
     _section(lines, "General benchmarks", rows_of(summary, "general", None), "benchmark", alpha)
+    _section(
+        lines,
+        "General tasks, other metrics (never gating)",
+        rows_of(summary, "general", "metric"),
+        "task / metric",
+        alpha,
+    )
     retention = summary.get("retention") or {}
     if isinstance(retention.get("index"), (int, float)):
         low, high = retention.get("ci_low"), retention.get("ci_high")
