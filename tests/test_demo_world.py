@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from collapse_eval.demo import train, world
-from collapse_eval.demo.world import DemoWorld, WorldConfig, ensure_demo_world, world_key
+from collapse_eval.demo.world import (
+    DemoWorld,
+    GradedCandidate,
+    WorldConfig,
+    ensure_demo_world,
+    world_key,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,22 +27,30 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoWor
     return cache, built, messages
 
 
-def test_the_world_has_three_checkpoints_and_the_demo_suite(small_world) -> None:
+def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     cache, built, messages = small_world
     root = cache / world_key(WorldConfig.test())
     assert built.base == root / "base" and built.mixed == root / "mixed"
     assert built.domain_only == root / "domain-only"
+    assert built.graded == (
+        GradedCandidate("graded-00", 0.0, root / "graded-00"),
+        GradedCandidate("graded-75", 0.75, root / "graded-75"),
+    )
     assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
     assert built.domain_test.name == "realestate_test.jsonl" and built.domain_test.is_file()
-    for ckpt in (built.base, built.domain_only, built.mixed):
+    for ckpt in (built.base, built.domain_only, built.mixed, *(g.checkpoint for g in built.graded)):
         names = {p.name for p in ckpt.iterdir()}
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
     assert messages[0].startswith("building the demo world")
     assert any(m.startswith("mixed: step 240/240") for m in messages)  # 120 domain + 120 replay
+    assert any(m.startswith("graded-75: step 120/120") for m in messages)  # 60 + 60 replay
     # Only the finished world is left: no temporary build directories.
     assert sorted(p.name for p in cache.iterdir()) == [root.name]
     manifest = json.loads((root / "world.json").read_text())
     assert manifest["config"]["finetune_steps"] == 120
+    assert manifest["config"]["graded_steps"] == 60
+    assert set(manifest["stages"]) == {"base", "domain-only", "mixed", "graded-00", "graded-75"}
+    assert all(s["wall_s"] > 0 and s["cpu_s"] > 0 for s in manifest["stages"].values())
 
 
 def test_checkpoints_load_with_transformers_and_keep_the_chat_template(small_world) -> None:
@@ -88,7 +103,7 @@ def test_an_interrupted_build_leaves_no_half_world(tmp_path: Path, monkeypatch) 
     tiny = dataclasses.replace(WorldConfig.test(), base_steps=2, general_per_task=50)
     monkeypatch.setattr(world, "finetune", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ensure_demo_world(tmp_path, config=tiny)
+        ensure_demo_world(tmp_path, config=tiny, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -100,3 +115,31 @@ def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
     second = train.build_base(tmp_path / "b", tiny)
     weights = (first / "model.safetensors").read_bytes()
     assert weights == (second / "model.safetensors").read_bytes()
+
+
+def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path) -> None:
+    """Two single-threaded worker processes give the weights one process gives."""
+    tiny = dataclasses.replace(
+        WorldConfig.test(),
+        base_steps=2,
+        general_per_task=50,
+        unlabelled_dialogues=20,
+        finetune_steps=2,
+        graded_levels=(0.5,),
+        graded_steps=2,
+    )
+    roots = tmp_path / "one", tmp_path / "two"
+    train.build_base(roots[0] / "base", tiny)
+    shutil.copytree(roots[0] / "base", roots[1] / "base")
+    jobs = world._jobs(tiny)
+    assert [j.name for j in jobs] == ["mixed", "domain-only", "graded-50"]
+    one = world._finetune_all(roots[0], tiny, jobs, 1, None)
+    two = world._finetune_all(roots[1], tiny, jobs, 2, None)
+    assert list(one) == list(two) == ["mixed", "domain-only", "graded-50"]
+    for job in jobs:
+        weights = (roots[0] / job.name / "model.safetensors").read_bytes()
+        assert weights == (roots[1] / job.name / "model.safetensors").read_bytes()
+    # the graded candidate trained on its own (corrupted) set: other weights than mixed
+    assert (roots[0] / "graded-50" / "model.safetensors").read_bytes() != (
+        roots[0] / "mixed" / "model.safetensors"
+    ).read_bytes()
