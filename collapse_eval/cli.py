@@ -521,7 +521,8 @@ def data_prepare(out: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @handled
 def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
-    """The whole thing offline: build a tiny world, compare two fine-tunes against base."""
+    """The whole thing offline: build a tiny world, compare its fine-tunes against base, and
+    correlate training-data quality with performance over the graded candidates."""
     from collapse_eval.demo.run import run_demo
 
     rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=_progress(quiet))

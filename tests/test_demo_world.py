@@ -34,6 +34,7 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     assert built.domain_only == root / "domain-only"
     assert built.graded == (
         GradedCandidate("graded-00", 0.0, root / "graded-00"),
+        GradedCandidate("graded-25", 0.25, root / "graded-25"),
         GradedCandidate("graded-75", 0.75, root / "graded-75"),
     )
     assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
@@ -49,7 +50,14 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     manifest = json.loads((root / "world.json").read_text())
     assert manifest["config"]["finetune_steps"] == 120
     assert manifest["config"]["graded_steps"] == 60
-    assert set(manifest["stages"]) == {"base", "domain-only", "mixed", "graded-00", "graded-75"}
+    assert set(manifest["stages"]) == {
+        "base",
+        "domain-only",
+        "mixed",
+        "graded-00",
+        "graded-25",
+        "graded-75",
+    }
     assert all(s["wall_s"] > 0 and s["cpu_s"] > 0 for s in manifest["stages"].values())
 
 
@@ -76,6 +84,41 @@ def test_fine_tuning_moves_the_weights_and_the_domain_score(small_world) -> None
     assert domain_only["domain"] > base["domain"] + 0.05
     assert {"domain", "domain/summary", "domain/entity_extraction"} <= set(base)
     assert "demo_copy" not in base
+
+
+def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path) -> None:
+    """The demo's quality -> performance step on the small world (domain items only)."""
+    from collapse_eval.demo.run import correlation_lines, run_graded_study
+    from collapse_eval.progress import QuietProgress
+    from collapse_eval.runner import RunSpec
+
+    _, built, _ = small_world
+    spec = RunSpec(
+        model=str(built.base),
+        domain_files=(built.domain_test,),
+        engine="hf",
+        engine_args={"batch_size": "64"},
+        limit=60,
+        run_general=False,
+        use_cache=False,
+    )
+    out = tmp_path / "demo"
+    rows = run_graded_study(built, spec, out, QuietProgress())
+    assert [r.name for r in rows] == ["graded-00", "graded-25", "graded-75"]
+    assert all((out / r.name / "summary.json").is_file() for r in rows)
+    overall = [
+        json.loads((out / "quality" / r.name / "quality.json").read_text())["overall"] for r in rows
+    ]
+    assert overall == sorted(overall, reverse=True)
+    table = (out / "correlation" / "table.csv").read_text().splitlines()
+    assert table[1] == "../graded-00,../quality/graded-00/quality.json,graded-00"
+    report = json.loads((out / "correlation" / "correlation.json").read_text())
+    assert [r["quality"] for r in report["runs"]] == overall
+    assert {c["performance"] for c in report["correlations"]} == {"domain"}
+    assert (out / "correlation" / "plots" / "correlation_domain.png").is_file()
+    lines = correlation_lines(out)
+    assert len(lines) == 1 and lines[0].startswith("quality vs domain score: spearman ")
+    assert "95% CI [" in lines[0] and lines[0].endswith("n = 3")
 
 
 def test_a_second_call_reuses_the_cached_world(small_world, monkeypatch) -> None:

@@ -122,6 +122,9 @@ def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> li
                 summary=out / candidate.name / "summary.json",
             )
         )
+    if len(rows) < 3:
+        progress.log("demo: fewer than 3 graded candidates, no correlation")
+        return rows
     table = out / "correlation" / "table.csv"
     lines = ["run,quality,label"]
     for candidate in world.graded:

@@ -84,7 +84,7 @@ class WorldConfig:
             finetune_batch=8,
             finetune_lr=1e-2,
             replay_ratio=1.0,
-            graded_levels=(0.0, 0.75),
+            graded_levels=(0.0, 0.25, 0.75),
             graded_steps=60,
         )
 
