@@ -515,16 +515,18 @@ def validate(path: Path) -> None:
     "--out", type=click.Path(path_type=Path), default=Path("reports/correlate"), show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--dimension",
+    default=None,
+    help="Quality dimension to read from quality.json cells (default: overall).",
+)
 @handled
-def correlate(table: Path, out: Path, seed: int) -> None:
+def correlate(table: Path, out: Path, seed: int, dimension: str | None) -> None:
     """Correlate training-data quality with domain and general performance across runs."""
-    from collapse_eval.correlate import correlate_table, render_markdown, write_correlation_plot
-    from collapse_eval.records import atomic_write_json, atomic_write_text
+    from collapse_eval.correlate import correlate_table, render_markdown, write_outputs
 
-    result = correlate_table(table, seed=seed)
-    atomic_write_json(out / "correlation.json", result)
-    atomic_write_text(out / "correlation.md", render_markdown(result))
-    write_correlation_plot(result, out / "plots" / "correlation.png")
+    result = correlate_table(table, seed=seed, dimension=dimension)
+    write_outputs(result, out)
     click.echo(render_markdown(result))
 
 
@@ -603,7 +605,8 @@ def quality(
 
     if min_score is not None and keep_out is None:
         raise UsageError("--min-score needs --keep-out CLEAN.jsonl (where the kept samples go)")
-    items = load_training_set(train)  # bad lines: exit 2 before any model loads
+    # Bad lines: exit 2 before any model loads; empty responses are flagged, not refused.
+    items = load_training_set(train, allow_empty_response=True)
     cache = None if no_cache or not (model or judge) else RequestCache(cache_dir)
     engines = []
     try:
@@ -682,7 +685,8 @@ def data_prepare(out: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @handled
 def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
-    """The whole thing offline: build a tiny world, compare two fine-tunes against base."""
+    """The whole thing offline: build a tiny world, compare its fine-tunes against base, and
+    correlate training-data quality with performance over the graded candidates."""
     from collapse_eval.demo.run import run_demo
 
     rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=_progress(quiet))
@@ -709,6 +713,10 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
         )
     _console().print(table)
     _console().print(f"overview: {out / 'index.html'}", markup=False, highlight=False)
+    from collapse_eval.demo.run import correlation_lines
+
+    for line in correlation_lines(out):
+        click.echo(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,15 @@
 """Training-data quality vs model performance across several fine-tuned checkpoints.
 
 Input: a CSV with columns ``run`` (a run directory, or any directory ``compare`` wrote:
-its summary.json names the tuned run, which is used), ``quality`` (a number) and optional
-``label``. Relative paths in the CSV are relative to the CSV file. Performance per run is
-the pooled domain score and the mean general task score (primary metrics), so the question
-"does better data give a better model without losing general ability?" is answered for
-both suites with Spearman, Pearson and Kendall correlations (bootstrap CIs, permutation
-p-values; exact permutations when there are at most 8 runs).
+its summary.json names the tuned run, which is used), ``quality`` (a number, or a
+quality.json written by ``collapse-eval quality``, or its directory: its ``overall`` score
+or the dimension ``dimension`` names) and optional ``label``. Relative paths in the CSV are
+relative to the CSV file. Performance per run is the pooled domain score and the mean
+general task score (primary metrics), plus, for compare directories, the general
+retention (mean general score minus the base run's), so the question "does better data
+give a better model without losing general ability?" is answered for both suites with
+Spearman, Pearson and Kendall correlations (bootstrap CIs, permutation p-values; exact
+permutations when there are at most 8 runs).
 """
 
 from __future__ import annotations
@@ -17,11 +20,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from collapse_eval.errors import InputError
+from collapse_eval.errors import InputError, did_you_mean
 from collapse_eval.records import Run, is_run_dir, load_run
 from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dir
 
 METHODS = ("spearman", "pearson", "kendall")
+# Performance measures, in report order (general_retention only for compare directories).
+PERFORMANCE = ("domain", "general", "general_retention")
+PERFORMANCE_LABELS = {
+    "domain": "domain score",
+    "general": "general score",
+    "general_retention": "general retention (tuned - base)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +41,24 @@ class RunPerformance:
     quality: float
     domain: float | None
     general: float | None
+    general_retention: float | None = None
+    quality_source: str | None = None  # the quality.json read, None for a number
 
 
-def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> Run:
+def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> tuple[Run, Run | None]:
+    """The run a table cell names, and its base run when the cell is a compare directory."""
     candidate = Path(value)
     if not candidate.is_absolute():
         candidate = base_dir / candidate
     if is_run_dir(candidate):
-        return load_run(candidate)
+        return load_run(candidate), None
     summary_path = candidate / SUMMARY_FILE
     if summary_path.is_file():
         summary = load_summary(summary_path)
         tuned = side_run_dir(summary, "tuned", summary_path)
         if tuned is not None:
-            return load_run(tuned)
+            base = side_run_dir(summary, "base", summary_path)
+            return load_run(tuned), (load_run(base) if base is not None else None)
         raise InputError(
             path,
             f"'{value}' is a compare output directory, but the tuned run its "
@@ -86,7 +100,51 @@ def run_performance(run: Run) -> tuple[float | None, float | None]:
     return domain_mean, general_mean
 
 
-def read_table(path: str | Path) -> list[RunPerformance]:
+def _quality_value(
+    value: str, dimension: str | None, base_dir: Path, path: Path, line: int
+) -> tuple[float, str | None]:
+    """A quality cell: a number as is, or a quality.json (or its directory) -> the score."""
+    from collapse_eval.quality import load_quality
+    from collapse_eval.quality.report import QUALITY_FILE
+
+    try:
+        return float(value), None
+    except ValueError:
+        pass
+    source = Path(value)
+    if not source.is_absolute():
+        source = base_dir / source
+    if not value.strip() or not (source.is_file() or (source / QUALITY_FILE).is_file()):
+        raise InputError(
+            path,
+            f"{value!r} is neither a number nor a {QUALITY_FILE} (or a directory holding "
+            f"one) written by collapse-eval quality",
+            line=line,
+            field="quality",
+        )
+    quality = load_quality(source)
+    file = source if source.is_file() else source / QUALITY_FILE
+    if dimension is None:
+        score = quality["overall"]
+    elif dimension in quality["dimensions"]:
+        score = quality["dimensions"][dimension]
+    else:
+        present = sorted(quality["dimensions"])
+        raise InputError(
+            file,
+            f"no quality dimension '{dimension}'.{did_you_mean(dimension, present)} "
+            f"Dimensions present: {', '.join(present)}",
+            field="dimensions",
+            hint="pick one with --dimension, or leave it out for the overall score",
+        )
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise InputError(file, f"must be a number, got {score!r}", field=dimension or "overall")
+    return float(score), str(file)
+
+
+def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPerformance]:
+    """The table's rows with their runs' performance; ``dimension`` picks a named quality
+    dimension from quality.json cells instead of ``overall`` (numbers are used as is)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -104,16 +162,12 @@ def read_table(path: str | Path) -> list[RunPerformance]:
             )
     rows = []
     for line, row in enumerate(reader, start=2):
-        try:
-            quality = float(row["quality"])
-        except (TypeError, ValueError):
-            raise InputError(
-                path, f"not a number: {row['quality']!r}", line=line, field="quality"
-            ) from None
+        quality, source = _quality_value(row["quality"] or "", dimension, path.parent, path, line)
         if not math.isfinite(quality):
             raise InputError(path, "must be a finite number", line=line, field="quality")
-        run = _resolve_run(row["run"] or "", path.parent, path, line)
+        run, base = _resolve_run(row["run"] or "", path.parent, path, line)
         domain, general = run_performance(run)
+        base_general = run_performance(base)[1] if base is not None else None
         rows.append(
             RunPerformance(
                 label=row.get("label") or row["run"],
@@ -121,6 +175,10 @@ def read_table(path: str | Path) -> list[RunPerformance]:
                 quality=quality,
                 domain=domain,
                 general=general,
+                general_retention=(
+                    None if general is None or base_general is None else general - base_general
+                ),
+                quality_source=source,
             )
         )
     if len(rows) < 3:
@@ -132,17 +190,20 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def correlate_table(path: str | Path, *, n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+def correlate_table(
+    path: str | Path, *, n_boot: int = 10_000, seed: int = 0, dimension: str | None = None
+) -> dict[str, Any]:
     """The correlation report (JSON-ready) for a CSV of runs and quality scores."""
     from collapse_eval.stats import correlation
 
-    rows = read_table(path)
+    rows = read_table(path, dimension=dimension)
     result: dict[str, Any] = {
         "schema_version": 1,
+        "quality_dimension": dimension or "overall",
         "runs": [asdict(r) for r in rows],
         "correlations": [],
     }
-    for target in ("domain", "general"):
+    for target in PERFORMANCE:
         pairs = [(r.quality, getattr(r, target)) for r in rows if getattr(r, target) is not None]
         if len(pairs) < 3:
             continue
@@ -164,6 +225,11 @@ def correlate_table(path: str | Path, *, n_boot: int = 10_000, seed: int = 0) ->
     return result
 
 
+def _measures(report: dict[str, Any]) -> list[str]:
+    """The performance measures with a value for at least one run, in report order."""
+    return [t for t in PERFORMANCE if any(r.get(t) is not None for r in report["runs"])]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     def cell(value: Any, spec: str = ".3f") -> str:
         if value is None:
@@ -171,17 +237,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         text = format(value, spec) if isinstance(value, float) else str(value)
         return text.replace("|", "\\|").replace("\n", " ")
 
+    measures = _measures(report)
+    dimension = report.get("quality_dimension", "overall")
     lines = [
         "# Training-data quality vs model performance",
         "",
-        "| run | quality | domain score | general score |",
-        "|---|---|---|---|",
+        f"Quality: {dimension}.",
+        "",
+        "| run | quality | " + " | ".join(PERFORMANCE_LABELS[m] for m in measures) + " |",
+        "|---|---|" + "---|" * len(measures),
     ]
     for r in report["runs"]:
-        lines.append(
-            f"| {cell(r['label'])} | {cell(r['quality'], 'g')} | {cell(r['domain'])} "
-            f"| {cell(r['general'])} |"
+        values = " | ".join(
+            cell(r.get(m), "+.3f" if m == "general_retention" else ".3f") for m in measures
         )
+        lines.append(f"| {cell(r['label'])} | {cell(r['quality'], 'g')} | {values} |")
     lines += [
         "",
         "| performance | method | n | estimate | 95% CI | p | p method |",
@@ -196,29 +266,98 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scatter(ax: Any, report: dict[str, Any], target: str) -> None:
+    runs = [r for r in report["runs"] if r.get(target) is not None]
+    ax.scatter([r["quality"] for r in runs], [r[target] for r in runs], color="#0969da")
+    for r in runs:
+        ax.annotate(
+            str(r["label"]),
+            (r["quality"], r[target]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    spearman = next(
+        (
+            c
+            for c in report["correlations"]
+            if c["performance"] == target and c["method"] == "spearman"
+        ),
+        None,
+    )
+    if spearman is not None and spearman["estimate"] is not None:
+        ci = (
+            ""
+            if spearman["ci_low"] is None
+            else f" [{spearman['ci_low']:.2f}, {spearman['ci_high']:.2f}]"
+        )
+        ax.set_title(f"Spearman {spearman['estimate']:.2f}{ci}, n={spearman['n']}", fontsize=9)
+    ax.set_xlabel(f"training-data quality ({report.get('quality_dimension', 'overall')})")
+    ax.set_ylabel(PERFORMANCE_LABELS[target])
+    ax.grid(alpha=0.3)
+
+
 def write_correlation_plot(report: dict[str, Any], path: Path) -> Path:
+    """All measures side by side in one PNG (``plots/correlation.png``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
-    for ax, target in zip(axes, ("domain", "general"), strict=True):
-        runs = [r for r in report["runs"] if r[target] is not None]
-        ax.scatter([r["quality"] for r in runs], [r[target] for r in runs], color="#0969da")
-        for r in runs:
-            ax.annotate(
-                str(r["label"]),
-                (r["quality"], r[target]),
-                fontsize=7,
-                xytext=(3, 3),
-                textcoords="offset points",
-            )
-        ax.set_xlabel("training-data quality")
-        ax.set_ylabel(f"{target} score")
-        ax.grid(alpha=0.3)
+    measures = _measures(report)
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.5 * len(measures), 3.8), dpi=110)
+    for ax, target in zip(list(getattr(axes, "flat", [axes])), measures, strict=True):
+        _scatter(ax, report, target)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def write_measure_plots(report: dict[str, Any], plots_dir: Path) -> dict[str, Path]:
+    """One labelled scatter PNG per performance measure: ``correlation_<measure>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = {}
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for target in _measures(report):
+        fig, ax = plt.subplots(figsize=(5, 3.8), dpi=110)
+        _scatter(ax, report, target)
+        fig.tight_layout()
+        written[target] = plots_dir / f"correlation_{target}.png"
+        fig.savefig(written[target])
+        plt.close(fig)
+    return written
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """correlation.json, correlation.md, plots/correlation.png and one PNG per measure."""
+    from collapse_eval.records import atomic_write_json, atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "correlation.json", report)
+    atomic_write_text(out / "correlation.md", render_markdown(report))
+    written = {"json": out / "correlation.json", "md": out / "correlation.md"}
+    written["plot"] = write_correlation_plot(report, out / "plots" / "correlation.png")
+    for target, plot in write_measure_plots(report, out / "plots").items():
+        written[f"plot_{target}"] = plot
+    return written
+
+
+def headline(report: dict[str, Any], method: str = "spearman") -> list[str]:
+    """One line per performance measure: estimate, 95% CI and p (for printing)."""
+    lines = []
+    for c in report["correlations"]:
+        if c["method"] != method or c["estimate"] is None:
+            continue
+        ci = "" if c["ci_low"] is None else f", 95% CI [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
+        p = "" if c["p_value"] is None else f", p = {c['p_value']:.3g} ({c['p_method']})"
+        lines.append(
+            f"quality vs {PERFORMANCE_LABELS[c['performance']]}: {method} "
+            f"{c['estimate']:+.2f}{ci}{p}, n = {c['n']}"
+        )
+    return lines

@@ -194,3 +194,109 @@ def test_correlate_finds_runs_of_a_moved_or_older_summary(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["correlate", str(missing), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "t2.csv:2: field 'run': 'new/D/c0' is a compare output directory" in result.output
+
+
+def _quality_json(folder: Path, overall: float, completeness: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {
+        "schema_version": 1,
+        "overall": overall,
+        "dimensions": {"format": 1.0, "completeness": completeness},
+    }
+    (folder / "quality.json").write_text(json.dumps(body))
+    return folder / "quality.json"
+
+
+def test_quality_cells_name_quality_json_files_dirs_or_numbers(tmp_path: Path) -> None:
+    for i, d in enumerate(DOMAIN):
+        _run(tmp_path / f"r{i}", d, 10 + i)
+    _quality_json(tmp_path / "q" / "q0", 0.2, 0.9)
+    _quality_json(tmp_path / "q" / "q1", 0.5, 0.1)
+    absolute = _quality_json(tmp_path / "elsewhere" / "q2", 0.4, 0.3)
+    cells = ["q/q0/quality.json", "q/q1", str(absolute), "0.9"]
+    lines = ["run,quality,label"] + [f"r{i},{c},c{i}" for i, c in enumerate(cells)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    report = _correlate(tmp_path / "t.csv", tmp_path / "out")
+    assert report["quality_dimension"] == "overall"
+    assert [r["quality"] for r in report["runs"]] == [0.2, 0.5, 0.4, 0.9]
+    assert [r["quality_source"] for r in report["runs"]] == [
+        str(tmp_path / "q" / "q0" / "quality.json"),
+        str(tmp_path / "q" / "q1" / "quality.json"),
+        str(absolute),
+        None,
+    ]
+    by = {(c["performance"], c["method"]): c for c in report["correlations"]}
+    assert by["domain", "spearman"]["estimate"] == pytest.approx(
+        stats.spearmanr(QUALITY, [d / 20 for d in DOMAIN]).statistic
+    )
+    assert by["domain", "spearman"]["p_method"] == "exact_permutation"
+    assert by["domain", "spearman"]["ci_low"] is not None
+    # plain run directories have no base: no general retention
+    assert {c["performance"] for c in report["correlations"]} == {"domain", "general"}
+    plots = tmp_path / "out" / "plots"
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "correlation.png",
+        "correlation_domain.png",
+        "correlation_general.png",
+    ]
+    assert (plots / "correlation_domain.png").stat().st_size > 1000
+
+    result = CliRunner().invoke(
+        cli,
+        ["correlate", str(tmp_path / "t.csv"), "--out", str(tmp_path / "o2")]
+        + ["--dimension", "completeness"],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o2" / "correlation.json").read_text())
+    # the dimension for quality.json cells; a number stays as written
+    assert [r["quality"] for r in report["runs"]] == [0.9, 0.1, 0.3, 0.9]
+    assert report["quality_dimension"] == "completeness"
+    assert "Quality: completeness." in (tmp_path / "o2" / "correlation.md").read_text()
+
+
+def test_unknown_dimension_or_missing_quality_file_is_exit_2(tmp_path: Path) -> None:
+    for i, d in enumerate(DOMAIN[:3]):
+        _run(tmp_path / f"r{i}", d, 10)
+        _quality_json(tmp_path / f"q{i}", 0.1 * i, 0.5)
+    (tmp_path / "t.csv").write_text("run,quality\n" + "".join(f"r{i},q{i}\n" for i in range(3)))
+    result = CliRunner().invoke(
+        cli, ["correlate", str(tmp_path / "t.csv"), "--dimension", "completenes"]
+    )
+    assert result.exit_code == 2
+    assert "q0/quality.json: field 'dimensions': no quality dimension 'completenes'." in (
+        result.output
+    )
+    assert "Did you mean 'completeness'?" in result.output
+    assert "Dimensions present: completeness, format" in result.output
+    (tmp_path / "t2.csv").write_text("run,quality\nr0,q0\nr1,q9/quality.json\nr2,q2\n")
+    result = CliRunner().invoke(cli, ["correlate", str(tmp_path / "t2.csv")])
+    assert result.exit_code == 2
+    assert "t2.csv:3: field 'quality': 'q9/quality.json' is neither a number nor" in (result.output)
+    (tmp_path / "q1" / "quality.json").write_text(json.dumps({"schema_version": 7}))
+    (tmp_path / "t3.csv").write_text("run,quality\nr0,q0\nr1,q1\nr2,q2\n")
+    result = CliRunner().invoke(cli, ["correlate", str(tmp_path / "t3.csv")])
+    assert result.exit_code == 2 and "quality.json schema_version 7 is newer" in result.output
+
+
+def test_general_retention_of_compare_dirs(tmp_path: Path) -> None:
+    """For compare directories the base run is known: general retention = the tuned run's
+    mean general score minus the base run's, correlated and plotted like the others."""
+    _run(tmp_path / "runs" / "base", 5, 15)
+    general = (12, 14, 15, 17)
+    for i, (d, g) in enumerate(zip(DOMAIN, general, strict=True)):
+        _run(tmp_path / "runs" / f"c{i}", d, g)
+        _compare(tmp_path / "runs" / "base", tmp_path / "runs" / f"c{i}", tmp_path / f"c{i}")
+    table = tmp_path / "t.csv"
+    table.write_text("run,quality\n" + "".join(f"c{i},{q}\n" for i, q in enumerate(QUALITY)))
+    report = _correlate(table, tmp_path / "out")
+    assert [r["general_retention"] for r in report["runs"]] == pytest.approx(
+        [-0.15, -0.05, 0.0, 0.1]
+    )
+    by = {(c["performance"], c["method"]): c for c in report["correlations"]}
+    assert by["general_retention", "spearman"]["estimate"] == pytest.approx(
+        stats.spearmanr(QUALITY, general).statistic
+    )
+    assert by["general_retention", "kendall"]["p_method"] == "exact_permutation"
+    assert (tmp_path / "out" / "plots" / "correlation_general_retention.png").is_file()
+    md = (tmp_path / "out" / "correlation.md").read_text()
+    assert "general retention (tuned - base)" in md and "| -0.150 |" in md

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from collapse_eval.demo import train, world
-from collapse_eval.demo.world import DemoWorld, WorldConfig, ensure_demo_world, world_key
+from collapse_eval.demo.world import (
+    DemoWorld,
+    GradedCandidate,
+    WorldConfig,
+    ensure_demo_world,
+    world_key,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,22 +27,38 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoWor
     return cache, built, messages
 
 
-def test_the_world_has_three_checkpoints_and_the_demo_suite(small_world) -> None:
+def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     cache, built, messages = small_world
     root = cache / world_key(WorldConfig.test())
     assert built.base == root / "base" and built.mixed == root / "mixed"
     assert built.domain_only == root / "domain-only"
+    assert built.graded == (
+        GradedCandidate("graded-00", 0.0, root / "graded-00"),
+        GradedCandidate("graded-25", 0.25, root / "graded-25"),
+        GradedCandidate("graded-75", 0.75, root / "graded-75"),
+    )
     assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
     assert built.domain_test.name == "realestate_test.jsonl" and built.domain_test.is_file()
-    for ckpt in (built.base, built.domain_only, built.mixed):
+    for ckpt in (built.base, built.domain_only, built.mixed, *(g.checkpoint for g in built.graded)):
         names = {p.name for p in ckpt.iterdir()}
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
     assert messages[0].startswith("building the demo world")
     assert any(m.startswith("mixed: step 240/240") for m in messages)  # 120 domain + 120 replay
+    assert any(m.startswith("graded-75: step 120/120") for m in messages)  # 60 + 60 replay
     # Only the finished world is left: no temporary build directories.
     assert sorted(p.name for p in cache.iterdir()) == [root.name]
     manifest = json.loads((root / "world.json").read_text())
     assert manifest["config"]["finetune_steps"] == 120
+    assert manifest["config"]["graded_steps"] == 60
+    assert set(manifest["stages"]) == {
+        "base",
+        "domain-only",
+        "mixed",
+        "graded-00",
+        "graded-25",
+        "graded-75",
+    }
+    assert all(s["wall_s"] > 0 and s["cpu_s"] > 0 for s in manifest["stages"].values())
 
 
 def test_checkpoints_load_with_transformers_and_keep_the_chat_template(small_world) -> None:
@@ -63,6 +86,41 @@ def test_fine_tuning_moves_the_weights_and_the_domain_score(small_world) -> None
     assert "demo_copy" not in base
 
 
+def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path) -> None:
+    """The demo's quality -> performance step on the small world (domain items only)."""
+    from collapse_eval.demo.run import correlation_lines, run_graded_study
+    from collapse_eval.progress import QuietProgress
+    from collapse_eval.runner import RunSpec
+
+    _, built, _ = small_world
+    spec = RunSpec(
+        model=str(built.base),
+        domain_files=(built.domain_test,),
+        engine="hf",
+        engine_args={"batch_size": "64"},
+        limit=60,
+        run_general=False,
+        use_cache=False,
+    )
+    out = tmp_path / "demo"
+    rows = run_graded_study(built, spec, out, QuietProgress())
+    assert [r.name for r in rows] == ["graded-00", "graded-25", "graded-75"]
+    assert all((out / r.name / "summary.json").is_file() for r in rows)
+    overall = [
+        json.loads((out / "quality" / r.name / "quality.json").read_text())["overall"] for r in rows
+    ]
+    assert overall == sorted(overall, reverse=True)
+    table = (out / "correlation" / "table.csv").read_text().splitlines()
+    assert table[1] == "../graded-00,../quality/graded-00/quality.json,graded-00"
+    report = json.loads((out / "correlation" / "correlation.json").read_text())
+    assert [r["quality"] for r in report["runs"]] == overall
+    assert {c["performance"] for c in report["correlations"]} == {"domain"}
+    assert (out / "correlation" / "plots" / "correlation_domain.png").is_file()
+    lines = correlation_lines(out)
+    assert len(lines) == 1 and lines[0].startswith("quality vs domain score: spearman ")
+    assert "95% CI [" in lines[0] and lines[0].endswith("n = 3")
+
+
 def test_a_second_call_reuses_the_cached_world(small_world, monkeypatch) -> None:
     cache, built, _ = small_world
 
@@ -88,7 +146,7 @@ def test_an_interrupted_build_leaves_no_half_world(tmp_path: Path, monkeypatch) 
     tiny = dataclasses.replace(WorldConfig.test(), base_steps=2, general_per_task=50)
     monkeypatch.setattr(world, "finetune", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        ensure_demo_world(tmp_path, config=tiny)
+        ensure_demo_world(tmp_path, config=tiny, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -109,12 +167,14 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
     cache, _, _ = small_world
     out = tmp_path / "demo"
     rows = run_demo(out, cache_dir=cache, world_config=WorldConfig.test())
-    assert [r.name for r in rows] == ["domain-only", "mixed"]
-    assert [r.summary for r in rows] == [
+    graded = ["graded-00", "graded-25", "graded-75"]
+    assert [r.name for r in rows] == ["domain-only", "mixed", *graded]
+    assert [r.summary for r in rows[:2]] == [
         out / "domain-only" / "summary.json",
         out / "mixed" / "summary.json",
     ]
-    assert sorted(p.name for p in (out / "runs").iterdir()) == ["base", "domain-only", "mixed"]
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == sorted(["base", "domain-only", "mixed", *graded])
     for name in ("domain-only", "mixed"):
         summary = json.loads((out / name / "summary.json").read_text())
         assert summary["base"]["run"] == str(out / "runs" / "base")
@@ -122,3 +182,31 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
     page = (out / "index.html").read_text()
     assert 'href="domain-only/report.html"' in page and 'href="mixed/report.html"' in page
     assert (out / "overview.png").is_file()
+
+
+def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path) -> None:
+    """Two single-threaded worker processes give the weights one process gives."""
+    tiny = dataclasses.replace(
+        WorldConfig.test(),
+        base_steps=2,
+        general_per_task=50,
+        unlabelled_dialogues=20,
+        finetune_steps=2,
+        graded_levels=(0.5,),
+        graded_steps=2,
+    )
+    roots = tmp_path / "one", tmp_path / "two"
+    train.build_base(roots[0] / "base", tiny)
+    shutil.copytree(roots[0] / "base", roots[1] / "base")
+    jobs = world._jobs(tiny)
+    assert [j.name for j in jobs] == ["mixed", "domain-only", "graded-50"]
+    one = world._finetune_all(roots[0], tiny, jobs, 1, None)
+    two = world._finetune_all(roots[1], tiny, jobs, 2, None)
+    assert list(one) == list(two) == ["mixed", "domain-only", "graded-50"]
+    for job in jobs:
+        weights = (roots[0] / job.name / "model.safetensors").read_bytes()
+        assert weights == (roots[1] / job.name / "model.safetensors").read_bytes()
+    # the graded candidate trained on its own (corrupted) set: other weights than mixed
+    assert (roots[0] / "graded-50" / "model.safetensors").read_bytes() != (
+        roots[0] / "mixed" / "model.safetensors"
+    ).read_bytes()

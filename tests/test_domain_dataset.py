@@ -322,6 +322,31 @@ def test_training_set_problems(tmp_path: Path) -> None:
     assert (kind, count, len(problems)) == ("training", 1, 6)
 
 
+def test_lenient_training_load_accepts_empty_responses_only(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"id": "a", "prompt": "x", "response": ""},
+            {"id": "b", "prompt": "x", "response": " \t"},
+            {"id": "c", "prompt": "x", "response": "y"},
+        ],
+    )
+    with pytest.raises(InputErrors) as info:
+        load_training_set(path)
+    assert [(p.line, p.field) for p in info.value.problems] == [(1, "response"), (2, "response")]
+    items = load_training_set(path, allow_empty_response=True)
+    assert [(i.id, i.response) for i in items] == [("a", ""), ("b", " \t"), ("c", "y")]
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"prompt": "x", "response": ""}, {"prompt": "x"}, {"prompt": "x", "response": None}],
+    )
+    with pytest.raises(InputErrors) as info:
+        load_training_set(bad, allow_empty_response=True)
+    assert [(p.line, p.field) for p in info.value.problems] == [(2, "response"), (3, "response")]
+    kind, count, problems = validate_file(path)  # validate keeps reporting them
+    assert (kind, count, [p.line for p in problems]) == ("training", 1, [1, 2])
+
+
 def test_validate_file_detects_the_kind(tmp_path: Path) -> None:
     domain = write_jsonl(tmp_path / "d.jsonl", [item(), "{oops"])
     kind, count, problems = validate_file(domain)

@@ -224,8 +224,8 @@ def test_ifd_equals_hand_computation(tmp_path: Path) -> None:
     assert c["ifd"] == pytest.approx(0.25)
     assert by_id["a"].dimensions["instruction_following"] == pytest.approx(0.5)
     assert by_id["c"].dimensions["instruction_following"] == pytest.approx(0.75)
-    # IFD > 1: the prompt does not help -> ifd_high (a hard flag, dimension 0)
-    assert by_id["b"].flags == ["ifd_high"] and by_id["b"].hard
+    # IFD > 1: the prompt does not help -> ifd_high (a soft flag: dimension 0, not dropped)
+    assert by_id["b"].flags == ["ifd_high"] and not by_id["b"].hard
     assert by_id["b"].dimensions["instruction_following"] == 0.0
     assert result.quality["flags"]["ifd_high"] == 1
     assert result.quality["dimensions"]["instruction_following"] == pytest.approx(
@@ -346,10 +346,63 @@ def test_outputs_schema_html_escaped_and_load_quality(tmp_path: Path) -> None:
     assert len(samples) == 245 and {"id", "line", "score", "flags", "dimensions"} <= set(samples[0])
 
 
-def test_load_quality_rejects_other_versions(tmp_path: Path) -> None:
-    (tmp_path / "quality.json").write_text(json.dumps({"schema_version": 2, "overall": 1}))
-    with pytest.raises(InputError, match="schema_version 2 is not supported"):
-        load_quality(tmp_path / "quality.json")
+def test_load_quality_checks_versions_like_every_reader(tmp_path: Path) -> None:
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps({"schema_version": 2, "overall": 1, "dimensions": {}}))
+    with pytest.raises(InputError, match="quality.json schema_version 2 is newer than") as info:
+        load_quality(path)
+    assert info.value.field == "schema_version" and "upgrade collapse-eval" in str(info.value)
+    path.write_text(json.dumps({"overall": 1, "dimensions": {}}))
+    with pytest.raises(InputError, match="missing required field") as info:
+        load_quality(path)
+    assert info.value.field == "schema_version"
+    path.write_text(json.dumps({"schema_version": 1, "overall": 0.5, "dimensions": []}))
+    with pytest.raises(InputError, match="must be an object") as info:
+        load_quality(path)
+    assert info.value.field == "dimensions"
+
+
+def test_ifd_high_is_soft_kept_out_and_judged(tmp_path: Path) -> None:
+    """A weak scoring model flags many good samples ifd_high: they lose score, not their
+    place (they reach the judge and --keep-out keeps them)."""
+    scores = {("P1", " rent"): -2.0, ("", " rent"): -4.0, ("P2", " buy now"): -6.0}
+    scores |= {("", " buy now"): -5.0, ("P3", " rent"): -1.0}
+    path = _write(tmp_path / "t.jsonl", _ifd_rows())
+    judge_engine = FakeEngine("fake-judge")
+    result = assess(
+        load_training_set(path),
+        model=FakeEngine("fake-ifd", scores=scores),
+        judge_engine=judge_engine,
+    )
+    assert result.quality["flags"]["ifd_high"] == 1 and result.quality["n_hard_flagged"] == 0
+    assert result.quality["stages"]["model"]["n_passed"] == 3
+    assert result.quality["stages"]["judge"]["n_judged"] == 3
+    write_outputs(result, tmp_path / "out", source=path, clean=tmp_path / "clean.jsonl")
+    kept = [json.loads(x)["id"] for x in (tmp_path / "clean.jsonl").read_text().splitlines()]
+    assert kept == ["a", "b", "c"]
+
+
+def test_empty_responses_are_flagged_not_refused(tmp_path: Path) -> None:
+    rows = _clean_rows(20)
+    rows[3]["response"] = ""
+    rows[7]["response"] = "  \n"
+    path = _write(tmp_path / "train.jsonl", rows)
+    result = assess_file(path)
+    assert result.quality["flags"]["empty_response"] == 2
+    by_id = {s.item.id: s for s in result.samples}
+    assert by_id[rows[3]["id"]].flags == ["empty_response"] and by_id[rows[3]["id"]].hard
+    assert by_id[rows[7]["id"]].dimensions["completeness"] == 0.0
+    cli_result = CliRunner().invoke(cli, ["quality", str(path), "--out", str(tmp_path / "q")])
+    assert cli_result.exit_code == 0, cli_result.output
+    assert load_quality(tmp_path / "q")["flags"]["empty_response"] == 2
+    # validate still reports them (exit 2), with file, line and field
+    cli_result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert cli_result.exit_code == 2
+    assert "train.jsonl:4: field 'response'" in cli_result.output
+    # structural errors are still refused by quality
+    _write(tmp_path / "bad.jsonl", [*rows, {"prompt": "x"}])
+    cli_result = CliRunner().invoke(cli, ["quality", str(tmp_path / "bad.jsonl")])
+    assert cli_result.exit_code == 2 and "bad.jsonl:21: field 'response'" in cli_result.output
 
 
 def test_cli_keep_out_and_rejected_counts(tmp_path: Path) -> None:

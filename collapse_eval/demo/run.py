@@ -1,11 +1,14 @@
-"""`collapse-eval demo`: build (or reuse) the tiny world and compare both candidates to base.
+"""`collapse-eval demo`: build (or reuse) the tiny world, compare the candidates to base,
+and correlate the graded candidates' training-data quality with their performance.
 
-One many-candidate compare: the base is evaluated once (``runs/base``), each candidate's
-summary and report go to ``domain-only/`` and ``mixed/``, the overview to ``index.html``.
+One many-candidate compare for domain-only and mixed: the base is evaluated once
+(``runs/base``), each candidate's summary and report go to ``domain-only/`` and ``mixed/``,
+the overview to ``index.html``. The graded candidates reuse that base run.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,7 @@ def run_demo(
         progress=progress,
         names=names,
     )
-    return [
+    rows = [
         DemoRow(
             name=r.name,
             verdict=r.summary["verdict"],
@@ -86,3 +89,69 @@ def run_demo(
         )
         for r in results
     ]
+    rows += run_graded_study(world, spec, out, progress)
+    return rows
+
+
+def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> list[DemoRow]:
+    """Quality -> performance: score each graded training set (OUT/quality/<name>/),
+    compare each graded candidate against the base (OUT/<name>/) and correlate quality
+    with domain score and general retention (OUT/correlation/)."""
+    from collapse_eval.correlate import correlate_table, headline, write_outputs
+    from collapse_eval.demo.graded import score_graded_sets
+    from collapse_eval.policy import default_policy
+    from collapse_eval.runner import compare
+
+    if not world.graded:
+        return []
+    progress.log("demo: scoring the graded training sets (quality rules + dataset level)")
+    scored = {
+        s.name: s for s in score_graded_sets([c.level for c in world.graded], out / "quality")
+    }
+    rows = []
+    for candidate in world.graded:
+        progress.log(f"demo: comparing {candidate.name} against base")
+        summary = compare(
+            str(world.base),
+            str(candidate.checkpoint),
+            spec,
+            out / candidate.name,
+            policy=default_policy(),
+            progress=progress,
+            run_dirs=(out / "runs" / "base", out / "runs" / candidate.name),
+        )
+        rows.append(
+            DemoRow(
+                name=candidate.name,
+                verdict=summary["verdict"],
+                domain_delta=_overall_delta(summary, "domain"),
+                general_delta=_overall_delta(summary, "general"),
+                summary=out / candidate.name / "summary.json",
+            )
+        )
+    if len(rows) < 3:
+        progress.log("demo: fewer than 3 graded candidates, no correlation")
+        return rows
+    table = out / "correlation" / "table.csv"
+    lines = ["run,quality,label"]
+    for candidate in world.graded:
+        quality = scored[candidate.name].quality_dir / "quality.json"
+        lines.append(
+            f"../{candidate.name},{os.path.relpath(quality, table.parent)},{candidate.name}"
+        )
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = correlate_table(table, seed=0)
+    write_outputs(report, table.parent)
+    for line in headline(report):
+        progress.log(f"demo: {line}")
+    return rows
+
+
+def correlation_lines(out: str | Path) -> list[str]:
+    """The graded study's headline correlations from OUT/correlation/ (empty if absent)."""
+    from collapse_eval.correlate import headline
+    from collapse_eval.records import read_json
+
+    path = Path(out) / "correlation" / "correlation.json"
+    return headline(read_json(path)) if path.is_file() else []

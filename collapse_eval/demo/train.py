@@ -58,6 +58,11 @@ class WorldConfig:
     # fine-tune keeps every general task within a point or two of the base (at 1.0
     # arithmetic still lost about 4 points, too close to the 5-point margin).
     replay_ratio: float = 2.0
+    # Graded-quality candidates (quality -> performance study): one mixed-replay fine-tune
+    # per corruption level of the domain training set (collapse_eval/demo/graded.py).
+    graded_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
+    graded_steps: int = 125
+    graded_replay_ratio: float = 1.0
     tags: tuple[str, ...] = field(default=())
 
     @classmethod
@@ -79,6 +84,8 @@ class WorldConfig:
             finetune_batch=8,
             finetune_lr=1e-2,
             replay_ratio=1.0,
+            graded_levels=(0.0, 0.25, 0.75),
+            graded_steps=60,
         )
 
 
@@ -276,31 +283,41 @@ def finetune(
     *,
     replay: bool,
     progress: Progress | None = None,
+    samples: Sequence[dict[str, Any]] | None = None,
+    steps: int | None = None,
+    replay_ratio: float | None = None,
+    label: str | None = None,
 ) -> Path:
-    """Fine-tune ``base_dir`` on the domain training split, with or without general replay."""
+    """Fine-tune ``base_dir`` on the domain training split, with or without general replay.
+
+    ``samples`` (default: the clean training split), ``steps`` (domain batches, default
+    ``config.finetune_steps``) and ``replay_ratio`` (default ``config.replay_ratio``) let
+    the graded-quality candidates train on their own sets with their own schedule.
+    """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    label = "mixed" if replay else "domain-only"
+    label = label or ("mixed" if replay else "domain-only")
+    steps = config.finetune_steps if steps is None else steps
+    ratio = config.replay_ratio if replay_ratio is None else replay_ratio
+    train_samples = data.domain_train_set() if samples is None else samples
     with _deterministic_torch(config.seed):
         tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
         model = LlamaForCausalLM.from_pretrained(str(base_dir))
-        domain = _Stream(
-            domain_examples(tokenizer, data.domain_train_set()), random.Random(config.seed + 3)
-        )
+        domain = _Stream(domain_examples(tokenizer, train_samples), random.Random(config.seed + 3))
         schedule: list[tuple[_Stream, int]] = []
         if replay:
             # Replay general examples the base model was trained on, interleaved with
             # the domain batches (general batches are short, so replay is cheap).
             general = _Stream(general_examples(config), random.Random(config.seed + 4))
             owed = 0.0
-            for _ in range(config.finetune_steps):
+            for _ in range(steps):
                 schedule.append((domain, config.finetune_batch))
-                owed += config.replay_ratio
+                owed += ratio
                 while owed >= 1.0:
                     schedule.append((general, config.finetune_batch))
                     owed -= 1.0
         else:
-            schedule = [(domain, config.finetune_batch)] * config.finetune_steps
+            schedule = [(domain, config.finetune_batch)] * steps
         _train(model, tokenizer, schedule, config.finetune_lr, config.seed, label, progress)
         _save(model, tokenizer, out_dir)
     return out_dir

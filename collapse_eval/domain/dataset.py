@@ -8,6 +8,7 @@ registry (``scorers.check_reference``), so a new output format brings its own ch
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -417,7 +418,9 @@ def load_domain_set(path: str | Path) -> list[DomainItem]:
 # ------------------------------------------------------------------ training sets
 
 
-def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> TrainingItem | None:
+def _training_item(
+    obj: Any, checker: _LineChecker, seen: dict[str, int], *, allow_empty_response: bool = False
+) -> TrainingItem | None:
     if _not_an_object(obj, checker):
         return None
     checker.unknown_fields(obj, _TRAINING_FIELDS)
@@ -438,7 +441,7 @@ def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Tra
     else:
         response = obj["response"]
         if isinstance(response, str):
-            if not response.strip():
+            if not response.strip() and not allow_empty_response:
                 checker.fail("must not be empty", "response")
         elif output_format is not None:
             # Structured responses (objects, lists, numbers) must fit the declared format.
@@ -464,9 +467,18 @@ def _training_item(obj: Any, checker: _LineChecker, seen: dict[str, int]) -> Tra
     )
 
 
-def load_training_set(path: str | Path) -> list[TrainingItem]:
-    """Load and validate a training set; raise ``InputErrors`` listing every problem."""
-    items, problems = _load(path, _training_item)
+def load_training_set(
+    path: str | Path, *, allow_empty_response: bool = False
+) -> list[TrainingItem]:
+    """Load and validate a training set; raise ``InputErrors`` listing every problem.
+
+    ``allow_empty_response`` (used by ``quality``) accepts an empty or whitespace-only
+    string response, so that the quality rules can flag it (``empty_response``) instead of
+    the whole file being refused; structural problems are still errors.
+    """
+    items, problems = _load(
+        path, functools.partial(_training_item, allow_empty_response=allow_empty_response)
+    )
     if problems:
         raise InputErrors(path, problems)
     return items

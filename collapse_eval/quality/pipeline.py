@@ -52,8 +52,10 @@ SAMPLE_DIMENSIONS = tuple(d for d in WEIGHTS if d not in DATASET_DIMENSIONS)
 MODEL_FLAGS = ("ifd_high", "ppl_high")
 JUDGE_FLAGS = ("judge_low", "judge_unparseable")
 ALL_FLAGS = rules.HARD_FLAGS + rules.SOFT_FLAGS + MODEL_FLAGS + JUDGE_FLAGS
-# Flags that stop a sample at its stage (and keep it out of --keep-out).
-HARD_FLAGS = frozenset(rules.HARD_FLAGS) | {"ifd_high"}
+# Flags that stop a sample at its stage (and keep it out of --keep-out). The model flags
+# (ifd_high, ppl_high) are soft: IFD is a score, not a reason to drop (a weak scoring
+# model flags half of a good set).
+HARD_FLAGS = frozenset(rules.HARD_FLAGS)
 NO_GROUP = "(none)"
 
 
@@ -317,6 +319,8 @@ def assess(
 
 
 def assess_file(path: str | Path, **kwargs: Any) -> QualityResult:
-    """Load (and validate: bad lines raise InputErrors, exit 2) a training set and assess it."""
-    items = load_training_set(path)
+    """Load (and validate: bad lines raise InputErrors, exit 2) a training set and assess it.
+
+    Empty responses are loaded and flagged ``empty_response``, not refused."""
+    items = load_training_set(path, allow_empty_response=True)
     return assess(items, source=str(path), **kwargs)

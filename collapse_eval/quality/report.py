@@ -20,6 +20,7 @@ from collapse_eval.quality.pipeline import (
     SampleQuality,
 )
 from collapse_eval.records import atomic_write_json, atomic_write_text, read_json
+from collapse_eval.versioning import Migration, upgrade
 
 __all__ = ["load_quality", "write_outputs", "keep_out", "render_html", "write_plots"]
 
@@ -27,6 +28,8 @@ QUALITY_FILE = "quality.json"
 SAMPLES_FILE = "samples.jsonl"
 HTML_FILE = "quality.html"
 REJECTED_FILE = "rejected.jsonl"
+# version v -> a function lifting a quality.json of version v to v + 1 (none yet).
+QUALITY_MIGRATIONS: dict[int, Migration] = {}
 # Worst samples listed in quality.html.
 HTML_WORST = 50
 
@@ -34,7 +37,9 @@ HTML_WORST = 50
 def load_quality(path: str | Path) -> dict[str, Any]:
     """quality.json (or a directory holding one) with its schema version checked.
 
-    The keys a consumer needs are ``overall`` (0..1) and ``dimensions`` (name -> 0..1).
+    Versions are checked (and older ones migrated) by ``collapse_eval.versioning.upgrade``
+    like every other file collapse-eval reads. The keys a consumer needs are ``overall``
+    (0..1) and ``dimensions`` (name -> 0..1).
     """
     path = Path(path)
     if path.is_dir():
@@ -42,17 +47,18 @@ def load_quality(path: str | Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object (a quality.json from collapse-eval quality)")
-    version = data.get("schema_version")
-    if version != QUALITY_SCHEMA_VERSION:
-        raise InputError(
-            path,
-            f"schema_version {version!r} is not supported (expected {QUALITY_SCHEMA_VERSION})",
-            field="schema_version",
-            hint="re-run collapse-eval quality with this version",
-        )
+    data = upgrade(
+        data,
+        kind=QUALITY_FILE,
+        current=QUALITY_SCHEMA_VERSION,
+        migrations=QUALITY_MIGRATIONS,
+        path=path,
+    )
     for key in ("overall", "dimensions"):
         if key not in data:
             raise InputError(path, "missing required field", field=key)
+    if not isinstance(data["dimensions"], dict):
+        raise InputError(path, "must be an object (name -> score)", field="dimensions")
     return data
 
 
