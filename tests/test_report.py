@@ -377,3 +377,16 @@ def test_secondary_metric_rows_have_their_own_section(tmp_path: Path) -> None:
     assert "-25.0" in section.group(1)
     markdown = (out / "summary.md").read_text()
     assert "### General tasks, other metrics (never gating)" in markdown
+
+
+def test_bars_draw_when_a_mean_sits_on_the_edge_of_its_interval(tmp_path: Path) -> None:
+    """Means of exactly 0 or 1, or outside 0..1, must not make matplotlib refuse the bars."""
+    from collapse_eval.report.plots import grouped_bars
+
+    rows = [
+        {"task": "a", "base_mean": 0.0, "tuned_mean": 1.0, "n": 7},
+        {"task": "b", "base_mean": 1.0, "tuned_mean": 0.0, "n": 540},
+        {"task": "c", "base_mean": 1.7, "tuned_mean": -0.2, "n": 12},
+    ]
+    path = grouped_bars(rows, "t", "task", "points", tmp_path / "bars.png", 0.05)
+    assert path.stat().st_size > 1000

@@ -157,8 +157,10 @@ def grouped_bars(
             m = float(mean) * 100 if is_number(mean) else 0.0
             ci = wilson(mean, row.get("n"), alpha)
             means.append(m)
-            lows.append(m - ci[0] * 100 if ci else 0.0)
-            highs.append(ci[1] * 100 - m if ci else 0.0)
+            # max(0, .): at p = 0 or 1 the interval's end can miss p by a rounding error,
+            # and a mean outside 0..1 (a non-proportion metric) is outside its interval.
+            lows.append(max(0.0, m - ci[0] * 100) if ci else 0.0)
+            highs.append(max(0.0, ci[1] * 100 - m) if ci else 0.0)
         xs = [i + offset for i in range(len(rows))]
         ax.bar(xs, means, width, color=colour, label=side, edgecolor="#000000", linewidth=0.4)
         ax.errorbar(
