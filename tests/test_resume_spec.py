@@ -3,6 +3,7 @@ options it would ignore and runs that are not finished; the default suite is a r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -411,10 +412,18 @@ def test_demo_passes_its_own_benchmarks_file_and_suite(
         specs.append(spec)
         return {"verdict": "pass", "comparisons": []}
 
-    monkeypatch.setattr(world, "ensure_demo_world", lambda *a, **k: world._world_at(tmp_path))
+    def fake_candidates(base: str, tuned: Any, spec: RunSpec, out: Path, **kw: Any) -> Any:
+        specs.append(spec)
+        return []
+
+    no_graded = dataclasses.replace(world.WorldConfig.demo(), graded_levels=())
+    monkeypatch.setattr(
+        world, "ensure_demo_world", lambda *a, **k: world._world_at(tmp_path, no_graded)
+    )
     monkeypatch.setattr("collapse_eval.runner.compare", fake_compare)
+    monkeypatch.setattr("collapse_eval.runner.compare_candidates", fake_candidates)
     demo_run.run_demo(tmp_path / "out")
-    assert {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
+    assert specs and {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
 
 
 def test_edited_margin_updates_the_manifest_without_recomputing(tmp_path: Path) -> None:
