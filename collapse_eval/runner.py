@@ -459,6 +459,18 @@ def directory_lock(directory: Path, progress: Progress) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def without_url_credentials(value: Any) -> Any:
+    """``http://user:pw@host/v1`` -> ``http://host/v1``; anything else unchanged."""
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return value
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(value)
+    if not parts.netloc or "@" not in parts.netloc:
+        return value
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def _make_request(
     spec: RunSpec,
     domain_sets: Mapping[str, Any],
@@ -477,7 +489,9 @@ def _make_request(
         if offline:
             data = offline_data_hash()
             general.update({task: {**general[task], "offline_data": data} for task in offline})
-    engine = {"engine": spec.engine, "engine_args": dict(spec.engine_args)}
+    # As typed, less credentials: a URL's user:password@ must not reach the manifest.
+    args = {key: without_url_credentials(value) for key, value in spec.engine_args.items()}
+    engine = {"engine": spec.engine, "engine_args": args}
     return _Request(domain=domain, general=general, engine=engine)
 
 

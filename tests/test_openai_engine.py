@@ -196,6 +196,39 @@ def test_api_key_is_sent_but_never_recorded(fake_server, monkeypatch) -> None:
     assert engine.engine_args == {"served_model": "m", "scoring": "text"}
 
 
+def test_planted_api_key_reaches_no_output_file(fake_server, monkeypatch, tmp_path, capsys) -> None:
+    """A whole compare through the openai engine: the key (and URL credentials) reach the
+    server and nothing else: no manifest, record, cache, summary, report or log line."""
+    from collapse_eval.cli import main
+
+    key, url_password = "sk-planted-4f1c9e", "pw-planted-77aa"
+    monkeypatch.setenv("PLANTED_KEY", key)
+    server = fake_server(lambda n, b: (200, completion(" yes"), {}))
+    url = server.url.replace("http://", f"http://user:{url_password}@")
+    domain = tmp_path / "dom.jsonl"
+    rows = [
+        {"id": f"q{i}", "task_type": "t", "output_format": "yes_no", "prompt": f"Q{i}?",
+         "reference": "yes"}
+        for i in range(4)
+    ]  # fmt: skip
+    domain.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["compare", "base-model", "tuned-model", "--engine", "openai", "--no-general"]
+    argv += ["--engine-arg", f"base_url={url}", "--engine-arg", "api_key_env=PLANTED_KEY"]
+    argv += ["--domain", str(domain), "--out", str(out), "--cache-dir", str(cache)]
+    assert main(argv) in (0, 1)
+    log = capsys.readouterr()
+    assert key not in log.out + log.err and url_password not in log.out + log.err
+    assert server.headers and all(h["Authorization"] == f"Bearer {key}" for h in server.headers)
+    files = [p for root in (out, cache) for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == "manifest.json" for p in files) and any(
+        p.name == "report.html" for p in files
+    )
+    for path in files:
+        data = path.read_bytes()
+        assert key.encode() not in data and url_password.encode() not in data, path
+
+
 def test_chat_messages_use_chat_completions(fake_server) -> None:
     answer = {"choices": [{"message": {"content": "Hi there"}}]}
     server = fake_server(lambda n, b: (200, answer, {}))
