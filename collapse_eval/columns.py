@@ -27,7 +27,6 @@ from numpy.typing import NDArray
 
 from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors
 from collapse_eval.records import (
-    MANIFEST_FILE,
     RECORDS_FILE,
     SCHEMA_VERSION,
     SUITES,
@@ -35,8 +34,7 @@ from collapse_eval.records import (
     Run,
     RunManifest,
     check_record_json,
-    manifest_from_json,
-    read_json,
+    read_run_manifest,
     torn_line_message,
 )
 
@@ -301,12 +299,7 @@ def read_record_columns(
 def load_run_columns(path: str | Path) -> RunColumns:
     """A run directory for comparison (see the module docstring); same checks as load_run."""
     path = Path(path)
-    if not path.is_dir():
-        raise InputError(
-            path,
-            f"not a directory (expected a run directory with {MANIFEST_FILE} and {RECORDS_FILE})",
-        )
-    manifest = manifest_from_json(read_json(path / MANIFEST_FILE), path=path / MANIFEST_FILE)
+    manifest = read_run_manifest(path)
     order, metrics, items = read_record_columns(path / RECORDS_FILE)
     return RunColumns(path, manifest, order, metrics, items, records_file=path / RECORDS_FILE)
 

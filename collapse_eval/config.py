@@ -16,12 +16,12 @@ lm-eval's registry later, in ``general.py`` (that needs lm_eval imported).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -151,14 +151,23 @@ def load_benchmarks(path: Path | str | None = None) -> BenchmarksConfig:
     return parse_benchmarks(text, file)
 
 
-def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
-    """Validate benchmarks.yaml text; ``path`` names it in errors and anchors include_paths."""
+T = TypeVar("T")
+
+
+def parse_guarded(parse: Callable[[str, Path], T], text: str, path: Path, kind: str) -> T:
+    """``parse(text, path)``, with YAML that no config file can be (nesting that exhausts
+    the stack, integers over Python's 4300-digit limit) as a ConfigError naming ``path``."""
     try:
-        return _parse_benchmarks(text, path)
+        return parse(text, path)
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a benchmarks file") from None
+        raise ConfigError(f"{path}: nested too deeply to be a {kind}") from None
     except ValueError as exc:  # a YAML integer over Python's 4300-digit limit
         raise ConfigError(f"{path}: a number is too long ({exc})") from None
+
+
+def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
+    """Validate benchmarks.yaml text; ``path`` names it in errors and anchors include_paths."""
+    return parse_guarded(_parse_benchmarks, text, path, "benchmarks file")
 
 
 def _parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from collapse_eval.config import reject_object_tags
+from collapse_eval.config import parse_guarded, reject_object_tags
 from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 
 FAILABLE_STATUSES = ("regressed", "inconclusive")
@@ -328,12 +328,7 @@ def load_policy(path: str | Path | None) -> Policy:
         raise ConfigError(f"{path}: policy file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
-    try:
-        return _parse_policy(text, path)
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a policy file") from None
-    except ValueError as exc:  # a YAML integer over Python's 4300-digit limit
-        raise ConfigError(f"{path}: a number is too long ({exc})") from None
+    return parse_guarded(_parse_policy, text, path, "policy file")
 
 
 def _parse_policy(text: str, path: Path) -> Policy:

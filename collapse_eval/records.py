@@ -499,14 +499,20 @@ def is_run_dir(path: str | Path) -> bool:
     return (path / MANIFEST_FILE).is_file() and (path / RECORDS_FILE).is_file()
 
 
-def load_run(path: str | Path) -> Run:
+def read_run_manifest(path: str | Path) -> RunManifest:
+    """The manifest of the run directory ``path`` (InputError if it is not a directory)."""
     path = Path(path)
     if not path.is_dir():
         raise InputError(
             path,
             f"not a directory (expected a run directory with {MANIFEST_FILE} and {RECORDS_FILE})",
         )
-    manifest = manifest_from_json(read_json(path / MANIFEST_FILE), path=path / MANIFEST_FILE)
+    return manifest_from_json(read_json(path / MANIFEST_FILE), path=path / MANIFEST_FILE)
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    manifest = read_run_manifest(path)
     records = read_records(path / RECORDS_FILE)
     return Run(path=path, manifest=manifest, records=tuple(records))
 

@@ -373,3 +373,14 @@ def test_the_reference_itself_is_a_perfect_well_formed_answer(
     for fmt, prediction, reference in cases:
         result = score_prediction(fmt, " " + prediction, reference)
         assert (result.score, result.format_ok) == (1.0, True), (fmt, prediction, result)
+
+
+@pytest.mark.parametrize("output_format", ["list", "json"])
+def test_deeply_nested_model_output_is_scored_not_a_crash(output_format: str) -> None:
+    """A model can emit 100,000 brackets: JSON decoding hits Python's recursion limit."""
+    from collapse_eval.domain.scorers import score_prediction
+
+    deep = "[" * 100_000 + "]" * 100_000 if output_format == "list" else '{"a":' * 100_000
+    reference: Any = [] if output_format == "list" else {"a": 1}
+    result = score_prediction(output_format, deep, reference)
+    assert 0.0 <= result.score <= 1.0

@@ -392,7 +392,7 @@ def _decode_object(text: str) -> dict[str, Any] | None:
     for start in starts:
         try:
             value, _ = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, 4300+ digit ints, deep nesting
             continue
         if isinstance(value, dict):
             return value
@@ -504,7 +504,7 @@ def split_list_items(text: str) -> list[str]:
     if start >= 0:
         try:
             value, _ = json.JSONDecoder().raw_decode(body, start)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # model output: any text, any depth
             value = None
         if isinstance(value, list):
             return [str(v).strip() for v in value if str(v).strip()]
