@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,25 @@ def synthetic_rows(
             }
         )
     return rows
+
+
+def cli_run_argv(model: Path, domain: Path, out: Path) -> list[str]:
+    """`collapse-eval run` of ``model`` on one domain file, uncached, as a subprocess argv
+    (the tests that kill or interrupt a real run start it this way)."""
+    return [
+        sys.executable,
+        "-m",
+        "collapse_eval",
+        "run",
+        str(model),
+        "--domain",
+        str(domain),
+        "--no-general",
+        "--engine",
+        "hf",
+        "--engine-arg",
+        "batch_size=16",
+        "--no-cache",
+        "--out",
+        str(out),
+    ]

@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from collapse_eval.records import read_records
+from tests.conftest import cli_run_argv
 
 N_ITEMS = 320
 
@@ -33,26 +33,6 @@ def _domain_file(path: Path) -> Path:
                 + "\n"
             )
     return path
-
-
-def _command(model: Path, domain: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "collapse_eval.cli",
-        "run",
-        str(model),
-        "--domain",
-        str(domain),
-        "--no-general",
-        "--engine",
-        "hf",
-        "--engine-arg",
-        "batch_size=16",
-        "--no-cache",
-        "--out",
-        str(out),
-    ]
 
 
 def _start_and_wait_for_records(
@@ -76,7 +56,7 @@ def test_sigkill_then_sigint_then_resume(tiny_model: Path, tmp_path: Path) -> No
     domain = _domain_file(tmp_path / "rt.jsonl")
     out = tmp_path / "run"
     records = out / "records.jsonl"
-    cmd = _command(tiny_model, domain, out)
+    cmd = cli_run_argv(tiny_model, domain, out)
 
     proc = _start_and_wait_for_records(cmd, records, at_least=1)
     proc.send_signal(signal.SIGKILL)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collapse_eval.records import load_run, read_records
-from tests.conftest import write_run
+from tests.conftest import cli_run_argv, write_run
 
 N_ITEMS = 2000
 
@@ -36,27 +36,6 @@ def _domain_file(path: Path) -> Path:
             }
             fh.write(json.dumps(item) + "\n")
     return path
-
-
-def _run_command(model: Path, domain: Path, out: Path) -> str:
-    args = [
-        sys.executable,
-        "-m",
-        "collapse_eval",
-        "run",
-        str(model),
-        "--domain",
-        str(domain),
-        "--no-general",
-        "--engine",
-        "hf",
-        "--engine-arg",
-        "batch_size=16",
-        "--no-cache",
-        "--out",
-        str(out),
-    ]
-    return shlex.join(args)
 
 
 def _pipeline(command: str, tmp_path: Path, *, stderr_into_pipe: bool) -> str:
@@ -98,7 +77,7 @@ def _interrupt_when_records(
 @pytest.mark.slow
 def test_ctrl_c_with_tee_exits_130_and_says_so(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = _run_command(tiny_model, _domain_file(tmp_path / "d.jsonl"), out)
+    command = shlex.join(cli_run_argv(tiny_model, _domain_file(tmp_path / "d.jsonl"), out))
     script = _pipeline(command, tmp_path, stderr_into_pipe=False)
     _interrupt_when_records(script, out / "records.jsonl", signal.SIGINT)
 
@@ -116,7 +95,7 @@ def test_ctrl_c_with_stderr_into_the_dead_pipe_still_exits_130(
     # `2>&1 | tee log`: the message has nowhere to go, but the exit code must still be 130
     # (it was 1, from click's broken-pipe handling, when writing the message failed).
     out = tmp_path / "run"
-    command = _run_command(tiny_model, _domain_file(tmp_path / "d.jsonl"), out)
+    command = shlex.join(cli_run_argv(tiny_model, _domain_file(tmp_path / "d.jsonl"), out))
     script = _pipeline(command, tmp_path, stderr_into_pipe=True)
     _interrupt_when_records(script, out / "records.jsonl", signal.SIGINT)
 
@@ -128,7 +107,7 @@ def test_sigterm_exits_143_says_so_and_leaves_a_resumable_run(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    command = _run_command(tiny_model, _domain_file(tmp_path / "d.jsonl"), out)
+    command = shlex.join(cli_run_argv(tiny_model, _domain_file(tmp_path / "d.jsonl"), out))
     script = _pipeline(command, tmp_path, stderr_into_pipe=False)
     _interrupt_when_records(script, out / "records.jsonl", signal.SIGTERM)
 
