@@ -186,7 +186,18 @@ def handled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _underscores_as_dashes(token: str) -> str:
+    """Option names in lm-eval's spelling (``--num_fewshot``, ``--engine_arg``) are read as
+    ours (``--num-fewshot``, ``--engine-arg``)."""
+    return token.replace("_", "-")
+
+
+@click.group(
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "token_normalize_func": _underscores_as_dashes,
+    }
+)
 @click.version_option(__version__, prog_name="collapse-eval")
 def cli() -> None:
     """Did fine-tuning improve the domain without collapsing general capability?"""
@@ -247,6 +258,21 @@ def model_inputs(func: F) -> F:
             help="Suite in benchmarks.yaml (default: standard-offline when `data prepare` "
             "has run, else standard; the first suite of your own benchmarks file).",
         ),
+        click.option(
+            "--tasks",
+            "tasks",
+            multiple=True,
+            metavar="TASK[,TASK...]",
+            help="lm-eval tasks to run as an ad-hoc general suite instead of --suite "
+            "(comma-separated or repeated; each task's first lm-eval metric, the policy's "
+            "default margin). List them with `collapse-eval tasks PATTERN`.",
+        ),
+        click.option(
+            "--num-fewshot",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Few-shot examples for every general task (overrides benchmarks.yaml).",
+        ),
         click.option("--no-general", is_flag=True, help="Skip the general suite."),
         click.option(
             "--engine",
@@ -256,11 +282,24 @@ def model_inputs(func: F) -> F:
         ),
         click.option(
             "--engine-arg",
+            "--engine-args",
+            "--model-args",
             "engine_arg",
             multiple=True,
             metavar="KEY=VALUE",
             help="Backend argument, e.g. tensor_parallel_size=4; repeatable, or "
-            "comma-separated (dtype=float32,batch_size=16).",
+            "comma-separated (dtype=float32,batch_size=16) as lm-eval's --model_args.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Engine batch size: --engine-arg batch_size (hf) or max_num_seqs (vllm).",
+        ),
+        click.option(
+            "--device",
+            default=None,
+            help="Engine device, e.g. cuda:0 or cpu: --engine-arg device (hf).",
         ),
         click.option(
             "--limit",
@@ -297,19 +336,62 @@ def _spec(model: str, kw: dict[str, Any]) -> Any:
         benchmarks=kw["benchmarks"],
         suite=kw["suite"],
         engine=kw["engine"],
-        engine_args=_parse_engine_args(kw["engine_arg"]),
+        engine_args=_engine_args(kw),
         limit=kw["limit"],
         seed=kw["seed"],
         cache_dir=kw["cache_dir"],
         use_cache=not kw["no_cache"],
         run_general=not kw["no_general"],
+        tasks=_general_tasks(kw),
+        num_fewshot=kw["num_fewshot"],
     )
+
+
+def _engine_args(kw: dict[str, Any]) -> dict[str, str]:
+    """``--engine-arg`` strings plus ``--batch-size`` / ``--device`` under the backend's names."""
+    from collapse_eval.engines.registry import apply_shorthand_args, resolve_engine_kind
+
+    engine_args = _parse_engine_args(kw["engine_arg"])
+    if "pretrained" in engine_args:
+        from collapse_eval.errors import UsageError
+
+        raise UsageError(
+            f"--engine-arg pretrained={engine_args['pretrained']}: the model is the MODEL "
+            "argument here (lm-eval's --model_args pretrained=...), e.g. `collapse-eval run "
+            f"{engine_args['pretrained']} --out RUN_DIR`; drop pretrained= from the engine "
+            "arguments"
+        )
+    shorthands = {"batch_size": kw["batch_size"], "device": kw["device"]}
+    if all(value is None for value in shorthands.values()):
+        return engine_args
+    kind, _notice = resolve_engine_kind(kw["engine"])  # the notice is printed by the run
+    given = {k: None if v is None else str(v) for k, v in shorthands.items()}
+    return apply_shorthand_args(kind, engine_args, given)
+
+
+def _general_tasks(kw: dict[str, Any]) -> tuple[str, ...]:
+    """``--tasks`` names, checked against the options they cannot go with."""
+    from collapse_eval.config import parse_task_list
+    from collapse_eval.errors import UsageError
+
+    tasks = parse_task_list(kw["tasks"])
+    if kw["no_general"] and (tasks or kw["num_fewshot"] is not None):
+        flag = "--tasks" if tasks else "--num-fewshot"
+        raise UsageError(f"{flag} chooses general tasks, and --no-general skips them; give one")
+    return tasks  # with --suite too: refused where the suite is chosen (config.choose_suite)
 
 
 @cli.command()
 @click.argument("model")
 @model_inputs
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run directory.")
+@click.option(
+    "--out",
+    "--output-path",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run directory.",
+)
 @handled
 def run(model: str, out: Path, **kw: Any) -> None:
     """Evaluate one MODEL into a run directory (manifest.json + records.jsonl); resumable."""
@@ -326,6 +408,8 @@ def run(model: str, out: Path, **kw: Any) -> None:
 @click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
 @click.option(
     "--out",
+    "--output-path",
+    "out",
     type=click.Path(path_type=Path),
     default=Path("reports/compare"),
     show_default=True,
@@ -358,9 +442,13 @@ _MODEL_INPUT_FLAGS = {
     "domain": "--domain",
     "benchmarks": "--benchmarks",
     "suite": "--suite",
+    "tasks": "--tasks",
+    "num_fewshot": "--num-fewshot",
     "no_general": "--no-general",
     "engine": "--engine",
     "engine_arg": "--engine-arg",
+    "batch_size": "--batch-size",
+    "device": "--device",
     "limit": "--limit",
     "cache_dir": "--cache-dir",
     "no_cache": "--no-cache",
@@ -542,7 +630,14 @@ def correlate(table: Path, out: Path, seed: int, dimension: str | None) -> None:
     default=None,
     help="Backend for --model (default: vllm if installed, else hf).",
 )
-@click.option("--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE")
+@click.option(
+    "--engine-arg",
+    "--engine-args",
+    "--model-args",
+    "engine_arg",
+    multiple=True,
+    metavar="KEY=VALUE",
+)
 @click.option("--judge", default=None, help="LLM judge model (default: no judge).")
 @click.option(
     "--judge-engine",
@@ -647,6 +742,82 @@ def quality(
             f"kept {ko['kept']} -> {ko['path']}, rejected {ko['rejected']} -> {ko['rejected_path']}"
         )
     click.echo(f"report: {written['quality']}  {written['html']}")
+
+
+@cli.command()
+@click.option(
+    "--benchmarks",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
+)
+@handled
+def suites(benchmarks: Path | None) -> None:
+    """List the suites of a benchmarks file, each with its tasks and their settings."""
+    from collapse_eval.config import load_benchmarks, resolve_suite
+    from collapse_eval.runner import prepared_offline_data
+
+    config = load_benchmarks(benchmarks)
+    default, why = resolve_suite(config, None, offline_data=prepared_offline_data())
+    click.echo(f"{config.path}")
+    for suite in config.suites.values():
+        mark = f"  (default: {why.partition('(default: ')[2]}" if suite is default else ""
+        click.echo(f"{suite.name}: {len(suite.entries)} task(s){mark}")
+        for entry in suite.entries:
+            click.echo(f"  {entry.task}{_entry_settings(entry)}")
+
+
+def _entry_settings(entry: Any) -> str:
+    """``  limit 50, metric acc, margin 0.03`` for the settings an entry writes."""
+    shown = []
+    for key in ("limit", "num_fewshot", "fewshot_seed", "metric", "margin"):
+        value = getattr(entry, key)
+        if value is not None:
+            shown.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
+    if entry.gen_kwargs:
+        shown.append(f"gen_kwargs {dict(entry.gen_kwargs)}")
+    if entry.apply_chat_template:
+        shown.append("apply_chat_template")
+    return "  " + ", ".join(shown) if shown else ""
+
+
+@cli.command()
+@click.argument("pattern", required=False)
+@click.option(
+    "--benchmarks",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also list the tasks in this benchmarks.yaml's include_paths "
+    "(default: ./benchmarks.yaml when it exists).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where lm-eval's task listing is kept (default: the user cache dir).",
+)
+@handled
+def tasks(pattern: str | None, benchmarks: Path | None, cache_dir: Path | None) -> None:
+    """List lm-eval tasks, groups and tags whose name contains PATTERN (or matches it as a
+    glob, e.g. 'arc_*'), with the metric that `--tasks` gates on; no model is loaded."""
+    from collapse_eval.config import load_benchmarks
+    from collapse_eval.task_list import list_tasks
+
+    config = load_benchmarks(benchmarks)
+    rows = list_tasks(pattern, include_paths=config.include_paths, cache_dir=cache_dir)
+    if not rows:
+        from collapse_eval.errors import UsageError
+
+        raise UsageError(
+            f"no lm-eval task, group or tag matches {pattern!r}. Try a shorter substring, "
+            "or a glob such as 'arc*'."
+        )
+    width = max(len(row.name) for row in rows)
+    for row in rows:
+        detail = row.metric or ""
+        click.echo(f"{row.name:<{width}}  {row.kind:<5}  {detail:<24}  {row.source}".rstrip())
+    where = f" matching {pattern!r}" if pattern else ""
+    click.echo(f"{len(rows)} name(s){where}; metric: what `--tasks` gates on", err=True)
 
 
 @cli.group()

@@ -16,8 +16,8 @@ lm-eval's registry later, in ``general.py`` (that needs lm_eval imported).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
+from collapse_eval.errors import ConfigError, UsageError, did_you_mean, unknown_key_error
 
 BENCHMARKS_FILE = "benchmarks.yaml"
 # The packaged file's default suite for a real model: the real benchmarks, on the local
@@ -376,3 +376,72 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.fail(node, f"must be an integer >= {minimum}, got {value!r}", key)
         return value
+
+
+# ---------------------------------------------------------------- --tasks and --num-fewshot
+
+ADHOC_SUITE = "tasks"  # the name of the suite --tasks makes (in logs and the run's messages)
+
+
+def parse_task_list(values: Sequence[str]) -> tuple[str, ...]:
+    """``--tasks a,b --tasks c`` -> ("a", "b", "c"); an empty or repeated name is a UsageError."""
+    names: list[str] = []
+    for value in values:
+        for piece in value.split(","):
+            name = piece.strip()
+            if not name:
+                raise UsageError(
+                    f"--tasks {value!r}: an empty task name; give comma-separated lm-eval "
+                    "task names, e.g. --tasks arc_easy,hellaswag"
+                )
+            if name in names:
+                raise UsageError(f"--tasks: task '{name}' is named twice; name each task once")
+            names.append(name)
+    return tuple(names)
+
+
+def adhoc_suite(tasks: Sequence[str]) -> Suite:
+    """The suite ``--tasks`` makes: each task with lm-eval's defaults (its own few-shot
+    count, its first metric as the primary one) and the policy's default margin."""
+    return Suite(name=ADHOC_SUITE, entries=tuple(BenchmarkEntry(task=task) for task in tasks))
+
+
+def with_num_fewshot(suite: Suite, num_fewshot: int) -> Suite:
+    """Every entry of ``suite`` evaluated with ``num_fewshot`` examples (``--num-fewshot``)."""
+    entries = tuple(replace(entry, num_fewshot=num_fewshot) for entry in suite.entries)
+    return replace(suite, entries=entries)
+
+
+def choose_suite(
+    config: BenchmarksConfig,
+    name: str | None,
+    *,
+    tasks: Sequence[str] = (),
+    num_fewshot: int | None = None,
+    offline_data: Path | None = None,
+) -> tuple[Suite, str]:
+    """The suite a run evaluates and a log line saying which and why.
+
+    ``tasks`` (``--tasks``) makes an ad-hoc suite instead of one from the file (giving
+    ``name`` too is a UsageError); ``num_fewshot`` (``--num-fewshot``) then sets the
+    few-shot count of every task of the chosen suite, overriding benchmarks.yaml.
+    """
+    if tasks and name is not None:
+        raise UsageError(
+            "--tasks and --suite both choose the general suite; give one of them "
+            "(--tasks for an ad-hoc list of lm-eval tasks, --suite for a benchmarks.yaml suite)"
+        )
+    if tasks:
+        suite = adhoc_suite(tasks)
+        why = (
+            f"ad-hoc suite from --tasks: {', '.join(tasks)} (primary metric: each task's "
+            "first lm-eval metric; margin: the policy's default; few-shot: "
+            + (f"{num_fewshot} (--num-fewshot))" if num_fewshot is not None else "lm-eval's)")
+        )
+    else:
+        suite, why = resolve_suite(config, name, offline_data=offline_data)
+        if num_fewshot is not None:
+            why += f"; num_fewshot {num_fewshot} for every task (--num-fewshot)"
+    if num_fewshot is not None:
+        suite = with_num_fewshot(suite, num_fewshot)
+    return suite, why

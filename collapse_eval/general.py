@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
 
     from collapse_eval.config import BenchmarkEntry, Suite
+    from collapse_eval.progress import Bar, Progress
 
 log = logging.getLogger("collapse_eval.general")
 
@@ -359,16 +360,20 @@ def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str =
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ConfigError(
             f"{where}unknown lm-eval task or group '{name}'.{hint} List the known names "
-            "with `lm-eval ls tasks`; local task YAMLs go in collapse_eval/tasks/ or a "
-            "directory named in include_paths."
+            "with `collapse-eval tasks PATTERN` (or `lm-eval ls tasks`); local task YAMLs "
+            "go in collapse_eval/tasks/ or a directory named in include_paths."
         )
 
 
-def validate_suite(suite: Suite, include_paths: Sequence[Path] = ()) -> None:
-    """Check every task name of ``suite`` before any model is loaded (ConfigError)."""
+def validate_suite(
+    suite: Suite, include_paths: Sequence[Path] = (), *, where: str | None = None
+) -> None:
+    """Check every task name of ``suite`` before any model is loaded (ConfigError);
+    ``where`` starts the message (default: the suite's name)."""
     with _prepared_tasks(include_paths, suite.task_names) as prepared:
         manager = prepared.manager_for(suite.task_names)
-        check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
+        prefix = where if where is not None else f"suite '{suite.name}': "
+        check_task_names(manager, suite.task_names, where=prefix)
 
 
 def run_general_suite(
@@ -380,6 +385,7 @@ def run_general_suite(
     include_paths: Sequence[Path] = (),
     done_tasks: Collection[str] = (),
     on_task: OnTask,
+    progress: Progress | None = None,
 ) -> None:
     """Evaluate every entry of ``suite`` with lm-eval on ``engine``; report per task.
 
@@ -387,16 +393,65 @@ def run_general_suite(
     (its first ``--seed`` value); numpy, torch and the few-shot sampler use lm-eval's
     default 1234 unless the entry sets ``fewshot_seed``. Leaf tasks named in
     ``done_tasks`` are skipped. ``on_task(task, records, info)`` is called once per leaf
-    task (each subtask of a group) as soon as it is finished.
+    task (each subtask of a group) as soon as it is finished. ``progress`` gets a bar per
+    entry, opened when the entry starts (its items are counted when lm-eval returns).
     """
+    from collapse_eval.progress import QuietProgress
+
     lm = EngineLM(engine)
-    with _prepared_tasks(include_paths, suite.task_names) as prepared:
+    progress = progress or QuietProgress()
+    with _prepared_tasks(include_paths, suite.task_names) as prepared, _quiet_git():
         manager = prepared.manager_for(suite.task_names)
         check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
         for entry in suite.entries:
             _run_entry(
-                lm, manager, entry, limit=limit, seed=seed, done_tasks=done_tasks, on_task=on_task
+                lm,
+                manager,
+                entry,
+                limit=limit,
+                seed=seed,
+                done_tasks=done_tasks,
+                on_task=on_task,
+                progress=progress,
             )
+
+
+@contextlib.contextmanager
+def _quiet_git() -> Iterator[None]:
+    """lm-eval notes the working directory's git commit in its results by running
+    ``git describe``, whose ``fatal: not a git repository`` reaches our stderr outside a
+    checkout. The same lookup runs with git's stderr discarded."""
+    import lm_eval.evaluator as evaluator
+
+    original = getattr(evaluator, "get_git_commit_hash", None)
+    if original is None:  # another lm-eval layout: nothing to quieten
+        yield
+        return
+    evaluator.get_git_commit_hash = _quiet_git_commit_hash
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
+
+
+def _quiet_git_commit_hash() -> str | None:
+    """lm-eval's ``get_git_commit_hash`` without git's error output."""
+    import os
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always"],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        return done.stdout.decode(errors="replace").strip()
+    except (OSError, subprocess.SubprocessError):
+        from lm_eval.loggers.utils import get_commit_from_path
+
+        commit: str | None = get_commit_from_path(os.getcwd())
+        return commit
 
 
 def _effective_limit(entry: BenchmarkEntry, limit: int | None) -> int | None:
@@ -413,13 +468,40 @@ def _run_entry(
     seed: int,
     done_tasks: Collection[str],
     on_task: OnTask,
+    progress: Progress,
 ) -> None:
-    import lm_eval
-
     loaded = _load_tasks(manager, entry.task)
     todo = {name: task for name, task in loaded["tasks"].items() if name not in done_tasks}
     if not todo:
         return
+    counts = [_doc_count(task, _effective_limit(entry, limit)) for task in todo.values()]
+    total = None if None in counts else sum(c for c in counts if c is not None)
+    with progress.bar(f"general {entry.task}", total) as bar:
+        _evaluate_entry(lm, manager, entry, todo, limit=limit, seed=seed, on_task=on_task, bar=bar)
+
+
+def _doc_count(task: Any, limit: int | None) -> int | None:
+    """How many documents lm-eval will evaluate for ``task`` (None when it cannot say)."""
+    try:
+        count = len(task.eval_docs)
+    except Exception:  # a task without sized eval docs: the bar counts without a total
+        return None
+    return count if limit is None else min(count, limit)
+
+
+def _evaluate_entry(
+    lm: EngineLM,
+    manager: TaskManager,
+    entry: BenchmarkEntry,
+    todo: Mapping[str, Any],
+    *,
+    limit: int | None,
+    seed: int,
+    on_task: OnTask,
+    bar: Bar,
+) -> None:
+    import lm_eval
+
     for name, task in todo.items():
         names = expected_metric_names(task)
         if entry.metric is not None and entry.metric not in names:
@@ -468,6 +550,7 @@ def _run_entry(
             config_hash=config_hash(results.get("configs", {}).get(name, {})),
             higher_is_better=_higher_is_better(results, name, primary),
         )
+        bar.advance(info.n or 0)
         on_task(name, records, info)
 
 

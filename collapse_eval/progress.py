@@ -6,6 +6,7 @@ Library code receives a ``Progress`` and calls ``log`` / ``bar``; it never print
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -39,32 +40,75 @@ class QuietProgress:
 
 
 class _PlainBar:
-    def __init__(self, stream: IO[str], description: str, total: int | None) -> None:
+    """Progress lines for one unit of work: one when it starts, then at most one every
+    ``interval`` seconds (from advances, or a heartbeat while a long engine call runs, so
+    a CI log never goes quiet), and one when it ends."""
+
+    def __init__(
+        self, stream: IO[str], description: str, total: int | None, interval: float
+    ) -> None:
         self.stream, self.description, self.total = stream, description, total
+        self.interval = interval
         self.done = 0
         self.start = time.monotonic()
-        self._last = 0.0
+        self._last = self.start
+        self._printed = 0  # the count the last line showed
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+
+    def open(self) -> None:
+        self._write()
+        self._heartbeat.start()
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self._last >= 10 or (self.total is not None and self.done >= self.total):
-            self._last = now
+        with self._lock:
+            self.done += n
+            finished = self.total is not None and self.done >= self.total
+            if finished or time.monotonic() - self._last >= self.interval:
+                self._write()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join()
+        with self._lock:
+            if self.done != self._printed:
+                self._write()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval / 4):
+            with self._lock:
+                if not self._stop.is_set() and time.monotonic() - self._last >= self.interval:
+                    self._write()
+
+    def _write(self) -> None:
+        self._last = time.monotonic()
+        self._printed = self.done
+        try:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed log stream must not end the run
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        rate = self.done / elapsed
         of = f"/{self.total}" if self.total is not None else ""
-        return f"{self.description}: {self.done}{of} items, {rate:.1f} items/s, {elapsed:.0f}s"
+        rate = f", {self.done / elapsed:.1f} items/s" if self.done else ""
+        return f"{self.description}: {self.done}{of} items{rate}, {elapsed:.0f}s"
+
+
+# Seconds between plain progress lines of one bar (advances and heartbeats alike).
+PLAIN_INTERVAL_S = 10.0
 
 
 class PlainProgress:
-    """Log lines for CI logs and pipes: one line per step, bar updates at most every 10 s."""
+    """Log lines for CI logs and pipes: one line per step; a bar says when it starts, then
+    at most every ``interval`` seconds (a heartbeat during long engine calls), then its end."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, interval: float = PLAIN_INTERVAL_S) -> None:
         self.stream = stream or sys.stderr
+        self.interval = interval
 
     def log(self, message: str) -> None:
         self.stream.write(message + "\n")
@@ -72,10 +116,12 @@ class PlainProgress:
 
     @contextmanager
     def bar(self, description: str, total: int | None) -> Iterator[Bar]:
-        bar = _PlainBar(self.stream, description, total)
-        yield bar
-        if bar.done and bar._last == 0.0:
-            self.stream.write(bar.line() + "\n")
+        bar = _PlainBar(self.stream, description, total, self.interval)
+        bar.open()
+        try:
+            yield bar
+        finally:
+            bar.close()
 
 
 class RichProgress:

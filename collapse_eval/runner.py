@@ -60,6 +60,8 @@ class RunSpec:
     cache_dir: Path | None = None
     use_cache: bool = True
     run_general: bool = True
+    tasks: tuple[str, ...] = ()  # --tasks: an ad-hoc general suite instead of ``suite``
+    num_fewshot: int | None = None  # --num-fewshot: every general task's few-shot count
 
 
 EngineFactory = Callable[[RunSpec], Engine]
@@ -308,11 +310,11 @@ def run_model(
     domain_sets = _load_domain_sets(spec.domain_files)
     suite, include_paths = _load_suite(spec, progress) if spec.run_general else (None, ())
     if engine_factory is default_engine_factory:
-        from collapse_eval.engines.registry import resolve_engine_kind
+        from collapse_eval.engines.registry import notice_once, resolve_engine_kind
 
         kind, notice = resolve_engine_kind(spec.engine)
-        if notice:
-            progress.log(notice)
+        if notice_once(notice):
+            progress.log(str(notice))
         spec = dataclasses.replace(spec, engine=kind)
     request = _make_request(spec, domain_sets, suite, include_paths)
     # One writer per run directory: a second process (two compares sharing a base run)
@@ -546,14 +548,19 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
 
 def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, tuple[Path, ...]]:
     """The chosen suite and the benchmarks file's include paths, validated."""
-    from collapse_eval.config import load_benchmarks, resolve_suite
+    from collapse_eval.config import choose_suite, load_benchmarks
     from collapse_eval.general import validate_suite
 
     config = load_benchmarks(spec.benchmarks)
-    offline = prepared_offline_data() if spec.suite is None else None
-    suite, why = resolve_suite(config, spec.suite, offline_data=offline)
+    offline = prepared_offline_data() if spec.suite is None and not spec.tasks else None
+    suite, why = choose_suite(
+        config, spec.suite, tasks=spec.tasks, num_fewshot=spec.num_fewshot, offline_data=offline
+    )
     progress.log(why)
     # Unknown task names fail here, before a model is loaded; say which file and line.
+    if spec.tasks:  # no file and line to name: the message starts with the option
+        validate_suite(suite, config.include_paths, where="--tasks: ")
+        return suite, tuple(config.include_paths)
     try:
         validate_suite(suite, config.include_paths)
     except ConfigError as exc:
@@ -628,6 +635,7 @@ def _run_general(
         include_paths=include_paths,
         done_tasks=done,
         on_task=on_task,
+        progress=progress,
     )
 
 

@@ -29,9 +29,11 @@ HF_FALLBACK_NOTICE = (
 
 __all__ = [
     "ENGINE_KINDS",
+    "apply_shorthand_args",
     "check_engine_args",
     "engine_arg_schema",
     "make_engine",
+    "notice_once",
     "parse_engine_arg_strings",
     "resolve_engine_kind",
     "typed_engine_args",
@@ -111,6 +113,18 @@ def resolve_engine_kind(kind: str | None) -> tuple[str, str | None]:
     return kind, None
 
 
+_notices_shown: set[str] = set()
+
+
+def notice_once(notice: str | None) -> str | None:
+    """``notice`` the first time it is asked for in this process, None afterwards (a compare
+    resolves the engine for every checkpoint; the fallback notice is printed once)."""
+    if notice is None or notice in _notices_shown:
+        return None
+    _notices_shown.add(notice)
+    return notice
+
+
 # Where each backend declares its --engine-arg schema (modules that import no heavy library).
 _SCHEMA_MODULES = {
     "vllm": "collapse_eval.engines.vllm",
@@ -167,3 +181,54 @@ def make_engine(kind: str | None, model: str, engine_args: Mapping[str, Any]) ->
 
     fake: Engine = FakeEngine(model, **args)
     return fake
+
+
+# --batch-size and --device (lm-eval's spellings) -> each backend's own argument name;
+# a backend without one refuses the option with what to use instead.
+SHORTHAND_ARGS: Mapping[str, Mapping[str, str]] = {
+    "hf": {"batch_size": "batch_size", "device": "device"},
+    "vllm": {"batch_size": "max_num_seqs", "device": "device"},
+}
+_SHORTHAND_REFUSALS = {
+    ("openai", "batch_size"): "the server batches requests; to send more at once use "
+    "--engine-arg max_concurrency=N",
+    ("openai", "device"): "the server decides where the model runs",
+    ("vllm", "device"): "this vLLM picks the device it was built for (select GPUs with "
+    "CUDA_VISIBLE_DEVICES)",
+}
+
+
+def apply_shorthand_args(
+    kind: str, engine_args: Mapping[str, str], shorthands: Mapping[str, str | None]
+) -> dict[str, str]:
+    """``engine_args`` with ``--batch-size`` / ``--device`` values added under ``kind``'s
+    argument names (UsageError when the backend has no such argument, or when the same
+    argument is also given with ``--engine-arg``). ``shorthands`` maps ``batch_size`` /
+    ``device`` to the option's value (None: not given)."""
+    merged = dict(engine_args)
+    for name, value in shorthands.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        target = SHORTHAND_ARGS.get(kind, {}).get(name)
+        if target is not None and kind == "vllm" and name == "device":
+            target = name if _vllm_takes(name) else None
+        if target is None:
+            why = _SHORTHAND_REFUSALS.get((kind, name), "it has no such argument")
+            raise UsageError(f"{flag}: the {kind} engine has no {name.replace('_', ' ')} ({why}).")
+        if target in merged:
+            raise UsageError(
+                f"{flag} {value} and --engine-arg {target}={merged[target]} set the same "
+                f"argument of the {kind} engine; give it once"
+            )
+        merged[target] = value
+    return merged
+
+
+def _vllm_takes(name: str) -> bool:
+    from collapse_eval.errors import MissingDependencyError
+
+    try:
+        return name in engine_arg_schema("vllm").names()
+    except MissingDependencyError:  # vLLM not importable: building the engine says so
+        return True
