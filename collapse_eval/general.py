@@ -346,6 +346,27 @@ def _prepared_tasks(
         yield _Prepared(materialize_task_dirs([Path(r) for r in roots], Path(tmp)))
 
 
+def index_task_dirs(roots: Sequence[Path]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """lm-eval's index of task directories, for listing (YAMLs parsed with functions
+    unresolved, no data read): name -> (``task``, ``group`` or ``tag``, its config)."""
+    from lm_eval.tasks._index import Kind, TaskIndex
+
+    index = TaskIndex.build([Path(r) for r in roots if Path(r).is_dir()])
+    kinds = {Kind.GROUP: "group", Kind.TAG: "tag"}
+    return {
+        name: (kinds.get(entry.kind, "task"), entry.cfg if isinstance(entry.cfg, Mapping) else {})
+        for name, entry in index.items()
+    }
+
+
+def output_type_metric(output_type: Any) -> str | None:
+    """lm-eval's first default metric of an output type (for a YAML without metric_list)."""
+    from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+
+    defaults = DEFAULT_METRIC_REGISTRY.get(str(output_type), [])
+    return str(defaults[0]) if defaults else None
+
+
 def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str = "") -> None:
     """ConfigError naming every unknown task, with close matches from lm-eval's index."""
     known = set(manager.all_tasks)

@@ -1,10 +1,11 @@
 """What `collapse-eval tasks [PATTERN]` lists: lm-eval's tasks, the packaged and include-path
 tasks, and the offline copies, each with the metric an ad-hoc ``--tasks`` suite gates on.
 
-No model and no data are loaded: only task YAMLs are read (lm-eval's own index, with
-functions unresolved). Indexing lm-eval's ~15,000 task names takes about 10 s, so that
-listing is kept in the user cache dir, keyed by lm-eval's version and location; the local
-directories (a handful of YAMLs) are read every time.
+No model and no data are loaded: only task YAMLs are read, by lm-eval's own index with
+functions unresolved (through ``general.py``, the module that imports lm_eval). Indexing
+lm-eval's ~15,000 task names takes about 10 CPU seconds, so that listing is kept in the
+user cache dir, keyed by lm-eval's version and location; the local directories (a handful
+of YAMLs) are read every time.
 """
 
 from __future__ import annotations
@@ -121,26 +122,21 @@ def _write_cached(path: Path, rows: Iterable[TaskRow]) -> None:
 
 def _index_rows(roots: Sequence[Path], source: str) -> list[TaskRow]:
     """lm-eval's index of ``roots`` (YAMLs parsed, functions unresolved) as rows."""
-    import logging
+    from collapse_eval.general import index_task_dirs
 
-    from lm_eval.tasks._index import TaskIndex
-
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # "overrides existing task" notes
-    index = TaskIndex.build([Path(r) for r in roots if Path(r).is_dir()])
-    return [_row(name, entry, source) for name, entry in index.items()]
-
-
-def _row(name: str, entry: Any, source: str) -> TaskRow:
-    kind = str(getattr(entry.kind, "name", entry.kind)).lower().replace("py_task", "task")
-    cfg: Mapping[str, Any] = entry.cfg if isinstance(entry.cfg, Mapping) else {}
-    output_type = cfg.get("output_type")
-    return TaskRow(
-        name=name,
-        kind=kind,
-        output_type=str(output_type) if output_type else None,
-        metric=default_metric(cfg) if kind == "task" else None,
-        source=source,
-    )
+    rows = []
+    for name, (kind, cfg) in index_task_dirs(roots).items():
+        output_type = cfg.get("output_type")
+        rows.append(
+            TaskRow(
+                name=name,
+                kind=kind,
+                output_type=str(output_type) if output_type else None,
+                metric=default_metric(cfg) if kind == "task" else None,
+                source=source,
+            )
+        )
+    return rows
 
 
 def default_metric(cfg: Mapping[str, Any]) -> str | None:
@@ -162,10 +158,6 @@ def default_metric(cfg: Mapping[str, Any]) -> str | None:
 
 
 def _output_type_default(output_type: Any) -> str | None:
-    """lm-eval's first default metric for an output type (a YAML without metric_list)."""
-    try:
-        from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
-    except ImportError:
-        return None
-    defaults = DEFAULT_METRIC_REGISTRY.get(str(output_type), [])
-    return str(defaults[0]) if defaults else None
+    from collapse_eval.general import output_type_metric
+
+    return output_type_metric(output_type)

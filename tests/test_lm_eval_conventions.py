@@ -415,3 +415,33 @@ def test_general_tasks_get_a_progress_line_when_they_start_and_when_they_end() -
     assert lines[0] == "general demo_arithmetic: 0/4 items, 0s"
     assert lines[1].startswith("general demo_arithmetic: 4/4 items, ")
     assert lines[2] == "done demo_arithmetic"
+
+
+@pytest.mark.slow
+def test_tasks_end_to_end_on_a_real_checkpoint_outside_a_git_checkout(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """`collapse-eval run CKPT --tasks ... --num_fewshot 0 --batch_size 4` as a user types it,
+    in a directory outside any git checkout, with its log on a pipe (plain progress)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "collapse_eval", "run", str(tiny_model), "--engine", "hf"]
+    argv += ["--tasks", "demo_arithmetic,demo_copy", "--limit", "4", "--num_fewshot", "0"]
+    argv += ["--batch_size", "4", "--no-cache", "--output_path", "run"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "fatal" not in done.stderr and "not a git repository" not in done.stderr
+    log = done.stderr.splitlines()
+    assert log[0].startswith("ad-hoc suite from --tasks: demo_arithmetic, demo_copy")
+    assert log.index("general demo_arithmetic: 0/4 items, 0s") < log.index(
+        "general demo_arithmetic: 4 items"
+    )
+    manifest = read_json(tmp_path / "run" / "manifest.json")
+    assert manifest["engine_args"]["dtype"] == "float32"
+    assert {name: task["spec"]["num_fewshot"] for name, task in manifest["tasks"].items()} == {
+        "demo_arithmetic": 0,
+        "demo_copy": 0,
+    }
