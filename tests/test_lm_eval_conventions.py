@@ -118,6 +118,24 @@ def test_batch_size_is_vllms_max_num_seqs_and_openai_refuses_both() -> None:
         apply_shorthand_args("openai", {}, {"batch_size": None, "device": "cuda"})
 
 
+def test_device_on_a_vllm_without_a_device_argument_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from collapse_eval.engines import registry
+    from collapse_eval.engines.args import EngineArgSchema
+
+    fields = ["max_num_seqs", "dtype"]  # a vLLM whose EngineArgs has no `device` field
+    schema = EngineArgSchema("vllm", {}, passthrough=lambda: fields)
+    monkeypatch.setattr(registry, "engine_arg_schema", lambda kind: schema)
+    with pytest.raises(UsageError, match=r"--device: the vllm engine has no device \(this vLLM"):
+        apply_shorthand_args("vllm", {}, {"batch_size": "8", "device": "cuda:1"})
+    fields.append("device")
+    assert apply_shorthand_args("vllm", {}, {"batch_size": "8", "device": "cuda:1"}) == {
+        "max_num_seqs": "8",
+        "device": "cuda:1",
+    }
+
+
 def test_shorthand_and_engine_arg_for_the_same_argument_is_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], engine_args_seen: list[dict[str, str]]
 ) -> None:
