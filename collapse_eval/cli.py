@@ -761,7 +761,8 @@ def suites(benchmarks: Path | None) -> None:
     default, why = resolve_suite(config, None, offline_data=prepared_offline_data())
     click.echo(f"{config.path}")
     for suite in config.suites.values():
-        mark = f"  (default: {why.partition('(default: ')[2]}" if suite is default else ""
+        # resolve_suite's line is "suite NAME (default: why)": keep the parenthesis
+        mark = "  " + why.removeprefix(f"suite {suite.name} ") if suite is default else ""
         click.echo(f"{suite.name}: {len(suite.entries)} task(s){mark}")
         for entry in suite.entries:
             click.echo(f"  {entry.task}{_entry_settings(entry)}")
