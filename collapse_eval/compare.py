@@ -50,6 +50,7 @@ FAMILIES = (
     "domain/format_ok",
     "domain/format_ok_pooled",
 )
+POOLED_FAMILY = "domain/pooled"  # all domain items pooled: domain_overall, not a comparison
 _SHOW_IDS = 5
 
 
@@ -218,24 +219,29 @@ def _num(x: float | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _row(
-    *,
-    suite: str,
-    task: str,
-    group_by: str | None,
-    group: str | None,
-    metric: str,
-    result: PairedComparison,
-    family: str,
-    benchmark_margin: float | None = None,
-    higher_is_better: bool = True,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class _RowSpec:
+    """One comparison row before its statistics: what it compares, and the paired sample."""
+
+    family: str  # one of FAMILIES: the multiple-testing family it is adjusted in
+    suite: str
+    task: str
+    metric: str
+    sample: PairedSample
+    group_by: str | None = None
+    group: str | None = None
+    benchmark_margin: float | None = None
+    higher_is_better: bool = True
+
+
+def _row(spec: _RowSpec, result: PairedComparison) -> dict[str, Any]:
+    """The summary.json comparison row of ``spec``; status and adjusted p come later."""
     row: dict[str, Any] = {
-        "suite": suite,
-        "task": task,
-        "group_by": group_by,
-        "group": group,
-        "metric": metric,
+        "suite": spec.suite,
+        "task": spec.task,
+        "group_by": spec.group_by,
+        "group": spec.group,
+        "metric": spec.metric,
         "n": result.n,
         "base_mean": _num(result.base_mean),
         "tuned_mean": _num(result.tuned_mean),
@@ -247,22 +253,22 @@ def _row(
         "p_adjusted": None,
         "status": None,
         # Extensions (README): see summary.schema.json for each field's meaning.
-        "family": family,
+        "family": spec.family,
         "q_value": None,
         "margin": None,
-        "benchmark_margin": _num(benchmark_margin),
+        "benchmark_margin": _num(spec.benchmark_margin),
         "mde": _num(result.mde),
         "se": _num(result.se),
         "se_clustered": _num(result.se_clustered),
         "n_clusters": result.n_clusters,
         "ci_method": result.ci_method,
-        "higher_is_better": higher_is_better,
+        "higher_is_better": spec.higher_is_better,
         "tuned_only": result.tuned_only,
         "base_only": result.base_only,
         "note": result.note,
         "equivalence_ci_low": _num(result.eq_ci_low),
         "equivalence_ci_high": _num(result.eq_ci_high),
-        "flips": _flips(result, higher_is_better),
+        "flips": _flips(result, spec.higher_is_better),
         "delta_quantiles": result.delta_quantiles,
     }
     return row
@@ -350,6 +356,15 @@ def _group_samples(pairs: Sequence[_Pair], field: str) -> list[tuple[str, Paired
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _PairedRuns:
+    """The tasks of two runs, paired: general first, then domain, each in run order."""
+
+    general: list[_Pair]
+    domain: list[_Pair]
+    unpaired: list[dict[str, str]]  # {"suite", "task", "only_in": "base" | "tuned"}
+
+
 def compare_runs(
     base: Run | RunColumns,
     tuned: Run | RunColumns,
@@ -361,9 +376,59 @@ def compare_runs(
     """Compare two runs item by item and judge them under ``policy``: the summary.json dict.
 
     Run directories are best passed as ``load_run_columns(path)`` (no per-item text in
-    memory); a loaded ``Run`` is converted.
+    memory); a loaded ``Run`` is converted. Steps: pair the tasks, list the comparison
+    rows (``_RowSpec``), compute all of them in one batch, adjust p-values per family,
+    add the pooled domain comparison and the retention index, then apply the policy.
     """
     base, tuned = as_columns(base), as_columns(tuned)
+    paired = _pair_runs(base, tuned)
+    general_units = _general_units(paired.general)
+    # A typo in the policy's task names is a usage error, found before any statistics.
+    policy.check_task_names(
+        {name for name, _ in general_units}
+        | {u["task"] for u in paired.unpaired if u["suite"] == "general"},
+        {p.task: p.group for p in paired.general if p.group is not None},
+    )
+    type_groups = _group_samples(paired.domain, "task_type")
+    specs = _general_specs(base, tuned, general_units) + _domain_specs(paired.domain, type_groups)
+    if paired.domain:  # all domain items pooled: a row of its own family, never judged
+        specs.append(
+            _RowSpec(
+                POOLED_FAMILY, "domain", ALL_DOMAIN_TASKS, DOMAIN_METRIC, _sample(paired.domain)
+            )
+        )
+    # Every sample goes through one batched compare_many (in this order: it draws the
+    # bootstrap resamples of all of them from one seeded stream).
+    results = compare_many(
+        [spec.sample for spec in specs], alpha=policy.alpha, n_boot=n_boot, seed=seed
+    )
+    rows = [_row(spec, r) for spec, r in zip(specs, results, strict=True)]
+    comparisons = [row for row in rows if row["family"] != POOLED_FAMILY]
+    _adjust_per_family(comparisons)
+    pooled = next((row for row in rows if row["family"] == POOLED_FAMILY), None)
+
+    summary: dict[str, Any] = {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "verdict": None,
+        "reasons": [],
+        "base": _side(base),
+        "tuned": _side(tuned),
+        "policy": policy.to_json(),
+        "comparisons": comparisons,
+        "alpha": policy.alpha,
+        "retention": _retention(specs, policy.alpha),
+        "domain_overall": _domain_overall(pooled, type_groups, policy.alpha),
+        "unpaired": paired.unpaired,
+        "seed": seed,
+        "n_boot": n_boot,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "collapse_eval_version": __version__,
+    }
+    return apply_policy(summary, policy)
+
+
+def _pair_runs(base: RunColumns, tuned: RunColumns) -> _PairedRuns:
+    """Pair the tasks both runs have; the others are listed as unpaired."""
     base_tasks, tuned_tasks = _task_order(base), _task_order(tuned)
     tuned_set, base_set = set(tuned_tasks), set(base_tasks)
     paired_keys = [k for k in base_tasks if k in tuned_set]
@@ -378,130 +443,114 @@ def compare_runs(
     # General first, then domain, each in run order.
     paired_keys.sort(key=lambda k: k[0] != "general")
     pairs = [_pair_task(base, tuned, s, t) for s, t in paired_keys]
-    general = [p for p in pairs if p.suite == "general"]
-    domain = [p for p in pairs if p.suite == "domain"]
-
-    # (family, row metadata, sample); every sample goes through one batched compare_many.
-    jobs: list[tuple[str, dict[str, Any], PairedSample]] = []
-    general_units = _general_units(general)
-    # A typo in the policy's task names is a usage error, found before any statistics.
-    policy.check_task_names(
-        {name for name, _ in general_units}
-        | {u["task"] for u in unpaired if u["suite"] == "general"},
-        {p.task: p.group for p in general if p.group is not None},
+    return _PairedRuns(
+        general=[p for p in pairs if p.suite == "general"],
+        domain=[p for p in pairs if p.suite == "domain"],
+        unpaired=unpaired,
     )
-    general_samples = []
-    for name, unit in general_units:
+
+
+def _general_specs(
+    base: RunColumns, tuned: RunColumns, units: Sequence[tuple[str, list[_Pair]]]
+) -> list[_RowSpec]:
+    """Per general unit: the task row, its secondary-metric rows, then (for a group) one
+    row per subtask, which is reported but judged via the group."""
+    specs = []
+    for name, unit in units:
         first = unit[0]
-        sample = _sample(unit)
-        if first.higher_is_better:
-            general_samples.append(sample)
-        jobs.append(
-            (
+        specs.append(
+            _RowSpec(
                 "general/task",
-                {
-                    "suite": "general",
-                    "task": name,
-                    "group_by": None,
-                    "group": None,
-                    "metric": first.metric,
-                    "benchmark_margin": first.benchmark_margin,
-                    "higher_is_better": first.higher_is_better,
-                },
-                sample,
+                "general",
+                name,
+                first.metric,
+                _sample(unit),
+                benchmark_margin=first.benchmark_margin,
+                higher_is_better=first.higher_is_better,
             )
         )
         for metric, higher, secondary in _secondary_metrics(base, tuned, unit):
-            jobs.append(
-                (
+            specs.append(
+                _RowSpec(
                     "general/secondary",
-                    {
-                        "suite": "general",
-                        "task": name,
-                        "group_by": "metric",
-                        "group": metric,
-                        "metric": metric,
-                        "benchmark_margin": first.benchmark_margin,
-                        "higher_is_better": higher,
-                    },
+                    "general",
+                    name,
+                    metric,
                     secondary,
+                    group_by="metric",
+                    group=metric,
+                    benchmark_margin=first.benchmark_margin,
+                    higher_is_better=higher,
                 )
             )
-        if first.group is not None:  # subtasks of a group: reported, judged via the group
-            for p in unit:
-                jobs.append(
-                    (
-                        "general/subtask",
-                        {
-                            "suite": "general",
-                            "task": name,
-                            "group_by": "subtask",
-                            "group": p.task,
-                            "metric": p.metric,
-                            "benchmark_margin": p.benchmark_margin,
-                            "higher_is_better": p.higher_is_better,
-                        },
-                        _sample([p]),
-                    )
+        if first.group is not None:
+            specs += [
+                _RowSpec(
+                    "general/subtask",
+                    "general",
+                    name,
+                    p.metric,
+                    _sample([p]),
+                    group_by="subtask",
+                    group=p.task,
+                    benchmark_margin=p.benchmark_margin,
+                    higher_is_better=p.higher_is_better,
                 )
-    for p in domain:
-        jobs.append(
-            (
-                "domain/task",
-                {
-                    "suite": p.suite,
-                    "task": p.task,
-                    "group_by": None,
-                    "group": None,
-                    "metric": p.metric,
-                    "benchmark_margin": p.benchmark_margin,
-                    "higher_is_better": p.higher_is_better,
-                },
-                _sample([p]),
-            )
+                for p in unit
+            ]
+    return specs
+
+
+def _domain_specs(
+    domain: Sequence[_Pair], type_groups: Sequence[tuple[str, PairedSample]]
+) -> list[_RowSpec]:
+    """Per domain task, per task type, per output format, then the format_ok rows (pooled
+    over the domain first, then per output format)."""
+    specs = [
+        _RowSpec(
+            "domain/task",
+            p.suite,
+            p.task,
+            p.metric,
+            _sample([p]),
+            benchmark_margin=p.benchmark_margin,
+            higher_is_better=p.higher_is_better,
         )
-    type_groups = _group_samples(domain, "task_type")
+        for p in domain
+    ]
     for field, groups in (
         ("task_type", type_groups),
         ("output_format", _group_samples(domain, "output_format")),
     ):
-        for value, sample in groups:
-            jobs.append(
-                (
-                    f"domain/{field}",
-                    {
-                        "suite": "domain",
-                        "task": ALL_DOMAIN_TASKS,
-                        "group_by": field,
-                        "group": value,
-                        "metric": DOMAIN_METRIC,
-                    },
-                    sample,
-                )
-            )
-    for fmt, sample in _format_samples(domain):
-        jobs.append(
-            (
-                "domain/format_ok" if fmt is not None else "domain/format_ok_pooled",
-                {
-                    "suite": "domain",
-                    "task": ALL_DOMAIN_TASKS,
-                    "group_by": None if fmt is None else "output_format",
-                    "group": fmt,
-                    "metric": FORMAT_METRIC,
-                },
+        specs += [
+            _RowSpec(
+                f"domain/{field}",
+                "domain",
+                ALL_DOMAIN_TASKS,
+                DOMAIN_METRIC,
                 sample,
+                group_by=field,
+                group=value,
             )
+            for value, sample in groups
+        ]
+    specs += [
+        _RowSpec(
+            "domain/format_ok" if fmt is not None else "domain/format_ok_pooled",
+            "domain",
+            ALL_DOMAIN_TASKS,
+            FORMAT_METRIC,
+            sample,
+            group_by=None if fmt is None else "output_format",
+            group=fmt,
         )
-    pooled_sample = None
-    if domain:
-        pooled_sample = _sample(domain)
-    samples = [s for _, _, s in jobs] + ([pooled_sample] if pooled_sample is not None else [])
-    results = compare_many(samples, alpha=policy.alpha, n_boot=n_boot, seed=seed)
-
-    rows = [
-        _row(result=r, family=fam, **meta) for (fam, meta, _), r in zip(jobs, results, strict=False)
+        for fmt, sample in _format_samples(domain)
     ]
+    return specs
+
+
+def _adjust_per_family(rows: list[dict[str, Any]]) -> None:
+    """Holm-adjusted p and BH q-value of each row, within its family."""
     for family in FAMILIES:
         members = [row for row in rows if row["family"] == family]
         p_values = [row["p_value"] if row["p_value"] is not None else 1.0 for row in members]
@@ -510,45 +559,52 @@ def compare_runs(
             if row["p_value"] is not None:
                 row["p_adjusted"], row["q_value"] = _num(adj), _num(q)
 
-    domain_overall: dict[str, Any] | None = None
-    if pooled_sample is not None:
-        pooled = _row(
-            suite="domain",
-            task=ALL_DOMAIN_TASKS,
-            group_by=None,
-            group=None,
-            metric=DOMAIN_METRIC,
-            result=results[-1],
-            family="domain/pooled",
-        )
-        for key in (
-            "group_by",
-            "group",
-            "p_adjusted",
-            "status",
-            "q_value",
-            "margin",
-            "benchmark_margin",
-        ):
-            pooled.pop(key)
-        macro: dict[str, Any] | None = None
-        if type_groups:
-            m = macro_comparison([s for _, s in type_groups], alpha=policy.alpha)
-            macro = {
-                "n_groups": m.n_groups,
-                "base_mean": _num(m.base_mean),
-                "tuned_mean": _num(m.tuned_mean),
-                "delta": _num(m.delta),
-                "ci_low": _num(m.ci_low),
-                "ci_high": _num(m.ci_high),
-                "p_value": _num(m.p_value),
-                "se": _num(m.se),
-                "test": "stratified_z",
-            }
-        domain_overall = {"pooled": pooled, "macro_by_task_type": macro}
 
-    ret = retention_index(general_samples, alpha=policy.alpha)
-    retention = {
+# Keys a domain row has that the pooled comparison does not: it is not judged on its own.
+_NOT_IN_POOLED = (
+    "group_by",
+    "group",
+    "p_adjusted",
+    "status",
+    "q_value",
+    "margin",
+    "benchmark_margin",
+)
+
+
+def _domain_overall(
+    pooled: dict[str, Any] | None,
+    type_groups: Sequence[tuple[str, PairedSample]],
+    alpha: float,
+) -> dict[str, Any] | None:
+    """The pooled domain row (without the keys of a judged row) and the macro average over
+    task types; None without domain items."""
+    if pooled is None:
+        return None
+    for key in _NOT_IN_POOLED:
+        pooled.pop(key)
+    macro: dict[str, Any] | None = None
+    if type_groups:
+        m = macro_comparison([s for _, s in type_groups], alpha=alpha)
+        macro = {
+            "n_groups": m.n_groups,
+            "base_mean": _num(m.base_mean),
+            "tuned_mean": _num(m.tuned_mean),
+            "delta": _num(m.delta),
+            "ci_low": _num(m.ci_low),
+            "ci_high": _num(m.ci_high),
+            "p_value": _num(m.p_value),
+            "se": _num(m.se),
+            "test": "stratified_z",
+        }
+    return {"pooled": pooled, "macro_by_task_type": macro}
+
+
+def _retention(specs: Sequence[_RowSpec], alpha: float) -> dict[str, Any]:
+    """The retention index over the general task rows whose metric is higher-is-better."""
+    samples = [s.sample for s in specs if s.family == "general/task" and s.higher_is_better]
+    ret = retention_index(samples, alpha=alpha)
+    return {
         "index": _num(ret.index),
         "ci_low": _num(ret.ci_low),
         "ci_high": _num(ret.ci_high),
@@ -557,25 +613,6 @@ def compare_runs(
         "n_tasks": ret.n_tasks,
         "ci_method": "delta_method_log_ratio",
     }
-
-    summary: dict[str, Any] = {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "verdict": None,
-        "reasons": [],
-        "base": _side(base),
-        "tuned": _side(tuned),
-        "policy": policy.to_json(),
-        "comparisons": rows,
-        "alpha": policy.alpha,
-        "retention": retention,
-        "domain_overall": domain_overall,
-        "unpaired": unpaired,
-        "seed": seed,
-        "n_boot": n_boot,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "collapse_eval_version": __version__,
-    }
-    return apply_policy(summary, policy)
 
 
 def _side(run: RunColumns) -> dict[str, Any]:

@@ -113,9 +113,9 @@ class MissingDependencyError(UsageError):
         super().__init__(f"{what} is not installed. Install it with: {install}")
 
 
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """A ' Did you mean X?' suffix, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+def did_you_mean(word: str, options: Iterable[str], *, cutoff: float = 0.6) -> str:
+    """A ' Did you mean X?' suffix, or '' when nothing is close (difflib ratio >= cutoff)."""
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)
     return f" Did you mean '{close[0]}'?" if close else ""
 
 

@@ -25,6 +25,7 @@ import logging
 import math
 import shutil
 import tempfile
+import traceback
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -34,8 +35,8 @@ import yaml
 from lm_eval.api.model import LM
 
 from collapse_eval.engines.base import Engine, GenRequest
-from collapse_eval.errors import CollapseEvalError, ConfigError
-from collapse_eval.records import ItemRecord, TaskInfo, sha256_text
+from collapse_eval.errors import CollapseEvalError, ConfigError, did_you_mean
+from collapse_eval.records import ItemRecord, TaskInfo, canonical_json, sha256_text
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -297,16 +298,10 @@ class _Prepared:
 
 def _is_local(name: str, manager: TaskManager, depth: int = 0) -> bool:
     """Whether ``name`` and every group member it names are in ``manager``'s index."""
-    from lm_eval.tasks._index import Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    entry = manager.task_index.get(name)
-    if entry is None or depth > 8:
+    members = _indexed_members(manager, name)
+    if members is None or depth > 8:
         return False
-    if entry.kind != Kind.GROUP or entry.yaml_path is None:
-        return True
-    members = load_yaml(entry.yaml_path, resolve_func=False).get("task", [])
-    for member in members if isinstance(members, list) else [members]:
+    for member in members:
         if isinstance(member, str) and not _is_local(member, manager, depth + 1):
             return False
         # an inline group definition is local by construction; a reference must resolve
@@ -318,6 +313,28 @@ def _is_local(name: str, manager: TaskManager, depth: int = 0) -> bool:
         ):
             return False
     return True
+
+
+# lm-eval has no public way to ask whether a name is indexed, is a group, and which tasks
+# the group names. _indexed_members is the one place that uses lm-eval's private task index
+# for it (lm_eval.tasks._index, lm_eval.tasks._yaml_loader, TaskManager.task_index), which
+# appeared in lm-eval 0.4.12 (0.4.11 has neither module; checked with 0.4.13). An lm-eval
+# that moves them needs a change here only.
+
+
+def _indexed_members(manager: TaskManager, name: str) -> list[Any] | None:
+    """The ``task:`` members of ``name`` in ``manager``'s index (strings or inline group
+    definitions): [] for a task or a group without a YAML file, None when not indexed."""
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = manager.task_index.get(name)
+    if entry is None:
+        return None
+    if entry.kind != Kind.GROUP or entry.yaml_path is None:
+        return []
+    members = load_yaml(entry.yaml_path, resolve_func=False).get("task", [])
+    return members if isinstance(members, list) else [members]
 
 
 def _offline_include(names: Sequence[str]) -> list[Path]:
@@ -528,7 +545,7 @@ def _evaluate_entry(
         if entry.metric is not None and entry.metric not in names:
             raise ConfigError(
                 f"benchmarks entry '{entry.task}' (line {entry.line}): task '{name}' has no "
-                f"metric '{entry.metric}'.{_did_you_mean(entry.metric, names)} "
+                f"metric '{entry.metric}'.{did_you_mean(entry.metric, names, cutoff=0.5)} "
                 f"Its metrics: {', '.join(names)}."
             )
     fewshot_seed = entry.fewshot_seed if entry.fewshot_seed is not None else LM_EVAL_OTHER_SEED
@@ -575,11 +592,6 @@ def _evaluate_entry(
         on_task(name, records, info)
 
 
-def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
 def _load_tasks(manager: TaskManager, name: str) -> Any:
     """lm-eval's TaskManager.load (which reads the data), with data errors made clear."""
     try:
@@ -609,22 +621,37 @@ def _load_tasks(manager: TaskManager, name: str) -> Any:
 
 
 def _failing_dataset(exc: BaseException) -> tuple[str | None, str | None]:
-    """The task whose constructor raised, found on the traceback (lm-eval builds one at a time)."""
-    tb = exc.__traceback__
-    found: tuple[str | None, str | None] = (None, None)
-    while tb is not None:
-        owner = tb.tb_frame.f_locals.get("self")
-        config = getattr(owner, "config", None)
-        if config is not None and hasattr(config, "dataset_path") and hasattr(config, "task"):
-            path = config.dataset_path
-            if path in LOCAL_BUILDERS:
-                files = (config.dataset_kwargs or {}).get("data_files")
-                path = f"{path} {files}" if files else path
-            elif config.dataset_name:
-                path = f"{path}/{config.dataset_name}"
-            found = (str(config.task), str(path) if path else None)
-        tb = tb.tb_next
-    return found
+    """(task name, dataset) of the task whose data failed to load, else (None, None).
+
+    lm-eval builds the tasks of a load one at a time and each reads its data in its
+    constructor, so a data error (raised deep inside ``datasets``, naming no task) has the
+    Task being built on its traceback as the ``self`` of some frame; the innermost such
+    frame is the failing task. lm-eval offers no public hook that names it.
+    """
+    failing: Any = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        config = getattr(frame.f_locals.get("self"), "config", None)
+        if _is_task_config(config):
+            failing = config  # frames run outermost to innermost: the last one wins
+    if failing is None:
+        return None, None
+    return str(failing.task), _dataset_label(failing)
+
+
+def _is_task_config(config: Any) -> bool:
+    """Duck-typed lm-eval TaskConfig: it names its task and its dataset."""
+    return config is not None and hasattr(config, "dataset_path") and hasattr(config, "task")
+
+
+def _dataset_label(config: Any) -> str | None:
+    """'json [files]' for a local builder, 'path/name' for a hub dataset with a config."""
+    path = config.dataset_path
+    if path in LOCAL_BUILDERS:
+        files = (config.dataset_kwargs or {}).get("data_files")
+        path = f"{path} {files}" if files else path
+    elif config.dataset_name:
+        path = f"{path}/{config.dataset_name}"
+    return str(path) if path else None
 
 
 # ---------------------------------------------------------------------- records
@@ -732,7 +759,8 @@ def _prediction(
 
 
 def _stable_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """canonical_json, with values JSON cannot hold (lm-eval docs may carry dates, ...) as str."""
+    return canonical_json(value, default=str)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -31,9 +31,12 @@ def sha256_text(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def canonical_json(value: Any) -> str:
-    """Stable JSON text for hashing: sorted keys, no whitespace, unicode kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def canonical_json(value: Any, *, default: Callable[[Any], Any] | None = None) -> str:
+    """Stable JSON text for hashing: sorted keys, no whitespace, unicode kept. ``default``
+    as in ``json.dumps``: what to write for a value JSON cannot hold (None: TypeError)."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default
+    )
 
 
 # version v -> a function that lifts a record / manifest of version v to v + 1; version 1

@@ -210,12 +210,21 @@ def clustered_se(values: ArrayLike, clusters: Sequence[object]) -> tuple[float |
     Returns (se, number of clusters); se is None with fewer than two clusters.
     """
     x = np.asarray(values, dtype=float)
+    totals, n_clusters = _cluster_totals(np.stack([x - x.mean()]), clusters)
+    if totals is None:
+        return None, n_clusters
+    var = n_clusters / (n_clusters - 1) * float((totals[0] ** 2).sum()) / x.size**2
+    return math.sqrt(var), n_clusters
+
+
+def _cluster_totals(rows: FloatArray, clusters: Sequence[object]) -> tuple[FloatArray | None, int]:
+    """(per-cluster sums of each row of ``rows`` (rows x clusters), number of clusters);
+    the sums are None with fewer than two clusters, where no cluster-robust estimate exists.
+    The one place that codes clusters for the cluster-robust SE and covariance."""
     codes, n_clusters = cluster_codes(clusters)
     if n_clusters < 2:
         return None, n_clusters
-    resid_sums = np.bincount(codes, weights=x - x.mean(), minlength=n_clusters)
-    var = n_clusters / (n_clusters - 1) * float((resid_sums**2).sum()) / x.size**2
-    return math.sqrt(var), n_clusters
+    return np.stack([np.bincount(codes, weights=r, minlength=n_clusters) for r in rows]), n_clusters
 
 
 def minimum_detectable_effect(se: float | None, alpha: float, power: float = POWER) -> float | None:
@@ -637,9 +646,8 @@ def _mean_covariance(sample: PairedSample) -> FloatArray:
     n = sample.base.size
     resid = np.stack([sample.base - sample.base.mean(), sample.tuned - sample.tuned.mean()])
     if sample.clusters is not None:
-        codes, c = cluster_codes(sample.clusters)
-        if c >= 2:
-            sums = np.stack([np.bincount(codes, weights=r, minlength=c) for r in resid])
+        sums, c = _cluster_totals(resid, sample.clusters)
+        if sums is not None:
             return np.asarray(c / (c - 1) * (sums @ sums.T) / n**2)
     if n < 2:
         return np.zeros((2, 2))

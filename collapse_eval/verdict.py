@@ -32,10 +32,19 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Literal, NamedTuple
 
 from collapse_eval.errors import ConfigError
 from collapse_eval.policy import Policy
+from collapse_eval.report.fmt import (
+    ci_label,
+    ci_points,
+    margin_points,
+    p_phrase,
+    points,
+    signed_points,
+)
 
 STATUSES = ("improved", "regressed", "non_inferior", "inconclusive", "equivalent")
 FORMAT_METRIC = "format_ok"
@@ -72,27 +81,15 @@ def comparison_status(
     return "inconclusive"
 
 
-def _points(x: float) -> str:
-    return f"{abs(x) * 100:.1f}"
-
-
-def _signed_points(x: float) -> str:
-    return f"{x * 100:+.1f}"
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    if p < 0.001:
-        return "< 0.001"
-    return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+def _magnitude(x: float) -> str:
+    """|x| in points: 'dropped 4.1 points' reads the sign from the verb."""
+    return points(abs(x))
 
 
 def _ci(c: dict[str, Any], alpha: float) -> str:
     if c.get("ci_low") is None or c.get("ci_high") is None:
         return f"no CI: {c['note']}" if c.get("note") else "no CI"
-    level = f"{(1 - alpha) * 100:g}%"
-    return f"{level} CI {_signed_points(c['ci_low'])} to {_signed_points(c['ci_high'])}"
+    return f"{ci_label(alpha)} {ci_points(c['ci_low'], c['ci_high'])}"
 
 
 def _label(c: dict[str, Any]) -> str:
@@ -108,33 +105,32 @@ def _label(c: dict[str, Any]) -> str:
 
 def _describe(c: dict[str, Any], alpha: float) -> str:
     """'arc_challenge dropped 4.1 points (95% CI -6.0 to -2.2, Holm p = 0.003), beyond ...'."""
-    margin = f"{c['margin'] * 100:g}-point margin"
-    stats = f"{_ci(c, alpha)}, Holm p {_p(c.get('p_adjusted'))}"
+    margin = f"{margin_points(c['margin'])}-point margin"
+    stats = f"{_ci(c, alpha)}, Holm p {p_phrase(c.get('p_adjusted'))}"
     worse = c["delta"] < 0 if c.get("higher_is_better", True) else c["delta"] > 0
     if c["status"] == "regressed":
         verb = "dropped" if c.get("higher_is_better", True) else "got worse by"
-        return f"{_label(c)} {verb} {_points(c['delta'])} points ({stats}), beyond the {margin}"
+        return f"{_label(c)} {verb} {_magnitude(c['delta'])} points ({stats}), beyond the {margin}"
     if c["status"] == "inconclusive":
         mde = c.get("mde")
         power = (
-            f"; n = {c['n']} detects about {_points(mde)} points"
+            f"; n = {c['n']} detects about {_magnitude(mde)} points"
             if isinstance(mde, (int, float))
             else f"; n = {c['n']}"
         )
         change = "dropped" if worse else "changed"
         return (
-            f"{_label(c)} {change} {_points(c['delta'])} points ({stats}): a drop beyond "
+            f"{_label(c)} {change} {_magnitude(c['delta'])} points ({stats}): a drop beyond "
             f"the {margin} cannot be ruled out{power}"
         )
     verb = "improved" if c["status"] == "improved" else "changed"
-    return f"{_label(c)} {verb} {_signed_points(c['delta'])} points ({stats})"
+    return f"{_label(c)} {verb} {signed_points(c['delta'])} points ({stats})"
 
 
 def domain_gain(summary: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
     """Whether the pooled domain comparison shows the gain the policy requires."""
-    overall = summary.get("domain_overall")
-    pooled = overall.get("pooled") if isinstance(overall, dict) else None
-    if not pooled:
+    pooled = _pooled(summary)
+    if pooled is None:
         return None
     p = pooled.get("p_value")
     delta = pooled["delta"]
@@ -148,107 +144,62 @@ def domain_gain(summary: dict[str, Any], policy: Policy) -> dict[str, Any] | Non
     }
 
 
+def _pooled(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The pooled domain comparison (all domain items), or None without domain items."""
+    overall = summary.get("domain_overall")
+    pooled = overall.get("pooled") if isinstance(overall, dict) else None
+    return pooled or None
+
+
+class _Reason(NamedTuple):
+    """One line of the verdict's reasons. ``fail`` lines fail the gate; ``lead`` notes are
+    listed before the other notes."""
+
+    kind: Literal["fail", "lead", "note"]
+    text: str
+
+
 def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
     """Statuses, verdict and reasons for a summary whose statistics are already computed.
 
-    Returns a new dict; the input is not modified.
+    Three steps: a status for each comparison row (``_judge_row``), the reasons in words
+    (``_reasons``), and the verdict folded from them (``_fold``). Returns a new dict; the
+    input is not modified.
     """
     out = copy.deepcopy(summary)
-    alpha = policy.alpha
     policy.check_task_names(*_general_task_names(out))
     for c in out["comparisons"]:
-        if c["suite"] == "general":
-            margin = policy.general_margin_source(c["task"], c.get("benchmark_margin"))
-            c["critical"] = c["task"] in policy.general.critical
-        else:
-            margin = policy.domain_margin_source()
-        c["margin"], c["margin_source"] = margin.value, margin.source
-        p_adj = c.get("p_adjusted")
-        c["status"] = comparison_status(
-            c["delta"],
-            c["ci_low"],
-            c["ci_high"],
-            p_adj if p_adj is not None else 1.0,
-            alpha=alpha,
-            margin=c["margin"],
-            higher_is_better=c.get("higher_is_better", True),
-        )
-        _judge_equivalence(c, policy)
-
-    failures: list[str] = []
-    notes: list[str] = []
-    general = [c for c in out["comparisons"] if c["suite"] == "general" and not c.get("group_by")]
-    for c in general:
-        if c.get("required") == "equivalent" and c["status"] != "equivalent":
-            failures.append(_not_equivalent(c, alpha))
-        elif c["status"] in policy.general.fail_on:
-            failures.append(_describe(c, alpha))
-        elif c.get("critical") and c["status"] in ("regressed", "inconclusive"):
-            failures.append(_describe(c, alpha) + " (critical task: must be non-inferior)")
-        elif c["status"] in ("regressed", "inconclusive"):
-            notes.append("note: " + _describe(c, alpha))
-    compared = {c["task"] for c in general}
-    for task in policy.general.critical:
-        if task not in compared:
-            failures.append(f"critical task {task} was not compared (not in both runs)")
-    notes += _overridden_margin_notes(general, policy)
-
-    for c in out["comparisons"]:
-        if c["suite"] != "domain":
-            continue
-        key = "fail_on_format" if c.get("metric") == FORMAT_METRIC else "fail_on"
-        if c["status"] in getattr(policy.domain, key):
-            failures.append(_describe(c, alpha))
-        elif c["status"] == "regressed":
-            notes.append(
-                "note: " + _describe(c, alpha) + f" (reported; domain.{key} does "
-                "not include regressed)"
-            )
-
-    gain = domain_gain(out, policy)
-    if gain is not None:
-        pooled = out["domain_overall"]["pooled"]
-        described = (
-            f"domain (all items pooled) changed {_signed_points(pooled['delta'])} "
-            f"points ({_ci(pooled, alpha)}, p {_p(pooled.get('p_value'))})"
-        )
-        if gain["met"]:
-            notes.insert(0, f"{described}: a significant gain")
-        elif policy.domain.require_gain:
-            why = (
-                f"below the required min_gain of {policy.domain.min_gain * 100:g} points"
-                if gain["p_value"] is not None and gain["p_value"] < alpha and pooled["delta"] > 0
-                else "no significant gain"
-            )
-            failures.append(f"{described}: {why}")
-        else:
-            notes.append(f"{described}: no significant gain (not required by the policy)")
-    out["domain_gain"] = gain
-
-    for entry in out.get("unpaired", []):
-        notes.append(
-            f"note: {entry['suite']} task {entry['task']} is only in the "
-            f"{entry['only_in']} run; it was not compared"
-        )
-
-    out["verdict"] = "fail" if failures else "pass"
-    if not failures:
-        counts = {s: sum(c["status"] == s for c in general) for s in STATUSES}
-        summary_line = (
-            f"pass: {len(general)} general task(s) compared, "
-            f"{counts['regressed']} regressed beyond the margin, "
-            f"{counts['inconclusive']} inconclusive, {counts['non_inferior']} "
-            f"non-inferior, {counts['improved']} improved"
-        )
-        if counts["equivalent"]:
-            summary_line += f", {counts['equivalent']} equivalent"
-        failures_or_head = [summary_line]
-    else:
-        failures_or_head = failures
-    out["reasons"] = failures_or_head + notes
-    out["alpha"] = alpha
+        _judge_row(c, policy)
+    out["domain_gain"] = domain_gain(out, policy)
+    general = _general_rows(out)
+    out["verdict"], out["reasons"] = _fold(_reasons(out, general, policy), general)
+    out["alpha"] = policy.alpha
     out["policy"] = policy.to_json()
     return out
+
+
+# ---------------------------------------------------------------- status per row
+
+
+def _judge_row(c: dict[str, Any], policy: Policy) -> None:
+    """Set the row's margin (and its source), ``critical``, ``status`` and ``required``."""
+    if c["suite"] == "general":
+        margin = policy.general_margin_source(c["task"], c.get("benchmark_margin"))
+        c["critical"] = c["task"] in policy.general.critical
+    else:
+        margin = policy.domain_margin_source()
+    c["margin"], c["margin_source"] = margin.value, margin.source
+    p_adj = c.get("p_adjusted")
+    c["status"] = comparison_status(
+        c["delta"],
+        c["ci_low"],
+        c["ci_high"],
+        p_adj if p_adj is not None else 1.0,
+        alpha=policy.alpha,
+        margin=c["margin"],
+        higher_is_better=c.get("higher_is_better", True),
+    )
+    _judge_equivalence(c, policy)
 
 
 def _judge_equivalence(c: dict[str, Any], policy: Policy) -> None:
@@ -262,24 +213,134 @@ def _judge_equivalence(c: dict[str, Any], policy: Policy) -> None:
         c["status"] = "equivalent"
 
 
+def _general_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The general task-level rows (not per subtask or per metric)."""
+    return [c for c in summary["comparisons"] if c["suite"] == "general" and not c.get("group_by")]
+
+
+# ---------------------------------------------------------------- reasons in words
+
+
+def _reasons(
+    summary: dict[str, Any], general: list[dict[str, Any]], policy: Policy
+) -> Iterator[_Reason]:
+    """Every reason, in the order the rules are listed in the module docstring."""
+    for c in general:
+        reason = _general_reason(c, policy)
+        if reason is not None:
+            yield reason
+    compared = {c["task"] for c in general}
+    for task in policy.general.critical:
+        if task not in compared:
+            yield _Reason("fail", f"critical task {task} was not compared (not in both runs)")
+    for text in _overridden_margin_notes(general, policy):
+        yield _Reason("note", text)
+    for c in summary["comparisons"]:
+        reason = _domain_reason(c, policy) if c["suite"] == "domain" else None
+        if reason is not None:
+            yield reason
+    if summary["domain_gain"] is not None:
+        yield _gain_reason(_pooled(summary) or {}, summary["domain_gain"], policy)
+    for entry in summary.get("unpaired", []):
+        yield _Reason(
+            "note",
+            f"note: {entry['suite']} task {entry['task']} is only in the "
+            f"{entry['only_in']} run; it was not compared",
+        )
+
+
+def _general_reason(c: dict[str, Any], policy: Policy) -> _Reason | None:
+    """A general task-level row: fails on a missed requirement, a ``fail_on`` status or a
+    critical task not shown non-inferior; a note when it regressed or is inconclusive."""
+    alpha = policy.alpha
+    if c.get("required") == "equivalent" and c["status"] != "equivalent":
+        return _Reason("fail", _not_equivalent(c, alpha))
+    if c["status"] in policy.general.fail_on:
+        return _Reason("fail", _describe(c, alpha))
+    if c.get("critical") and c["status"] in ("regressed", "inconclusive"):
+        return _Reason("fail", _describe(c, alpha) + " (critical task: must be non-inferior)")
+    if c["status"] in ("regressed", "inconclusive"):
+        return _Reason("note", "note: " + _describe(c, alpha))
+    return None
+
+
+def _domain_reason(c: dict[str, Any], policy: Policy) -> _Reason | None:
+    """A domain row (task, group or format_ok): fails on a status in ``domain.fail_on``
+    (``fail_on_format`` for format_ok rows); a note when it regressed nonetheless."""
+    key = "fail_on_format" if c.get("metric") == FORMAT_METRIC else "fail_on"
+    if c["status"] in getattr(policy.domain, key):
+        return _Reason("fail", _describe(c, policy.alpha))
+    if c["status"] == "regressed":
+        return _Reason(
+            "note",
+            "note: " + _describe(c, policy.alpha) + f" (reported; domain.{key} does "
+            "not include regressed)",
+        )
+    return None
+
+
+def _gain_reason(pooled: dict[str, Any], gain: dict[str, Any], policy: Policy) -> _Reason:
+    """The pooled domain gain: a leading note when met, else a failure when required."""
+    alpha = policy.alpha
+    described = (
+        f"domain (all items pooled) changed {signed_points(pooled['delta'])} "
+        f"points ({_ci(pooled, alpha)}, p {p_phrase(pooled.get('p_value'))})"
+    )
+    if gain["met"]:
+        return _Reason("lead", f"{described}: a significant gain")
+    if not policy.domain.require_gain:
+        return _Reason("note", f"{described}: no significant gain (not required by the policy)")
+    significant = gain["p_value"] is not None and gain["p_value"] < alpha and pooled["delta"] > 0
+    why = (
+        f"below the required min_gain of {margin_points(policy.domain.min_gain)} points"
+        if significant
+        else "no significant gain"
+    )
+    return _Reason("fail", f"{described}: {why}")
+
+
 def _not_equivalent(c: dict[str, Any], alpha: float) -> str:
-    """'gsm8k is not equivalent: its 90% CI -2.9 to +0.4 is not within +-2 points ...'."""
-    m = _points(c["margin"])
+    """'gsm8k is not equivalent: its 90% CI -2.9 to +0.4 is not within +-2.0 points ...'."""
     low, high = c.get("equivalence_ci_low"), c.get("equivalence_ci_high")
+    level = ci_label(2 * alpha)  # the TOST interval: (1 - 2 alpha)
     if low is None or high is None:
-        why = f"no {(1 - 2 * alpha) * 100:g}% CI" + (
+        why = f"no {level}" + (
             f" ({c['note']})" if c.get("note") else " in this summary (re-run compare)"
         )
     else:
-        level = f"{(1 - 2 * alpha) * 100:g}%"
-        why = (
-            f"its {level} CI {_signed_points(low)} to {_signed_points(high)} is not within "
-            f"+-{m} points"
-        )
+        why = f"its {level} {ci_points(low, high)} is not within +-{_magnitude(c['margin'])} points"
     return (
         f"{_label(c)} is not equivalent (required by the policy): {why}; "
-        f"delta {_signed_points(c['delta'])} points, status {c['status']}"
+        f"delta {signed_points(c['delta'])} points, status {c['status']}"
     )
+
+
+# ---------------------------------------------------------------- the verdict
+
+
+def _fold(reasons: Iterable[_Reason], general: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """(verdict, reasons in words): "fail" with the failures first when any reason fails,
+    else "pass" with a one-line count of the general statuses; the notes follow."""
+    by_kind: dict[str, list[str]] = {"fail": [], "lead": [], "note": []}
+    for reason in reasons:
+        by_kind[reason.kind].append(reason.text)
+    notes = by_kind["lead"] + by_kind["note"]
+    if by_kind["fail"]:
+        return "fail", by_kind["fail"] + notes
+    return "pass", [_pass_line(general)] + notes
+
+
+def _pass_line(general: list[dict[str, Any]]) -> str:
+    counts = {s: sum(c["status"] == s for c in general) for s in STATUSES}
+    line = (
+        f"pass: {len(general)} general task(s) compared, "
+        f"{counts['regressed']} regressed beyond the margin, "
+        f"{counts['inconclusive']} inconclusive, {counts['non_inferior']} "
+        f"non-inferior, {counts['improved']} improved"
+    )
+    if counts["equivalent"]:
+        line += f", {counts['equivalent']} equivalent"
+    return line
 
 
 def _general_task_names(summary: dict[str, Any]) -> tuple[set[str], dict[str, str]]:
@@ -309,9 +370,9 @@ def _overridden_margin_notes(general: list[dict[str, Any]], policy: Policy) -> l
     ]
     if not overridden:
         return []
-    tasks = ", ".join(f"{c['task']} ({_points(c['margin'])} points)" for c in overridden)
+    tasks = ", ".join(f"{c['task']} ({_magnitude(c['margin'])} points)" for c in overridden)
     return [
-        f"note: policy general.margin ({_points(policy.general.margin)} points) does not apply "
+        f"note: policy general.margin ({_magnitude(policy.general.margin)} points) does not apply "
         f"to {tasks}: a benchmarks.yaml margin is more specific and takes precedence; set "
         "general.margins.TASK in the policy to override it"
     ]

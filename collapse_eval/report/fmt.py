@@ -1,7 +1,11 @@
-"""One spelling and one unit for every report: HTML, Markdown, JUnit and plots.
+"""One spelling and one unit for every report: HTML, Markdown, JUnit, plots, the terminal
+and the verdict's reasons (``verdict.py`` writes them with these functions).
 
 Scores and deltas are shown in points (0..100, i.e. the 0..1 score scale times 100), the
-unit the verdict's reasons use; statuses keep their summary.json spelling.
+unit the verdict's reasons use; statuses keep their summary.json spelling. A p-value has
+two spellings: ``p_value`` for a table cell (three significant digits) and ``p_phrase``
+for a sentence ("p = 0.004", "p < 0.001"). Standard library only, so that the verdict can
+use it without importing any report code.
 """
 
 from __future__ import annotations
@@ -85,6 +89,15 @@ def p_value(x: Any) -> str:
     if x < 1e-300:
         return "< 1e-300"
     return f"{x:.3g}"
+
+
+def p_phrase(x: Any) -> str:
+    """A p-value in a sentence, after "p": '< 0.001', '= 0.004' (below 0.01), '= 0.70'."""
+    if x is None:
+        return "n/a"
+    if x < 0.001:
+        return "< 0.001"
+    return f"= {x:.3f}" if x < 0.01 else f"= {x:.2f}"
 
 
 def short_model(model: Any) -> str:
