@@ -13,6 +13,7 @@ instead of several GB.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import warnings
 from array import array
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors
@@ -75,6 +75,9 @@ class RunColumns:
     items: Mapping[Key, ItemColumns]
     records_file: Path | None = None  # where ``lines`` point; None: built from a Run
     records: tuple[ItemRecord, ...] | None = field(default=None, repr=False)
+    # SHA-256 of the records.jsonl bytes these columns were parsed from (None: built from
+    # a Run, or a torn last line was skipped); the report's examples index is keyed on it.
+    records_digest: str | None = None
 
     def primary_metric(self, task: str) -> str | None:
         """The task's primary metric: named in the manifest, else its only metric."""
@@ -223,8 +226,7 @@ def _duplicate_problems(path: Path, items: Mapping[Key, ItemColumns]) -> list[In
     """The messages ``read_records`` gives for repeated (suite, task, item_id, metric)."""
     problems = []
     for (suite, task, metric), cols in items.items():
-        index = pd.Index(cols.item_ids)
-        if index.is_unique:
+        if len(set(cols.item_ids.tolist())) == len(cols):
             continue
         first_line: dict[str, int] = {}
         for item_id, line in zip(cols.item_ids, cols.lines, strict=True):
@@ -243,10 +245,19 @@ def _duplicate_problems(path: Path, items: Mapping[Key, ItemColumns]) -> list[In
     return problems
 
 
-def read_record_columns(
-    path: str | Path, *, tolerate_torn_tail: bool = True
-) -> tuple[tuple[tuple[str, str], ...], dict[str, frozenset[str]], dict[Key, ItemColumns]]:
-    """Stream records.jsonl into columns: (task order, metrics per task, columns per key).
+@dataclass(frozen=True, slots=True)
+class RecordColumns:
+    """What ``read_record_columns`` read from one records.jsonl."""
+
+    order: tuple[tuple[str, str], ...]  # (suite, task) in order of first appearance
+    metrics: dict[str, frozenset[str]]  # task -> metrics seen
+    items: dict[Key, ItemColumns]
+    digest: str | None  # SHA-256 of the bytes parsed; None when a torn last line was skipped
+
+
+def read_record_columns(path: str | Path, *, tolerate_torn_tail: bool = True) -> RecordColumns:
+    """Stream records.jsonl into columns (task order, metrics per task, columns per key)
+    and the SHA-256 of the bytes read.
 
     Validation and messages are those of ``read_records``.
     """
@@ -258,8 +269,10 @@ def read_record_columns(
     collector = _Collector()
     problems: list[InputError] = []
     loads, check, add = json.loads, check_record_json, collector.add
+    sha, torn = hashlib.sha256(), False
     with fh:
         for lineno, raw in enumerate(fh, start=1):
+            sha.update(raw)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -275,6 +288,7 @@ def read_record_columns(
                     warnings.warn(
                         torn_line_message(path, lineno), CollapseEvalWarning, stacklevel=2
                     )
+                    torn = True
                     break
                 problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=lineno))
                 continue
@@ -293,15 +307,30 @@ def read_record_columns(
         problems.sort(key=lambda p: p.line or 0)
         raise InputErrors(path, problems)
     metrics = {task: frozenset(m) for task, m in collector.metrics.items()}
-    return tuple(collector.order), metrics, items
+    digest = None if torn else sha.hexdigest()
+    return RecordColumns(tuple(collector.order), metrics, items, digest)
 
 
 def load_run_columns(path: str | Path) -> RunColumns:
     """A run directory for comparison (see the module docstring); same checks as load_run."""
     path = Path(path)
     manifest = read_run_manifest(path)
-    order, metrics, items = read_record_columns(path / RECORDS_FILE)
-    return RunColumns(path, manifest, order, metrics, items, records_file=path / RECORDS_FILE)
+    read = read_record_columns(path / RECORDS_FILE)
+    return RunColumns(
+        path,
+        manifest,
+        read.order,
+        read.metrics,
+        read.items,
+        records_file=path / RECORDS_FILE,
+        records_digest=read.digest,
+    )
+
+
+def records_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (as ``RunColumns.records_digest``), without parsing it."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # Below this many bytes of records in all, runs load one after the other in this process.

@@ -139,3 +139,73 @@ def test_overview_page_is_self_contained_and_escaped(runs: dict[str, Path], tmp_
     assert page.index('data-candidate="good"') < page.index('data-candidate="bad"')
     assert page.count('class="verdict fail">FAIL') == 2  # the page header and "bad"
     assert (out / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _summary(model: str, verdict: str, gain: float, retention: float) -> dict[str, Any]:
+    row = {
+        "suite": "general", "task": "demo_arithmetic", "group_by": None, "group": None,
+        "metric": "acc", "n": 500, "base_mean": 0.95, "tuned_mean": 0.95 * retention,
+        "delta": 0.95 * (retention - 1), "ci_low": None, "ci_high": None, "test": "mcnemar",
+        "p_value": None, "p_adjusted": None,
+        "status": "regressed" if verdict == "fail" else "non_inferior",
+    }  # fmt: skip
+    return {
+        "schema_version": 1,
+        "verdict": verdict,
+        "reasons": [f"{model}: {verdict}"],
+        "base": {"model": "/world/base", "run": "runs/base"},
+        "tuned": {"model": f"/world/{model}", "run": f"runs/{model}"},
+        "policy": {},
+        "comparisons": [row],
+        "alpha": 0.05,
+        "domain_overall": {
+            "pooled": {"delta": gain, "ci_low": gain - 0.03, "ci_high": gain + 0.03}
+        },
+        "retention": {"index": retention, "ci_low": retention - 0.01, "ci_high": retention + 0.01},
+    }
+
+
+def test_the_demo_overview_lists_every_candidate_it_compared(tmp_path: Path) -> None:
+    """The many-candidate compare (domain-only, mixed) and the graded candidates, compared
+    one by one, are all on the demo's index.html and overview.png (the graded ones were
+    missing: the overview was written before they were compared)."""
+    from collapse_eval.demo.run import DemoRow, write_demo_overview
+
+    values = {
+        "domain-only": ("fail", 0.325, 0.173),
+        "mixed": ("pass", 0.428, 1.040),
+        "graded-00": ("fail", 0.224, 0.972),
+        "graded-25": ("fail", 0.107, 0.983),
+        "graded-50": ("fail", 0.015, 0.983),
+        "graded-75": ("fail", 0.010, 0.970),
+    }
+    rows = []
+    for name, (verdict, gain, retention) in values.items():
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "summary.json"
+        path.write_text(json.dumps(_summary(name, verdict, gain, retention)))
+        rows.append(DemoRow(name, verdict, gain, None, path))
+    written = write_demo_overview(tmp_path, rows)
+    assert sorted(written) == ["index.html", "overview.png"]
+    page = (tmp_path / "index.html").read_text()
+    positions = [page.index(f'<tr data-candidate="{name}">') for name in values]
+    assert positions == sorted(positions)  # one row each, in the order compared
+    for name in values:
+        assert f'href="{name}/report.html"' in page
+        assert f'<strong title="/world/{name}">{name}</strong>' in page  # path on hover
+    assert "6 candidates" in page
+    assert "graded-75: domain gain +1.0 points, general retention 0.970, verdict fail" in page
+    assert "+1.5 (-1.5 to +4.5)" in page  # graded-50's domain gain and CI, in points
+    assert (tmp_path / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_overlapping_overview_labels_are_moved_apart() -> None:
+    from collapse_eval.report.overview import label_offsets
+
+    # graded-50 and graded-75 of the demo: 2 points apart, the upper label stays above
+    # its point, the lower one goes below its own (clear of its marker), a third further.
+    anchors = [(300.0, 102.0), (298.0, 100.0), (299.0, 101.0), (50.0, 100.0)]
+    labels = ["graded-50 (fail)", "graded-75 (fail)", "graded-xx (fail)", "far (pass)"]
+    assert label_offsets(anchors, labels) == [6.0, -30.0, -18.0, 6.0]
+    # labels that do not overlap keep their place
+    assert label_offsets([(0.0, 0.0), (0.0, 40.0)], ["a", "b"]) == [6.0, 6.0]

@@ -390,3 +390,35 @@ def test_bars_draw_when_a_mean_sits_on_the_edge_of_its_interval(tmp_path: Path) 
     ]
     path = grouped_bars(rows, "t", "task", "points", tmp_path / "bars.png", 0.05)
     assert path.stat().st_size > 1000
+
+
+def test_report_imports_no_heavy_library_it_does_not_need(tmp_path: Path) -> None:
+    """`collapse-eval report` after compare: no pandas, no matplotlib (the plots are up to
+    date), no model libraries; with plots to draw, matplotlib's object API but no pyplot."""
+    import subprocess
+    import sys
+
+    out = compared(tmp_path)
+    probe = (
+        "import sys\n"
+        "from collapse_eval.cli import main\n"
+        f"code = main(['report', {str(out)!r}])\n"
+        "heavy = ('pandas', 'scipy', 'statsmodels', 'torch', 'transformers', 'lm_eval',\n"
+        "         'matplotlib', 'matplotlib.figure', 'matplotlib.pyplot')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+
+    def loaded() -> str:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        run = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        )
+        return run.stdout.strip().splitlines()[-1]
+
+    assert loaded() == "0 []"
+    pngs = sorted((out / "plots").glob("*.png"))
+    assert len(pngs) == 9
+    for png in pngs:
+        png.unlink()
+    assert loaded() == "0 ['matplotlib', 'matplotlib.figure']"
+    assert sorted((out / "plots").glob("*.png")) == pngs  # drawn again, in two processes

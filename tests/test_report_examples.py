@@ -19,6 +19,7 @@ from collapse_eval import columns
 from collapse_eval.cli import main
 from collapse_eval.columns import RunColumns, load_run_columns
 from collapse_eval.report.examples import (
+    INDEX_FILE,
     PER_TASK_AND_DIRECTION,
     Examples,
     _example,
@@ -239,3 +240,69 @@ def test_an_unreadable_run_is_explained_not_fatal(tmp_path: Path) -> None:
         "must be a number, got 'half', and 2 more); run `collapse-eval compare` on "
         "them for every problem"
     )
+
+
+def _report_html_examples(out: Path) -> list[str]:
+    html = (out / "report.html").read_text(encoding="utf-8")
+    return [line for line in html.splitlines() if "data-direction=" in line]
+
+
+def test_report_reuses_the_examples_index_compare_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report` after `compare` does not parse the runs again, and shows what a cold
+    render (no index) shows."""
+    out, summary = _tied_pair(tmp_path)
+    index = json.loads((out / INDEX_FILE).read_text())
+    counts = {"lost": 160, "gained": 160}
+    assert index["counts"] == {"grid": counts, "err": counts}
+    runs = out / "runs"
+    assert index["counts"] == scanned_examples(summary, runs / "base", runs / "tuned").counts
+    assert len(index["chosen"]) == 4 * PER_TASK_AND_DIRECTION
+    (out / INDEX_FILE).unlink()  # a cold render parses both runs and writes the index again
+    assert main(["report", str(out)]) == 0
+    assert json.loads((out / INDEX_FILE).read_text()) == index
+    cold = _report_html_examples(out)
+    assert len(cold) == 4 * PER_TASK_AND_DIRECTION
+
+    def must_not_load(paths: Any) -> Any:
+        raise AssertionError(f"the report parsed the runs again: {paths}")
+
+    monkeypatch.setattr("collapse_eval.report.examples.load_runs_columns", must_not_load)
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert _report_html_examples(out) == cold
+
+
+def test_the_examples_index_is_not_used_once_a_run_changed(tmp_path: Path) -> None:
+    out, summary = _tied_pair(tmp_path)
+    old_counts = json.loads((out / INDEX_FILE).read_text())["counts"]
+    base_scores = {
+        (obj["task"], obj["item_id"]): obj["score"]
+        for obj in map(json.loads, (out / "runs" / "base" / "records.jsonl").open())
+    }
+    records = out / "runs" / "tuned" / "records.jsonl"
+    objs = [json.loads(line) for line in records.open()]
+    changed = next(
+        o for o in objs if o["task"] == "grid" and o["score"] != base_scores[("grid", o["item_id"])]
+    )
+    changed["score"] = base_scores[("grid", changed["item_id"])]  # no longer a change
+    records.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    found = collect_examples(summary, out, index=out / INDEX_FILE)
+    _assert_same(found, collect_examples(summary, out))  # as parsed in full, no index
+    assert sum(found.counts["grid"].values()) == sum(old_counts["grid"].values()) - 1
+    assert found.counts["err"] == old_counts["err"]
+    # the index now describes the changed run
+    assert json.loads((out / INDEX_FILE).read_text())["counts"] == found.counts
+
+
+def test_a_damaged_examples_index_is_ignored(tmp_path: Path) -> None:
+    out, summary = _tied_pair(tmp_path)
+    expected = collect_examples(summary, out)
+    for damage in ("not json", '{"key": 1}', "[]"):
+        (out / INDEX_FILE).write_text(damage)
+        _assert_same(collect_examples(summary, out, index=out / INDEX_FILE), expected)
+    stored = json.loads((out / INDEX_FILE).read_text())
+    stored["chosen"] = [["lost", "x"]]  # right key, wrong rows
+    (out / INDEX_FILE).write_text(json.dumps(stored))
+    _assert_same(collect_examples(summary, out, index=out / INDEX_FILE), expected)

@@ -2,13 +2,15 @@
 and correlate the graded candidates' training-data quality with their performance.
 
 One many-candidate compare for domain-only and mixed: the base is evaluated once
-(``runs/base``), each candidate's summary and report go to ``domain-only/`` and ``mixed/``,
-the overview to ``index.html``. The graded candidates reuse that base run.
+(``runs/base``), each candidate's summary and report go to ``domain-only/`` and ``mixed/``.
+The graded candidates reuse that base run (``graded-XX/``). The overview, ``index.html``
+and ``overview.png``, lists all six.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,21 @@ def run_demo(
         for r in results
     ]
     rows += run_graded_study(world, spec, out, progress)
+    write_demo_overview(out, rows)
     return rows
+
+
+def write_demo_overview(out: Path, rows: Sequence[DemoRow]) -> dict[str, Path]:
+    """OUT/index.html + OUT/overview.png over every candidate the demo compared, in the
+    order compared: domain-only and mixed (one many-candidate compare) and the graded
+    candidates (compared one by one against the same base run, for their own correlation
+    study, but judged against the same base, so they belong on the same plot)."""
+    from collapse_eval.report.overview import Candidate, write_overview
+    from collapse_eval.summary import load_summary
+
+    if not rows:
+        return {}
+    return write_overview(out, [Candidate(r.name, load_summary(r.summary)) for r in rows])
 
 
 def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> list[DemoRow]:

@@ -10,6 +10,7 @@ number of changed items' texts (two runs of a million records each stay well und
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 from collections.abc import Mapping
@@ -18,13 +19,22 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from numpy.typing import NDArray
 
-from collapse_eval.columns import FloatArray, RunColumns, fetch_records, load_runs_columns
+from collapse_eval import columns as columns_module
+from collapse_eval.columns import (
+    FloatArray,
+    RunColumns,
+    fetch_records,
+    load_runs_columns,
+    records_digest,
+)
 from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.records import read_run_manifest
 
 RECORDS_FILE = "records.jsonl"
 MANIFEST_FILE = "manifest.json"
+INDEX_FILE = ".examples.json"  # in the report directory: which items, for which runs
 PER_TASK_AND_DIRECTION = 25  # examples kept per (task, lost|gained); counts cover all
 MAX_TEXT = 4000  # characters of a prompt, output or reference shown
 
@@ -149,6 +159,13 @@ class _Changed:
         return [(base_line, tuned_line) for _, _, tuned_line, base_line in chosen]
 
 
+def _positions(ids: Any, wanted: Any) -> NDArray[np.intp]:
+    """Where each of ``wanted`` is in ``ids`` (unique), -1 where it is not; as
+    ``pandas.Index.get_indexer``, without importing pandas on the report's path."""
+    where = {item_id: i for i, item_id in enumerate(ids.tolist())}
+    return np.fromiter((where.get(w, -1) for w in wanted.tolist()), np.intp, len(wanted))
+
+
 def _find_changes(
     base: RunColumns,
     tuned: RunColumns,
@@ -163,7 +180,7 @@ def _find_changes(
         t_cols, b_cols = tuned.items.get(key), base.items.get(key)
         if t_cols is None or b_cols is None:
             continue
-        pos = pd.Index(b_cols.item_ids).get_indexer(t_cols.item_ids)
+        pos = _positions(b_cols.item_ids, t_cols.item_ids)
         paired = pos >= 0
         b_scores, t_scores = b_cols.scores[pos[paired]], t_cols.scores[paired]
         differ = b_scores != t_scores
@@ -188,10 +205,10 @@ def _find_changes(
     return changed
 
 
-def _load_runs(
+def _run_paths(
     summary: Mapping[str, Any], summary_dir: Path, found: Examples
-) -> tuple[RunColumns, RunColumns] | None:
-    """Both runs named in the summary as columns; None (and ``found.problem``) if not."""
+) -> tuple[Path, Path] | None:
+    """Both run directories named in the summary; None (and ``found.problem``) if not."""
     paths: list[Path] = []
     for side in ("base", "tuned"):
         run = (summary.get(side) or {}).get("run")
@@ -203,6 +220,11 @@ def _load_runs(
             )
             return None
         paths.append(path)
+    return paths[0], paths[1]
+
+
+def _load_runs(paths: tuple[Path, Path], found: Examples) -> tuple[RunColumns, RunColumns] | None:
+    """Both runs as columns; None (and ``found.problem``) if they cannot be read."""
     try:
         base, tuned = load_runs_columns(paths)
     except (InputError, InputErrors) as exc:
@@ -221,10 +243,15 @@ def _first_problem(exc: InputError | InputErrors) -> str:
     return exc.render()
 
 
+Chosen = list[tuple[str, tuple[int, int]]]  # (lost|gained, (base line, tuned line))
+
+
 def collect_examples(
     summary: Mapping[str, Any],
     summary_dir: Path,
     runs: tuple[RunColumns, RunColumns] | None = None,
+    *,
+    index: Path | None = None,
 ) -> Examples:
     """Lost and gained items of every compared task (general and domain).
 
@@ -233,15 +260,24 @@ def collect_examples(
     Up to PER_TASK_AND_DIRECTION items per task and direction, largest change first (then
     by item id); lost before gained, tasks in the summary's order. Only those items' lines
     are decoded in full.
+
+    ``index`` (the report's ``.examples.json``): where the choice (counts and line numbers)
+    is kept, keyed on both records.jsonl's SHA-256, the compared tasks and this code. When
+    it matches the runs on disk, they are not parsed again: the same bytes, already
+    validated, give the same examples.
     """
     found = Examples()
+    wanted = primary_keys(summary)
     if runs is None:
-        runs = _load_runs(summary, summary_dir, found)
+        paths = _run_paths(summary, summary_dir, found)
+        if paths is None:
+            return found
+        if index is not None and _examples_from_index(index, paths, wanted, found):
+            return found
+        runs = _load_runs(paths, found)
         if runs is None:
             return found
     base, tuned = runs
-    found.manifests = {"base": _read_manifest(base.path), "tuned": _read_manifest(tuned.path)}
-    wanted = primary_keys(summary)
     changed = _find_changes(base, tuned, wanted, found)
     # Lost before gained; tasks in the summary's order (general first, then domain).
     order = {task: i for i, (_, task, _) in enumerate(wanted)}
@@ -249,8 +285,66 @@ def collect_examples(
         changed.items(), key=lambda kv: (kv[0][1] != "lost", order.get(kv[0][0], len(order)))
     )
     chosen = [(direction, pair) for (_, direction), c in groups for pair in c.first()]
+    _add_examples(found, base, tuned, chosen)
+    if index is not None and base.records_digest and tuned.records_digest:
+        key = _index_key(wanted, base.records_digest, tuned.records_digest)
+        _write_index(index, key, found.counts, chosen)
+    return found
+
+
+def _add_examples(found: Examples, base: RunColumns, tuned: RunColumns, chosen: Chosen) -> None:
+    """The manifests and the chosen items' rows, decoding only those lines."""
+    found.manifests = {"base": _read_manifest(base.path), "tuned": _read_manifest(tuned.path)}
     base_objs = fetch_records(base, [b for _, (b, _) in chosen])
     tuned_objs = fetch_records(tuned, [t for _, (_, t) in chosen])
     for direction, (b, t) in chosen:
         found.rows.append(_example(base_objs[b], tuned_objs[t], direction))
-    return found
+
+
+def _index_key(wanted: Mapping[tuple[str, str, str], bool], base: str, tuned: str) -> str:
+    """What the examples depend on: both runs' bytes, the compared tasks and this code."""
+    code = b"".join(Path(f).read_bytes() for f in (__file__, columns_module.__file__))
+    data = json.dumps([PER_TASK_AND_DIRECTION, [[*k, v] for k, v in wanted.items()], base, tuned])
+    return hashlib.sha256(code + data.encode("utf-8")).hexdigest()
+
+
+def _write_index(path: Path, key: str, counts: Mapping[str, Any], chosen: Chosen) -> None:
+    from collapse_eval.records import atomic_write_json
+
+    rows = [[direction, b, t] for direction, (b, t) in chosen]
+    atomic_write_json(path, {"key": key, "counts": counts, "chosen": rows})
+
+
+def _examples_from_index(
+    index: Path,
+    paths: tuple[Path, Path],
+    wanted: Mapping[tuple[str, str, str], bool],
+    found: Examples,
+) -> bool:
+    """Fill ``found`` from the index when it matches the runs on disk; False otherwise
+    (no index, another key, or anything unexpected in it: the runs are then parsed)."""
+    try:
+        stored = json.loads(index.read_text(encoding="utf-8"))
+        runs = [_unparsed_run(p) for p in paths]
+    except (OSError, ValueError, InputError):
+        return False
+    base, tuned = (records_digest(p / RECORDS_FILE) for p in paths)
+    if not isinstance(stored, dict) or stored.get("key") != _index_key(wanted, base, tuned):
+        return False
+    try:
+        counts = {str(t): {"lost": int(c["lost"]), "gained": int(c["gained"])}
+                  for t, c in stored["counts"].items()}  # fmt: skip
+        chosen = [(str(d), (int(b), int(t))) for d, b, t in stored["chosen"]]
+        attempt = Examples(counts=counts)
+        _add_examples(attempt, runs[0], runs[1], chosen)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    found.rows, found.counts, found.manifests = attempt.rows, attempt.counts, attempt.manifests
+    return True
+
+
+def _unparsed_run(path: Path) -> RunColumns:
+    """A run whose manifest is checked (as ``load_run_columns`` does) but whose records
+    are not parsed: enough for ``fetch_records``."""
+    manifest = read_run_manifest(path)
+    return RunColumns(path, manifest, (), {}, {}, records_file=path / RECORDS_FILE)

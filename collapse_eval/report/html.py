@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collapse_eval.columns import RunColumns
+from collapse_eval.report.examples import INDEX_FILE as EXAMPLES_INDEX
 from collapse_eval.report.examples import Examples, collect_examples
 from collapse_eval.report.fmt import (
     STATUS_MEANING,
@@ -378,7 +379,7 @@ def write_reports(
     env = os.environ if env is None else env
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_plots(summary, out_dir / "plots")
-    examples = collect_examples(summary, out_dir, runs)
+    examples = collect_examples(summary, out_dir, runs, index=out_dir / EXAMPLES_INDEX)
     markdown = render_summary_markdown(summary)
     atomic_write_text(out_dir / "summary.md", markdown)
     atomic_write_text(out_dir / "junit.xml", render_junit(summary))

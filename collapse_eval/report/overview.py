@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collapse_eval.report.fmt import short_model
+
 OVERVIEW_HTML = "index.html"
 OVERVIEW_PNG = "overview.png"
 _VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e"}
@@ -65,20 +67,49 @@ def _errors(value: float, low: float | None, high: float | None) -> list[list[fl
     return [[max(below, 0.0)], [max(above, 0.0)]]
 
 
+_DPI = 110
+_LABEL_PT = 9  # font size of a point's label
+_LINE_PT = 12.0  # height of a label's line, in points
+_CHAR_PT = 0.62 * _LABEL_PT  # average width of a character (DejaVu Sans), in points
+_LABEL_DX, _LABEL_DY = 6.0, 6.0  # a label's offset from its point, in points
+
+
+def label_offsets(anchors: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[float]:
+    """The vertical offset (points) of each label from its point so that no two labels
+    overlap: ``anchors`` are the points' positions in points on the page (x right, y up).
+    Labels are placed from the highest point down, each at ``_LABEL_DY`` above its point;
+    one that would overlap a label already placed goes below its point instead (clear of
+    its marker), then down a line at a time."""
+    placed: list[tuple[float, float, float, float]] = []  # x0, x1, y0, y1
+    offsets = [_LABEL_DY] * len(anchors)
+    for i in sorted(range(len(anchors)), key=lambda k: (-anchors[k][1], anchors[k][0])):
+        x, y = anchors[i]
+        x0, x1 = x + _LABEL_DX, x + _LABEL_DX + _CHAR_PT * len(labels[i])
+        dy = _LABEL_DY
+        while any(
+            x0 < bx1 and bx0 < x1 and y + dy < by1 and by0 < y + dy + _LINE_PT
+            for bx0, bx1, by0, by1 in placed
+        ):
+            dy = -_LABEL_DY - _LINE_PT if dy == _LABEL_DY else dy - _LINE_PT
+        placed.append((x0, x1, y + dy, y + dy + _LINE_PT))
+        offsets[i] = dy
+    return offsets
+
+
 def overview_plot(candidates: Sequence[Candidate]) -> bytes | None:
     """The learning-versus-forgetting scatter as PNG bytes; None if no candidate has both
-    a domain gain and a retention index."""
+    a domain gain and a retention index. Labels that would overlap (candidates with
+    nearly the same gain and retention) are moved apart, each joined to its point."""
     points = [p for p in map(_point, candidates) if p.gain is not None and p.retention is not None]
     if not points:
         return None
-    import matplotlib
+    from collapse_eval.report.plots import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=110)
+    fig = new_figure(7.5, 5.5, dpi=_DPI)
+    ax = fig.add_subplot()
     ax.axvline(1.0, color="#8c959f", linewidth=0.8, linestyle="--")
     ax.axhline(0.0, color="#8c959f", linewidth=0.8, linestyle="--")
+    xy = []
     for p in points:
         assert p.gain is not None and p.retention is not None
         colour = _VERDICT_COLOURS.get(p.verdict, "#57606a")
@@ -93,22 +124,33 @@ def overview_plot(candidates: Sequence[Candidate]) -> bytes | None:
             elinewidth=1.2,
             capsize=3,
         )
-        ax.annotate(
-            f"{p.name} ({p.verdict})",
-            (p.retention, p.gain * 100),
-            textcoords="offset points",
-            xytext=(6, 6),
-            fontsize=9,
-            color=colour,
-        )
+        xy.append((p.retention, p.gain * 100))
     ax.set_xlabel("general retention index (tuned / base; 1.0 = nothing forgotten)")
     ax.set_ylabel("domain gain (points, pooled domain items)")
     ax.set_title("Learning versus forgetting (bars: confidence intervals)")
     ax.margins(0.15)
     fig.tight_layout()
+    ax.autoscale_view()
+    to_points = 72.0 / fig.dpi
+    anchors = [(x * to_points, y * to_points) for x, y in ax.transData.transform(xy)]
+    labels = [f"{p.name} ({p.verdict})" for p in points]
+    for p, label, (x, y), dy in zip(
+        points, labels, xy, label_offsets(anchors, labels), strict=True
+    ):
+        colour = _VERDICT_COLOURS.get(p.verdict, "#57606a")
+        moved = dy != _LABEL_DY
+        ax.annotate(
+            label,
+            (x, y),
+            textcoords="offset points",
+            xytext=(_LABEL_DX, dy),
+            fontsize=_LABEL_PT,
+            color=colour,
+            va="bottom",
+            arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6} if moved else None,
+        )
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
 
 
@@ -143,10 +185,12 @@ def _rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
             if c.get("suite") == "general" and not c.get("group_by")
         ]
         reasons = candidate.summary.get("reasons") or []
+        model = str((candidate.summary.get("tuned") or {}).get("model") or "")
         rows.append(
             {
                 "name": p.name,
-                "model": str((candidate.summary.get("tuned") or {}).get("model") or ""),
+                "model": model,
+                "short": short_model(model) if model else "",
                 "verdict": p.verdict,
                 "gain": _interval(p.gain, p.gain_low, p.gain_high, 100),
                 "retention": _interval(p.retention, p.retention_low, p.retention_high, 1),
