@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from importlib import resources
 from pathlib import Path
@@ -194,26 +195,47 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
-def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path: Path) -> None:
-    """`pip install .` (not editable, no extra) into an empty venv: no torch there, and
-    gate, report, compare of run directories, correlate, validate and quality on the
-    packaged demo files all work from the installed copy."""
-    env = _clean_env()
-    venv = tmp_path / "venv"
-    start = time.monotonic()
+def _fresh_venv(tmp: Path, env: dict[str, str], *pip_args: str) -> Path:
+    """An empty venv with the package installed from a copy of the source, non-editable.
+    The running interpreter's pip installs into it (--python): no ensurepip needed."""
+    venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    # The running interpreter's pip installs into the new venv (--python): no ensurepip.
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
-        + [str(_copy_source(tmp_path / "src"))],
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
+        + ["-q", *pip_args, str(_copy_source(tmp / "src"))],
         capture_output=True,
         text=True,
         env=env,
         timeout=600,
     )
     assert install.returncode == 0, install.stdout + install.stderr
+    return venv
+
+
+def _installed_package(venv: Path, env: dict[str, str], cwd: Path) -> Path:
+    """The collapse_eval directory the venv imports: its installed copy, not the source."""
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import collapse_eval; print(collapse_eval.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=True,
+    )
+    package = Path(where.stdout.strip()).parent
+    assert package.is_relative_to(venv), package
+    return package
+
+
+@pytest.mark.slow
+def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path: Path) -> None:
+    """`pip install .` (not editable, no extra) into an empty venv: no torch there, and
+    gate, report, compare of run directories, correlate, validate and quality on the
+    packaged demo files all work from the installed copy."""
+    env = _clean_env()
+    start = time.monotonic()
+    venv = _fresh_venv(tmp_path, env)
+    python = venv / "bin" / "python"
     installed_s = time.monotonic() - start
 
     probe = subprocess.run(
@@ -225,19 +247,16 @@ def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path
     )
     assert probe.returncode == 1
     assert "No module named 'torch'" in probe.stderr
-    where = subprocess.run(
-        [str(python), "-c", "import collapse_eval, importlib.util as u, json; print(json.dumps("]
-        + [f"[collapse_eval.__file__, [m for m in {list(HEAVY)!r} if u.find_spec(m)]]))"],
+    found = f"[m for m in {list(HEAVY)!r} if importlib.util.find_spec(m)]"
+    heavy = subprocess.run(
+        [str(python), "-c", f"import importlib.util; print({found})"],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
         env=env,
         check=True,
     )
-    package_file, heavy_installed = json.loads(where.stdout)
-    assert heavy_installed == []
-    package = Path(package_file).parent
-    assert package.is_relative_to(venv), package  # the installed copy, not the source tree
+    assert heavy.stdout.strip() == "[]"
+    package = _installed_package(venv, env, tmp_path)
 
     commands, expected = _model_free_world(tmp_path)
     codes = {}
@@ -305,3 +324,36 @@ def test_an_import_error_maps_to_its_extra_or_to_nothing() -> None:
     assert "cannot be imported (No module named 'lm_eval.tasks._index')" in error.problems[0]
     assert extra_for_import_error(ModuleNotFoundError("x", name="yaml"), "x") is None
     assert extra_for_import_error(ImportError("no name"), "x") is None
+
+
+@pytest.mark.slow
+def test_fresh_venv_installed_copy_runs_the_packaged_demo_tasks(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """The package-data of a non-editable install: the demo suite (benchmarks file, lm-eval
+    task YAMLs and their data) and the demo domain set, read from the installed copy, run
+    a tiny model. The `run` extra's packages (GBs) are borrowed from this interpreter's
+    site-packages through a .pth file instead of being downloaded again."""
+    env = _clean_env()
+    start = time.monotonic()
+    venv = _fresh_venv(tmp_path, env, "--no-deps")
+    borrowed = sysconfig.get_paths()["purelib"]
+    site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    (site / "borrowed_run_extra.pth").write_text(borrowed + "\n", encoding="utf-8")
+    package = _installed_package(venv, env, tmp_path)
+    domain = tmp_path / "realestate.jsonl"
+    lines = (package / "tasks" / "demo" / "realestate_test.jsonl").read_text().splitlines()
+    domain.write_text("\n".join(lines[:12]) + "\n", encoding="utf-8")
+    argv = [str(venv / "bin" / "collapse-eval"), "run", str(tiny_model), "--engine", "hf"]
+    argv += ["--benchmarks", str(package / "demo" / "benchmarks.yaml"), "--suite", "demo"]
+    argv += ["--limit", "3", "--domain", str(domain), "--no-cache", "--quiet", "--out", "r"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(x) for x in (tmp_path / "r" / "records.jsonl").read_text().splitlines()]
+    tasks = {(r["suite"], r["task"]) for r in records}
+    assert tasks == {
+        ("domain", "realestate"),
+        *(("general", t) for t in ("demo_arithmetic", "demo_capitals", "demo_copy", "demo_sort")),
+    }
+    assert len(records) == 12 + 4 * 3
+    print(f"fresh venv, packaged demo tasks: {time.monotonic() - start:.1f} s")
