@@ -508,6 +508,7 @@ def _run_entry(
     on_task: OnTask,
     progress: Progress,
 ) -> None:
+    progress.log(f"general {entry.task}: loading the lm-eval task and its data")
     loaded = _load_tasks(manager, entry.task)
     todo = {name: task for name, task in loaded["tasks"].items() if name not in done_tasks}
     if not todo:

@@ -419,7 +419,7 @@ def test_plain_progress_says_when_a_bar_starts_beats_while_it_waits_and_ends() -
     assert lines[-1].startswith("general t: 5/5 items, ") and "items/s" in lines[-1]
 
 
-def test_general_tasks_get_a_progress_line_when_they_start_and_when_they_end() -> None:
+def test_general_tasks_get_progress_lines_when_they_load_start_and_end() -> None:
     from collapse_eval.general import run_general_suite
 
     stream = io.StringIO()
@@ -430,9 +430,10 @@ def test_general_tasks_get_a_progress_line_when_they_start_and_when_they_end() -
         progress=PlainProgress(stream),
     )
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "general demo_arithmetic: 0/4 items, 0s"
-    assert lines[1].startswith("general demo_arithmetic: 4/4 items, ")
-    assert lines[2] == "done demo_arithmetic"
+    assert lines[0] == "general demo_arithmetic: loading the lm-eval task and its data"
+    assert lines[1] == "general demo_arithmetic: 0/4 items, 0s"
+    assert lines[2].startswith("general demo_arithmetic: 4/4 items, ")
+    assert lines[3] == "done demo_arithmetic"
 
 
 @pytest.mark.slow
