@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import synthetic_rows, write_run
 
 REPO = Path(__file__).resolve().parent.parent
+LOWEST_BASE = REPO / "tests" / "lowest-base-constraints.txt"
 # What only the `run` and `vllm` extras install (and what those pull in).
 HEAVY = (
     "torch",
@@ -227,14 +228,23 @@ def _installed_package(venv: Path, env: dict[str, str], cwd: Path) -> Path:
     return package
 
 
+def _lowest_base_constraints() -> list[str]:
+    """pip arguments pinning the base dependencies to their lower bounds, where the
+    Python has wheels for them (numpy 1.26 stops at 3.12); the newest otherwise."""
+    if sys.version_info >= (3, 13):
+        return []
+    return ["-c", str(LOWEST_BASE)]
+
+
 @pytest.mark.slow
 def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path: Path) -> None:
-    """`pip install .` (not editable, no extra) into an empty venv: no torch there, and
-    gate, report, compare of run directories, correlate, validate and quality on the
-    packaged demo files all work from the installed copy."""
+    """`pip install .` (not editable, no extra) into an empty venv, with the base
+    dependencies at their lowest supported versions: no torch there, and gate, report,
+    compare of run directories, correlate, validate and quality on the packaged demo files
+    all work from the installed copy."""
     env = _clean_env()
     start = time.monotonic()
-    venv = _fresh_venv(tmp_path, env)
+    venv = _fresh_venv(tmp_path, env, *_lowest_base_constraints())
     python = venv / "bin" / "python"
     installed_s = time.monotonic() - start
 
@@ -256,6 +266,17 @@ def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path
         check=True,
     )
     assert heavy.stdout.strip() == "[]"
+    if _lowest_base_constraints():  # what pip installed is what the constraints pin
+        pins = dict(
+            line.split("==")
+            for line in LOWEST_BASE.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+        script = f"import importlib.metadata as m; print([m.version(d) for d in {list(pins)!r}])"
+        versions = subprocess.run(
+            [str(python), "-c", script], capture_output=True, text=True, env=env, check=True
+        )
+        assert versions.stdout.strip() == repr(list(pins.values()))
     package = _installed_package(venv, env, tmp_path)
 
     commands, expected = _model_free_world(tmp_path)
