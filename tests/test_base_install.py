@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from collapse_eval.extras import LOWEST_VERSIONS
 from tests.conftest import synthetic_rows, write_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -353,15 +354,32 @@ def test_fresh_venv_installed_copy_runs_the_packaged_demo_tasks(
 ) -> None:
     """The package-data of a non-editable install: the demo suite (benchmarks file, lm-eval
     task YAMLs and their data) and the demo domain set, read from the installed copy, run
-    a tiny model. The `run` extra's packages (GBs) are borrowed from this interpreter's
-    site-packages through a .pth file instead of being downloaded again."""
+    a tiny model, with lm-eval at its lowest supported version (general.py uses its task
+    index, new in 0.4.12). The other packages of the `run` extra (GBs) are borrowed from
+    this interpreter's site-packages through a .pth file instead of being downloaded."""
     env = _clean_env()
     start = time.monotonic()
     venv = _fresh_venv(tmp_path, env, "--no-deps")
     borrowed = sysconfig.get_paths()["purelib"]
     site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
     (site / "borrowed_run_extra.pth").write_text(borrowed + "\n", encoding="utf-8")
+    # lm-eval at its lowest supported version, in front of the borrowed (newer) one.
+    lowest_lm_eval = ".".join(str(p) for p in LOWEST_VERSIONS["lm-eval"])
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
+    subprocess.run([*pip, "-q", "--no-deps", f"lm-eval=={lowest_lm_eval}"], env=env, check=True)
     package = _installed_package(venv, env, tmp_path)
+    version = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('lm-eval'))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert version.stdout.strip() == lowest_lm_eval
     domain = tmp_path / "realestate.jsonl"
     lines = (package / "tasks" / "demo" / "realestate_test.jsonl").read_text().splitlines()
     domain.write_text("\n".join(lines[:12]) + "\n", encoding="utf-8")
