@@ -5,6 +5,8 @@
 #   3. mypy collapse_eval      strict typing of the package ([tool.mypy] strict = true)
 #   4. pytest                  the whole suite; extra arguments pass through to pytest.
 #      With CI=true (set by .ci/run) a skipped test is a failure (tests/conftest.py).
+#      tests/test_base_install.py installs the package non-editably (`pip install .`) into
+#      fresh venvs: the base install without torch, and the packaged demo tasks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
