@@ -839,6 +839,7 @@ def _entry_settings(entry: Any) -> str:
 def tasks(pattern: str | None, benchmarks: Path | None, cache_dir: Path | None) -> None:
     """List lm-eval tasks, groups and tags whose name contains PATTERN (or matches it as a
     glob, e.g. 'arc_*'), with the metric that `--tasks` gates on; no model is loaded."""
+    _require_run_extra()
     from collapse_eval.config import load_benchmarks
     from collapse_eval.task_list import list_tasks
 

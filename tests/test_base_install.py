@@ -94,6 +94,7 @@ def _packaged_commands(root: Path) -> list[list[str]]:
     return [
         ["validate", str(root / "tasks" / "demo" / "realestate_test.jsonl")],
         ["quality", str(root / "tasks" / "demo" / "realestate_train.jsonl"), "--out", "q"],
+        ["suites", "--benchmarks", str(root / "demo" / "benchmarks.yaml")],
     ]
 
 
@@ -135,6 +136,7 @@ MODEL_COMMANDS = {
     "compare": ["compare", "base", "some/model", "--out", "cmp"],
     "demo": ["demo", "--out", "d"],
     "data prepare": ["data", "prepare", "--out", "data"],
+    "tasks": ["tasks", "arc"],
 }
 
 
