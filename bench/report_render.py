@@ -18,7 +18,8 @@ is printed before and after, since wall times on a shared machine depend on it.
 
     python bench/report_render.py [--records 100000] [--repeat 3] [--keep DIR]
 
-The code measured is whatever `python -m collapse_eval.cli` imports (PYTHONPATH).
+The code measured is whatever `python -m collapse_eval.cli` imports: the current
+directory first, then PYTHONPATH (to measure another checkout, run from inside it).
 """
 
 from __future__ import annotations

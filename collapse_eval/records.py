@@ -306,8 +306,9 @@ def atomic_write_json(path: str | Path, value: Any) -> None:
 
 
 def _is_a_directory(path: Path) -> InputError:
-    """A directory given where a JSON file is expected; name the JSON files inside it."""
-    inside = sorted(p.name for p in path.glob("*.json"))[:3]
+    """A directory given where a JSON file is expected; name a JSON file inside it (not a
+    hidden one: `.examples.json` is the report's cache, never what was meant)."""
+    inside = sorted(p.name for p in path.glob("*.json") if not p.name.startswith("."))[:3]
     hint = f"did you mean {path / inside[0]}?" if inside else "give the path of a JSON file"
     return InputError(path, "is a directory, expected a JSON file", hint=hint)
 
