@@ -1,14 +1,21 @@
 """`collapse-eval demo`: build (or reuse) the tiny world, compare the candidates to base,
 and correlate the graded candidates' training-data quality with their performance.
 
-One many-candidate compare for domain-only and mixed: the base is evaluated once
-(``runs/base``), each candidate's summary and report go to ``domain-only/`` and ``mixed/``,
-the overview to ``index.html``. The graded candidates reuse that base run.
+Every checkpoint is evaluated first, into ``runs/<name>``, in two single-threaded worker
+processes where the machine has two cores (the hf engine; the compares then reuse the
+complete runs). One many-candidate compare for domain-only and mixed: the base is evaluated
+once (``runs/base``), each candidate's summary and report go to ``domain-only/`` and
+``mixed/``, the overview to ``index.html``. The graded candidates reuse that base run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +76,10 @@ def run_demo(
         cache_dir=(cache_dir / "requests") if cache_dir else None,
     )
     names = ("domain-only", "mixed")
+    if engine == "hf":
+        checkpoints = [("base", world.base), ("domain-only", world.domain_only)]
+        checkpoints += [("mixed", world.mixed)] + [(c.name, c.checkpoint) for c in world.graded]
+        evaluate_in_workers(checkpoints, spec, out / "runs", progress)
     progress.log("demo: comparing domain-only and mixed against base")
     results = compare_candidates(
         str(world.base),
@@ -91,6 +102,46 @@ def run_demo(
     ]
     rows += run_graded_study(world, spec, out, progress)
     return rows
+
+
+def _evaluate_one(spec: Any, checkpoint: str, run_dir: Path) -> tuple[float, float]:
+    """Evaluate ``checkpoint`` into ``run_dir`` on one thread (in a worker process);
+    returns its wall and CPU seconds."""
+    import torch
+
+    from collapse_eval.runner import run_model
+
+    torch.set_num_threads(1)
+    wall, cpu = time.monotonic(), time.process_time()
+    run_model(dataclasses.replace(spec, model=checkpoint), run_dir)
+    return time.monotonic() - wall, time.process_time() - cpu
+
+
+def evaluate_in_workers(
+    checkpoints: Sequence[tuple[str, Path]],
+    spec: Any,
+    runs: Path,
+    progress: Progress,
+    workers: int | None = None,
+) -> None:
+    """Evaluate each (name, checkpoint) into ``runs/<name>`` in ``workers`` processes
+    (default: two where the machine has two cores); a complete run is reused. With one
+    worker nothing happens here: the compares evaluate in this process."""
+    from collapse_eval.demo.world import default_workers
+
+    workers = default_workers() if workers is None else workers
+    if workers <= 1:
+        return
+    progress.log(f"demo: evaluating {len(checkpoints)} checkpoints in {workers} processes")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_evaluate_one, spec, str(checkpoint), runs / name): name
+            for name, checkpoint in checkpoints
+        }
+        for future in as_completed(futures):
+            wall, cpu = future.result()
+            progress.log(f"demo: evaluated {futures[future]} in {wall:.0f} s ({cpu:.0f} s CPU)")
 
 
 def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> list[DemoRow]:
