@@ -117,6 +117,16 @@ def _evaluate_one(spec: Any, checkpoint: str, run_dir: Path) -> tuple[float, flo
     return time.monotonic() - wall, time.process_time() - cpu
 
 
+def _complete(run_dir: Path) -> bool:
+    from collapse_eval.errors import CollapseEvalError
+    from collapse_eval.records import is_run_dir, read_run_manifest
+
+    try:
+        return is_run_dir(run_dir) and read_run_manifest(run_dir).complete
+    except (CollapseEvalError, OSError):
+        return False
+
+
 def evaluate_in_workers(
     checkpoints: Sequence[tuple[str, Path]],
     spec: Any,
@@ -125,12 +135,15 @@ def evaluate_in_workers(
     workers: int | None = None,
 ) -> None:
     """Evaluate each (name, checkpoint) into ``runs/<name>`` in ``workers`` processes
-    (default: two where the machine has two cores); a complete run is reused. With one
-    worker nothing happens here: the compares evaluate in this process."""
+    (default: two where the machine has two cores). A run already marked complete is left
+    to the compares (which reuse it, or re-evaluate it if its settings changed), so a second
+    demo starts no worker. With one worker nothing happens here: the compares evaluate in
+    this process."""
     from collapse_eval.demo.world import default_workers
 
     workers = default_workers() if workers is None else workers
-    if workers <= 1:
+    checkpoints = [(name, path) for name, path in checkpoints if not _complete(runs / name)]
+    if workers <= 1 or not checkpoints:
         return
     progress.log(f"demo: evaluating {len(checkpoints)} checkpoints in {workers} processes")
     context = multiprocessing.get_context("spawn")
