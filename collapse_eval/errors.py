@@ -10,6 +10,7 @@ import difflib
 import errno
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
@@ -23,6 +24,22 @@ class CollapseEvalError(Exception):
     """Base class: ``str(err)`` is the complete message shown to the user."""
 
     exit_code = EXIT_RUNTIME
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as is (args and attributes), without calling __init__ again: an error
+        # raised in a worker process (the demo's fine-tunes and evaluations) reaches the
+        # parent with its class, message and exit code, where the default pickling called
+        # e.g. InputError(message) and broke the whole process pool instead.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(
+    cls: type[CollapseEvalError], args: tuple[Any, ...], state: dict[str, Any]
+) -> CollapseEvalError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class UsageError(CollapseEvalError):

@@ -121,6 +121,55 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
     assert "95% CI [" in lines[0] and lines[0].endswith("n = 3")
 
 
+def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: Path) -> None:
+    """The demo evaluates its checkpoints in two single-threaded workers: the runs they
+    write hold the records an in-process run gives, and a complete run is reused."""
+    from collapse_eval.demo.run import evaluate_in_workers
+    from collapse_eval.progress import QuietProgress
+    from collapse_eval.records import load_run
+    from collapse_eval.runner import RunSpec, run_model
+
+    tiny = dataclasses.replace(
+        WorldConfig.test(), base_steps=2, general_per_task=50, unlabelled_dialogues=20
+    )
+    base = train.build_base(tmp_path / "base", tiny)
+    shutil.copytree(base, tmp_path / "copy")
+    domain = tmp_path / "domain.jsonl"
+    lines = world.DOMAIN_TEST_FILE.read_text(encoding="utf-8").splitlines(keepends=True)
+    domain.write_text("".join(lines[:12]), encoding="utf-8")
+    spec = RunSpec(
+        model=str(base),
+        domain_files=(domain,),
+        engine="hf",
+        engine_args={"batch_size": "64"},
+        run_general=False,
+        use_cache=False,
+    )
+    checkpoints = [("base", base), ("copy", tmp_path / "copy")]
+    messages: list[str] = []
+
+    class Log(QuietProgress):
+        def log(self, message: str) -> None:
+            messages.append(message)
+
+    evaluate_in_workers(checkpoints, spec, tmp_path / "runs", Log(), workers=2)
+    assert messages[0] == "demo: evaluating 2 checkpoints in 2 processes"
+    assert sorted(m.split()[2] for m in messages[1:]) == ["base", "copy"]
+    for name, checkpoint in checkpoints:
+        alone = run_model(dataclasses.replace(spec, model=str(checkpoint)), tmp_path / name)
+        in_worker = load_run(tmp_path / "runs" / name)
+        assert len(in_worker.records) == 12
+        assert [(r.item_id, r.prediction, r.score) for r in in_worker.records] == [
+            (r.item_id, r.prediction, r.score) for r in alone.records
+        ]
+    records = tmp_path / "runs" / "base" / "records.jsonl"
+    before = records.stat().st_mtime_ns
+    messages.clear()
+    evaluate_in_workers(checkpoints, spec, tmp_path / "runs", Log(), workers=2)
+    assert messages == []  # complete runs: no worker started
+    assert records.stat().st_mtime_ns == before
+
+
 def test_a_second_call_reuses_the_cached_world(small_world, monkeypatch) -> None:
     cache, built, _ = small_world
 

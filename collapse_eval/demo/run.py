@@ -1,16 +1,22 @@
 """`collapse-eval demo`: build (or reuse) the tiny world, compare the candidates to base,
 and correlate the graded candidates' training-data quality with their performance.
 
-One many-candidate compare for domain-only and mixed: the base is evaluated once
-(``runs/base``), each candidate's summary and report go to ``domain-only/`` and ``mixed/``.
-The graded candidates reuse that base run (``graded-XX/``). The overview, ``index.html``
-and ``overview.png``, lists all six.
+Every checkpoint is evaluated first, into ``runs/<name>``, in two single-threaded worker
+processes where the machine has two cores (the hf engine; the compares then reuse the
+complete runs). One many-candidate compare for domain-only and mixed: the base is evaluated
+once (``runs/base``), each candidate's summary and report go to ``domain-only/`` and
+``mixed/``. The graded candidates reuse that base run (``graded-XX/``). The overview,
+``index.html`` and ``overview.png``, lists all six.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +77,10 @@ def run_demo(
         cache_dir=(cache_dir / "requests") if cache_dir else None,
     )
     names = ("domain-only", "mixed")
+    if engine == "hf":
+        checkpoints = [("base", world.base), ("domain-only", world.domain_only)]
+        checkpoints += [("mixed", world.mixed)] + [(c.name, c.checkpoint) for c in world.graded]
+        evaluate_in_workers(checkpoints, spec, out / "runs", progress)
     progress.log("demo: comparing domain-only and mixed against base")
     results = compare_candidates(
         str(world.base),
@@ -107,6 +117,59 @@ def write_demo_overview(out: Path, rows: Sequence[DemoRow]) -> dict[str, Path]:
     if not rows:
         return {}
     return write_overview(out, [Candidate(r.name, load_summary(r.summary)) for r in rows])
+
+
+def _evaluate_one(spec: Any, checkpoint: str, run_dir: Path) -> tuple[float, float]:
+    """Evaluate ``checkpoint`` into ``run_dir`` on one thread (in a worker process);
+    returns its wall and CPU seconds."""
+    import torch
+
+    from collapse_eval.runner import run_model
+
+    torch.set_num_threads(1)
+    wall, cpu = time.monotonic(), time.process_time()
+    run_model(dataclasses.replace(spec, model=checkpoint), run_dir)
+    return time.monotonic() - wall, time.process_time() - cpu
+
+
+def _complete(run_dir: Path) -> bool:
+    from collapse_eval.errors import CollapseEvalError
+    from collapse_eval.records import is_run_dir, read_run_manifest
+
+    try:
+        return is_run_dir(run_dir) and read_run_manifest(run_dir).complete
+    except (CollapseEvalError, OSError):
+        return False
+
+
+def evaluate_in_workers(
+    checkpoints: Sequence[tuple[str, Path]],
+    spec: Any,
+    runs: Path,
+    progress: Progress,
+    workers: int | None = None,
+) -> None:
+    """Evaluate each (name, checkpoint) into ``runs/<name>`` in ``workers`` processes
+    (default: two where the machine has two cores). A run already marked complete is left
+    to the compares (which reuse it, or re-evaluate it if its settings changed), so a second
+    demo starts no worker. With one worker nothing happens here: the compares evaluate in
+    this process."""
+    from collapse_eval.demo.world import default_workers
+
+    workers = default_workers() if workers is None else workers
+    checkpoints = [(name, path) for name, path in checkpoints if not _complete(runs / name)]
+    if workers <= 1 or not checkpoints:
+        return
+    progress.log(f"demo: evaluating {len(checkpoints)} checkpoints in {workers} processes")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_evaluate_one, spec, str(checkpoint), runs / name): name
+            for name, checkpoint in checkpoints
+        }
+        for future in as_completed(futures):
+            wall, cpu = future.result()
+            progress.log(f"demo: evaluated {futures[future]} in {wall:.0f} s ({cpu:.0f} s CPU)")
 
 
 def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> list[DemoRow]:
