@@ -12,16 +12,16 @@ once (``runs/base``), each candidate's summary and report go to ``domain-only/``
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collapse_eval.progress import Progress, QuietProgress
+from collapse_eval.workers import process_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +161,7 @@ def evaluate_in_workers(
     if workers <= 1 or not checkpoints:
         return
     progress.log(f"demo: evaluating {len(checkpoints)} checkpoints in {workers} processes")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with process_pool(workers) as pool:
         futures = {
             pool.submit(_evaluate_one, spec, str(checkpoint), runs / name): name
             for name, checkpoint in checkpoints

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +31,7 @@ from typing import Any
 
 from collapse_eval.demo import data, graded
 from collapse_eval.demo.train import WorldConfig, build_base, finetune
+from collapse_eval.workers import process_pool
 
 __all__ = [
     "DemoWorld",
@@ -183,10 +184,9 @@ def _finetune_all(
     say = progress or (lambda _msg: None)
     say(f"fine-tuning {len(jobs)} candidates in {workers} processes")
     timings: dict[str, dict[str, float]] = {}
-    context = multiprocessing.get_context("spawn")
     with (
-        context.Manager() as manager,
-        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+        multiprocessing.get_context("spawn").Manager() as manager,
+        process_pool(workers) as pool,
     ):
         queue = manager.Queue()
         futures = {pool.submit(_worker_job, root, config, job, queue): job for job in jobs}
