@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, BenchmarksConfig, Suite
-from collapse_eval.engines.base import Engine, checkpoint_fingerprint
+from collapse_eval.engines.base import Engine, checkpoint_fingerprint, checkpoint_signature
 from collapse_eval.errors import ConfigError, InputError, StorageError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
@@ -112,9 +112,27 @@ class _EngineSession:
 
     @property
     def fingerprint(self) -> str:
+        """The checkpoint's fingerprint; hashed once per content, remembered in the cache."""
+        if self._fingerprint is None:
+            self._fingerprint = self._remembered_fingerprint()
         if self._fingerprint is None:
             self._fingerprint = checkpoint_fingerprint(self.spec.model)
+            key = self._fingerprint_key()
+            if key is not None:
+                self.cache.put_many("fingerprint", {key: self._fingerprint})
         return self._fingerprint
+
+    def _fingerprint_key(self) -> str | None:
+        signature = checkpoint_signature(self.spec.model) if self.cache is not None else None
+        return None if signature is None else sha256_text(f"fingerprint\0{signature}")
+
+    def _remembered_fingerprint(self) -> str | None:
+        """Without hashing the weights: a hub name's, or one remembered for these files."""
+        if checkpoint_signature(self.spec.model) is None:
+            return checkpoint_fingerprint(self.spec.model)
+        key = self._fingerprint_key()
+        found = self.cache.get_many([key]).get(key) if key is not None else None
+        return found if isinstance(found, str) else None
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -178,7 +196,12 @@ class _EngineSession:
 
     def reusable_entries(self, request: _Request) -> set[str]:
         """Benchmarks entries whose results the cache holds (known before any engine)."""
-        if self.cache is None or self.known_run_spec() is None:
+        if self.cache is None:
+            return set()
+        # Before the suite is checked: hashing a large checkpoint's weights must not come
+        # before an input mistake is reported, so only a remembered fingerprint is used.
+        self._fingerprint = self._fingerprint or self._remembered_fingerprint()
+        if self._fingerprint is None or self.known_run_spec() is None:
             return set()
         return {
             task

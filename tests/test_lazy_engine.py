@@ -152,17 +152,17 @@ def test_fully_cached_run_imports_no_model_library(world: dict[str, Path], tmp_p
     code = (
         "import sys\n"
         "from pathlib import Path\n"
+        "from collapse_eval.progress import PlainProgress\n"
         "from collapse_eval.runner import RunSpec, run_model\n"
         f"spec = RunSpec(model={str(world['base'])!r},"
         f" domain_files=(Path({str(world['domain'])!r}),),"
         f" benchmarks=Path({str(world['benchmarks'])!r}), suite='two', engine='hf', limit=3,"
         f" cache_dir=Path({str(world['cache'])!r}))\n"
-        f"run = run_model(spec, {str(tmp_path / 'second')!r})\n"
+        f"run = run_model(spec, {str(tmp_path / 'second')!r}, progress=PlainProgress())\n"
         "print(len(run.records), sorted(m for m in ('torch', 'transformers', 'lm_eval', 'vllm')"
         " if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     first = read_records(tmp_path / "first" / "records.jsonl")
-    assert out.split() == [str(len(first)), "[]"]
+    assert proc.stdout.split() == [str(len(first)), "[]"], proc.stderr
+    assert "second: 3 task(s) reused whole from the cache, model not loaded" in proc.stderr
