@@ -518,7 +518,7 @@ def run_model(
 
     # Validate every input before loading a model: input mistakes must cost nothing.
     domain_sets = _load_domain_sets(spec.domain_files)
-    config, suite = _load_suite(spec, progress) if spec.run_general else (None, None)
+    suite, config = _load_suite(spec, progress) if spec.run_general else (None, None)
     include_paths = tuple(config.include_paths) if config is not None else ()
     if engine_factory is default_engine_factory:
         from collapse_eval.engines.registry import resolve_engine_kind
@@ -764,15 +764,15 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
     return sets
 
 
-def _load_suite(spec: RunSpec, progress: Progress) -> tuple[BenchmarksConfig, Suite]:
-    """The benchmarks file and the chosen suite (task names are checked separately)."""
+def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, BenchmarksConfig]:
+    """The chosen suite and the benchmarks file (task names are checked separately)."""
     from collapse_eval.config import load_benchmarks, resolve_suite
 
     config = load_benchmarks(spec.benchmarks)
     offline = prepared_offline_data() if spec.suite is None else None
     suite, why = resolve_suite(config, spec.suite, offline_data=offline)
     progress.log(why)
-    return config, suite
+    return suite, config
 
 
 def _validate_suite(config: BenchmarksConfig, suite: Suite, skip: Collection[str] = ()) -> None:
