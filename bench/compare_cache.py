@@ -1,67 +1,115 @@
-"""Whole `collapse-eval compare` runs: cold cache vs warm cache vs only-tuned-changed.
+"""Whole `collapse-eval compare` runs: the cache's three targets, each as a ratio of one run.
 
-Each scenario is a fresh `collapse-eval compare` subprocess into a NEW output directory
-(so run directories are not reused; only the request cache can help), timed end to end,
-model loading and lm-eval task setup included:
-  cold          : empty cache, base + tuned computed;
-  warm          : the same compare again, everything from the cache   (target <= 0.05);
-  tuned changed : base cached, a new tuned checkpoint                 (target <= 0.55).
-Also shown: a re-run into the SAME output directory (complete run dirs, no model loaded).
+Each scenario is a fresh subprocess, timed end to end (wall and CPU seconds: under a
+shared machine's load the CPU seconds are the steadier measure), model loading and lm-eval
+task setup included:
 
-    python bench/compare_cache.py [--engine hf|vllm] [--limit 50] [--domain-items 100]
-                                  [--models BASE,TUNED,TUNED2]
+  cold          : empty cache, new --out: base + tuned computed;
+  warm          : the same compare into a NEW --out (only the cache can help);
+  tuned changed : the same base, a new tuned checkpoint, new --out;
+  floor         : `compare` of the cold run's two run directories (no model, no lm-eval);
+  general cold  : base + tuned on the general suite only, empty cache;
+  lm_eval x2    : the raw `lm_eval --model hf` CLI on the same tasks, once per checkpoint.
 
-Models: two random-init demo-size Llamas (seeds 0, 1) and a third for "tuned changed";
-inputs: the first N items of the demo domain set and the `quick` general suite.
+Targets:
+  warm          <= floor + 0.05 x (cold - floor)   i.e. (warm - floor) / (cold - floor) <= 0.05
+  tuned changed <= 0.55 x cold
+  general cold  <= 0.35 x (lm_eval base + lm_eval tuned)
+
+    python bench/compare_cache.py [--limit 50] [--domain-items 100] [--models B,T,T2]
+                                  [--no-lm-eval]
+
+Models: three random-init demo-size Llamas (seeds 0, 1, 2); inputs: the first N items of
+the demo domain set and the `quick` general suite (the demo tasks shipped in the package).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+QUICK_TASKS = ("demo_arithmetic", "demo_capitals", "demo_copy", "demo_sort")
+BATCH_SIZE = 16
 
-def timed_compare(
-    base: Path, tuned: Path, out: Path, cache: Path, engine: str, limit: int, domain: Path
-) -> float:
-    cmd = [
+
+@dataclass(frozen=True)
+class Timing:
+    wall: float
+    cpu: float  # user + sys of the subprocess (and its children)
+
+
+def timed(cmd: list[str], ok: tuple[int, ...] = (0, 1)) -> Timing:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in ok:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Timing(wall, cpu)
+
+
+def compare_cmd(base: Path, tuned: Path, out: Path, *extra: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "collapse_eval.cli",
         "compare",
         str(base),
         str(tuned),
-        "--domain",
-        str(domain),
-        "--suite",
-        "quick",
-        "--limit",
-        str(limit),
-        "--engine",
-        engine,
-        "--cache-dir",
-        str(cache),
         "--out",
         str(out),
         "-q",
+        *extra,
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        sys.exit(f"compare failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return elapsed
+
+
+def lm_eval_cmd(model: Path, include: Path, limit: int, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={model},dtype=float32",
+        "--tasks",
+        ",".join(QUICK_TASKS),
+        "--include_path",
+        str(include),
+        "--limit",
+        str(limit),
+        "--batch_size",
+        str(BATCH_SIZE),
+        "--device",
+        "cpu",
+        "--output_path",
+        str(out),
+        "--log_samples",
+    ]
+
+
+def line(name: str, t: Timing, extra: str = "") -> str:
+    return f"{name:<28}: {t.wall:7.1f} s wall {t.cpu:7.1f} s CPU  {extra}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", default="hf", choices=["hf", "vllm"])
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--domain-items", type=int, default=100)
     parser.add_argument(
@@ -70,11 +118,14 @@ def main() -> None:
         help="three checkpoint dirs (e.g. the demo world's base, domain-only, "
         "mixed) instead of random-init models",
     )
+    parser.add_argument("--no-lm-eval", action="store_true", help="skip the third target")
     options = parser.parse_args()
 
     from collapse_eval.demo.tinymodel import DEMO_SIZE, init_tiny_llama
     from collapse_eval.demo.world import DOMAIN_TEST_FILE
+    from collapse_eval.general import materialize_task_dirs, shipped_tasks_dir
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         domain = root / "domain.jsonl"
@@ -86,23 +137,57 @@ def main() -> None:
             base, tuned, tuned2 = (
                 init_tiny_llama(root / f"m{seed}", DEMO_SIZE, seed=seed) for seed in (0, 1, 2)
             )
-        cache = root / "cache"
-        args = (cache, options.engine, options.limit, domain)
-        cold = timed_compare(base, tuned, root / "cold", *args)
-        warm = timed_compare(base, tuned, root / "warm", *args)
-        changed = timed_compare(base, tuned2, root / "changed", *args)
-        same_out = timed_compare(base, tuned, root / "cold", *args)
+        inputs = ["--domain", str(domain), "--suite", "quick", "--limit", str(options.limit)]
+        inputs += ["--engine", "hf", "--engine-arg", f"batch_size={BATCH_SIZE}"]
+        cached = [*inputs, "--cache-dir", str(root / "cache")]
+        cold = timed(compare_cmd(base, tuned, root / "cold", *cached))
+        warm = timed(compare_cmd(base, tuned, root / "warm", *cached))
+        changed = timed(compare_cmd(base, tuned2, root / "changed", *cached))
+        runs = root / "cold" / "runs"
+        floor = timed(compare_cmd(runs / "base", runs / "tuned", root / "floor"))
+        same_out = timed(compare_cmd(base, tuned, root / "cold", *cached))
+        general = ref = None
+        if not options.no_lm_eval:
+            general_inputs = ["--suite", "quick", "--limit", str(options.limit), "--engine", "hf"]
+            general_inputs += ["--engine-arg", f"batch_size={BATCH_SIZE}"]
+            general_inputs += ["--cache-dir", str(root / "cache-general")]
+            general = timed(compare_cmd(base, tuned, root / "general", *general_inputs))
+            include = materialize_task_dirs([shipped_tasks_dir()], root / "tasks")[0]
+            ref_base = timed(lm_eval_cmd(base, include, options.limit, root / "lm-b"), ok=(0,))
+            ref_tuned = timed(lm_eval_cmd(tuned, include, options.limit, root / "lm-t"), ok=(0,))
+            ref = Timing(ref_base.wall + ref_tuned.wall, ref_base.cpu + ref_tuned.cpu)
+    load_after = os.getloadavg()
+
     print(
-        f"engine={options.engine} limit={options.limit} domain items={options.domain_items}"
-        " (demo domain set + quick suite)"
+        f"engine=hf batch={BATCH_SIZE} limit={options.limit} domain items="
+        f"{options.domain_items} (demo domain set + quick suite); cpus={os.cpu_count()}; "
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
     )
-    print(f"cold compare               : {cold:7.1f} s")
-    print(f"warm cache, new out dir    : {warm:7.1f} s  ratio {warm / cold:.3f}  (target <= 0.05)")
+    print(line("cold compare", cold))
+    print(line("warm cache, new out dir", warm))
+    print(line("tuned changed, base cached", changed))
+    print(line("floor (run dirs compared)", floor))
+    print(line("same out dir (runs reused)", same_out))
+
+    def warm_ratio(t: str) -> float:
+        c, w, f = (getattr(x, t) for x in (cold, warm, floor))
+        return (w - f) / (c - f)
+
     print(
-        f"tuned changed, base cached : {changed:7.1f} s  ratio {changed / cold:.3f}  "
-        "(target <= 0.55)"
+        "target 1, (warm - floor) / (cold - floor) <= 0.05: "
+        f"wall {warm_ratio('wall'):.3f}, CPU {warm_ratio('cpu'):.3f}"
     )
-    print(f"same out dir (runs reused) : {same_out:7.1f} s  ratio {same_out / cold:.3f}")
+    print(
+        "target 2, tuned changed / cold <= 0.55: "
+        f"wall {changed.wall / cold.wall:.3f}, CPU {changed.cpu / cold.cpu:.3f}"
+    )
+    if general is not None and ref is not None:
+        print(line("general-suite compare, cold", general))
+        print(line("lm_eval CLI x2 (base, tuned)", ref))
+        print(
+            "target 3, general compare / lm_eval x2 <= 0.35: "
+            f"wall {general.wall / ref.wall:.3f}, CPU {general.cpu / ref.cpu:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -212,6 +212,12 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
 
+    def describe(self) -> str:
+        """``1,234 requests, all from cache`` / ``1,234 requests, 1,000 from cache``."""
+        total = self.hits + self.misses
+        cached = "all" if self.misses == 0 else f"{self.hits:,}"
+        return f"{total:,} requests, {cached} from cache"
+
 
 def engine_identity(engine: Engine) -> dict[str, Any]:
     """What identifies an engine's answers: weights, backend and output-affecting args."""
@@ -248,10 +254,19 @@ class CachedEngine(EngineWrapper):
     template and rendering, identity) is passed through by ``EngineWrapper``.
     """
 
-    def __init__(self, engine: Engine, cache: RequestCache) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cache: RequestCache,
+        *,
+        on_first_miss: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(engine)
         self.cache = cache
         self.stats = CacheStats()
+        # Called once, with the number of requests to compute, before the engine is first
+        # asked for anything (a lazy engine loads its weights then).
+        self.on_first_miss = on_first_miss
         # Engine identity (fingerprint hashes weight files) is fixed for the engine's life.
         self._identity: dict[str, Any] | None = None
 
@@ -277,6 +292,9 @@ class CachedEngine(EngineWrapper):
         self.stats.hits += sum(1 for key in keys if key in found)
         self.stats.misses += len(keys) - sum(1 for key in keys if key in found)
         if missing:
+            if self.on_first_miss is not None:
+                notify, self.on_first_miss = self.on_first_miss, None
+                notify(len(missing))
             computed = compute(list(missing.values()))
             if len(computed) != len(missing):
                 raise RuntimeError(
@@ -311,3 +329,57 @@ class CachedEngine(EngineWrapper):
             self.inner.generate,
             str,
         )
+
+
+# ---------------------------------------------------------------- whole tasks
+
+TASK_KIND = "task"
+IDENTITY_KIND = "engine-identity"
+
+
+def task_key(fingerprint: str, run_spec: Mapping[str, Any], suite: str, task_spec: Any) -> str:
+    """The content address of one task's results (a domain file, a benchmarks entry).
+
+    ``run_spec`` holds the engine kind and its output-affecting arguments, the seed and the
+    versions; ``task_spec`` what decides the task (file content, entry, limit, task files):
+    the same facts a resumed run compares before it keeps a task.
+    """
+    payload = {
+        "schema": CACHE_SCHEMA_VERSION,
+        "kind": TASK_KIND,
+        "fingerprint": fingerprint,
+        "run_spec": run_spec,
+        "suite": suite,
+        "task_spec": task_spec,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def identity_key(fingerprint: str, kind: str, requested_args: Mapping[str, Any]) -> str:
+    """Where an engine's resolved ``engine_args`` are remembered for these inputs.
+
+    The resolved arguments (e.g. the hf engine's max_length, read from the checkpoint's
+    config and tokenizer) follow from the checkpoint files (in ``fingerprint``), the
+    arguments as given and the installed versions of the libraries that resolve them.
+    """
+    payload = {
+        "schema": CACHE_SCHEMA_VERSION,
+        "kind": IDENTITY_KIND,
+        "fingerprint": fingerprint,
+        "engine": kind,
+        "requested": dict(requested_args),
+        "versions": _library_versions(("transformers", "torch", "tokenizers", "vllm")),
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def _library_versions(names: Sequence[str]) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found

@@ -17,6 +17,7 @@ paths (see :func:`materialize_task_dirs`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import difflib
 import hashlib
@@ -359,8 +360,30 @@ def _prepared_tasks(
     for root in roots:
         if not Path(root).is_dir():
             raise ConfigError(f"{root}: task include path is not a directory")
-    with tempfile.TemporaryDirectory(prefix="collapse-eval-tasks-") as tmp:
-        yield _Prepared(materialize_task_dirs([Path(r) for r in roots], Path(tmp)))
+    key = _tree_signature([Path(r) for r in roots])
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        tmp = Path(tempfile.mkdtemp(prefix="collapse-eval-tasks-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+        prepared = _PREPARED[key] = _Prepared(materialize_task_dirs([Path(r) for r in roots], tmp))
+    yield prepared
+
+
+# The task directories materialised and indexed once per process (a compare sets lm-eval
+# up for both models and checks the names before each run): keyed by the directories, the
+# working directory (relative data paths) and every file's size and modification time, so
+# an edited or added YAML is seen.
+_PREPARED: dict[tuple[Any, ...], _Prepared] = {}
+
+
+def _tree_signature(roots: Sequence[Path]) -> tuple[Any, ...]:
+    files = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                files.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return (str(Path.cwd()), tuple(str(r.resolve()) for r in roots), tuple(files))
 
 
 def index_task_dirs(roots: Sequence[Path]) -> dict[str, tuple[str, Mapping[str, Any]]]:

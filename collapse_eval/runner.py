@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
-from collapse_eval.config import BenchmarkEntry, Suite
-from collapse_eval.engines.base import Engine, checkpoint_fingerprint
+from collapse_eval.config import BenchmarkEntry, BenchmarksConfig, Suite
+from collapse_eval.engines.base import Engine, checkpoint_fingerprint, checkpoint_signature
 from collapse_eval.errors import ConfigError, InputError, StorageError, UsageError
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
@@ -40,6 +40,7 @@ from collapse_eval.records import (
     manifest_from_json,
     read_json,
     read_records,
+    record_from_json,
     sha256_text,
     write_manifest,
 )
@@ -78,6 +79,217 @@ def default_engine_factory(spec: RunSpec) -> Engine:
     from collapse_eval.cache import CachedEngine, RequestCache
 
     return CachedEngine(engine, RequestCache(spec.cache_dir))
+
+
+# A task's results as the cache holds them: (leaf task, its manifest entry, its records).
+CachedTask = tuple[str, TaskInfo, list[ItemRecord]]
+
+
+class _EngineSession:
+    """The engine of one run, built on first need, and whole tasks reused from the cache.
+
+    With the default factory and the cache on, a task (a domain file, a benchmarks entry)
+    whose results the cache holds for this checkpoint, engine identity, seed, versions and
+    task settings is copied from it: no engine is built, no lm-eval task is set up. The hf
+    engine's identity (its resolved arguments) is remembered in the cache too, so a fully
+    cached run does not even import transformers. An engine that is built loads its
+    weights on the first request the request cache cannot answer (the hf engine; the
+    other backends load when built).
+    """
+
+    def __init__(
+        self, spec: RunSpec, factory: EngineFactory, progress: Progress, *, label: str
+    ) -> None:
+        self.spec, self.factory, self.progress, self.label = spec, factory, progress, label
+        self.cache: Any = None  # the RequestCache, when this session manages one
+        if factory is default_engine_factory and spec.use_cache:
+            from collapse_eval.cache import RequestCache
+
+            self.cache = RequestCache(spec.cache_dir)
+        self._engine: Engine | None = None
+        self._fingerprint: str | None = None
+        self._run_spec: dict[str, Any] | None = None
+        self._found: dict[str, Any] = {}
+        self.reused: list[str] = []  # cache keys of the tasks copied whole
+
+    @property
+    def fingerprint(self) -> str:
+        """The checkpoint's fingerprint; hashed once per content, remembered in the cache."""
+        if self._fingerprint is None:
+            self._fingerprint = self._remembered_fingerprint()
+        if self._fingerprint is None:
+            self._fingerprint = checkpoint_fingerprint(self.spec.model)
+            key = self._fingerprint_key()
+            if key is not None:
+                self.cache.put_many("fingerprint", {key: self._fingerprint})
+        return self._fingerprint
+
+    def _fingerprint_key(self) -> str | None:
+        signature = checkpoint_signature(self.spec.model) if self.cache is not None else None
+        return None if signature is None else sha256_text(f"fingerprint\0{signature}")
+
+    def _remembered_fingerprint(self) -> str | None:
+        """Without hashing the weights: a hub name's, or one remembered for these files."""
+        if checkpoint_signature(self.spec.model) is None:
+            return checkpoint_fingerprint(self.spec.model)
+        key = self._fingerprint_key()
+        found = self.cache.get_many([key]).get(key) if key is not None else None
+        return found if isinstance(found, str) else None
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._build()
+        return self._engine
+
+    def _build(self) -> Engine:
+        if self.cache is None:
+            self.progress.log(f"loading {self.spec.model}")
+            return self.factory(self.spec)
+        from collapse_eval.cache import CachedEngine
+        from collapse_eval.engines.registry import make_engine
+
+        lazy = self.spec.engine == "hf"
+        if not lazy:
+            self.progress.log(f"loading {self.spec.model}")
+        inner = make_engine(self.spec.engine, self.spec.model, self.spec.engine_args)
+
+        def loading(n: int) -> None:
+            self.progress.log(f"loading {self.spec.model} ({n:,} requests not in the cache)")
+
+        return CachedEngine(inner, self.cache, on_first_miss=loading if lazy else None)
+
+    def _identity_key(self) -> str | None:
+        """Where the hf engine's resolved arguments are remembered (None: not remembered)."""
+        if self.cache is None or self.spec.engine != "hf":
+            return None
+        from collapse_eval.cache import identity_key
+
+        return identity_key(self.fingerprint, "hf", self.spec.engine_args)
+
+    def run_spec(self) -> dict[str, Any]:
+        """The run-level settings (engine kind and resolved arguments, seed, versions)."""
+        known = self.known_run_spec()
+        if known is not None:
+            return known
+        engine = self.engine()
+        args = dict(engine.engine_args)
+        key = self._identity_key()
+        if key is not None:
+            self.cache.put_many("engine-identity", {key: {"engine_args": args}})
+        self._run_spec = run_level_spec(engine.kind, args, self.spec.seed)
+        return self._run_spec
+
+    def known_run_spec(self) -> dict[str, Any] | None:
+        """The run-level settings when known without building an engine, else None."""
+        if self._run_spec is None:
+            key = self._identity_key()
+            remembered = self.cache.get_many([key]).get(key) if key is not None else None
+            if isinstance(remembered, dict) and isinstance(remembered.get("engine_args"), dict):
+                args = remembered["engine_args"]
+                self._run_spec = run_level_spec(str(self.spec.engine), args, self.spec.seed)
+        return self._run_spec
+
+    def _task_key(self, suite: str, task_spec: Mapping[str, Any]) -> str | None:
+        if self.cache is None:
+            return None
+        from collapse_eval.cache import task_key
+
+        return task_key(self.fingerprint, self.run_spec(), suite, task_spec)
+
+    def reusable_entries(self, request: _Request) -> set[str]:
+        """Benchmarks entries whose results the cache holds (known before any engine)."""
+        if self.cache is None:
+            return set()
+        # Before the suite is checked: hashing a large checkpoint's weights must not come
+        # before an input mistake is reported, so only a remembered fingerprint is used.
+        self._fingerprint = self._fingerprint or self._remembered_fingerprint()
+        if self._fingerprint is None or self.known_run_spec() is None:
+            return set()
+        return {
+            task
+            for task, task_spec in request.general.items()
+            if self.cached("general", task_spec) is not None
+        }
+
+    def cached(self, suite: str, task_spec: Mapping[str, Any]) -> list[CachedTask] | None:
+        """The cached results of one task (a domain file or a benchmarks entry), if any."""
+        key = self._task_key(suite, task_spec)
+        if key is None:
+            return None
+        if key not in self._found:
+            self._found[key] = self.cache.get_many([key]).get(key)
+        value = self._found[key]
+        try:
+            found = _decode_cached_task(value) if value is not None else None
+        except (InputError, TypeError, ValueError, KeyError):
+            found = None  # written by another version, damaged: compute instead
+        if found is not None and key not in self.reused:
+            self.reused.append(key)
+        return found
+
+    def remember(self, run: Run, request: _Request) -> None:
+        """Store the results of every task of the finished ``run`` not taken from the cache."""
+        if self.cache is None or self._run_spec is None:
+            return
+        by_task: dict[str, list[ItemRecord]] = {}
+        for record in run.records:
+            by_task.setdefault(record.task, []).append(record)
+        specs = {**{t: ("domain", s) for t, s in request.domain.items()}}
+        specs.update({t: ("general", s) for t, s in request.general.items()})
+        entries: dict[str, list[CachedTask]] = {}
+        for name, info in run.manifest.tasks.items():
+            owner = name if info.suite == "domain" else str((info.spec or {}).get("task", name))
+            if owner in specs and specs[owner][0] == info.suite:
+                entries.setdefault(owner, []).append((name, info, by_task.get(name, [])))
+        fresh = {}
+        for owner, leaves in entries.items():
+            key = self._task_key(*specs[owner])
+            if key is not None and key not in self.reused:
+                fresh[key] = _encode_cached_task(leaves)
+        self.cache.put_many("task", fresh)
+
+    def close(self) -> None:
+        """Close the engine (if built) and say what the cache saved."""
+        engine, self._engine = self._engine, None
+        line = self._usage_line(engine) if self.cache is not None else None
+        if engine is not None:
+            engine.close()
+        if line:
+            self.progress.log(line)
+        if self.cache is not None:
+            self.cache.close()
+
+    def _usage_line(self, engine: Engine | None) -> str | None:
+        reused = f"{len(self.reused)} task(s) reused whole from the cache"
+        if engine is None:
+            return f"{self.label}: {reused}, model not loaded" if self.reused else None
+        stats = getattr(engine, "stats", None)
+        if stats is None:
+            return None
+        inner = getattr(engine, "inner", None)
+        loaded = getattr(inner, "weights_loaded", None)
+        parts = [stats.describe()]
+        if loaded is not None:
+            parts.append("model loaded" if loaded else "model not loaded")
+        line = f"{self.label}: {', '.join(parts)}"
+        return f"{line}; {reused}" if self.reused else line
+
+
+def _encode_cached_task(leaves: Sequence[CachedTask]) -> dict[str, Any]:
+    return {
+        "tasks": [
+            {"name": name, "info": info.to_json(), "records": [r.to_json() for r in records]}
+            for name, info, records in leaves
+        ]
+    }
+
+
+def _decode_cached_task(value: Any) -> list[CachedTask]:
+    leaves = []
+    for leaf in value["tasks"]:
+        records = [record_from_json(obj, path="<request cache>") for obj in leaf["records"]]
+        leaves.append((str(leaf["name"]), TaskInfo(**leaf["info"]), records))
+    return leaves
 
 
 def _lm_eval_version() -> str | None:
@@ -308,7 +520,8 @@ def run_model(
 
     # Validate every input before loading a model: input mistakes must cost nothing.
     domain_sets = _load_domain_sets(spec.domain_files)
-    suite, include_paths = _load_suite(spec, progress) if spec.run_general else (None, ())
+    suite, config = _load_suite(spec, progress) if spec.run_general else (None, None)
+    include_paths = tuple(config.include_paths) if config is not None else ()
     if engine_factory is default_engine_factory:
         from collapse_eval.engines.registry import notice_once, resolve_engine_kind
 
@@ -317,19 +530,28 @@ def run_model(
             progress.log(str(notice))
         spec = dataclasses.replace(spec, engine=kind)
     request = _make_request(spec, domain_sets, suite, include_paths)
-    # One writer per run directory: a second process (two compares sharing a base run)
-    # waits here, then finds the run complete and reuses it.
-    with directory_lock(run_dir, progress):
-        return _run_locked(
-            spec, run_dir, progress, engine_factory, domain_sets, suite, include_paths, request
-        )
+    session = _EngineSession(spec, engine_factory, progress, label=run_dir.name)
+    try:
+        if config is not None and suite is not None:
+            # Entries whose results the cache holds whole need no lm-eval task index.
+            _validate_suite(
+                config, suite, skip=session.reusable_entries(request), from_tasks=bool(spec.tasks)
+            )
+        # One writer per run directory: a second process (two compares sharing a base run)
+        # waits here, then finds the run complete and reuses it.
+        with directory_lock(run_dir, progress):
+            return _run_locked(
+                spec, run_dir, progress, session, domain_sets, suite, include_paths, request
+            )
+    finally:
+        session.close()
 
 
 def _run_locked(
     spec: RunSpec,
     run_dir: Path,
     progress: Progress,
-    engine_factory: EngineFactory,
+    session: _EngineSession,
     domain_sets: dict[str, Any],
     suite: Suite | None,
     include_paths: tuple[Path, ...],
@@ -344,7 +566,7 @@ def _run_locked(
         existing = manifest_from_json(
             read_json(run_dir / MANIFEST_FILE), path=run_dir / MANIFEST_FILE
         )
-    fingerprint = checkpoint_fingerprint(spec.model)
+    fingerprint = session.fingerprint
     previous: list[ItemRecord] = []
     stale: set[str] = set()
     if existing is not None:
@@ -365,72 +587,72 @@ def _run_locked(
                 write_manifest(run_dir, existing)
             return Run(path=run_dir, manifest=existing, records=tuple(previous))
 
-    progress.log(f"loading {spec.model}")
-    engine = engine_factory(spec)
-    try:
-        run_spec = run_level_spec(engine.kind, engine.engine_args, spec.seed)
-        if existing is not None and existing.run_spec_hash not in (None, spec_hash(run_spec)):
-            change = describe_changes(existing.run_spec or {}, run_spec)
-            progress.log(f"{run_dir}: run settings changed ({change}): recomputing every task")
-            stale = set(existing.tasks)
-        tasks = {
-            name: _refresh(info, suite)
-            for name, info in (existing.tasks if existing else {}).items()
-            if name not in stale
-        }
-        previous = _keep_records(run_dir, previous, tasks) if existing else []
-        manifest = RunManifest(
-            model=spec.model,
-            model_fingerprint=fingerprint,
-            engine=engine.kind,
-            engine_args=dict(engine.engine_args),
-            created_at=existing.created_at if existing else _now(),
-            collapse_eval_version=__version__,
-            lm_eval_version=_lm_eval_version(),
-            tasks=tasks,
-            seed=spec.seed,
-            complete=False,
-            run_spec=run_spec,
-            run_spec_hash=spec_hash(run_spec),
-            engine_request=dict(request.engine),
-        )
-        write_manifest(run_dir, manifest)
-        done_domain: dict[str, set[str]] = {}
-        for rec in previous:
-            if rec.suite == "domain":
-                done_domain.setdefault(rec.task, set()).add(rec.item_id)
-        with RecordWriter(run_dir / RECORDS_FILE) as writer:
-            for task, items in domain_sets.items():
-                task_spec = request.domain[task]
-                tasks[task] = TaskInfo(
-                    suite="domain",
-                    primary_metric="score",
-                    n=len(items),
-                    spec=task_spec,
-                    spec_hash=spec_hash(task_spec),
-                )
-                write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
-                _run_domain_task(
-                    engine, task, items, done_domain.get(task, set()), writer, progress
-                )
-            if suite is not None:
+    run_spec = session.run_spec()
+    if existing is not None and existing.run_spec_hash not in (None, spec_hash(run_spec)):
+        change = describe_changes(existing.run_spec or {}, run_spec)
+        progress.log(f"{run_dir}: run settings changed ({change}): recomputing every task")
+        stale = set(existing.tasks)
+    tasks = {
+        name: _refresh(info, suite)
+        for name, info in (existing.tasks if existing else {}).items()
+        if name not in stale
+    }
+    previous = _keep_records(run_dir, previous, tasks) if existing else []
+    manifest = RunManifest(
+        model=spec.model,
+        model_fingerprint=fingerprint,
+        engine=str(run_spec["engine"]),
+        engine_args=dict(run_spec["engine_args"]),
+        created_at=existing.created_at if existing else _now(),
+        collapse_eval_version=__version__,
+        lm_eval_version=_lm_eval_version(),
+        tasks=tasks,
+        seed=spec.seed,
+        complete=False,
+        run_spec=run_spec,
+        run_spec_hash=spec_hash(run_spec),
+        engine_request=dict(request.engine),
+    )
+    write_manifest(run_dir, manifest)
+    done_domain: dict[str, set[str]] = {}
+    for rec in previous:
+        if rec.suite == "domain":
+            done_domain.setdefault(rec.task, set()).add(rec.item_id)
+    with RecordWriter(run_dir / RECORDS_FILE) as writer:
+        for task, items in domain_sets.items():
+            task_spec = request.domain[task]
+            tasks[task] = TaskInfo(
+                suite="domain",
+                primary_metric="score",
+                n=len(items),
+                spec=task_spec,
+                spec_hash=spec_hash(task_spec),
+            )
+            write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
+            done = done_domain.get(task, set())
+            cached = None if done else session.cached("domain", task_spec)
+            if cached is not None:
+                writer.write_batch([r for _, _, records in cached for r in records])
+                progress.log(f"domain {task}: {len(items)} items, from the cache")
+                continue
+            _run_domain_task(session.engine(), task, items, done, writer, progress)
+        if suite is not None:
+            finished = _TaskFinisher(run_dir, manifest, tasks, writer, progress, request)
+            todo = _reuse_general(session, suite, request, tasks, finished)
+            if todo:
                 _run_general(
-                    engine,
+                    session.engine(),
                     spec,
-                    suite,
+                    dataclasses.replace(suite, entries=tuple(todo)),
                     include_paths,
                     tasks,
-                    manifest,
-                    run_dir,
-                    writer,
-                    progress,
-                    request,
+                    finished,
                 )
-        manifest = dataclasses.replace(manifest, tasks=tasks, complete=True)
-        write_manifest(run_dir, manifest)
-    finally:
-        engine.close()
-    return load_run(run_dir)
+    manifest = dataclasses.replace(manifest, tasks=tasks, complete=True)
+    write_manifest(run_dir, manifest)
+    run = load_run(run_dir)
+    session.remember(run, request)
+    return run
 
 
 LOCK_FILE = ".lock"
@@ -546,10 +768,9 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
     return sets
 
 
-def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, tuple[Path, ...]]:
-    """The chosen suite and the benchmarks file's include paths, validated."""
+def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, BenchmarksConfig]:
+    """The chosen suite and the benchmarks file (task names are checked separately)."""
     from collapse_eval.config import choose_suite, load_benchmarks
-    from collapse_eval.general import validate_suite
 
     config = load_benchmarks(spec.benchmarks)
     offline = prepared_offline_data() if spec.suite is None and not spec.tasks else None
@@ -557,17 +778,32 @@ def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, tuple[Path, .
         config, spec.suite, tasks=spec.tasks, num_fewshot=spec.num_fewshot, offline_data=offline
     )
     progress.log(why)
-    # Unknown task names fail here, before a model is loaded; say which file and line.
-    if spec.tasks:  # no file and line to name: the message starts with the option
-        validate_suite(suite, config.include_paths, where="--tasks: ")
-        return suite, tuple(config.include_paths)
+    return suite, config
+
+
+def _validate_suite(
+    config: BenchmarksConfig, suite: Suite, skip: Collection[str] = (), *, from_tasks: bool = False
+) -> None:
+    """Unknown task names fail here, before a model is loaded; say which file and line.
+
+    Entries in ``skip`` (whose results are cached whole, so lm-eval knew them) are not
+    looked up: with none left, lm-eval's task index is not built at all.
+    """
+    entries = tuple(e for e in suite.entries if e.task not in skip)
+    if not entries:
+        return
+    from collapse_eval.general import validate_suite
+
+    if from_tasks:  # `--tasks`: no file and line to name, the message starts with the option
+        checked = dataclasses.replace(suite, entries=entries)
+        validate_suite(checked, config.include_paths, where="--tasks: ")
+        return
     try:
-        validate_suite(suite, config.include_paths)
+        validate_suite(dataclasses.replace(suite, entries=entries), config.include_paths)
     except ConfigError as exc:
         named = [e.line for e in suite.entries if e.line and f"'{e.task}'" in str(exc)]
         where = f"{config.path}:{named[0]}" if named else str(config.path)
         raise ConfigError(f"{where}: {exc}") from None
-    return suite, tuple(config.include_paths)
 
 
 def prepared_offline_data() -> Path | None:
@@ -602,31 +838,64 @@ def _run_domain_task(
         )
 
 
+class _TaskFinisher:
+    """Writes one finished general task (computed or from the cache) and marks it done."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        manifest: RunManifest,
+        tasks: dict[str, TaskInfo],
+        writer: RecordWriter,
+        progress: Progress,
+        request: _Request,
+    ) -> None:
+        self.run_dir, self.manifest, self.tasks = run_dir, manifest, tasks
+        self.writer, self.progress, self.request = writer, progress, request
+
+    def __call__(self, task: str, records: list[ItemRecord], info: TaskInfo, how: str = "") -> None:
+        self.writer.write_batch(records)
+        entry = _groups(records).get(task, task)
+        task_spec = self.request.general[entry]
+        self.tasks[task] = dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
+        write_manifest(self.run_dir, dataclasses.replace(self.manifest, tasks=self.tasks))
+        self.progress.log(f"general {task}: {info.n} items{how}")
+
+
+def _reuse_general(
+    session: _EngineSession,
+    suite: Suite,
+    request: _Request,
+    tasks: Mapping[str, TaskInfo],
+    finished: _TaskFinisher,
+) -> list[BenchmarkEntry]:
+    """Write the entries whose results the cache holds whole; the entries left to run."""
+    done = {name for name, info in tasks.items() if info.suite == "general"}
+    todo = []
+    for entry in suite.entries:
+        cached = session.cached("general", request.general[entry.task])
+        if cached is None or any(name in done for name, _, _ in cached):
+            todo.append(entry)
+            continue
+        for name, info, records in cached:
+            finished(
+                name, records, dataclasses.replace(info, margin=entry.margin), ", from the cache"
+            )
+    return todo
+
+
 def _run_general(
     engine: Engine,
     spec: RunSpec,
-    suite: Any,
+    suite: Suite,
     include_paths: tuple[Path, ...],
     tasks: dict[str, TaskInfo],
-    manifest: RunManifest,
-    run_dir: Path,
-    writer: RecordWriter,
-    progress: Progress,
-    request: _Request,
+    finished: _TaskFinisher,
 ) -> None:
     from collapse_eval.general import run_general_suite
 
     done = {name for name, info in tasks.items() if info.suite == "general"}
-
-    def on_task(task: str, records: list[ItemRecord], info: TaskInfo) -> None:
-        writer.write_batch(records)
-        entry = _groups(records).get(task, task)
-        task_spec = request.general[entry]
-        tasks[task] = dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
-        write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
-        progress.log(f"general {task}: {info.n} items")
-
-    progress.log(f"general suite '{suite.name}': {len(suite.entries)} task(s)")
+    finished.progress.log(f"general suite '{suite.name}': {len(suite.entries)} task(s)")
     run_general_suite(
         engine,
         suite,
@@ -634,8 +903,8 @@ def _run_general(
         seed=spec.seed,
         include_paths=include_paths,
         done_tasks=done,
-        on_task=on_task,
-        progress=progress,
+        on_task=finished,
+        progress=finished.progress,
     )
 
 

@@ -185,7 +185,9 @@ def _complete_lines(path: Path) -> bytes:
         ("batch:3:no-newline", False, 128),  # mid-batch: the 6th line lacks its newline
         ("manifest:3", False, N_ITEMS),  # the manifest naming the second task, half written
         ("manifest:4", False, 2 * N_ITEMS),  # the final 'complete' manifest, half written
-        ("cache:3", True, 128),  # inside the third cache transaction, before COMMIT
+        # inside the third batch's cache transaction, before COMMIT (the first transaction
+        # remembers the engine's resolved arguments)
+        ("cache:4", True, 128),
     ],
 )
 def test_sigkill_at_a_chosen_point_then_resume(
@@ -217,7 +219,9 @@ def test_sigkill_at_a_chosen_point_then_resume(
     assert manifest["complete"] is True and set(manifest["tasks"]) == {"listings", "contracts"}
     if cached:
         with sqlite3.connect(cache / "requests.sqlite") as conn:  # type: ignore[operator]
-            (count,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM entries WHERE kind = 'generate'"
+            ).fetchone()
             (check,) = conn.execute("PRAGMA integrity_check").fetchone()
         assert check == "ok"
         assert count == N_ITEMS  # the two tasks share prompts; the killed batch redone once

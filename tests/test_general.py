@@ -368,3 +368,34 @@ def test_chat_continuation_without_a_template_is_a_config_error() -> None:
         lm.apply_chat_template(
             [{"role": "assistant", "content": "A:"}], add_generation_prompt=False
         )
+
+
+def test_task_dirs_are_prepared_once_per_process_until_a_file_changes(
+    task_dirs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compare checks the names and runs lm-eval for two models: one index, not four."""
+    import os
+    import shutil
+
+    from collapse_eval import general
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(task_dirs[0], tasks)
+    calls: list[int] = []
+    real = general.materialize_task_dirs
+
+    def counting(roots: Any, out: Path) -> list[Path]:
+        calls.append(1)
+        return real(roots, out)
+
+    monkeypatch.setattr(general, "materialize_task_dirs", counting)
+    with _prepared_tasks([tasks]) as first, _prepared_tasks([tasks]) as second:
+        assert second is first
+    assert len(calls) == 1
+    yaml_file = tasks / "t_gen.yaml"
+    yaml_file.write_text(yaml_file.read_text() + "# edited\n")
+    os.utime(yaml_file, ns=(1, 1))
+    with _prepared_tasks([tasks]) as third:
+        assert third is not first
+        check_task_names(third.local, ["t_gen", "t_choice"])
+    assert len(calls) == 2

@@ -6,9 +6,11 @@ adapter (``general.py``) share it, so each checkpoint is loaded once per run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger("collapse_eval.engines")
@@ -253,31 +255,61 @@ _CONFIG_FILES = (
 )
 
 
-def checkpoint_fingerprint(model: str, revision: str | None = None) -> str:
-    """Identify a checkpoint's weights: hash of config, tokenizer and weight files.
-
-    Local directories (or a single local .gguf file) are hashed by content; weight files are
-    hashed in 1 MiB chunks. Hub names are identified by name and revision (nothing is fetched).
-    """
-    import hashlib
-    from pathlib import Path
-
+def _checkpoint_files(model: str) -> list[Path] | None:
+    """The files a local checkpoint's fingerprint hashes; None for a hub name."""
     path = Path(model)
-    digest = hashlib.sha256()
     if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(
+        return [path]
+    if path.is_dir():
+        return sorted(
             p
             for p in path.iterdir()
             if p.is_file() and (p.name in _CONFIG_FILES or p.suffix in _WEIGHT_SUFFIXES)
         )
-    else:
+    return None
+
+
+def checkpoint_signature(model: str) -> str | None:
+    """A cheap stand-in for a local checkpoint's content: each hashed file's path, inode,
+    size, modification and change time (any write changes the change time). None for a
+    hub name, whose fingerprint is cheap anyway."""
+    files = _checkpoint_files(model)
+    if files is None:
+        return None
+    parts = []
+    for file in files:
+        st = file.stat()
+        parts.append(
+            f"{file.resolve()}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+        )
+    return "stat:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+# Fingerprints computed in this process, by signature (the runner and the engine both ask).
+_FINGERPRINTS: dict[tuple[str, str | None], str] = {}
+
+
+def checkpoint_fingerprint(model: str, revision: str | None = None) -> str:
+    """Identify a checkpoint's weights: hash of config, tokenizer and weight files.
+
+    Local directories (or a single local .gguf file) are hashed by content; weight files are
+    hashed in 1 MiB chunks (once per process while the files are unchanged). Hub names are
+    identified by name and revision (nothing is fetched).
+    """
+    digest = hashlib.sha256()
+    files = _checkpoint_files(model)
+    if files is None:
         digest.update(f"hub:{model}@{revision or 'main'}".encode())
         return "sha256:" + digest.hexdigest()
+    signature = checkpoint_signature(model)
+    known = _FINGERPRINTS.get((str(signature), revision))
+    if known is not None:
+        return known
     for file in files:
         digest.update(file.name.encode() + b"\0")
         with file.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    fingerprint = "sha256:" + digest.hexdigest()
+    _FINGERPRINTS[(str(signature), revision)] = fingerprint
+    return fingerprint

@@ -94,15 +94,21 @@ class HFEngine(EngineDefaults):
         self._dtype = dtype
         self.batch_size = batch_size
         self.max_gen_toks = max_gen_toks
-        self._tokenizer, self._model, self._device = _load(
+        self._device_name = device
+        self._trust_remote_code = trust_remote_code
+        # Config and tokenizer only (cheap): they decide the identity (max_length) and the
+        # chat rendering. The weights load on the first scoring or generation call, so a
+        # run answered wholly from the request cache never loads them.
+        config, self._tokenizer = _load_config_and_tokenizer(
             self._source,
-            dtype=dtype,
-            device=device,
             trust_remote_code=trust_remote_code,
             gguf_file=self._gguf_file,
             revision=revision,
         )
-        self.max_length = max_length or _resolve_max_length(self._model.config, self._tokenizer)
+        self._config = config
+        self._loaded: Any = None
+        self._torch_device: Any = None
+        self.max_length = max_length or _resolve_max_length(config, self._tokenizer)
         self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------ identity
@@ -125,13 +131,42 @@ class HFEngine(EngineDefaults):
         args: dict[str, Any] = {
             "dtype": self._dtype,
             "max_length": self.max_length,
-            "device": str(self._device),
+            "device": self._device_name,
         }
         if self._gguf_file:
             args["gguf_file"] = self._gguf_file
         if self._revision:
             args["revision"] = self._revision
         return args | self._budget_args()
+
+    # ------------------------------------------------------------------ weights
+
+    @property
+    def weights_loaded(self) -> bool:
+        """Whether the weights are loaded (they load on the first request)."""
+        return self._loaded is not None
+
+    def _weights(self) -> tuple[Any, Any]:
+        """(model, torch.device), the weights loaded on first use (see ``__init__``)."""
+        if self._loaded is None:
+            self._loaded, self._torch_device = _load_weights(
+                self._source,
+                self._config,
+                dtype=self._dtype,
+                device=self._device_name,
+                trust_remote_code=self._trust_remote_code,
+                gguf_file=self._gguf_file,
+                revision=self._revision,
+            )
+        return self._loaded, self._torch_device
+
+    @property
+    def _model(self) -> Any:
+        return self._weights()[0]
+
+    @property
+    def _device(self) -> Any:
+        return self._weights()[1]
 
     # ------------------------------------------------------------------ scoring
 
@@ -352,7 +387,9 @@ class HFEngine(EngineDefaults):
 
     def close(self) -> None:
         # Drop the references so the weights can be freed before the next model loads.
-        self._model = None
+        if self._loaded is None:
+            return
+        self._loaded = None
         with contextlib.suppress(Exception):
             import torch
 
@@ -464,29 +501,25 @@ def _check_cached_when_offline(model: str) -> None:
         )
 
 
-def _load(
-    source: str,
-    *,
-    dtype: str,
-    device: str,
-    trust_remote_code: bool,
-    gguf_file: str | None,
-    revision: str | None,
-) -> tuple[Any, Any, Any]:
-    """Tokenizer, model (eval mode, on device) and torch.device, as HFLM loads them."""
-    import torch
-    import transformers
-
-    try:
-        torch_device = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"hf engine: device '{device}' is not a torch device ({exc})") from exc
+def _common_kwargs(
+    trust_remote_code: bool, gguf_file: str | None, revision: str | None
+) -> dict[str, Any]:
     common: dict[str, Any] = {
         "revision": revision or "main",
         "trust_remote_code": trust_remote_code,
     }
     if gguf_file:
         common["gguf_file"] = gguf_file
+    return common
+
+
+def _load_config_and_tokenizer(
+    source: str, *, trust_remote_code: bool, gguf_file: str | None, revision: str | None
+) -> tuple[Any, Any]:
+    """The model config and tokenizer (padding configured as HFLM does); no weights."""
+    import transformers
+
+    common = _common_kwargs(trust_remote_code, gguf_file, revision)
     try:
         config = transformers.AutoConfig.from_pretrained(source, **common)
         if getattr(config, "is_encoder_decoder", False):
@@ -499,19 +532,52 @@ def _load(
         if not gguf_file:
             tok_kwargs["use_fast"] = True
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **tok_kwargs)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise _not_loadable(source, exc) from exc
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        raise EngineError(f"{source}: loading the model failed: {exc}") from exc
+    _configure_pad_token(tokenizer)
+    return config, tokenizer
+
+
+def _not_loadable(source: str, exc: OSError) -> InputError:
+    return InputError(
+        source,
+        f"cannot load the checkpoint: {exc}",
+        hint="a hub name works only if it is already in the local Hugging "
+        "Face cache; otherwise pass a local directory",
+    )
+
+
+def _load_weights(
+    source: str,
+    config: Any,
+    *,
+    dtype: str,
+    device: str,
+    trust_remote_code: bool,
+    gguf_file: str | None,
+    revision: str | None,
+) -> tuple[Any, Any]:
+    """The model (eval mode, on device) and its torch.device, as HFLM loads them."""
+    import torch
+    import transformers
+
+    log.info("loading the weights of %s", source)
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"hf engine: device '{device}' is not a torch device ({exc})") from exc
+    common = _common_kwargs(trust_remote_code, gguf_file, revision)
+    try:
         torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype)
         model: Any = transformers.AutoModelForCausalLM.from_pretrained(
             source, config=config, dtype=torch_dtype, **common
         )
-    except InputError:
-        raise
     except OSError as exc:
-        raise InputError(
-            source,
-            f"cannot load the checkpoint: {exc}",
-            hint="a hub name works only if it is already in the local Hugging "
-            "Face cache; otherwise pass a local directory",
-        ) from exc
+        raise _not_loadable(source, exc) from exc
     except (ValueError, RuntimeError, MemoryError) as exc:
         raise EngineError(f"{source}: loading the model failed: {exc}") from exc
     model.eval()
@@ -521,8 +587,7 @@ def _load(
         model.to(torch_device)
     except (RuntimeError, AssertionError) as exc:
         raise EngineError(f"{source}: cannot move the model to {device}: {exc}") from exc
-    _configure_pad_token(tokenizer)
-    return tokenizer, model, torch_device
+    return model, torch_device
 
 
 def _configure_pad_token(tokenizer: Any) -> None:
