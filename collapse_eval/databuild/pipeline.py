@@ -374,7 +374,7 @@ def _quality(b: _Build) -> dict[str, Any]:
         result = assess(
             [_training_item(i, s) for i, s in enumerate(samples)],
             seed=b.spec.seed,
-            source=str(b.path("labeled")),
+            source=FILES["labeled"],
         )
         kept, rejected = [], read_jsonl(b.path("labeling_rejected"))
         for sample, checked in zip(samples, result.samples, strict=True):
