@@ -433,3 +433,10 @@ def test_request_helper_chunks_engine_calls() -> None:
     out = generate_all(engine, [GenRequest(prompt=str(i)) for i in range(10)], batch_size=4)
     assert out == ["ok"] * 10
     assert engine.calls == [("generate", 4), ("generate", 4), ("generate", 2)]
+
+
+def test_readme_shows_the_shipped_example_spec_verbatim() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Building training data", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert blocks == [EXAMPLE_SPEC.read_text(encoding="utf-8")]
