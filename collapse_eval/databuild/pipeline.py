@@ -10,6 +10,7 @@ requests, so a killed build resumes where it stopped and a re-run costs no engin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -77,12 +78,19 @@ class BuildOptions:
     force: bool = False
 
     def identity(self, model: str) -> dict[str, Any]:
+        """What identifies a model's answers, without loading it (for the stage hashes)."""
         return {
             "model": model,
-            "fingerprint": checkpoint_fingerprint(model),
+            "fingerprint": _fingerprint(model),
             "engine": self.engine,
             "engine_args": {k: str(v) for k, v in sorted(self.engine_args.items())},
         }
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(model: str) -> str:
+    # Hashes the weight files (hundreds of MB): once per model and process.
+    return checkpoint_fingerprint(model)
 
 
 @dataclass
