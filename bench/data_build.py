@@ -7,7 +7,7 @@ construction, screening (ROUGE-L novelty, probes), sampling, parsing and the qua
 cascade add to pure generation. CPU seconds of the process are reported next to wall time
 (the machine may be shared).
 
-    python bench/data_build.py [--model DIR] [--engine hf|vllm] [--dialogues 12]
+    python bench/data_build.py [--model DIR] [--engine hf|vllm] [--dialogues 8] [--styles ...]
 
 Prompts/s counts prompt candidates (construction and evolution) made and screened per
 second of those two stages; labels/s counts labeled samples and test items per second of
@@ -44,9 +44,9 @@ task_types:
     output_format: json
     keys: [city, rooms, budget]
     seeds: ["Extract city, rooms and budget as JSON."]
-construction: {{styles: [formal, colloquial, terse, step_by_step], max_tokens: 48}}
+construction: {{styles: {styles}, max_tokens: 48}}
 evolution: {{operators: [explicit_schema, add_constraint, add_example], generations: 1,
-            per_prompt: 2, max_tokens: 64}}
+            per_prompt: 1, max_tokens: 64}}
 labeling: {{prompts_per_dialogue: 2, max_tokens: 32, batch_size: {batch}}}
 split: {{test_fraction: 0.25}}
 """
@@ -61,7 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint (default: SmolLM2-135M-Instruct converted)")
     parser.add_argument("--engine", default="hf", choices=("hf", "vllm"))
-    parser.add_argument("--dialogues", type=int, default=12)
+    parser.add_argument("--dialogues", type=int, default=8)
+    parser.add_argument(
+        "--styles", default="formal,terse", help="construction styles (comma-separated)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     options = parser.parse_args()
 
@@ -95,7 +98,8 @@ def main() -> None:
         root = Path(tmp)
         rows = dialogue_records(options.dialogues)
         (root / "dialogues.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        text = SPEC.format(batch=options.batch_size)
+        styles = "[" + ", ".join(options.styles.split(",")) + "]"
+        text = SPEC.format(batch=options.batch_size, styles=styles)
         spec = parse_spec(text, root / "spec.yaml")
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         result = build(
