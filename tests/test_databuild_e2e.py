@@ -5,7 +5,8 @@ transformers engine and through vLLM's CPU build. Its outputs are mostly junk; w
 checked is that the pipeline is real: construction, evolution with lineage, screening,
 labeling, quality, the held-out split, the request cache (a forced re-run makes no engine
 call), determinism, and resume after SIGKILL. The spec is kept tiny (4 dialogues, two
-task types, 24-token answers) so that each build takes about a minute on CPU.
+task types, 16-token labels, 13 requests) so that each build takes 1-2 minutes on an idle
+2-core CPU (about 20 minutes when the cores are shared by a dozen other jobs).
 """
 
 from __future__ import annotations
