@@ -862,7 +862,7 @@ def tasks(pattern: str | None, benchmarks: Path | None, cache_dir: Path | None) 
 
 @cli.group()
 def data() -> None:
-    """Real benchmark data for offline use."""
+    """Real benchmark data for offline use; building domain training data."""
 
 
 @data.command("prepare")
@@ -881,6 +881,88 @@ def data_prepare(out: Path | None) -> None:
     written = prepare_offline_data(out)
     for name, path in sorted(written.items()):
         click.echo(f"{name}: {path}")
+
+
+@data.command("build")
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@click.option("--generator", required=True, help="Model that writes and evolves the prompts.")
+@click.option(
+    "--labeler", default=None, help="Model that labels the dialogues (default: the generator)."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["vllm", "hf", "openai"]),
+    default=None,
+    help="Inference backend (default: vllm if installed, else hf).",
+)
+@click.option("--engine-arg", "engine_arg", multiple=True, metavar="KEY=VALUE")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Request cache directory (default: the user cache dir).",
+)
+@click.option("--no-cache", is_flag=True, help="Do not read or write the request cache.")
+@click.option(
+    "--force", is_flag=True, help="Run every stage again (answers still come from the cache)."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@handled
+def data_build(
+    spec_path: Path,
+    generator: str,
+    labeler: str | None,
+    engine: str | None,
+    engine_arg: tuple[str, ...],
+    out: Path,
+    cache_dir: Path | None,
+    no_cache: bool,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Build training data (train.jsonl) and a held-out test set (test.jsonl) from the
+    dialogues of SPEC.yaml: prompt construction, evolution, labeling, quality; resumable."""
+    from collapse_eval.databuild import BuildOptions, build, load_spec
+    from collapse_eval.engines.registry import check_engine_args, resolve_engine_kind
+
+    spec = load_spec(spec_path)  # a bad spec fails before any model loads
+    kind, notice = resolve_engine_kind(engine)
+    if notice and not quiet:
+        _echo_err(notice)
+    engine_args = _parse_engine_args(engine_arg)
+    for model in dict.fromkeys((generator, labeler or generator)):
+        check_engine_args(kind, model, engine_args)
+    options = BuildOptions(
+        generator=generator,
+        engine=kind,
+        engine_args=engine_args,
+        labeler=labeler,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
+        force=force,
+    )
+    result = build(spec, options, out, say=(lambda _: None) if quiet else _echo_err)
+    r = result.report
+    for line in build_summary_lines(r):
+        click.echo(line)
+    click.echo(f"report: {out / 'build.json'}")
+
+
+def build_summary_lines(report: dict[str, Any]) -> list[str]:
+    """What `data build` prints: the counts per stage and the engine calls of this run."""
+    st = report["stages"]
+    cost = report["cost"]["this_run"]
+    return [
+        f"prompts: {st['seeds']['prompts']} seeds, construction "
+        f"{st['construction']['accepted']}/{st['construction']['candidates']} accepted, "
+        f"evolution {st['evolution']['accepted']}/{st['evolution']['candidates']} accepted",
+        f"labels: {st['labeling']['train_labeled']} train "
+        f"({st['labeling']['train_unparseable']} unparseable), quality kept "
+        f"{st['quality']['kept']}, rejected {st['quality']['rejected']}; test items "
+        f"{st['labeling']['test_items']} ({st['labeling']['test_unparseable']} unparseable)",
+        f"engine calls this run: {cost['calls']} ({cost['cached']} answered from the cache)",
+    ]
 
 
 @cli.command()

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from collapse_eval.demo import data
+from collapse_eval.demo import data, dialogues
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.check:
-        for path in data.write_all():
+        for path in [*data.write_all(), dialogues.write_dialogues()]:
             print(f"wrote {path}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         stale = [
             fresh
-            for fresh in data.write_all(Path(tmp))
+            for fresh in [*data.write_all(Path(tmp)), dialogues.write_dialogues(Path(tmp))]
             if not (data.TASKS_DIR / fresh.relative_to(tmp)).is_file()
             or (data.TASKS_DIR / fresh.relative_to(tmp)).read_bytes() != fresh.read_bytes()
         ]

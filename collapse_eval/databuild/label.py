@@ -1,0 +1,232 @@
+"""Labeling: the held-out split by dialogue, weighted random sampling of prompts per
+dialogue, labels from the labeler, training samples and domain test items.
+
+Dialogues are split before anything is labeled, by groups of identical text, so no
+dialogue (not even a copy under another id) is in both the training data and the test set.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from collapse_eval.databuild.construct import generate_all
+from collapse_eval.databuild.evolve import label_request
+from collapse_eval.databuild.screen import parse_label
+from collapse_eval.databuild.spec import BuildSpec, TaskSpec
+from collapse_eval.domain.scorers import normalize_text
+from collapse_eval.engines.base import Engine
+from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.records import decode_json
+
+__all__ = ["Dialogue", "load_dialogues", "split_dialogues", "label_train", "label_test"]
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    id: str
+    text: str
+
+
+def load_dialogues(path: Path) -> list[Dialogue]:
+    """``{"id": ..., "text": ...}`` per line; every problem reported at once (exit 2)."""
+    problems: list[InputError] = []
+    dialogues: list[Dialogue] = []
+    seen: dict[str, int] = {}
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = decode_json(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            problems.append(InputError(path, f"not a JSON line ({exc})", line=lineno))
+            continue
+        if not isinstance(obj, dict):
+            problems.append(InputError(path, "expected an object {id, text}", line=lineno))
+            continue
+        extra = sorted(set(obj) - {"id", "text", "metadata"})
+        for key in extra:
+            problems.append(InputError(path, "unknown field", line=lineno, field=key))
+        did, text = obj.get("id"), obj.get("text")
+        if not isinstance(did, (str, int)) or isinstance(did, bool) or not str(did).strip():
+            problems.append(InputError(path, "must be a non-empty string", line=lineno, field="id"))
+            continue
+        if not isinstance(text, str) or not text.strip():
+            problems.append(
+                InputError(path, "must be the dialogue as text", line=lineno, field="text")
+            )
+            continue
+        if str(did) in seen:
+            problems.append(
+                InputError(
+                    path,
+                    f"duplicate id {did!r} (first on line {seen[str(did)]})",
+                    line=lineno,
+                    field="id",
+                )
+            )
+            continue
+        seen[str(did)] = lineno
+        dialogues.append(Dialogue(str(did), text))
+    if not dialogues and not problems:
+        problems.append(InputError(path, "no dialogues: the file is empty"))
+    if problems:
+        raise InputErrors(path, problems)
+    return dialogues
+
+
+def split_dialogues(
+    dialogues: Sequence[Dialogue], test_fraction: float, seed: int
+) -> tuple[list[Dialogue], list[Dialogue]]:
+    """(train, test): groups of identical text go to one side; a seeded permutation."""
+    groups: dict[str, list[Dialogue]] = defaultdict(list)
+    for d in dialogues:
+        groups[normalize_text(d.text)].append(d)
+    keys = sorted(groups, key=lambda k: groups[k][0].id)
+    order = np.random.default_rng([seed, 3]).permutation(len(keys))
+    n_test = int(round(test_fraction * len(keys)))
+    if test_fraction > 0 and len(keys) >= 2:
+        n_test = min(max(n_test, 1), len(keys) - 1)
+    test_keys = {keys[int(i)] for i in order[:n_test]}
+    train = [d for k in keys if k not in test_keys for d in groups[k]]
+    test = [d for k in keys if k in test_keys for d in groups[k]]
+    return train, test
+
+
+def _sample_prompts(
+    spec: BuildSpec, pools: Mapping[str, Sequence[dict[str, Any]]], rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """Weighted random sampling without replacement of task types (spec weights), then one
+    prompt of each drawn type uniformly from its pool."""
+    tasks = [t for t in spec.task_types if t.weight > 0 and pools.get(t.name)]
+    weights = np.array([t.weight for t in tasks], dtype=float)
+    k = min(spec.labeling.prompts_per_dialogue, len(tasks))
+    drawn = rng.choice(len(tasks), size=k, replace=False, p=weights / weights.sum())
+    chosen = []
+    for index in sorted(int(i) for i in drawn):
+        pool = pools[tasks[index].name]
+        chosen.append(pool[int(rng.integers(len(pool)))])
+    return chosen
+
+
+def _lineage(prompt: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "prompt_id": prompt["id"],
+        "prompt_parent": prompt["parent"],
+        "prompt_operator": prompt["operator"],
+        "prompt_generation": prompt["generation"],
+    }
+
+
+def _messages(request_messages: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"role": role, "content": content} for role, content in request_messages]
+
+
+def label_train(
+    spec: BuildSpec,
+    engine: Engine,
+    labeler: str,
+    dialogues: Sequence[Dialogue],
+    pools: Mapping[str, Sequence[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training samples, rejected entries): one sample per (dialogue, sampled prompt)."""
+    rng = np.random.default_rng([spec.seed, 4])
+    jobs = [(d, p) for d in dialogues for p in _sample_prompts(spec, pools, rng)]
+    requests = [label_request(spec, d.text, p["text"], spec.labeling.max_tokens) for d, p in jobs]
+    answers = generate_all(engine, requests, spec.labeling.batch_size)
+    samples, rejected = [], []
+    for n, ((dialogue, prompt), request, answer) in enumerate(
+        zip(jobs, requests, answers, strict=True), start=1
+    ):
+        task = spec.task(prompt["task_type"])
+        sample = {
+            "id": f"train-{n:05d}",
+            "task_type": task.name,
+            "output_format": task.output_format,
+            "messages": _messages(request.messages or ()),
+            "response": answer.strip(),
+            "metadata": {
+                "cluster": dialogue.id,
+                "dialogue_id": dialogue.id,
+                **_lineage(prompt),
+                "labeler": labeler,
+            },
+        }
+        _, problem = parse_label(task, answer)
+        if problem is not None:
+            rejected.append(_reject(sample, "train", "labeling", [f"unparseable_label: {problem}"]))
+        else:
+            samples.append(sample)
+    return samples, rejected
+
+
+def _reject(sample: dict[str, Any], split: str, stage: str, reasons: list[str]) -> dict[str, Any]:
+    return {
+        "id": sample["id"],
+        "split": split,
+        "stage": stage,
+        "reasons": reasons,
+        "sample": sample,
+    }
+
+
+def _test_prompts(
+    spec: BuildSpec, pools: Mapping[str, Sequence[dict[str, Any]]], rng: np.random.Generator
+) -> list[tuple[TaskSpec, dict[str, Any]]]:
+    out = []
+    for task in spec.task_types:
+        if task.weight <= 0 or not pools.get(task.name):
+            continue
+        pool = pools[task.name]
+        if spec.split.test_prompts == "seeds":
+            seeds = [p for p in pool if p["operator"] == "seed"] or list(pool)
+            out.append((task, seeds[0]))
+        else:
+            out.append((task, pool[int(rng.integers(len(pool)))]))
+    return out
+
+
+def label_test(
+    spec: BuildSpec,
+    engine: Engine,
+    labeler: str,
+    dialogues: Sequence[Dialogue],
+    pools: Mapping[str, Sequence[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(domain test items, rejected entries): every task type on every test dialogue; the
+    labeler's answer, read by the format's scorer, is the reference (a silver label)."""
+    rng = np.random.default_rng([spec.seed, 5])
+    jobs = [(d, task, p) for d in dialogues for task, p in _test_prompts(spec, pools, rng)]
+    requests = [
+        label_request(spec, d.text, p["text"], spec.labeling.max_tokens) for d, _, p in jobs
+    ]
+    answers = generate_all(engine, requests, spec.labeling.batch_size)
+    items, rejected = [], []
+    for n, ((dialogue, task, prompt), request, answer) in enumerate(
+        zip(jobs, requests, answers, strict=True), start=1
+    ):
+        value, problem = parse_label(task, answer)
+        item: dict[str, Any] = {
+            "id": f"test-{n:05d}",
+            "task_type": task.name,
+            "output_format": task.output_format,
+            "messages": _messages(request.messages or ()),
+            "reference": value,
+            "metadata": {
+                "cluster": dialogue.id,
+                "dialogue_id": dialogue.id,
+                **_lineage(prompt),
+                "labeler": labeler,
+                "raw_label": answer,
+            },
+        }
+        if problem is not None:
+            rejected.append(_reject(item, "test", "labeling", [f"unparseable_label: {problem}"]))
+        else:
+            items.append(item)
+    return items, rejected

@@ -1,0 +1,559 @@
+"""``collapse-eval data build``: construction -> evolution -> labeling -> quality -> report.
+
+Every stage writes its output files atomically and records, in ``.build-state.json``, the
+hash of its inputs (the spec's settings for it, the files of the stages before it, the
+review file, the model's identity) and of its outputs. A re-run skips a stage whose inputs
+and outputs are unchanged, so an unchanged build loads no model at all; a stage that has
+to run again gets its LLM answers from the request cache, written after every chunk of
+requests, so a killed build resumes where it stopped and a re-run costs no engine call.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collapse_eval.cache import CachedEngine, RequestCache
+from collapse_eval.databuild import report as rep
+from collapse_eval.databuild.construct import construct
+from collapse_eval.databuild.evolve import evolve
+from collapse_eval.databuild.label import (
+    Dialogue,
+    label_test,
+    label_train,
+    load_dialogues,
+    split_dialogues,
+)
+from collapse_eval.databuild.spec import BuildSpec
+from collapse_eval.domain.dataset import TrainingItem
+from collapse_eval.engines.base import Engine, checkpoint_fingerprint
+from collapse_eval.errors import InputError, did_you_mean
+from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
+from collapse_eval.quality.pipeline import HARD_FLAGS, assess
+from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
+
+__all__ = [
+    "BUILD_SCHEMA_VERSION",
+    "FILES",
+    "BuildOptions",
+    "BuildResult",
+    "build",
+    "read_jsonl",
+]
+
+BUILD_SCHEMA_VERSION = 1
+STATE_FILE = ".build-state.json"
+REVIEW_FILE = "prompts.review.jsonl"
+FILES = {
+    "variants": "variants.jsonl",
+    "prompts": "prompts.jsonl",
+    "labeled": "labeled.jsonl",
+    "labeling_rejected": "labeling_rejected.jsonl",
+    "test": "test.jsonl",
+    "train": "train.jsonl",
+    "rejected": "rejected.jsonl",
+    "quality": "quality.json",
+    "report": "build.json",
+}
+STAGES = ("construction", "evolution", "labeling", "quality")
+
+EngineFactory = Callable[[str], Engine]
+
+
+@dataclass
+class BuildOptions:
+    """Who generates and labels, and how (the command line's options)."""
+
+    generator: str
+    engine: str | None = None
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+    labeler: str | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    force: bool = False
+
+    def identity(self, model: str) -> dict[str, Any]:
+        """What identifies a model's answers, without loading it (for the stage hashes)."""
+        return {
+            "model": model,
+            "fingerprint": _fingerprint(model),
+            "engine": self.engine,
+            "engine_args": {k: str(v) for k, v in sorted(self.engine_args.items())},
+        }
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(model: str) -> str:
+    # Hashes the weight files (hundreds of MB): once per model and process.
+    return checkpoint_fingerprint(model)
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    report: dict[str, Any]
+
+
+# ------------------------------------------------------------------ files
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _key(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class _State:
+    """``.build-state.json``: per stage, the input key, output hashes and its summary."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / STATE_FILE
+        self.data: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                loaded = {}  # a damaged state only costs a re-run of the stages
+            self.data = loaded if isinstance(loaded, dict) else {}
+
+    def fresh(self, stage: str, key: str, outputs: Sequence[Path]) -> bool:
+        entry = self.data.get(stage)
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return False
+        hashes = entry.get("outputs", {})
+        return all(p.exists() and hashes.get(p.name) == sha256_file(p) for p in outputs)
+
+    def summary(self, stage: str) -> dict[str, Any]:
+        return dict(self.data[stage]["summary"])
+
+    def record(
+        self, stage: str, key: str, outputs: Sequence[Path], summary: Mapping[str, Any]
+    ) -> None:
+        self.data[stage] = {
+            "key": key,
+            "outputs": {p.name: sha256_file(p) for p in outputs},
+            "summary": dict(summary),
+        }
+        atomic_write_json(self.path, self.data)
+
+
+# ------------------------------------------------------------------ engines
+
+
+class _Engines:
+    """Models are loaded on first use only (an up-to-date build loads none), wrapped as
+    cache -> counter -> engine: the counter sees only what the cache could not answer."""
+
+    def __init__(self, factory: EngineFactory, cache: RequestCache | None) -> None:
+        self.factory = factory
+        self.cache = cache
+        self.built: dict[str, tuple[Engine, CountingEngine, CachedEngine | None]] = {}
+
+    def get(self, model: str, cost: StageCost) -> Engine:
+        if model not in self.built:
+            engine = self.factory(model)
+            counting = CountingEngine(engine, cost)
+            cached = CachedEngine(counting, self.cache) if self.cache is not None else None
+            self.built[model] = (engine, counting, cached)
+        _, counting, cached = self.built[model]
+        counting.cost = cost
+        return cached if cached is not None else counting
+
+    def hits(self) -> int:
+        return sum(c.stats.hits for _, _, c in self.built.values() if c is not None)
+
+    def close(self) -> None:
+        for engine, _, _ in self.built.values():
+            engine.close()
+
+
+# ------------------------------------------------------------------ review
+
+
+def load_review(path: Path, known: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``{prompt id: "accept" | "reject"}`` from prompts.review.jsonl (exit 2 on problems)."""
+    decisions: dict[str, str] = {}
+    if not path.exists():
+        return decisions
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = decode_json(raw)
+        except ValueError:
+            raise InputError(path, "not a JSON line", line=lineno) from None
+        if not isinstance(obj, dict):
+            raise InputError(path, 'expected {"id": ..., "decision": ...}', line=lineno)
+        extra = sorted(set(obj) - {"id", "decision", "note"})
+        if extra:
+            raise InputError(path, "unknown field", line=lineno, field=extra[0])
+        pid, decision = obj.get("id"), obj.get("decision")
+        if pid not in known:
+            raise InputError(
+                path,
+                f"no prompt with id {pid!r} in prompts.jsonl.{did_you_mean(str(pid), known)}",
+                line=lineno,
+                field="id",
+            )
+        if decision not in ("accept", "reject"):
+            raise InputError(
+                path, f"must be accept or reject, got {decision!r}", line=lineno, field="decision"
+            )
+        decisions[str(pid)] = str(decision)
+    return decisions
+
+
+def labeling_pools(
+    spec: BuildSpec, prompts: Sequence[dict[str, Any]], review: Mapping[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per task type, the prompts labeling may use: accepted by the screening or by a
+    human, and not rejected by a human."""
+    pools: dict[str, list[dict[str, Any]]] = {t.name: [] for t in spec.task_types}
+    for record in prompts:
+        decision = review.get(record["id"])
+        usable = decision == "accept" or (record["status"] == "accepted" and decision != "reject")
+        if usable:
+            pools[record["task_type"]].append(record)
+    return pools
+
+
+# ------------------------------------------------------------------ stages
+
+
+@dataclass
+class _Build:
+    spec: BuildSpec
+    options: BuildOptions
+    out: Path
+    engines: _Engines
+    state: _State
+    say: Callable[[str], None]
+    train_dialogues: list[Dialogue]
+    test_dialogues: list[Dialogue]
+    dialogues_sha: str
+    ran: dict[str, bool] = field(default_factory=dict)
+    costs: dict[str, StageCost] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        return self.out / FILES[name]
+
+    def stage(
+        self,
+        name: str,
+        inputs: Any,
+        outputs: Sequence[str],
+        compute: Callable[[StageCost], dict[str, Any]],
+    ) -> dict[str, Any]:
+        key = _key(inputs)
+        paths = [self.path(o) for o in outputs]
+        cost = self.costs.setdefault(name, StageCost())
+        if not self.options.force and self.state.fresh(name, key, paths):
+            self.say(f"{name}: up to date, skipped")
+            self.ran[name] = False
+            return self.state.summary(name)
+        self.say(f"{name}: running")
+        hits = self.engines.hits()
+        with Timer(cost):
+            summary = compute(cost)
+        cost.cached += self.engines.hits() - hits
+        self.ran[name] = True
+        self.state.record(name, key, paths, summary)
+        return summary
+
+    def generator(self, cost: StageCost) -> Engine:
+        return self.engines.get(self.options.generator, cost)
+
+    def labeler(self, cost: StageCost) -> Engine:
+        return self.engines.get(self.options.labeler or self.options.generator, cost)
+
+
+def _spec_part(spec: BuildSpec, *keys: str) -> dict[str, Any]:
+    return {k: spec.raw.get(k) for k in keys}
+
+
+def _construction(b: _Build) -> dict[str, Any]:
+    spec = b.spec
+    inputs = {
+        "spec": _spec_part(spec, "domain", "roles", "languages", "seed", "task_types"),
+        "construction": asdict(spec.construction),
+        "generator": b.options.identity(b.options.generator),
+    }
+
+    def compute(cost: StageCost) -> dict[str, Any]:
+        records = construct(spec, b.generator(cost), spec.labeling.batch_size)
+        write_jsonl(b.path("variants"), records)
+        return {}
+
+    return b.stage("construction", inputs, ["variants"], compute)
+
+
+def _evolution(b: _Build) -> dict[str, Any]:
+    spec = b.spec
+    probe = b.train_dialogues[0].text if b.train_dialogues else b.test_dialogues[0].text
+    inputs = {
+        "variants": sha256_file(b.path("variants")),
+        "evolution": asdict(spec.evolution),
+        "probe": probe,
+        "labeling_max_tokens": spec.labeling.max_tokens,
+        "generator": b.options.identity(b.options.generator),
+    }
+
+    def compute(cost: StageCost) -> dict[str, Any]:
+        stage1 = read_jsonl(b.path("variants"))
+        records = evolve(spec, b.generator(cost), stage1, probe, spec.labeling.batch_size)
+        write_jsonl(b.path("prompts"), records)
+        return {}
+
+    return b.stage("evolution", inputs, ["prompts"], compute)
+
+
+def _labeling(b: _Build) -> dict[str, Any]:
+    spec = b.spec
+    review_path = b.out / REVIEW_FILE
+    labeler = b.options.labeler or b.options.generator
+    inputs = {
+        "prompts": sha256_file(b.path("prompts")),
+        "review": sha256_file(review_path) if review_path.exists() else None,
+        "labeling": asdict(spec.labeling),
+        "split": asdict(spec.split),
+        "seed": spec.seed,
+        "dialogues": b.dialogues_sha,
+        "labeler": b.options.identity(labeler),
+    }
+
+    def compute(cost: StageCost) -> dict[str, Any]:
+        prompts = read_jsonl(b.path("prompts"))
+        review = load_review(review_path, {p["id"]: p for p in prompts})
+        pools = labeling_pools(spec, prompts, review)
+        engine = b.labeler(cost)
+        samples, rejected = label_train(spec, engine, labeler, b.train_dialogues, pools)
+        items, test_rejected = label_test(spec, engine, labeler, b.test_dialogues, pools)
+        write_jsonl(b.path("labeled"), samples)
+        write_jsonl(b.path("test"), items)
+        write_jsonl(b.path("labeling_rejected"), rejected + test_rejected)
+        return {
+            "review": {
+                "accept": sum(d == "accept" for d in review.values()),
+                "reject": sum(d == "reject" for d in review.values()),
+            },
+            "pool_sizes": {name: len(pool) for name, pool in pools.items()},
+        }
+
+    return b.stage("labeling", inputs, ["labeled", "test", "labeling_rejected"], compute)
+
+
+def _training_item(index: int, sample: Mapping[str, Any]) -> TrainingItem:
+    return TrainingItem(
+        id=sample["id"],
+        response=sample["response"],
+        messages=tuple((m["role"], m["content"]) for m in sample["messages"]),
+        task_type=sample["task_type"],
+        output_format=sample["output_format"],
+        metadata=sample["metadata"],
+        line=index + 1,
+    )
+
+
+def _quality(b: _Build) -> dict[str, Any]:
+    inputs = {
+        "labeled": sha256_file(b.path("labeled")),
+        "labeling_rejected": sha256_file(b.path("labeling_rejected")),
+        "seed": b.spec.seed,
+    }
+
+    def compute(cost: StageCost) -> dict[str, Any]:
+        samples = read_jsonl(b.path("labeled"))
+        result = assess(
+            [_training_item(i, s) for i, s in enumerate(samples)],
+            seed=b.spec.seed,
+            source=FILES["labeled"],
+        )
+        kept, rejected = [], read_jsonl(b.path("labeling_rejected"))
+        for sample, checked in zip(samples, result.samples, strict=True):
+            reasons = [f for f in checked.flags if f in HARD_FLAGS]
+            if not reasons:
+                kept.append(sample)
+                continue
+            detail = checked.detail.get("format_problem") or checked.detail.get("duplicate_of")
+            if detail:
+                reasons = [f"{r}: {detail}" if i == 0 else r for i, r in enumerate(reasons)]
+            rejected.append(
+                {
+                    "id": sample["id"],
+                    "split": "train",
+                    "stage": "quality",
+                    "reasons": reasons,
+                    "sample": sample,
+                }
+            )
+        write_jsonl(b.path("train"), kept)
+        write_jsonl(b.path("rejected"), rejected)
+        atomic_write_json(b.path("quality"), result.quality)
+        return {"overall": result.quality["overall"], "flags": result.quality["flags"]}
+
+    return b.stage("quality", inputs, ["train", "rejected", "quality"], compute)
+
+
+# ------------------------------------------------------------------ report
+
+
+def _prompt_summary(records: Sequence[dict[str, Any]], stage: str) -> dict[str, Any]:
+    chosen = [r for r in records if r["stage"] == stage]
+    return {
+        "candidates": len(chosen),
+        "accepted": sum(r["status"] == "accepted" for r in chosen),
+        "rejected": sum(r["status"] == "rejected" for r in chosen),
+        "reasons": rep.reason_counts(r["reasons"] for r in chosen),
+    }
+
+
+def _report(b: _Build, summaries: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    spec = b.spec
+    prompts = read_jsonl(b.path("prompts"))
+    labeled = read_jsonl(b.path("labeled"))
+    train = read_jsonl(b.path("train"))
+    test = read_jsonl(b.path("test"))
+    rejected = read_jsonl(b.path("rejected"))
+    accepted = [p for p in prompts if p["status"] == "accepted"]
+    before = [p["text"] for p in accepted if p["stage"] != "evolution"]
+    cells = [(t.name, t.output_format) for t in spec.task_types]
+    train_ids = {s["metadata"]["dialogue_id"] for s in labeled} | {
+        r["sample"]["metadata"]["dialogue_id"] for r in rejected if r["split"] == "train"
+    }
+    test_ids = {i["metadata"]["dialogue_id"] for i in test} | {
+        r["sample"]["metadata"]["dialogue_id"] for r in rejected if r["split"] == "test"
+    }
+    total = StageCost()
+    for cost in b.costs.values():
+        total.calls += cost.calls
+        total.tokens += cost.tokens
+        total.cached += cost.cached
+        total.seconds += cost.seconds
+    stages: dict[str, Any] = {
+        "seeds": {"prompts": sum(p["stage"] == "seed" for p in prompts)},
+        "construction": _prompt_summary(prompts, "construction"),
+        "evolution": {
+            **_prompt_summary(prompts, "evolution"),
+            "probed": sum("probe" in p for p in prompts),
+            "probe_failed": sum(not p.get("probe", {"ok": True})["ok"] for p in prompts),
+        },
+        "labeling": {
+            **summaries.get("labeling", {}),
+            "train_dialogues": len(b.train_dialogues),
+            "test_dialogues": len(b.test_dialogues),
+            "train_labeled": len(labeled)
+            + sum(r["split"] == "train" and r["stage"] == "labeling" for r in rejected),
+            "train_unparseable": sum(
+                r["split"] == "train" and r["stage"] == "labeling" for r in rejected
+            ),
+            "test_items": len(test),
+            "test_unparseable": sum(r["split"] == "test" for r in rejected),
+            "train_prompts_from": {
+                "seed": sum(s["metadata"]["prompt_operator"] == "seed" for s in labeled),
+                "generated": sum(s["metadata"]["prompt_operator"] != "seed" for s in labeled),
+            },
+        },
+        "quality": {
+            **summaries.get("quality", {}),
+            "n_in": len(labeled),
+            "kept": len(train),
+            "rejected": sum(r["stage"] == "quality" for r in rejected),
+            "reasons": rep.reason_counts(r["reasons"] for r in rejected if r["stage"] == "quality"),
+        },
+    }
+    for name in STAGES:
+        stages[name]["ran"] = b.ran.get(name, False)
+        stages[name]["cost"] = b.costs.get(name, StageCost()).as_dict()
+    return {
+        "schema_version": BUILD_SCHEMA_VERSION,
+        "spec": str(spec.path),
+        "generator": b.options.generator,
+        "labeler": b.options.labeler or b.options.generator,
+        "engine": b.options.engine,
+        "seed": spec.seed,
+        "stages": stages,
+        "operators": rep.operator_table(prompts),
+        "diversity": {
+            "before_evolution": rep.diversity(before, spec.seed),
+            "after_evolution": rep.diversity([p["text"] for p in accepted], spec.seed),
+        },
+        "coverage": {
+            "prompts": rep.coverage(
+                [(p["task_type"], p["output_format"]) for p in accepted if p["stage"] != "seed"],
+                cells,
+            ),
+            "train": rep.coverage([(s["task_type"], s["output_format"]) for s in train], cells),
+            "test": rep.coverage([(i["task_type"], i["output_format"]) for i in test], cells),
+        },
+        "split": {
+            "train_dialogues": sorted(d.id for d in b.train_dialogues),
+            "test_dialogues": sorted(d.id for d in b.test_dialogues),
+            "overlap": sorted(train_ids & test_ids),
+        },
+        "counts": {
+            "prompts_accepted": len(accepted),
+            "train": len(train),
+            "test": len(test),
+            "rejected": len(rejected),
+        },
+        "cost": {"this_run": total.as_dict()},
+    }
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def build(
+    spec: BuildSpec,
+    options: BuildOptions,
+    out: Path,
+    *,
+    factory: EngineFactory | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> BuildResult:
+    """Run (or resume) the build of ``spec`` into ``out``; see the module docstring."""
+    if factory is None:
+        from collapse_eval.engines.registry import make_engine
+
+        def factory(model: str) -> Engine:
+            return make_engine(options.engine, model, options.engine_args)
+
+    dialogues = load_dialogues(spec.dialogues)
+    train_d, test_d = split_dialogues(dialogues, spec.split.test_fraction, spec.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = RequestCache(options.cache_dir) if options.use_cache else None
+    engines = _Engines(factory, cache)
+    b = _Build(
+        spec, options, out, engines, _State(out), say, train_d, test_d, sha256_file(spec.dialogues)
+    )
+    try:
+        summaries = {}
+        _construction(b)
+        _evolution(b)
+        summaries["labeling"] = _labeling(b)
+        summaries["quality"] = _quality(b)
+        report = _report(b, summaries)
+    finally:
+        engines.close()
+        if cache is not None:
+            cache.close()
+    if report["split"]["overlap"]:
+        raise AssertionError(f"dialogues in both splits: {report['split']['overlap']}")
+    atomic_write_json(b.path("report"), report)
+    return BuildResult(out, report)
