@@ -416,14 +416,19 @@ def test_demo_passes_its_own_benchmarks_file_and_suite(
         specs.append(spec)
         return []
 
+    def fake_workers(checkpoints: Any, spec: RunSpec, runs: Path, *a: Any, **kw: Any) -> None:
+        specs.append(spec)
+
     no_graded = dataclasses.replace(world.WorldConfig.demo(), graded_levels=())
     monkeypatch.setattr(
         world, "ensure_demo_world", lambda *a, **k: world._world_at(tmp_path, no_graded)
     )
     monkeypatch.setattr("collapse_eval.runner.compare", fake_compare)
     monkeypatch.setattr("collapse_eval.runner.compare_candidates", fake_candidates)
+    monkeypatch.setattr(demo_run, "evaluate_in_workers", fake_workers)
     demo_run.run_demo(tmp_path / "out")
-    assert specs and {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
+    assert len(specs) == 2  # the evaluation workers and the many-candidate compare
+    assert {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
 
 
 def test_edited_margin_updates_the_manifest_without_recomputing(tmp_path: Path) -> None:
