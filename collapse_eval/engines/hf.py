@@ -35,7 +35,12 @@ from collapse_eval.engines.base import (
     checkpoint_fingerprint,
     truncate_at_stops,
 )
-from collapse_eval.engines.tokenization import encode, encode_pair, prefix_token_id, rolling_windows
+from collapse_eval.engines.tokenization import (
+    encode,
+    encode_pair,
+    prefix_token_id,
+    rolling_loglikelihoods,
+)
 from collapse_eval.errors import ConfigError, EngineError, InputError
 
 log = logging.getLogger("collapse_eval.engines.hf")
@@ -194,20 +199,11 @@ class HFEngine(EngineDefaults):
         return [r for r in results if r is not None]
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
-        """Whole-text log-likelihood in disjoint max_length windows (HFLM, context_len=1)."""
-        prefix = prefix_token_id(self._tokenizer)
-        windows: list[tuple[int, TokenPair]] = []
-        for index, text in enumerate(texts):
-            tokens = encode(self._tokenizer, text)
-            windows += [(index, w) for w in rolling_windows(tokens, prefix, self.max_length)]
-        totals = [0.0] * len(texts)
-        # HFLM scores the windows of all texts in consecutive slices of batch_size.
-        for start in range(0, len(windows), self.batch_size):
-            chunk = windows[start : start + self.batch_size]
-            scores = self._score_tokens([w for _, w in chunk])
-            for (index, _), (logprob, _greedy) in zip(chunk, scores, strict=True):
-                totals[index] += logprob
-        return totals
+        """Whole-text log-likelihood in disjoint max_length windows (HFLM, context_len=1);
+        HFLM scores the windows of all texts in consecutive slices of batch_size."""
+        return rolling_loglikelihoods(
+            self._tokenizer, texts, self.max_length, self._score_tokens, self.batch_size
+        )
 
     def _score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
         """HFLM._loglikelihood_tokens with logits_cache: same groups, order and batches."""

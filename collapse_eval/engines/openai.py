@@ -44,11 +44,9 @@ from collapse_eval.engines.base import (
     truncate_at_stops,
 )
 from collapse_eval.engines.tokenization import (
-    encode,
     encode_pair,
     fit_scoring_input,
-    prefix_token_id,
-    rolling_windows,
+    rolling_loglikelihoods,
     score_continuation,
 )
 from collapse_eval.errors import ConfigError, EngineError
@@ -304,18 +302,10 @@ class OpenAIEngine(EngineDefaults):
         if self._tokenizer is None:
             # The server's first token has no log-prob; the rest are summed.
             return [score for score, _ in self._map(self._score_text, [("", t) for t in texts])]
-        prefix = prefix_token_id(self._tokenizer)
-        windows: list[tuple[list[int], list[int]]] = []
-        owners: list[int] = []
-        for index, text in enumerate(texts):
-            max_seq = (self._max_length - 2) if self._max_length else 1 << 30
-            for window in rolling_windows(encode(self._tokenizer, text), prefix, max_seq):
-                windows.append(window)
-                owners.append(index)
-        totals = [0.0] * len(texts)
-        for owner, (score, _) in zip(owners, self._map(self._score_ids, windows), strict=True):
-            totals[owner] += score
-        return totals
+        max_seq = (self._max_length - 2) if self._max_length else 1 << 30
+        return rolling_loglikelihoods(
+            self._tokenizer, texts, max_seq, lambda windows: self._map(self._score_ids, windows)
+        )
 
     # -- generation ---------------------------------------------------------------------
 

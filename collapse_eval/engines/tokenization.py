@@ -8,7 +8,7 @@ re-implemented, not imported, because only ``general.py`` may import lm_eval.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 
@@ -99,6 +99,32 @@ def rolling_windows(
         window = tokens[end - max_seq_len - 1 : end - 1]
         yield window[: len(window) - (pred_len - 1)], tokens[end - pred_len : end]
         predicted += pred_len
+
+
+def rolling_loglikelihoods(
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_seq_len: int,
+    score: Callable[[list[tuple[list[int], list[int]]]], Sequence[tuple[float, bool]]],
+    batch_size: int | None = None,
+) -> list[float]:
+    """Each text's whole log-likelihood: its :func:`rolling_windows` (over every text, in
+    order) are scored by ``score`` — in consecutive slices of ``batch_size`` windows when
+    given (how HFLM batches them), else all at once — and summed per text."""
+    prefix = prefix_token_id(tokenizer)
+    owners: list[int] = []
+    windows: list[tuple[list[int], list[int]]] = []
+    for index, text in enumerate(texts):
+        for window in rolling_windows(encode(tokenizer, text), prefix, max_seq_len):
+            owners.append(index)
+            windows.append(window)
+    step = batch_size or max(len(windows), 1)
+    totals = [0.0] * len(texts)
+    for start in range(0, len(windows), step):
+        scores = score(windows[start : start + step])
+        for owner, (logprob, _greedy) in zip(owners[start : start + step], scores, strict=True):
+            totals[owner] += logprob
+    return totals
 
 
 def truncate_left(tokens: Sequence[int], max_tokens: int, max_len: int) -> list[int]:

@@ -35,8 +35,7 @@ from collapse_eval.engines.tokenization import (
     encode,
     encode_pair,
     fit_scoring_input,
-    prefix_token_id,
-    rolling_windows,
+    rolling_loglikelihoods,
     score_continuation,
     truncate_left,
 )
@@ -247,20 +246,8 @@ class VLLMEngine(EngineDefaults):
         return self._score_tokens([encode_pair(self._tokenizer, c, x) for c, x in requests])
 
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
-        if not texts:
-            return []
-        prefix = prefix_token_id(self._tokenizer)
-        windows: list[tuple[list[int], list[int]]] = []
-        owners: list[int] = []
-        for index, text in enumerate(texts):
-            # max_len - 2: one token of context and one generated token (lm-eval's vllm backend).
-            for window in rolling_windows(encode(self._tokenizer, text), prefix, self._max_len - 2):
-                windows.append(window)
-                owners.append(index)
-        totals = [0.0] * len(texts)
-        for owner, (logprob, _) in zip(owners, self._score_tokens(windows), strict=True):
-            totals[owner] += logprob
-        return totals
+        # max_len - 2: one token of context and one generated token (lm-eval's vllm backend).
+        return rolling_loglikelihoods(self._tokenizer, texts, self._max_len - 2, self._score_tokens)
 
     # -- generation ---------------------------------------------------------------------
 
