@@ -229,8 +229,9 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-class _Parser:
-    """Walks the composed YAML nodes so that every error can name its line."""
+class NodeReader:
+    """Walks composed YAML nodes so that every error can name its file and line (the
+    benchmarks file here, a `data build` spec in ``databuild/spec.py``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -248,7 +249,11 @@ class _Parser:
         finally:
             loader.dispose()
 
-    def mapping(self, node: yaml.Node, what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(
+        self, node: yaml.Node, what: str, allowed: Sequence[str] | None = None
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """A mapping's keys -> (key node, value node); keys must be strings, unique and,
+        when ``allowed`` is given, among them (else a did-you-mean with the line)."""
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, f"{what} must be a mapping (key: value)")
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
@@ -261,8 +266,14 @@ class _Parser:
                     key_node,
                     f"duplicate key '{key}' in {what} (first on line {_line(out[key][0])})",
                 )
+            if allowed is not None and key not in allowed:
+                raise unknown_key_error(self.path, key, allowed, where=what, line=_line(key_node))
             out[key] = (key_node, value_node)
         return out
+
+
+class _Parser(NodeReader):
+    """The benchmarks file."""
 
     def include_paths(self, item: tuple[yaml.Node, yaml.Node] | None) -> tuple[Path, ...]:
         if item is None:

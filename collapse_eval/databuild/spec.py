@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from collapse_eval.config import parse_guarded, reject_object_tags
+from collapse_eval.config import NodeReader, parse_guarded, reject_object_tags
 from collapse_eval.domain.scorers import output_formats
-from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
+from collapse_eval.errors import ConfigError, did_you_mean
 
 __all__ = [
     "BuildSpec",
@@ -146,44 +146,9 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-class _Reader:
-    """Walks composed YAML nodes so that every error names its line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, node: yaml.Node, message: str, key: str | None = None) -> ConfigError:
-        where = f"{self.path}:{_line(node)}"
-        if key:
-            where += f": field '{key}'"
-        return ConfigError(f"{where}: {message}")
-
-    def value(self, node: yaml.Node) -> Any:
-        loader = yaml.SafeLoader("")
-        try:
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-
-    def mapping(
-        self, node: yaml.Node, what: str, allowed: tuple[str, ...] | None
-    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, f"{what} must be a mapping (key: value)")
-        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            key = self.value(key_node)
-            if not isinstance(key, str):
-                raise self.fail(key_node, f"keys in {what} must be strings, got {key!r}")
-            if key in out:
-                raise self.fail(
-                    key_node,
-                    f"duplicate key '{key}' in {what} (first on line {_line(out[key][0])})",
-                )
-            if allowed is not None and key not in allowed:
-                raise unknown_key_error(self.path, key, allowed, where=what, line=_line(key_node))
-            out[key] = (key_node, value_node)
-        return out
+class _Reader(NodeReader):
+    """Walks composed YAML nodes so that every error names its line (the typed readers of
+    a build spec on top of the benchmarks file's)."""
 
     def string(self, node: yaml.Node, key: str) -> str:
         value = self.value(node)
