@@ -170,7 +170,9 @@ def parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
     return parse_guarded(_parse_benchmarks, text, path, "benchmarks file")
 
 
-def _parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
+def compose_yaml(text: str, path: Path, *, when_empty: str) -> yaml.Node:
+    """The YAML node tree of ``text`` (safe tags only); bad YAML names its line, an empty
+    file says ``when_empty`` (what the file needs)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -179,8 +181,13 @@ def _parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if root is None:
-        raise ConfigError(f"{path}: the file is empty; it needs a 'suites:' mapping")
+        raise ConfigError(f"{path}: the file is empty; {when_empty}")
     reject_object_tags(root, path)
+    return root
+
+
+def _parse_benchmarks(text: str, path: Path) -> BenchmarksConfig:
+    root = compose_yaml(text, path, when_empty="it needs a 'suites:' mapping")
     parser = _Parser(path)
     top = parser.mapping(root, "the top level")
     for key, (key_node, _) in top.items():

@@ -19,6 +19,7 @@ from collapse_eval.domain.scorers import (
     extract_json_object,
     mixed_tokens,
     normalize_text,
+    rouge_l,
     score_prediction,
     split_list_items,
 )
@@ -103,21 +104,6 @@ def length_problem(text: str, max_words: int = MAX_WORDS) -> str | None:
     if words > max_words:
         return f"too long ({words} words, at most {max_words})"
     return None
-
-
-_rouge: Any = None
-
-
-def rouge_l(a: str, b: str) -> float:
-    """ROUGE-L F-measure with the domain scorers' tokenizer (CJK per character)."""
-    global _rouge
-    if _rouge is None:
-        from rouge_score import rouge_scorer
-
-        from collapse_eval.domain.scorers import MixedScriptTokenizer
-
-        _rouge = rouge_scorer.RougeScorer(["rougeL"], tokenizer=MixedScriptTokenizer())
-    return float(_rouge.score(a, b)["rougeL"].fmeasure)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from collapse_eval.config import NodeReader, parse_guarded, reject_object_tags
+from collapse_eval.config import NodeReader, compose_yaml, parse_guarded
 from collapse_eval.domain.scorers import output_formats
 from collapse_eval.errors import ConfigError, did_you_mean
 
@@ -208,16 +208,7 @@ class _Reader(NodeReader):
 
 def parse_spec(text: str, path: Path) -> BuildSpec:
     """Validate SPEC.yaml text; ``path`` names it in errors and anchors relative paths."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if root is None:
-        raise ConfigError(f"{path}: the file is empty; see README, 'Building training data'")
-    reject_object_tags(root, path)
+    root = compose_yaml(text, path, when_empty="see README, 'Building training data'")
     r = _Reader(path)
     top = r.mapping(root, "the top level", TOP_KEYS)
     for key in REQUIRED:

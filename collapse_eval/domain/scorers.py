@@ -595,7 +595,8 @@ class MixedScriptTokenizer:
 _rouge_scorer: Any = None
 
 
-def _rouge_l(reference: str, prediction: str) -> float:
+def rouge_l(reference: str, prediction: str) -> float:
+    """ROUGE-L F-measure with the mixed-script tokenizer (CJK per character); symmetric."""
     global _rouge_scorer
     if _rouge_scorer is None:
         from rouge_score import rouge_scorer
@@ -610,4 +611,4 @@ def score_free_text(prediction: str, reference: Any) -> ScoreResult:
     text = prediction.strip()
     if not mixed_tokens(text):
         return ScoreResult(0.0, False, None)
-    return ScoreResult(_rouge_l(str(reference), text), True, None)
+    return ScoreResult(rouge_l(str(reference), text), True, None)
