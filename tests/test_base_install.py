@@ -292,7 +292,15 @@ def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path
         )
         codes[argv[0]] = proc.returncode
         assert proc.returncode == 0, f"{argv}: {proc.stderr}"
-    assert list(codes) == ["compare", "gate", "report", "correlate", "validate", "quality", "suites"]
+    assert list(codes) == [
+        "compare",
+        "gate",
+        "report",
+        "correlate",
+        "validate",
+        "quality",
+        "suites",
+    ]
     _check_outputs(tmp_path)
     refused = subprocess.run(
         [str(venv / "bin" / "collapse-eval"), "run", "some/model", "--out", "r"],
