@@ -125,6 +125,16 @@ def synthetic_rows(
     return rows
 
 
+def default_sigint() -> None:
+    """Popen ``preexec_fn``: SIGINT back to its default action in the child, as in a
+    terminal's foreground job. A test run started as a background job of a non-interactive
+    shell (``cmd &``, as some CI runners do) inherits SIGINT ignored, and a Python child
+    that starts with SIGINT ignored never raises KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_run_argv(model: Path, domain: Path, out: Path) -> list[str]:
     """`collapse-eval run` of ``model`` on one domain file, uncached, as a subprocess argv
     (the tests that kill or interrupt a real run start it this way)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collapse_eval.records import read_records
-from tests.conftest import cli_run_argv
+from tests.conftest import cli_run_argv, default_sigint
 
 N_ITEMS = 320
 
@@ -39,7 +39,9 @@ def _start_and_wait_for_records(
     cmd: list[str], records: Path, at_least: int
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if records.exists() and records.read_bytes().count(b"\n") >= at_least:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collapse_eval.records import load_run, read_records
-from tests.conftest import cli_run_argv, write_run
+from tests.conftest import cli_run_argv, default_sigint, write_run
 
 N_ITEMS = 2000
 
@@ -56,7 +56,9 @@ def _interrupt_when_records(
     script: str, records: Path, sig: signal.Signals, at_least: int = 16
 ) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", script], env=env, start_new_session=True, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
