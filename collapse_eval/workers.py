@@ -6,15 +6,21 @@ print its message only after minutes. :func:`process_pool` terminates the worker
 when the block is left by an exception (the typed ``Interrupted``/``Terminated`` included),
 and its workers ignore SIGINT, so a Ctrl-C in a terminal (sent to the whole process group)
 is handled once, by the parent, without a traceback per worker.
+
+:func:`run_tasks` runs a small graph of jobs on such a pool: each job starts as soon as
+the jobs it waits for are done, so the demo evaluates a checkpoint while the next one is
+still training instead of waiting for the slowest fine-tune.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import signal
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 
 def _ignore_sigint() -> None:
@@ -39,3 +45,70 @@ def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One job of :func:`run_tasks`: ``fn(*args)`` (picklable) once every task named in
+    ``after`` has finished."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    after: tuple[str, ...] = ()
+
+
+def _check_graph(tasks: Sequence[Task]) -> None:
+    """Unique names, and every ``after`` names an earlier task (so list order is a valid
+    order to run them in, and there is no cycle)."""
+    seen: set[str] = set()
+    for task in tasks:
+        if task.name in seen:
+            raise ValueError(f"two tasks are named {task.name!r}")
+        missing = [name for name in task.after if name not in seen]
+        if missing:
+            raise ValueError(f"task {task.name!r} waits for {missing}, not an earlier task")
+        seen.add(task.name)
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    workers: int,
+    *,
+    on_done: Callable[[Task, Any], None] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``tasks`` and return name -> result, calling ``on_done(task, result)`` as each
+    finishes (in this process).
+
+    With ``workers`` > 1 they run in a :func:`process_pool`; a task starts as soon as the
+    tasks it waits for are done, the earliest-listed ready task first. With one worker they
+    run here, in list order. ``tick`` is called about twice a second while waiting (to relay
+    the workers' progress lines). The first task to raise stops the others (its exception
+    propagates; running workers are terminated).
+    """
+    _check_graph(tasks)
+    results: dict[str, Any] = {}
+    if workers <= 1:
+        for task in tasks:
+            results[task.name] = task.fn(*task.args)
+            if on_done is not None:
+                on_done(task, results[task.name])
+        return results
+    waiting = list(tasks)
+    running: dict[Future[Any], Task] = {}
+    with process_pool(workers) as pool:
+        while waiting or running:
+            ready = [t for t in waiting if all(name in results for name in t.after)]
+            for task in ready[: max(0, workers - len(running))]:
+                waiting.remove(task)
+                running[pool.submit(task.fn, *task.args)] = task
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            if tick is not None:
+                tick()
+            for future in done:
+                task = running.pop(future)
+                results[task.name] = future.result()
+                if on_done is not None:
+                    on_done(task, results[task.name])
+    return results

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collapse_eval.errors import Terminated
-from collapse_eval.workers import process_pool
+from collapse_eval.workers import Task, process_pool, run_tasks
 
 
 def _sleep_then_touch(marker: str, seconds: float) -> int:
@@ -44,3 +44,68 @@ def test_a_normal_exit_waits_for_the_jobs(tmp_path: Path) -> None:
     with process_pool(1) as pool:
         pool.submit(_sleep_then_touch, str(marker), 0.5)
     assert marker.read_text(encoding="utf-8") == "finished"
+
+
+def _stamp(log: str, name: str, seconds: float) -> str:
+    """Append 'start NAME' and 'end NAME' lines to ``log`` around a sleep."""
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"start {name}\n")
+    time.sleep(seconds)
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"end {name}\n")
+    return name.upper()
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tasks_start_after_what_they_wait_for(tmp_path: Path, workers: int) -> None:
+    log = str(tmp_path / "log")
+    tasks = [
+        Task("base", _stamp, (log, "base", 0.3)),
+        Task("side", _stamp, (log, "side", 0.1)),  # waits for nothing: runs beside base
+        Task("ft", _stamp, (log, "ft", 0.1), after=("base",)),
+        Task("eval-ft", _stamp, (log, "eval-ft", 0.0), after=("ft",)),
+    ]
+    finished: list[str] = []
+    results = run_tasks(tasks, workers, on_done=lambda task, _: finished.append(task.name))
+    assert results == {"base": "BASE", "side": "SIDE", "ft": "FT", "eval-ft": "EVAL-FT"}
+    lines = Path(log).read_text(encoding="utf-8").splitlines()
+    assert lines.index("end base") < lines.index("start ft") < lines.index("end ft")
+    assert lines.index("end ft") < lines.index("start eval-ft")
+    assert sorted(finished) == sorted(results)
+    if workers == 2:  # side ran while base was running
+        assert lines.index("start side") < lines.index("end base")
+    else:  # list order, one at a time
+        assert lines == [
+            f"{w} {n}" for n in ("base", "side", "ft", "eval-ft") for w in ("start", "end")
+        ]
+
+
+def test_the_earliest_listed_ready_task_starts_first(tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    tasks = [Task(n, _stamp, (log, n, 0.2)) for n in ("a", "b", "c", "d")]
+    run_tasks(tasks, 2)
+    starts = [line for line in Path(log).read_text().splitlines() if line.startswith("start")]
+    assert starts[:2] in (["start a", "start b"], ["start b", "start a"])
+    assert starts[2:] in (["start c", "start d"], ["start d", "start c"])
+
+
+def test_a_failing_task_raises_and_its_dependants_never_run(tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    tasks = [
+        Task("bad", _fail, ("broken weights",)),
+        Task("after-bad", _stamp, (log, "after-bad", 0.0), after=("bad",)),
+    ]
+    with pytest.raises(ValueError, match="broken weights"):
+        run_tasks(tasks, 2)
+    assert not Path(log).exists()
+
+
+def test_a_task_may_only_wait_for_an_earlier_task() -> None:
+    with pytest.raises(ValueError, match="not an earlier task"):
+        run_tasks([Task("ft", _pid, after=("base",)), Task("base", _pid)], 2)
+    with pytest.raises(ValueError, match="two tasks are named 'x'"):
+        run_tasks([Task("x", _pid), Task("x", _pid)], 1)
