@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from collapse_eval.demo.world import (
     ensure_demo_world,
     world_key,
 )
+from collapse_eval.workers import run_tasks
 
 
 @pytest.fixture(scope="module")
@@ -188,15 +190,55 @@ def test_the_cache_key_follows_the_config() -> None:
     assert world_key(config) != world_key(WorldConfig.demo())
 
 
-def test_an_interrupted_build_leaves_no_half_world(tmp_path: Path, monkeypatch) -> None:
-    def interrupted(*args: object, **kwargs: object) -> None:
+def test_an_interrupted_build_leaves_no_half_checkpoint_and_resumes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Ctrl-C during a fine-tune: the base stays (whole), no scratch directory or
+    half checkpoint is left, the world is not marked complete; the next call trains only
+    what is missing."""
+    tiny = dataclasses.replace(
+        WorldConfig.test(),
+        base_steps=2,
+        general_per_task=50,
+        unlabelled_dialogues=20,
+        finetune_steps=1,
+        graded_levels=(),
+    )
+
+    def interrupted(base: Path, out: Path, *args: object, **kwargs: object) -> None:
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")  # half written
         raise KeyboardInterrupt
 
-    tiny = dataclasses.replace(WorldConfig.test(), base_steps=2, general_per_task=50)
+    real_finetune = world.finetune
     monkeypatch.setattr(world, "finetune", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ensure_demo_world(tmp_path, config=tiny, workers=1)
-    assert list(tmp_path.iterdir()) == []
+    root = tmp_path / world_key(tiny)
+    assert sorted(p.name for p in root.iterdir()) == ["base"]
+    assert not (root / "world.json").exists()
+    # a worker killed mid-build leaves its scratch directory behind: the next build
+    # removes it (its pid is gone), and keeps a live builder's
+    (root / ".building-999999999-mixed-x1" / "mixed").mkdir(parents=True)
+    (root / f".building-{os.getpid()}-mixed-x2").mkdir()
+
+    def no_base(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the base is whole: it must not be trained again")
+
+    monkeypatch.setattr(world, "build_base", no_base)
+    monkeypatch.setattr(world, "finetune", real_finetune)
+    messages: list[str] = []
+    built = ensure_demo_world(tmp_path, config=tiny, workers=1, progress=messages.append)
+    assert sorted(p.name for p in root.iterdir()) == [
+        f".building-{os.getpid()}-mixed-x2",
+        "base",
+        "domain-only",
+        "mixed",
+        "world.json",
+    ]
+    assert built.mixed == root / "mixed"
+    stages = json.loads((root / "world.json").read_text())["stages"]
+    assert sorted(stages) == ["domain-only", "mixed"]  # what this call trained
 
 
 def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
@@ -247,12 +289,12 @@ def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path) -> Non
     roots = tmp_path / "one", tmp_path / "two"
     train.build_base(roots[0] / "base", tiny)
     shutil.copytree(roots[0] / "base", roots[1] / "base")
-    jobs = world._jobs(tiny)
-    assert [j.name for j in jobs] == ["mixed", "domain-only", "graded-50"]
-    one = world._finetune_all(roots[0], tiny, jobs, 1, None)
-    two = world._finetune_all(roots[1], tiny, jobs, 2, None)
-    assert list(one) == list(two) == ["mixed", "domain-only", "graded-50"]
-    for job in jobs:
+    tasks = [world._world_tasks(root, tiny, None) for root in roots]
+    assert [t.name for t in tasks[0]] == ["mixed", "domain-only", "graded-50"]
+    one = run_tasks(tasks[0], 1)
+    two = run_tasks(tasks[1], 2)
+    assert sorted(one) == sorted(two) == ["domain-only", "graded-50", "mixed"]
+    for job in world._jobs(tiny):
         weights = (roots[0] / job.name / "model.safetensors").read_bytes()
         assert weights == (roots[1] / job.name / "model.safetensors").read_bytes()
     # the graded candidate trained on its own (corrupted) set: other weights than mixed

@@ -416,18 +416,25 @@ def test_demo_passes_its_own_benchmarks_file_and_suite(
         specs.append(spec)
         return []
 
-    def fake_workers(checkpoints: Any, spec: RunSpec, runs: Path, *a: Any, **kw: Any) -> None:
-        specs.append(spec)
-
     no_graded = dataclasses.replace(world.WorldConfig.demo(), graded_levels=())
-    monkeypatch.setattr(
-        world, "ensure_demo_world", lambda *a, **k: world._world_at(tmp_path, no_graded)
-    )
+
+    def fake_world(*a: Any, extra: Any, **k: Any) -> Any:
+        built = world._world_at(tmp_path, no_graded)
+        tasks = extra(built, frozenset())  # the evaluation jobs, not run here
+        assert [t.name for t in tasks] == [
+            "evaluate base",
+            "evaluate domain-only",
+            "evaluate mixed",
+        ]
+        assert all(t.args[0] == tasks[0].args[0] for t in tasks)
+        specs.append(tasks[0].args[0])
+        return built
+
+    monkeypatch.setattr(world, "ensure_demo_world", fake_world)
     monkeypatch.setattr("collapse_eval.runner.compare", fake_compare)
     monkeypatch.setattr("collapse_eval.runner.compare_candidates", fake_candidates)
-    monkeypatch.setattr(demo_run, "evaluate_in_workers", fake_workers)
     demo_run.run_demo(tmp_path / "out")
-    assert len(specs) == 2  # the evaluation workers and the many-candidate compare
+    assert len(specs) == 2  # the evaluation jobs' one spec and the many-candidate compare
     assert {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
 
 

@@ -1,10 +1,11 @@
 """`collapse-eval demo`: build (or reuse) the tiny world, compare the candidates to base,
 and correlate the graded candidates' training-data quality with their performance.
 
-Every checkpoint is evaluated first, into ``runs/<name>``, in two single-threaded worker
-processes where the machine has two cores (the hf engine; the compares then reuse the
-complete runs). One many-candidate compare for domain-only and mixed: the base is evaluated
-once (``runs/base``), each candidate's summary and report go to ``domain-only/`` and
+Every checkpoint is evaluated into ``runs/<name>`` as soon as it is trained, in the same two
+single-threaded worker processes that train the world (the hf engine; the compares then
+reuse the complete runs), and the graded training sets are scored there too. One
+many-candidate compare for domain-only and mixed: the base is evaluated once
+(``runs/base``), each candidate's summary and report go to ``domain-only/`` and
 ``mixed/``. The graded candidates reuse that base run (``graded-XX/``). The overview,
 ``index.html`` and ``overview.png``, lists all six.
 """
@@ -15,13 +16,12 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from collapse_eval.progress import Progress, QuietProgress
-from collapse_eval.workers import process_pool
+from collapse_eval.workers import Task, run_tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +46,10 @@ def _overall_delta(summary: dict[str, Any], suite: str) -> float | None:
     return sum(deltas) / len(deltas) if deltas else None
 
 
-def run_demo(
-    out: str | Path,
-    *,
-    cache_dir: Path | None = None,
-    engine: str = "hf",
-    progress: Progress | None = None,
-    world_config: Any = None,
-) -> list[DemoRow]:
-    """Run the demo end to end; returns one row per candidate. Verdicts do not raise."""
-    from collapse_eval.demo.world import WorldConfig, ensure_demo_world
-    from collapse_eval.policy import default_policy
-    from collapse_eval.runner import RunSpec, compare_candidates
+def _demo_spec(world: Any, engine: str, cache_dir: Path | None) -> Any:
+    from collapse_eval.runner import RunSpec
 
-    progress = progress or QuietProgress()
-    out = Path(out)
-    world = ensure_demo_world(
-        cache_dir, config=world_config or WorldConfig.demo(), progress=progress.log
-    )
-    spec = RunSpec(
+    return RunSpec(
         model=str(world.base),
         domain_files=(world.domain_test,),
         benchmarks=world.benchmarks,
@@ -76,11 +61,61 @@ def run_demo(
         seed=0,
         cache_dir=(cache_dir / "requests") if cache_dir else None,
     )
+
+
+def _checkpoints(world: Any) -> list[tuple[str, Path]]:
+    """(name, checkpoint) of every checkpoint the demo evaluates, base first."""
+    named = [("base", world.base), ("domain-only", world.domain_only), ("mixed", world.mixed)]
+    return named + [(c.name, c.checkpoint) for c in world.graded]
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    cache_dir: Path | None = None,
+    engine: str = "hf",
+    progress: Progress | None = None,
+    world_config: Any = None,
+) -> list[DemoRow]:
+    """Run the demo end to end; returns one row per candidate. Verdicts do not raise.
+
+    The world's training, each checkpoint's evaluation (hf engine: in the worker
+    processes, as soon as the checkpoint exists) and the scoring of the graded training
+    sets run as one graph of jobs; the compares then reuse the complete runs."""
+    from collapse_eval.demo.graded import score_graded_sets
+    from collapse_eval.demo.world import WorldConfig, ensure_demo_world
+    from collapse_eval.policy import default_policy
+    from collapse_eval.runner import compare_candidates
+
+    progress = progress or QuietProgress()
+    out = Path(out)
+    scored: list[Any] = []
+
+    def jobs(world: Any, building: frozenset[str]) -> list[Task]:
+        tasks = []
+        if engine == "hf":
+            spec = _demo_spec(world, engine, cache_dir)
+            tasks += evaluation_tasks(_checkpoints(world), spec, out / "runs", building)
+        if world.graded:
+            levels = [c.level for c in world.graded]
+            tasks.append(Task(_SCORING, score_graded_sets, (levels, out / "quality")))
+        return tasks
+
+    def done(task: Task, result: Any) -> None:
+        if task.name == _SCORING:
+            scored.extend(result)
+        elif task.name.startswith(_EVALUATE):
+            _log_evaluated(progress, task, result)
+
+    world = ensure_demo_world(
+        cache_dir,
+        config=world_config or WorldConfig.demo(),
+        progress=progress.log,
+        extra=jobs,
+        on_done=done,
+    )
+    spec = _demo_spec(world, engine, cache_dir)
     names = ("domain-only", "mixed")
-    if engine == "hf":
-        checkpoints = [("base", world.base), ("domain-only", world.domain_only)]
-        checkpoints += [("mixed", world.mixed)] + [(c.name, c.checkpoint) for c in world.graded]
-        evaluate_in_workers(checkpoints, spec, out / "runs", progress)
     progress.log("demo: comparing domain-only and mixed against base")
     results = compare_candidates(
         str(world.base),
@@ -101,7 +136,7 @@ def run_demo(
         )
         for r in results
     ]
-    rows += run_graded_study(world, spec, out, progress)
+    rows += run_graded_study(world, spec, out, progress, scored=scored)
     write_demo_overview(out, rows)
     return rows
 
@@ -142,6 +177,36 @@ def _complete(run_dir: Path) -> bool:
         return False
 
 
+_EVALUATE = "evaluate "
+_SCORING = "score the graded training sets"
+
+
+def evaluation_tasks(
+    checkpoints: Sequence[tuple[str, Path]],
+    spec: Any,
+    runs: Path,
+    building: frozenset[str] = frozenset(),
+) -> list[Task]:
+    """A task per checkpoint whose run ``runs/<name>`` is not complete yet, each waiting
+    for its checkpoint when that is in ``building`` (task names of the world's training)."""
+    return [
+        Task(
+            f"{_EVALUATE}{name}",
+            _evaluate_one,
+            (spec, str(checkpoint), runs / name),
+            (name,) if name in building else (),
+        )
+        for name, checkpoint in checkpoints
+        if not _complete(runs / name)
+    ]
+
+
+def _log_evaluated(progress: Progress, task: Task, seconds: tuple[float, float]) -> None:
+    wall, cpu = seconds
+    name = task.name.removeprefix(_EVALUATE)
+    progress.log(f"demo: evaluated {name} in {wall:.0f} s ({cpu:.0f} s CPU)")
+
+
 def evaluate_in_workers(
     checkpoints: Sequence[tuple[str, Path]],
     spec: Any,
@@ -157,24 +222,20 @@ def evaluate_in_workers(
     from collapse_eval.demo.world import default_workers
 
     workers = default_workers() if workers is None else workers
-    checkpoints = [(name, path) for name, path in checkpoints if not _complete(runs / name)]
-    if workers <= 1 or not checkpoints:
+    tasks = evaluation_tasks(checkpoints, spec, runs)
+    if workers <= 1 or not tasks:
         return
-    progress.log(f"demo: evaluating {len(checkpoints)} checkpoints in {workers} processes")
-    with process_pool(workers) as pool:
-        futures = {
-            pool.submit(_evaluate_one, spec, str(checkpoint), runs / name): name
-            for name, checkpoint in checkpoints
-        }
-        for future in as_completed(futures):
-            wall, cpu = future.result()
-            progress.log(f"demo: evaluated {futures[future]} in {wall:.0f} s ({cpu:.0f} s CPU)")
+    progress.log(f"demo: evaluating {len(tasks)} checkpoints in {workers} processes")
+    run_tasks(tasks, workers, on_done=lambda task, result: _log_evaluated(progress, task, result))
 
 
-def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> list[DemoRow]:
-    """Quality -> performance: score each graded training set (OUT/quality/<name>/),
-    compare each graded candidate against the base (OUT/<name>/) and correlate quality
-    with domain score and general retention (OUT/correlation/)."""
+def run_graded_study(
+    world: Any, spec: Any, out: Path, progress: Progress, *, scored: Sequence[Any] = ()
+) -> list[DemoRow]:
+    """Quality -> performance: score each graded training set (OUT/quality/<name>/, unless
+    ``scored`` has them already), compare each graded candidate against the base
+    (OUT/<name>/) and correlate quality with domain score and general retention
+    (OUT/correlation/)."""
     from collapse_eval.correlate import correlate_table, headline, write_outputs
     from collapse_eval.demo.graded import score_graded_sets
     from collapse_eval.policy import default_policy
@@ -182,10 +243,10 @@ def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> li
 
     if not world.graded:
         return []
-    progress.log("demo: scoring the graded training sets (quality rules + dataset level)")
-    scored = {
-        s.name: s for s in score_graded_sets([c.level for c in world.graded], out / "quality")
-    }
+    if not scored:
+        progress.log("demo: scoring the graded training sets (quality rules + dataset level)")
+        scored = score_graded_sets([c.level for c in world.graded], out / "quality")
+    by_name = {s.name: s for s in scored}
     rows = []
     for candidate in world.graded:
         progress.log(f"demo: comparing {candidate.name} against base")
@@ -213,7 +274,7 @@ def run_graded_study(world: Any, spec: Any, out: Path, progress: Progress) -> li
     table = out / "correlation" / "table.csv"
     lines = ["run,quality,label"]
     for candidate in world.graded:
-        quality = scored[candidate.name].quality_dir / "quality.json"
+        quality = by_name[candidate.name].quality_dir / "quality.json"
         lines.append(
             f"../{candidate.name},{os.path.relpath(quality, table.parent)},{candidate.name}"
         )

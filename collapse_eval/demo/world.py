@@ -3,16 +3,20 @@
 ``ensure_demo_world()`` returns a ready world, building it on first use (base model plus
 the ``domain-only`` and ``mixed`` fine-tunes and one graded-quality candidate per
 corruption level of the training set, a few minutes on 2 CPU cores) and reusing it
-afterwards. The fine-tunes run in up to two worker processes, one thread each (the
-weights are the same as in one process). The cache key hashes the configuration, the
-shipped data files, the code that generates and trains, and the torch/transformers
-versions, so a change to any of them builds a fresh world instead of silently reusing a
-stale one. A world is built in a temporary directory and renamed into place, so an
-interrupted build leaves no half world.
+afterwards. Training runs in up to two worker processes, one thread each (the weights
+are the same as in one process), as a small graph of jobs: the fine-tunes start once the
+base is trained, and a caller can add jobs of its own (the demo evaluates each checkpoint
+as soon as it exists). The cache key hashes the configuration, the shipped data files, the
+code that generates and trains, and the torch/transformers versions, so a change to any of
+them builds a fresh world instead of silently reusing a stale one. Each checkpoint is
+built in a scratch directory and renamed into place, and the world is complete once its
+world.json is written: an interrupted build leaves no half checkpoint, and the next run
+trains only what is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -22,7 +26,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,8 +33,8 @@ from queue import Empty
 from typing import Any
 
 from collapse_eval.demo import data, graded
-from collapse_eval.demo.train import WorldConfig, build_base, finetune
-from collapse_eval.workers import process_pool
+from collapse_eval.demo.train import Progress, WorldConfig, build_base, finetune
+from collapse_eval.workers import Task, run_tasks
 
 __all__ = [
     "DemoWorld",
@@ -52,6 +55,7 @@ DOMAIN_TEST_FILE = data.TASKS_DIR / "demo" / "realestate_test.jsonl"
 DOMAIN_TRAIN_FILE = data.TASKS_DIR / "demo" / "realestate_train.jsonl"
 DEMO_SUITE = "demo"
 _MARKER = "world.json"
+_SCRATCH = ".building-"  # + builder pid + checkpoint name: one checkpoint being trained
 # Source files whose content decides the weights (part of the cache key).
 _CODE_FILES = ("data.py", "train.py", "tinymodel.py", "graded.py")
 
@@ -133,34 +137,90 @@ def _jobs(config: WorldConfig) -> list[_Job]:
     return jobs + [_Job(graded.graded_name(lv), True, lv) for lv in config.graded_levels]
 
 
-def _run_job(
-    root: Path, config: WorldConfig, job: _Job, progress: Callable[[str], None] | None
-) -> dict[str, float]:
-    """Train one fine-tune into ``root/<job.name>``; returns its wall and CPU seconds."""
+def _timed(fn: Callable[[], object]) -> dict[str, float]:
     wall, cpu = time.monotonic(), time.process_time()
-    if job.level is None:
-        finetune(root / "base", root / job.name, config, replay=job.replay, progress=progress)
-    else:
-        finetune(
-            root / "base",
-            root / job.name,
-            config,
-            replay=True,
-            progress=progress,
-            samples=graded.graded_training_set(job.level),
-            steps=config.graded_steps,
-            replay_ratio=config.graded_replay_ratio,
-            label=job.name,
-        )
+    fn()
     return {
         "wall_s": round(time.monotonic() - wall, 1),
         "cpu_s": round(time.process_time() - cpu, 1),
     }
 
 
-def _worker_job(root: Path, config: WorldConfig, job: _Job, queue: Any) -> dict[str, float]:
-    """``_run_job`` in a worker process; progress lines go to ``queue``."""
-    return _run_job(root, config, job, queue.put)
+def _into_place(root: Path, name: str, build: Callable[[Path], object]) -> None:
+    """Build checkpoint ``name`` in a scratch directory and rename it to ``root/name``
+    once complete, so ``root/name`` exists only as a whole checkpoint."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH}{os.getpid()}-{name}-", dir=root))
+    try:
+        build(scratch / name)
+        try:
+            os.rename(scratch / name, root / name)
+        except OSError:
+            # Another process built the same checkpoint first (the weights are
+            # deterministic, so either copy is the same): keep the one in place.
+            if not (root / name / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_scratch(root: Path) -> None:
+    """Delete scratch directories whose builder is gone (a worker terminated by Ctrl-C or
+    SIGTERM does not clean up after itself); a live builder's are left alone."""
+    for scratch in root.glob(f"{_SCRATCH}*"):
+        pid = scratch.name.removeprefix(_SCRATCH).split("-", 1)[0]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _build_base_job(root: Path, config: WorldConfig, say: Progress | None) -> dict[str, float]:
+    """Train the base checkpoint into ``root/base``; returns its wall and CPU seconds."""
+    return _timed(lambda: _into_place(root, "base", lambda out: build_base(out, config, say)))
+
+
+def _run_job(root: Path, config: WorldConfig, job: _Job, say: Progress | None) -> dict[str, float]:
+    """Train one fine-tune into ``root/<job.name>``; returns its wall and CPU seconds."""
+
+    def build(out: Path) -> None:
+        if job.level is None:
+            finetune(root / "base", out, config, replay=job.replay, progress=say)
+        else:
+            finetune(
+                root / "base",
+                out,
+                config,
+                replay=True,
+                progress=say,
+                samples=graded.graded_training_set(job.level),
+                steps=config.graded_steps,
+                replay_ratio=config.graded_replay_ratio,
+                label=job.name,
+            )
+
+    return _timed(lambda: _into_place(root, job.name, build))
+
+
+def _world_tasks(root: Path, config: WorldConfig, say: Progress | None) -> list[Task]:
+    """The training tasks of the checkpoints ``root`` does not hold yet: the base first,
+    then the fine-tunes (each after the base), longest first. Task names are the
+    checkpoint names."""
+    tasks = []
+    if not (root / "base").is_dir():
+        tasks.append(Task("base", _build_base_job, (root, config, say)))
+    for job in _jobs(config):
+        if not (root / job.name).is_dir():
+            after = ("base",) if tasks and tasks[0].name == "base" else ()
+            tasks.append(Task(job.name, _run_job, (root, config, job, say), after))
+    return tasks
 
 
 def _drain(queue: Any, say: Callable[[str], None]) -> None:
@@ -171,39 +231,15 @@ def _drain(queue: Any, say: Callable[[str], None]) -> None:
             return
 
 
-def _finetune_all(
-    root: Path,
-    config: WorldConfig,
-    jobs: Sequence[_Job],
-    workers: int,
-    progress: Callable[[str], None] | None,
-) -> dict[str, dict[str, float]]:
-    """Run every fine-tune (in ``workers`` processes when > 1); name -> timings."""
-    if workers <= 1:
-        return {job.name: _run_job(root, config, job, progress) for job in jobs}
-    say = progress or (lambda _msg: None)
-    say(f"fine-tuning {len(jobs)} candidates in {workers} processes")
-    timings: dict[str, dict[str, float]] = {}
-    with (
-        multiprocessing.get_context("spawn").Manager() as manager,
-        process_pool(workers) as pool,
-    ):
-        queue = manager.Queue()
-        futures = {pool.submit(_worker_job, root, config, job, queue): job for job in jobs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            _drain(queue, say)
-            for future in done:
-                timings[futures[future].name] = future.result()
-        _drain(queue, say)
-    return {job.name: timings[job.name] for job in jobs}
-
-
 def default_workers() -> int:
-    """Fine-tune processes: two where the machine has two cores or more (each is
-    single-threaded), else one."""
+    """Worker processes: two where the machine has two cores or more (each runs one
+    single-threaded job), else one."""
     return min(2, os.cpu_count() or 1)
+
+
+# The caller's extra tasks (the demo's evaluations): given the world (final paths) and
+# the names of the checkpoints still being built, the tasks to run in the same pool.
+ExtraTasks = Callable[[DemoWorld, frozenset[str]], Sequence[Task]]
 
 
 def ensure_demo_world(
@@ -212,61 +248,67 @@ def ensure_demo_world(
     config: WorldConfig = WorldConfig.demo(),  # noqa: B008  (frozen, safe as a default)
     progress: Callable[[str], None] | None = None,
     workers: int | None = None,
+    extra: ExtraTasks | None = None,
+    on_done: Callable[[Task, Any], None] | None = None,
 ) -> DemoWorld:
-    """Return the demo world for ``config``, building it under ``cache_dir`` if needed.
+    """Return the demo world for ``config``, building what is missing under ``cache_dir``.
 
     ``cache_dir`` defaults to :func:`default_cache_dir`; the world lives in
-    ``cache_dir/<world_key(config)>``. A second call with the same inputs returns at once.
-    ``workers`` fine-tune processes (default :func:`default_workers`; 1 = in this process).
-    world.json records each stage's wall and CPU seconds.
+    ``cache_dir/<world_key(config)>``, complete once its world.json is written. Each
+    checkpoint is built in a scratch directory and renamed into place when whole, so an
+    interrupted build leaves no half checkpoint, and the next call trains only the
+    checkpoints still missing. ``workers`` processes (default :func:`default_workers`;
+    1 = in this process) run the training; ``extra`` adds tasks (such as evaluations that
+    wait for their checkpoint) to the same pool, so that no core idles while the last
+    fine-tunes run; ``on_done(task, result)`` is called as each task finishes.
+    world.json records the wall and CPU seconds of each stage this call built.
     """
     root_parent = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = root_parent / world_key(config)
-    if (final / _MARKER).is_file():
-        return _world_at(final, config)
-
-    root_parent.mkdir(parents=True, exist_ok=True)
+    root = root_parent / world_key(config)
+    built = _world_at(root, config)
+    complete = (root / _MARKER).is_file()
     say = progress or (lambda _msg: None)
+    n_workers = default_workers() if workers is None else workers
     started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=root_parent))
-    try:
-        say(f"building the demo world in {final} (first run only)")
-        cpu = time.process_time()
-        build_base(tmp / "base", config, progress)
-        stages = {
-            "base": {
-                "wall_s": round(time.monotonic() - started, 1),
-                "cpu_s": round(time.process_time() - cpu, 1),
-            }
-        }
-        n_workers = default_workers() if workers is None else workers
-        stages.update(_finetune_all(tmp, config, _jobs(config), n_workers, progress))
-        seconds = round(time.monotonic() - started, 1)
-        (tmp / _MARKER).write_text(
-            json.dumps(
-                {
-                    "schema_version": 1,
-                    "key": final.name,
-                    "config": dataclasses.asdict(config),
-                    "build_seconds": seconds,
-                    "workers": n_workers,
-                    "stages": stages,
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
+    if not complete:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_scratch(root)
+        say(f"building the demo world in {root} (first run only)")
+    with contextlib.ExitStack() as stack:
+        relay: Progress | None = progress
+        queue = None
+        if n_workers > 1:
+            queue = stack.enter_context(multiprocessing.get_context("spawn").Manager()).Queue()
+            relay = queue.put
+        tasks = [] if complete else _world_tasks(root, config, relay)
+        building = frozenset(t.name for t in tasks)
+        tasks += list(extra(built, building)) if extra is not None else []
+        if tasks and n_workers > 1:
+            say(f"running {len(tasks)} jobs in {n_workers} processes")
+        results = run_tasks(
+            tasks,
+            n_workers,
+            on_done=on_done,
+            tick=(lambda: _drain(queue, say)) if queue is not None else None,
         )
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same world first (or a stale incomplete
-            # directory sits there): keep a complete one, never a half one.
-            if not (final / _MARKER).is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(tmp, final)
-        say(f"demo world built in {seconds:.0f} s")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _world_at(final, config)
+        if queue is not None:
+            _drain(queue, say)
+    if not complete:
+        _write_marker(root, config, n_workers, {n: results[n] for n in building})
+        say(f"demo world built in {time.monotonic() - started:.0f} s")
+    return built
+
+
+def _write_marker(
+    root: Path, config: WorldConfig, workers: int, stages: dict[str, dict[str, float]]
+) -> None:
+    marker = {
+        "schema_version": 1,
+        "key": root.name,
+        "config": dataclasses.asdict(config),
+        "workers": workers,
+        "stages": stages,  # what this call trained (an interrupted build resumed: fewer)
+    }
+    tmp = root / f".{_MARKER}.tmp"
+    tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, root / _MARKER)
