@@ -124,6 +124,14 @@ def side_run_dir(summary: Summary, side: str, summary_path: str | Path) -> Path 
     return None
 
 
+def side_run_dirs(summary: Summary, summary_path: str | Path) -> tuple[Path | None, Path | None]:
+    """The base and tuned run directories (``side_run_dir``), None for one not found."""
+    return (
+        side_run_dir(summary, "base", summary_path),
+        side_run_dir(summary, "tuned", summary_path),
+    )
+
+
 def _run_candidates(stored: Path, home: Path) -> Iterator[Path]:
     if stored.is_absolute():
         yield stored
