@@ -50,6 +50,26 @@ class Examples:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # base/tuned -> manifest
 
 
+def examples_for(
+    summary: Summary,
+    where: Path,
+    *,
+    run_dirs: tuple[Path | None, Path | None] | None,
+    runs: tuple[RunColumns, RunColumns] | None = None,
+    index: Path | None = None,
+) -> Examples:
+    """The report's examples: from the runs' columns when given, else from the run
+    directories (``where``, the report's directory, is named when one was not found)."""
+    if runs is not None:
+        return collect_examples(summary, runs=runs, index=index)
+    dirs = run_dirs or (None, None)
+    problem = missing_run(summary, dirs, where)
+    base, tuned = dirs
+    if problem is not None or base is None or tuned is None:
+        return Examples(problem=problem)
+    return collect_examples(summary, (base, tuned), index=index)
+
+
 def missing_run(
     summary: Summary, run_dirs: tuple[Path | None, Path | None], where: Path
 ) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from collapse_eval.columns import RunColumns
 from collapse_eval.report.examples import INDEX_FILE as EXAMPLES_INDEX
-from collapse_eval.report.examples import Examples, collect_examples, missing_run
+from collapse_eval.report.examples import Examples, examples_for
 from collapse_eval.report.fmt import (
     STATUS_MEANING,
     STATUSES,
@@ -382,7 +382,9 @@ def write_reports(
     env = os.environ if env is None else env
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_plots(summary, out_dir / "plots")
-    examples = _examples(summary, out_dir, run_dirs, runs)
+    examples = examples_for(
+        summary, out_dir, run_dirs=run_dirs, runs=runs, index=out_dir / EXAMPLES_INDEX
+    )
     markdown = render_summary_markdown(summary)
     atomic_write_text(out_dir / "summary.md", markdown)
     atomic_write_text(out_dir / "junit.xml", render_junit(summary))
@@ -397,22 +399,3 @@ def write_reports(
         "report.html": out_dir / "report.html",
         **{f"plots/{f.path.name}": f.path for f in figures},
     }
-
-
-def _examples(
-    summary: Summary,
-    out_dir: Path,
-    run_dirs: tuple[Path | None, Path | None] | None,
-    runs: tuple[RunColumns, RunColumns] | None,
-) -> Examples:
-    """The examples from the runs' columns, else from the run directories (the report's
-    ``.examples.json`` index spares parsing them again)."""
-    index = out_dir / EXAMPLES_INDEX
-    if runs is not None:
-        return collect_examples(summary, runs=runs, index=index)
-    dirs = run_dirs or (None, None)
-    problem = missing_run(summary, dirs, out_dir)
-    base, tuned = dirs
-    if problem is not None or base is None or tuned is None:
-        return Examples(problem=problem)
-    return collect_examples(summary, (base, tuned), index=index)
