@@ -18,9 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, NoReturn, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from collapse_eval.summary import Summary
 
 from collapse_eval import __version__
 from collapse_eval.errors import (
@@ -465,7 +468,7 @@ def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, *
         _print_verdict(result.summary, result.out)
     if len(results) > 1:
         _console().print(f"overview: {out / 'index.html'}")
-    failed = any(r.summary["verdict"] != "pass" for r in results)
+    failed = any(r.summary.verdict != "pass" for r in results)
     sys.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
 
 
@@ -523,7 +526,7 @@ def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
     )
 
 
-def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
+def _print_verdict(summary: Summary, out: Path | None) -> None:
     """The verdict table, in the units and spellings of report.html and summary.md."""
     from rich.table import Table
     from rich.text import Text
@@ -540,41 +543,41 @@ def _print_verdict(summary: dict[str, Any], out: Path | None) -> None:
     )
 
     console = _console()
-    table = Table(title=f"collapse-eval: verdict {summary['verdict'].upper()}", caption=UNIT_NOTE)
+    table = Table(title=f"collapse-eval: verdict {str(summary.verdict).upper()}", caption=UNIT_NOTE)
     ci_column = ci_label(alpha_of(summary))
     columns = ("suite", "task", "group", "n", "base", "tuned", "delta", ci_column, "Holm p")
     for column in (*columns, "margin", "status"):
         table.add_column(column)
-    for row in summary["comparisons"]:
-        if row.get("group_by") is not None:
+    for row in summary.comparisons:
+        if row.group_by is not None:
             continue
-        if row.get("ci_low") is None or row.get("ci_high") is None:
-            ci = "n too small" if row.get("note") else ""
+        if row.ci_low is None or row.ci_high is None:
+            ci = "n too small" if row.note else ""
         else:
-            ci = ci_points(row["ci_low"], row["ci_high"])
-        margin = margin_points(row.get("margin")) if row.get("margin") is not None else ""
-        if margin and row.get("margin_source"):
-            margin += f" ({row['margin_source']})"
-        task = str(row["task"])
-        if row.get("metric") == "format_ok":
+            ci = ci_points(row.ci_low, row.ci_high)
+        margin = margin_points(row.margin) if row.margin is not None else ""
+        if margin and row.margin_source:
+            margin += f" ({row.margin_source})"
+        task = str(row.task)
+        if row.metric == "format_ok":
             task += " (format_ok)"
         cells = (
-            row["suite"],
+            row.suite,
             task,
-            str(row.get("group") or ""),
-            str(row["n"]),
-            points(row.get("base_mean")),
-            points(row.get("tuned_mean")),
-            signed_points(row.get("delta")),
+            str(row.group or ""),
+            str(row.n),
+            points(row.base_mean),
+            points(row.tuned_mean),
+            signed_points(row.delta),
             ci,
-            p_value(row.get("p_adjusted")) if row.get("p_adjusted") is not None else "",
+            p_value(row.p_adjusted) if row.p_adjusted is not None else "",
             margin,
-            row.get("status", ""),
+            "" if "status" in row.absent else row.status,
         )
         # Text cells: task names come from user files and must not be read as rich markup.
         table.add_row(*(Text(str(cell)) for cell in cells))
     console.print(table)
-    for reason in summary.get("reasons", []):
+    for reason in summary.reasons:
         console.print(f"- {reason}", markup=False, highlight=False)
     if out is not None:
         console.print(
@@ -599,9 +602,12 @@ def _console() -> Any:
 def report(directory: Path) -> None:
     """Re-render report.html, plots/*.png and summary.md in DIRECTORY (no model)."""
     from collapse_eval.report.html import write_reports
-    from collapse_eval.summary import load_summary
+    from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dirs
 
-    written = write_reports(directory, load_summary(directory / "summary.json"))
+    summary_path = directory / SUMMARY_FILE
+    summary = load_summary(summary_path)
+    run_dirs = side_run_dirs(summary, summary_path)  # the runs it names, found once here
+    written = write_reports(directory, summary, run_dirs=run_dirs)
     for name in written:
         click.echo(f"wrote {directory / name}")
 
@@ -618,7 +624,7 @@ def gate(summary_path: Path, policy: Path | None) -> None:
 
     summary = rejudge(load_summary(summary_path), load_policy(policy))
     _print_verdict(summary, None)
-    sys.exit(EXIT_OK if summary["verdict"] == "pass" else EXIT_GATE_FAILED)
+    sys.exit(EXIT_OK if summary.verdict == "pass" else EXIT_GATE_FAILED)
 
 
 @cli.command()

@@ -34,7 +34,17 @@ from collapse_eval.stats import (
     macro_comparison,
     retention_index,
 )
-from collapse_eval.summary import SUMMARY_SCHEMA_VERSION
+from collapse_eval.summary import (
+    SUMMARY_SCHEMA_VERSION,
+    Comparison,
+    DomainOverall,
+    Flips,
+    MacroComparison,
+    Retention,
+    Side,
+    Summary,
+    Unpaired,
+)
 from collapse_eval.verdict import apply_policy
 
 DOMAIN_METRIC = "score"
@@ -234,54 +244,49 @@ class _RowSpec:
     higher_is_better: bool = True
 
 
-def _row(spec: _RowSpec, result: PairedComparison) -> dict[str, Any]:
+def _row(spec: _RowSpec, result: PairedComparison) -> Comparison:
     """The summary.json comparison row of ``spec``; status and adjusted p come later."""
-    row: dict[str, Any] = {
-        "suite": spec.suite,
-        "task": spec.task,
-        "group_by": spec.group_by,
-        "group": spec.group,
-        "metric": spec.metric,
-        "n": result.n,
-        "base_mean": _num(result.base_mean),
-        "tuned_mean": _num(result.tuned_mean),
-        "delta": _num(result.delta),
-        "ci_low": _num(result.ci_low),
-        "ci_high": _num(result.ci_high),
-        "test": result.test,
-        "p_value": _num(result.p_value),
-        "p_adjusted": None,
-        "status": None,
+    return Comparison(
+        suite=spec.suite,
+        task=spec.task,
+        group_by=spec.group_by,
+        group=spec.group,
+        metric=spec.metric,
+        n=result.n,
+        base_mean=_num(result.base_mean),
+        tuned_mean=_num(result.tuned_mean),
+        delta=float(result.delta),  # finite: n >= 1 paired finite scores
+        ci_low=_num(result.ci_low),
+        ci_high=_num(result.ci_high),
+        test=result.test,
+        p_value=_num(result.p_value),
         # Extensions (README): see summary.schema.json for each field's meaning.
-        "family": spec.family,
-        "q_value": None,
-        "margin": None,
-        "benchmark_margin": _num(spec.benchmark_margin),
-        "mde": _num(result.mde),
-        "se": _num(result.se),
-        "se_clustered": _num(result.se_clustered),
-        "n_clusters": result.n_clusters,
-        "ci_method": result.ci_method,
-        "higher_is_better": spec.higher_is_better,
-        "tuned_only": result.tuned_only,
-        "base_only": result.base_only,
-        "note": result.note,
-        "equivalence_ci_low": _num(result.eq_ci_low),
-        "equivalence_ci_high": _num(result.eq_ci_high),
-        "flips": _flips(result, spec.higher_is_better),
-        "delta_quantiles": result.delta_quantiles,
-    }
-    return row
+        family=spec.family,
+        benchmark_margin=_num(spec.benchmark_margin),
+        mde=_num(result.mde),
+        se=_num(result.se),
+        se_clustered=_num(result.se_clustered),
+        n_clusters=result.n_clusters,
+        ci_method=result.ci_method,
+        higher_is_better=spec.higher_is_better,
+        tuned_only=result.tuned_only,
+        base_only=result.base_only,
+        note=result.note,
+        equivalence_ci_low=_num(result.eq_ci_low),
+        equivalence_ci_high=_num(result.eq_ci_high),
+        flips=_flips(result, spec.higher_is_better),
+        delta_quantiles=result.delta_quantiles,
+    )
 
 
-def _flips(result: PairedComparison, higher_is_better: bool) -> dict[str, int] | None:
+def _flips(result: PairedComparison, higher_is_better: bool) -> Flips | None:
     """lost/gained/same in the metric's direction (a rise of a lower-is-better metric is lost)."""
     flips = result.flips
     if flips is None:
         return None
     if not higher_is_better:
         flips = flips.mirrored()
-    return {"lost": flips.lost, "gained": flips.gained, "same": flips.same}
+    return Flips(lost=flips.lost, gained=flips.gained, same=flips.same)
 
 
 def _secondary_metrics(
@@ -362,7 +367,7 @@ class _PairedRuns:
 
     general: list[_Pair]
     domain: list[_Pair]
-    unpaired: list[dict[str, str]]  # {"suite", "task", "only_in": "base" | "tuned"}
+    unpaired: list[Unpaired]
 
 
 def compare_runs(
@@ -372,8 +377,8 @@ def compare_runs(
     *,
     seed: int = 0,
     n_boot: int = DEFAULT_N_BOOT,
-) -> dict[str, Any]:
-    """Compare two runs item by item and judge them under ``policy``: the summary.json dict.
+) -> Summary:
+    """Compare two runs item by item and judge them under ``policy``: the summary.json.
 
     Run directories are best passed as ``load_run_columns(path)`` (no per-item text in
     memory); a loaded ``Run`` is converted. Steps: pair the tasks, list the comparison
@@ -386,7 +391,7 @@ def compare_runs(
     # A typo in the policy's task names is a usage error, found before any statistics.
     policy.check_task_names(
         {name for name, _ in general_units}
-        | {u["task"] for u in paired.unpaired if u["suite"] == "general"},
+        | {u.task for u in paired.unpaired if u.suite == "general"},
         {p.task: p.group for p in paired.general if p.group is not None},
     )
     type_groups = _group_samples(paired.domain, "task_type")
@@ -403,27 +408,27 @@ def compare_runs(
         [spec.sample for spec in specs], alpha=policy.alpha, n_boot=n_boot, seed=seed
     )
     rows = [_row(spec, r) for spec, r in zip(specs, results, strict=True)]
-    comparisons = [row for row in rows if row["family"] != POOLED_FAMILY]
+    comparisons = [row for row in rows if row.family != POOLED_FAMILY]
     _adjust_per_family(comparisons)
-    pooled = next((row for row in rows if row["family"] == POOLED_FAMILY), None)
+    pooled = next((row for row in rows if row.family == POOLED_FAMILY), None)
 
-    summary: dict[str, Any] = {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
-        "verdict": None,
-        "reasons": [],
-        "base": _side(base),
-        "tuned": _side(tuned),
-        "policy": policy.to_json(),
-        "comparisons": comparisons,
-        "alpha": policy.alpha,
-        "retention": _retention(specs, policy.alpha),
-        "domain_overall": _domain_overall(pooled, type_groups, policy.alpha),
-        "unpaired": paired.unpaired,
-        "seed": seed,
-        "n_boot": n_boot,
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "collapse_eval_version": __version__,
-    }
+    summary = Summary(
+        schema_version=SUMMARY_SCHEMA_VERSION,
+        verdict=None,
+        reasons=[],
+        base=_side(base),
+        tuned=_side(tuned),
+        policy=policy.to_json(),
+        comparisons=comparisons,
+        alpha=policy.alpha,
+        retention=_retention(specs, policy.alpha),
+        domain_overall=_domain_overall(pooled, type_groups, policy.alpha),
+        unpaired=paired.unpaired,
+        seed=seed,
+        n_boot=n_boot,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        collapse_eval_version=__version__,
+    )
     return apply_policy(summary, policy)
 
 
@@ -432,14 +437,8 @@ def _pair_runs(base: RunColumns, tuned: RunColumns) -> _PairedRuns:
     base_tasks, tuned_tasks = _task_order(base), _task_order(tuned)
     tuned_set, base_set = set(tuned_tasks), set(base_tasks)
     paired_keys = [k for k in base_tasks if k in tuned_set]
-    unpaired = [
-        {"suite": s, "task": t, "only_in": "base"} for s, t in base_tasks if (s, t) not in tuned_set
-    ]
-    unpaired += [
-        {"suite": s, "task": t, "only_in": "tuned"}
-        for s, t in tuned_tasks
-        if (s, t) not in base_set
-    ]
+    unpaired = [Unpaired(s, t, "base") for s, t in base_tasks if (s, t) not in tuned_set]
+    unpaired += [Unpaired(s, t, "tuned") for s, t in tuned_tasks if (s, t) not in base_set]
     # General first, then domain, each in run order.
     paired_keys.sort(key=lambda k: k[0] != "general")
     pairs = [_pair_task(base, tuned, s, t) for s, t in paired_keys]
@@ -549,77 +548,63 @@ def _domain_specs(
     return specs
 
 
-def _adjust_per_family(rows: list[dict[str, Any]]) -> None:
+def _adjust_per_family(rows: list[Comparison]) -> None:
     """Holm-adjusted p and BH q-value of each row, within its family."""
     for family in FAMILIES:
-        members = [row for row in rows if row["family"] == family]
-        p_values = [row["p_value"] if row["p_value"] is not None else 1.0 for row in members]
+        members = [row for row in rows if row.family == family]
+        p_values = [row.p_value if row.p_value is not None else 1.0 for row in members]
         for row, adj, q in zip(members, holm_adjust(p_values), bh_qvalues(p_values), strict=True):
             # A row without a p-value (too few clusters) counts as p = 1 in its family.
-            if row["p_value"] is not None:
-                row["p_adjusted"], row["q_value"] = _num(adj), _num(q)
-
-
-# Keys a domain row has that the pooled comparison does not: it is not judged on its own.
-_NOT_IN_POOLED = (
-    "group_by",
-    "group",
-    "p_adjusted",
-    "status",
-    "q_value",
-    "margin",
-    "benchmark_margin",
-)
+            if row.p_value is not None:
+                row.p_adjusted, row.q_value = _num(adj), _num(q)
 
 
 def _domain_overall(
-    pooled: dict[str, Any] | None,
+    pooled: Comparison | None,
     type_groups: Sequence[tuple[str, PairedSample]],
     alpha: float,
-) -> dict[str, Any] | None:
-    """The pooled domain row (without the keys of a judged row) and the macro average over
-    task types; None without domain items."""
+) -> DomainOverall | None:
+    """The pooled domain row (written without the fields of a judged row, POOLED_LACKS)
+    and the macro average over task types; None without domain items."""
     if pooled is None:
         return None
-    for key in _NOT_IN_POOLED:
-        pooled.pop(key)
-    macro: dict[str, Any] | None = None
+    macro: MacroComparison | None = None
     if type_groups:
         m = macro_comparison([s for _, s in type_groups], alpha=alpha)
-        macro = {
-            "n_groups": m.n_groups,
-            "base_mean": _num(m.base_mean),
-            "tuned_mean": _num(m.tuned_mean),
-            "delta": _num(m.delta),
-            "ci_low": _num(m.ci_low),
-            "ci_high": _num(m.ci_high),
-            "p_value": _num(m.p_value),
-            "se": _num(m.se),
-            "test": "stratified_z",
-        }
-    return {"pooled": pooled, "macro_by_task_type": macro}
+        macro = MacroComparison(
+            n_groups=m.n_groups,
+            base_mean=_num(m.base_mean),
+            tuned_mean=_num(m.tuned_mean),
+            delta=_num(m.delta),
+            ci_low=_num(m.ci_low),
+            ci_high=_num(m.ci_high),
+            p_value=_num(m.p_value),
+            se=_num(m.se),
+            test="stratified_z",
+        )
+    return DomainOverall(pooled=pooled, macro_by_task_type=macro)
 
 
-def _retention(specs: Sequence[_RowSpec], alpha: float) -> dict[str, Any]:
+def _retention(specs: Sequence[_RowSpec], alpha: float) -> Retention:
     """The retention index over the general task rows whose metric is higher-is-better."""
     samples = [s.sample for s in specs if s.family == "general/task" and s.higher_is_better]
     ret = retention_index(samples, alpha=alpha)
-    return {
-        "index": _num(ret.index),
-        "ci_low": _num(ret.ci_low),
-        "ci_high": _num(ret.ci_high),
-        "base_macro": _num(ret.base_macro),
-        "tuned_macro": _num(ret.tuned_macro),
-        "n_tasks": ret.n_tasks,
-        "ci_method": "delta_method_log_ratio",
-    }
+    return Retention(
+        index=_num(ret.index),
+        ci_low=_num(ret.ci_low),
+        ci_high=_num(ret.ci_high),
+        base_macro=_num(ret.base_macro),
+        tuned_macro=_num(ret.tuned_macro),
+        n_tasks=ret.n_tasks,
+        ci_method="delta_method_log_ratio",
+    )
 
 
-def _side(run: RunColumns) -> dict[str, Any]:
-    return {
-        "model": run.manifest.model,
+def _side(run: RunColumns) -> Side:
+    return Side(
+        model=run.manifest.model,
         # Absolute, so that readers of summary.json (report, correlate) find the run from
         # any working directory; they also look relative to summary.json if it was moved.
-        "run": str(run.path.resolve()),
-        "model_fingerprint": run.manifest.model_fingerprint,
-    }
+        run=str(run.path.resolve()),
+        model_fingerprint=run.manifest.model_fingerprint,
+    )

@@ -62,7 +62,7 @@ def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> tuple[Run
         raise InputError(
             path,
             f"'{value}' is a compare output directory, but the tuned run its "
-            f"{SUMMARY_FILE} names ({summary['tuned'].get('run')!r}) was not found, "
+            f"{SUMMARY_FILE} names ({summary.tuned.run!r}) was not found, "
             f"neither as written nor under the directories above {summary_path}; "
             "put the run directory itself in the table",
             line=line,

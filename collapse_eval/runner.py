@@ -44,6 +44,7 @@ from collapse_eval.records import (
     sha256_text,
     write_manifest,
 )
+from collapse_eval.summary import SUMMARY_FILE, Summary, side_run_dirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -1009,7 +1010,7 @@ def compare(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
     run_dirs: tuple[Path, Path] | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``."""
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import default_policy
@@ -1037,10 +1038,11 @@ def _resolve_dir(
 
 
 def write_summary(
-    out: Path, summary: Mapping[str, Any], runs: tuple[RunColumns, RunColumns] | None = None
+    out: Path, summary: Summary, runs: tuple[RunColumns, RunColumns] | None = None
 ) -> dict[str, Path]:
     """summary.json, then the reports rendered from it (summary.md, report.html, plots);
-    ``runs``, the compared runs as columns, spare the report reading them again.
+    ``runs``, the compared runs as columns, spare the report reading them again (without
+    them the report finds the runs named in summary.json with ``side_run_dir``).
 
     A disk that fills (or an I/O error) is exit 3 saying what is intact and what to run.
     """
@@ -1048,7 +1050,7 @@ def write_summary(
     from collapse_eval.report.html import write_reports
 
     try:
-        atomic_write_json(out / "summary.json", summary)
+        atomic_write_json(out / "summary.json", summary.to_json())
     except (OSError, StorageError) as exc:
         raise StorageError(
             f"cannot write {out / 'summary.json'}: {_why(exc)}. The run directories are "
@@ -1056,7 +1058,12 @@ def write_summary(
             "again; the runs are reused, nothing is recomputed."
         ) from None
     try:
-        return write_reports(out, summary, runs=runs)
+        run_dirs: tuple[Path | None, Path | None] = (
+            (runs[0].path, runs[1].path)
+            if runs is not None
+            else side_run_dirs(summary, out / SUMMARY_FILE)
+        )
+        return write_reports(out, summary, run_dirs=run_dirs, runs=runs)
     except (OSError, StorageError) as exc:
         raise StorageError(
             f"cannot write the report in {out}: {_why(exc)}. summary.json and the run "
@@ -1096,7 +1103,7 @@ class CandidateResult:
     """One candidate of ``compare_candidates``: its folder name, summary and where it is."""
 
     name: str
-    summary: dict[str, Any]
+    summary: Summary
     out: Path
 
 

@@ -1,7 +1,8 @@
 """Per-comparison status and the verdict under a policy (docs/statistics.md#status-and-verdict).
 
-Pure functions over the summary dict that ``compare_runs`` builds, so that ``gate`` can
-re-judge a stored summary.json under another policy without the records.
+Pure functions over the ``Summary`` that ``compare_runs`` builds, so that ``gate`` can
+re-judge a stored summary.json under another policy without the records. ``apply_policy``
+returns a judged copy; the summary it is given is not modified.
 
 Status (margin m > 0 on the 0..1 scale; ``p_adjusted`` is Holm within the family):
   improved      p_adjusted < alpha and delta > 0
@@ -33,7 +34,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from collapse_eval.errors import ConfigError
 from collapse_eval.policy import Policy
@@ -45,6 +46,7 @@ from collapse_eval.report.fmt import (
     points,
     signed_points,
 )
+from collapse_eval.summary import Comparison, DomainGain, Summary
 
 STATUSES = ("improved", "regressed", "non_inferior", "inconclusive", "equivalent")
 FORMAT_METRIC = "format_ok"
@@ -86,69 +88,68 @@ def _magnitude(x: float) -> str:
     return points(abs(x))
 
 
-def _ci(c: dict[str, Any], alpha: float) -> str:
-    if c.get("ci_low") is None or c.get("ci_high") is None:
-        return f"no CI: {c['note']}" if c.get("note") else "no CI"
-    return f"{ci_label(alpha)} {ci_points(c['ci_low'], c['ci_high'])}"
+def _ci(c: Comparison, alpha: float) -> str:
+    if c.ci_low is None or c.ci_high is None:
+        return f"no CI: {c.note}" if c.note else "no CI"
+    return f"{ci_label(alpha)} {ci_points(c.ci_low, c.ci_high)}"
 
 
-def _label(c: dict[str, Any]) -> str:
-    if c.get("metric") == FORMAT_METRIC and c["suite"] == "domain":
-        where = f"output_format={c['group']}" if c.get("group_by") else "all output formats"
+def _label(c: Comparison) -> str:
+    if c.metric == FORMAT_METRIC and c.suite == "domain":
+        where = f"output_format={c.group}" if c.group_by else "all output formats"
         return f"domain format_ok ({where})"
-    if c.get("group_by") == "metric":
-        return f"{c['task']} ({c['metric']})"
-    if c.get("group_by"):
-        return f"domain {c['group_by']}={c['group']}"
-    return str(c["task"]) if c["suite"] == "general" else f"domain task {c['task']}"
+    if c.group_by == "metric":
+        return f"{c.task} ({c.metric})"
+    if c.group_by:
+        return f"domain {c.group_by}={c.group}"
+    return str(c.task) if c.suite == "general" else f"domain task {c.task}"
 
 
-def _describe(c: dict[str, Any], alpha: float) -> str:
+def _describe(c: Comparison, alpha: float) -> str:
     """'arc_challenge dropped 4.1 points (95% CI -6.0 to -2.2, Holm p = 0.003), beyond ...'."""
-    margin = f"{margin_points(c['margin'])}-point margin"
-    stats = f"{_ci(c, alpha)}, Holm p {p_phrase(c.get('p_adjusted'))}"
-    worse = c["delta"] < 0 if c.get("higher_is_better", True) else c["delta"] > 0
-    if c["status"] == "regressed":
-        verb = "dropped" if c.get("higher_is_better", True) else "got worse by"
-        return f"{_label(c)} {verb} {_magnitude(c['delta'])} points ({stats}), beyond the {margin}"
-    if c["status"] == "inconclusive":
-        mde = c.get("mde")
+    margin = f"{margin_points(c.margin)}-point margin"
+    stats = f"{_ci(c, alpha)}, Holm p {p_phrase(c.p_adjusted)}"
+    worse = c.delta < 0 if c.higher_is_better else c.delta > 0
+    if c.status == "regressed":
+        verb = "dropped" if c.higher_is_better else "got worse by"
+        return f"{_label(c)} {verb} {_magnitude(c.delta)} points ({stats}), beyond the {margin}"
+    if c.status == "inconclusive":
+        mde = c.mde
         power = (
-            f"; n = {c['n']} detects about {_magnitude(mde)} points"
+            f"; n = {c.n} detects about {_magnitude(mde)} points"
             if isinstance(mde, (int, float))
-            else f"; n = {c['n']}"
+            else f"; n = {c.n}"
         )
         change = "dropped" if worse else "changed"
         return (
-            f"{_label(c)} {change} {_magnitude(c['delta'])} points ({stats}): a drop beyond "
+            f"{_label(c)} {change} {_magnitude(c.delta)} points ({stats}): a drop beyond "
             f"the {margin} cannot be ruled out{power}"
         )
-    verb = "improved" if c["status"] == "improved" else "changed"
-    return f"{_label(c)} {verb} {signed_points(c['delta'])} points ({stats})"
+    verb = "improved" if c.status == "improved" else "changed"
+    return f"{_label(c)} {verb} {signed_points(c.delta)} points ({stats})"
 
 
-def domain_gain(summary: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
+def domain_gain(summary: Summary, policy: Policy) -> DomainGain | None:
     """Whether the pooled domain comparison shows the gain the policy requires."""
     pooled = _pooled(summary)
     if pooled is None:
         return None
-    p = pooled.get("p_value")
-    delta = pooled["delta"]
+    p = pooled.p_value
+    delta = pooled.delta
     met = p is not None and p < policy.alpha and delta > 0 and delta >= policy.domain.min_gain
-    return {
-        "required": policy.domain.require_gain,
-        "min_gain": policy.domain.min_gain,
-        "delta": delta,
-        "p_value": p,
-        "met": bool(met),
-    }
+    return DomainGain(
+        required=policy.domain.require_gain,
+        min_gain=policy.domain.min_gain,
+        delta=delta,
+        p_value=p,
+        met=bool(met),
+    )
 
 
-def _pooled(summary: dict[str, Any]) -> dict[str, Any] | None:
+def _pooled(summary: Summary) -> Comparison | None:
     """The pooled domain comparison (all domain items), or None without domain items."""
-    overall = summary.get("domain_overall")
-    pooled = overall.get("pooled") if isinstance(overall, dict) else None
-    return pooled or None
+    overall = summary.domain_overall
+    return overall.pooled if overall is not None else None
 
 
 class _Reason(NamedTuple):
@@ -159,118 +160,126 @@ class _Reason(NamedTuple):
     text: str
 
 
-def apply_policy(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
+def apply_policy(summary: Summary, policy: Policy) -> Summary:
     """Statuses, verdict and reasons for a summary whose statistics are already computed.
 
     Three steps: a status for each comparison row (``_judge_row``), the reasons in words
-    (``_reasons``), and the verdict folded from them (``_fold``). Returns a new dict; the
-    input is not modified.
+    (``_reasons``), and the verdict folded from them (``_fold``). Returns a new Summary;
+    the input is not modified.
     """
     out = copy.deepcopy(summary)
     policy.check_task_names(*_general_task_names(out))
-    for c in out["comparisons"]:
+    for c in out.comparisons:
         _judge_row(c, policy)
-    out["domain_gain"] = domain_gain(out, policy)
+    out.domain_gain = domain_gain(out, policy)
     general = _general_rows(out)
-    out["verdict"], out["reasons"] = _fold(_reasons(out, general, policy), general)
-    out["alpha"] = policy.alpha
-    out["policy"] = policy.to_json()
+    out.verdict, out.reasons = _fold(_reasons(out, general, policy), general)
+    out.alpha = policy.alpha
+    out.policy = policy.to_json()
+    # What the policy set is written even if the summary read from a file lacked it.
+    out.absent -= {"domain_gain", "verdict", "reasons", "alpha", "policy"}
     return out
 
 
 # ---------------------------------------------------------------- status per row
 
 
-def _judge_row(c: dict[str, Any], policy: Policy) -> None:
+def _judge_row(c: Comparison, policy: Policy) -> None:
     """Set the row's margin (and its source), ``critical``, ``status`` and ``required``."""
-    if c["suite"] == "general":
-        margin = policy.general_margin_source(c["task"], c.get("benchmark_margin"))
-        c["critical"] = c["task"] in policy.general.critical
+    if c.suite == "general":
+        margin = policy.general_margin_source(c.task, c.benchmark_margin)
+        c.critical = c.task in policy.general.critical
     else:
         margin = policy.domain_margin_source()
-    c["margin"], c["margin_source"] = margin.value, margin.source
-    p_adj = c.get("p_adjusted")
-    c["status"] = comparison_status(
-        c["delta"],
-        c["ci_low"],
-        c["ci_high"],
+    c.margin, c.margin_source = margin.value, margin.source
+    p_adj = c.p_adjusted
+    c.status = comparison_status(
+        c.delta,
+        c.ci_low,
+        c.ci_high,
         p_adj if p_adj is not None else 1.0,
         alpha=policy.alpha,
-        margin=c["margin"],
-        higher_is_better=c.get("higher_is_better", True),
+        margin=margin.value,
+        higher_is_better=c.higher_is_better,
     )
+    c.absent -= {"margin", "status"}
     _judge_equivalence(c, policy)
 
 
-def _judge_equivalence(c: dict[str, Any], policy: Policy) -> None:
+def _judge_equivalence(c: Comparison, policy: Policy) -> None:
     """General task-level rows: the requirement, and status ``equivalent`` when TOST passes."""
-    if c["suite"] != "general" or c.get("group_by"):
+    if c.suite != "general" or c.group_by:
         return
-    c["required"] = policy.requirement(c["task"])
-    if c["required"] == "equivalent" and is_equivalent(
-        c.get("equivalence_ci_low"), c.get("equivalence_ci_high"), c["margin"]
+    c.required = policy.requirement(c.task)
+    if c.required == "equivalent" and is_equivalent(
+        c.equivalence_ci_low, c.equivalence_ci_high, _margin(c)
     ):
-        c["status"] = "equivalent"
+        c.status = "equivalent"
 
 
-def _general_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _margin(c: Comparison) -> float:
+    """The margin of a judged row."""
+    assert c.margin is not None, "judged rows have a margin"
+    return c.margin
+
+
+def _general_rows(summary: Summary) -> list[Comparison]:
     """The general task-level rows (not per subtask or per metric)."""
-    return [c for c in summary["comparisons"] if c["suite"] == "general" and not c.get("group_by")]
+    return [c for c in summary.comparisons if c.suite == "general" and not c.group_by]
 
 
 # ---------------------------------------------------------------- reasons in words
 
 
-def _reasons(
-    summary: dict[str, Any], general: list[dict[str, Any]], policy: Policy
-) -> Iterator[_Reason]:
+def _reasons(summary: Summary, general: list[Comparison], policy: Policy) -> Iterator[_Reason]:
     """Every reason, in the order the rules are listed in the module docstring."""
     for c in general:
         reason = _general_reason(c, policy)
         if reason is not None:
             yield reason
-    compared = {c["task"] for c in general}
+    compared = {c.task for c in general}
     for task in policy.general.critical:
         if task not in compared:
             yield _Reason("fail", f"critical task {task} was not compared (not in both runs)")
     for text in _overridden_margin_notes(general, policy):
         yield _Reason("note", text)
-    for c in summary["comparisons"]:
-        reason = _domain_reason(c, policy) if c["suite"] == "domain" else None
+    for c in summary.comparisons:
+        reason = _domain_reason(c, policy) if c.suite == "domain" else None
         if reason is not None:
             yield reason
-    if summary["domain_gain"] is not None:
-        yield _gain_reason(_pooled(summary) or {}, summary["domain_gain"], policy)
-    for entry in summary.get("unpaired", []):
+    pooled = _pooled(summary)
+    if summary.domain_gain is not None and pooled is not None:
+        yield _gain_reason(pooled, summary.domain_gain, policy)
+    for entry in summary.unpaired:
         yield _Reason(
             "note",
-            f"note: {entry['suite']} task {entry['task']} is only in the "
-            f"{entry['only_in']} run; it was not compared",
+            f"note: {entry.suite} task {entry.task} is only in the "
+            f"{entry.only_in} run; it was not compared",
         )
 
 
-def _general_reason(c: dict[str, Any], policy: Policy) -> _Reason | None:
+def _general_reason(c: Comparison, policy: Policy) -> _Reason | None:
     """A general task-level row: fails on a missed requirement, a ``fail_on`` status or a
     critical task not shown non-inferior; a note when it regressed or is inconclusive."""
     alpha = policy.alpha
-    if c.get("required") == "equivalent" and c["status"] != "equivalent":
+    if c.required == "equivalent" and c.status != "equivalent":
         return _Reason("fail", _not_equivalent(c, alpha))
-    if c["status"] in policy.general.fail_on:
+    if c.status in policy.general.fail_on:
         return _Reason("fail", _describe(c, alpha))
-    if c.get("critical") and c["status"] in ("regressed", "inconclusive"):
+    if c.critical and c.status in ("regressed", "inconclusive"):
         return _Reason("fail", _describe(c, alpha) + " (critical task: must be non-inferior)")
-    if c["status"] in ("regressed", "inconclusive"):
+    if c.status in ("regressed", "inconclusive"):
         return _Reason("note", "note: " + _describe(c, alpha))
     return None
 
 
-def _domain_reason(c: dict[str, Any], policy: Policy) -> _Reason | None:
+def _domain_reason(c: Comparison, policy: Policy) -> _Reason | None:
     """A domain row (task, group or format_ok): fails on a status in ``domain.fail_on``
     (``fail_on_format`` for format_ok rows); a note when it regressed nonetheless."""
-    key = "fail_on_format" if c.get("metric") == FORMAT_METRIC else "fail_on"
-    if c["status"] in getattr(policy.domain, key):
+    key = "fail_on_format" if c.metric == FORMAT_METRIC else "fail_on"
+    if c.status in getattr(policy.domain, key):
         return _Reason("fail", _describe(c, policy.alpha))
-    if c["status"] == "regressed":
+    if c.status == "regressed":
         return _Reason(
             "note",
             "note: " + _describe(c, policy.alpha) + f" (reported; domain.{key} does "
@@ -279,18 +288,18 @@ def _domain_reason(c: dict[str, Any], policy: Policy) -> _Reason | None:
     return None
 
 
-def _gain_reason(pooled: dict[str, Any], gain: dict[str, Any], policy: Policy) -> _Reason:
+def _gain_reason(pooled: Comparison, gain: DomainGain, policy: Policy) -> _Reason:
     """The pooled domain gain: a leading note when met, else a failure when required."""
     alpha = policy.alpha
     described = (
-        f"domain (all items pooled) changed {signed_points(pooled['delta'])} "
-        f"points ({_ci(pooled, alpha)}, p {p_phrase(pooled.get('p_value'))})"
+        f"domain (all items pooled) changed {signed_points(pooled.delta)} "
+        f"points ({_ci(pooled, alpha)}, p {p_phrase(pooled.p_value)})"
     )
-    if gain["met"]:
+    if gain.met:
         return _Reason("lead", f"{described}: a significant gain")
     if not policy.domain.require_gain:
         return _Reason("note", f"{described}: no significant gain (not required by the policy)")
-    significant = gain["p_value"] is not None and gain["p_value"] < alpha and pooled["delta"] > 0
+    significant = gain.p_value is not None and gain.p_value < alpha and pooled.delta > 0
     why = (
         f"below the required min_gain of {margin_points(policy.domain.min_gain)} points"
         if significant
@@ -299,26 +308,24 @@ def _gain_reason(pooled: dict[str, Any], gain: dict[str, Any], policy: Policy) -
     return _Reason("fail", f"{described}: {why}")
 
 
-def _not_equivalent(c: dict[str, Any], alpha: float) -> str:
+def _not_equivalent(c: Comparison, alpha: float) -> str:
     """'gsm8k is not equivalent: its 90% CI -2.9 to +0.4 is not within +-2.0 points ...'."""
-    low, high = c.get("equivalence_ci_low"), c.get("equivalence_ci_high")
+    low, high = c.equivalence_ci_low, c.equivalence_ci_high
     level = ci_label(2 * alpha)  # the TOST interval: (1 - 2 alpha)
     if low is None or high is None:
-        why = f"no {level}" + (
-            f" ({c['note']})" if c.get("note") else " in this summary (re-run compare)"
-        )
+        why = f"no {level}" + (f" ({c.note})" if c.note else " in this summary (re-run compare)")
     else:
-        why = f"its {level} {ci_points(low, high)} is not within +-{_magnitude(c['margin'])} points"
+        why = f"its {level} {ci_points(low, high)} is not within +-{_magnitude(_margin(c))} points"
     return (
         f"{_label(c)} is not equivalent (required by the policy): {why}; "
-        f"delta {signed_points(c['delta'])} points, status {c['status']}"
+        f"delta {signed_points(c.delta)} points, status {c.status}"
     )
 
 
 # ---------------------------------------------------------------- the verdict
 
 
-def _fold(reasons: Iterable[_Reason], general: list[dict[str, Any]]) -> tuple[str, list[str]]:
+def _fold(reasons: Iterable[_Reason], general: list[Comparison]) -> tuple[str, list[str]]:
     """(verdict, reasons in words): "fail" with the failures first when any reason fails,
     else "pass" with a one-line count of the general statuses; the notes follow."""
     by_kind: dict[str, list[str]] = {"fail": [], "lead": [], "note": []}
@@ -330,8 +337,8 @@ def _fold(reasons: Iterable[_Reason], general: list[dict[str, Any]]) -> tuple[st
     return "pass", [_pass_line(general)] + notes
 
 
-def _pass_line(general: list[dict[str, Any]]) -> str:
-    counts = {s: sum(c["status"] == s for c in general) for s in STATUSES}
+def _pass_line(general: list[Comparison]) -> str:
+    counts = {s: sum(c.status == s for c in general) for s in STATUSES}
     line = (
         f"pass: {len(general)} general task(s) compared, "
         f"{counts['regressed']} regressed beyond the margin, "
@@ -343,34 +350,30 @@ def _pass_line(general: list[dict[str, Any]]) -> str:
     return line
 
 
-def _general_task_names(summary: dict[str, Any]) -> tuple[set[str], dict[str, str]]:
+def _general_task_names(summary: Summary) -> tuple[set[str], dict[str, str]]:
     """General task names of the runs (compared or in one run only) and subtask -> group."""
-    tasks = {
-        str(c["task"])
-        for c in summary["comparisons"]
-        if c["suite"] == "general" and not c.get("group_by")
-    }
-    tasks |= {str(u["task"]) for u in summary.get("unpaired") or [] if u["suite"] == "general"}
+    tasks = {str(c.task) for c in _general_rows(summary)}
+    tasks |= {str(u.task) for u in summary.unpaired if u.suite == "general"}
     subtasks = {
-        str(c["group"]): str(c["task"])
-        for c in summary["comparisons"]
-        if c["suite"] == "general" and c.get("group_by") == "subtask"
+        str(c.group): str(c.task)
+        for c in summary.comparisons
+        if c.suite == "general" and c.group_by == "subtask"
     }
     return tasks, subtasks
 
 
-def _overridden_margin_notes(general: list[dict[str, Any]], policy: Policy) -> list[str]:
+def _overridden_margin_notes(general: list[Comparison], policy: Policy) -> list[str]:
     """A word when the policy's general.margin is set but benchmarks.yaml margins win."""
     if "general.margin" not in policy.given:
         return []
     overridden = [
         c
         for c in general
-        if c.get("margin_source") == "benchmarks.yaml" and c["margin"] != policy.general.margin
+        if c.margin_source == "benchmarks.yaml" and c.margin != policy.general.margin
     ]
     if not overridden:
         return []
-    tasks = ", ".join(f"{c['task']} ({_magnitude(c['margin'])} points)" for c in overridden)
+    tasks = ", ".join(f"{c.task} ({_magnitude(_margin(c))} points)" for c in overridden)
     return [
         f"note: policy general.margin ({_magnitude(policy.general.margin)} points) does not apply "
         f"to {tasks}: a benchmarks.yaml margin is more specific and takes precedence; set "
@@ -378,15 +381,15 @@ def _overridden_margin_notes(general: list[dict[str, Any]], policy: Policy) -> l
     ]
 
 
-def rejudge(summary: dict[str, Any], policy: Policy) -> dict[str, Any]:
-    """Re-judge a stored summary under another policy, without the records.
+def rejudge(summary: Summary, policy: Policy) -> Summary:
+    """Re-judge a stored summary under another policy, without the records (a new
+    Summary; the one given is not modified).
 
     Margins, fail_on, critical tasks and the domain gain rule can change; alpha cannot,
     because the stored CIs and adjusted p-values were computed at the old alpha.
     """
-    if not isinstance(summary, dict) or not isinstance(summary.get("comparisons"), list):
-        raise ConfigError("not a collapse-eval summary.json: no 'comparisons' list")
-    old_alpha = summary.get("alpha", (summary.get("policy") or {}).get("alpha"))
+    stored_policy = summary.policy if isinstance(summary.policy, dict) else {}
+    old_alpha = summary.alpha if "alpha" not in summary.absent else stored_policy.get("alpha")
     if old_alpha is not None and not math.isclose(float(old_alpha), policy.alpha):
         where = f"{policy.source}: " if policy.source else ""
         raise ConfigError(

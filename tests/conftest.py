@@ -8,9 +8,14 @@ import random
 import sys
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collapse_eval.columns import RunColumns
+    from collapse_eval.report.examples import Examples
+    from collapse_eval.summary import Summary
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -155,3 +160,31 @@ def cli_run_argv(model: Path, domain: Path, out: Path) -> list[str]:
         "--out",
         str(out),
     ]
+
+
+def examples_of(
+    summary: dict[str, Any] | Summary,
+    summary_dir: Path,
+    runs: tuple[RunColumns, RunColumns] | None = None,
+    *,
+    index: Path | None = None,
+) -> Examples:
+    """The examples the report of ``summary_dir`` shows: its runs found once with
+    ``side_run_dir`` (as `collapse-eval report DIR` does), or the columns given (compare)."""
+    from collapse_eval.report.examples import examples_for
+    from collapse_eval.summary import SUMMARY_FILE, Summary, side_run_dirs
+
+    typed = summary if isinstance(summary, Summary) else Summary.from_json(summary)
+    dirs = None if runs is not None else side_run_dirs(typed, summary_dir / SUMMARY_FILE)
+    return examples_for(typed, summary_dir, run_dirs=dirs, runs=runs, index=index)
+
+
+def reports_of(
+    out: Path, summary: dict[str, Any] | Summary, env: dict[str, str] | None = None
+) -> dict[str, Path]:
+    """``write_reports`` as `collapse-eval report OUT` calls it, for a summary.json object."""
+    from collapse_eval.report.html import write_reports
+    from collapse_eval.summary import SUMMARY_FILE, Summary, side_run_dirs
+
+    typed = summary if isinstance(summary, Summary) else Summary.from_json(summary)
+    return write_reports(out, typed, env, run_dirs=side_run_dirs(typed, out / SUMMARY_FILE))

@@ -9,13 +9,19 @@ import pytest
 
 from collapse_eval.compare import compare_runs
 from collapse_eval.errors import PairingError
-from collapse_eval.policy import default_policy
+from collapse_eval.policy import Policy, default_policy
 from collapse_eval.records import ItemRecord, Run, RunManifest, TaskInfo
-from collapse_eval.verdict import rejudge
+from collapse_eval.summary import Summary
+from collapse_eval.verdict import rejudge as rejudge_summary
 
 SCHEMA = json.loads(
     (Path(__file__).parents[1] / "collapse_eval" / "schemas" / "summary.schema.json").read_text()
 )
+
+
+def rejudge(summary: dict, policy: Policy) -> dict:
+    """``verdict.rejudge`` of a summary.json object, as summary.json."""
+    return rejudge_summary(Summary.from_json(summary), policy).to_json()
 
 
 def _run(name: str, records: list[ItemRecord], tasks: dict[str, TaskInfo] | None = None) -> Run:
@@ -72,7 +78,7 @@ def _world(seed: int = 0) -> tuple[Run, Run]:
 
 def test_compare_runs_fills_summary() -> None:
     base, tuned = _world()
-    summary = compare_runs(base, tuned, default_policy(), seed=0)
+    summary = compare_runs(base, tuned, default_policy(), seed=0).to_json()
     jsonschema.validate(summary, SCHEMA)
     json.dumps(summary, allow_nan=False)  # plain JSON: no NaN anywhere
     assert summary["verdict"] == "fail"
@@ -101,7 +107,7 @@ def test_compare_runs_fills_summary() -> None:
     assert ret["ci_low"] < ret["index"] < ret["ci_high"] < 1.0
     assert summary["base"]["model"] == "base-model" and summary["alpha"] == 0.05
     # Deterministic given the seed (apart from the timestamp).
-    again = compare_runs(base, tuned, default_policy(), seed=0)
+    again = compare_runs(base, tuned, default_policy(), seed=0).to_json()
     assert again["comparisons"] == summary["comparisons"]
     # gate: the stored summary re-judges identically under the same policy.
     assert rejudge(summary, default_policy())["verdict"] == "fail"
@@ -116,7 +122,7 @@ def test_continuous_general_metric_uses_wilcoxon() -> None:
         _run("b", _general("squad", t, "f1")),
         default_policy(),
         seed=0,
-    )
+    ).to_json()
     row = summary["comparisons"][0]
     assert row["test"] == "wilcoxon" and row["ci_method"] == "bootstrap_percentile"
     assert summary["domain_overall"] is None and summary["verdict"] == "pass"
@@ -126,11 +132,11 @@ def test_pairing_refusals() -> None:
     scores = np.ones(10)
     base = _run("a", _general("arc", scores))
     with pytest.raises(PairingError, match=r"only in base \(8, 9\)"):
-        compare_runs(base, _run("b", _general("arc", scores[:8])), default_policy())
+        compare_runs(base, _run("b", _general("arc", scores[:8])), default_policy()).to_json()
     hashed = [ItemRecord("general", "arc", str(i), "acc", 1.0, doc_hash=f"h{i}") for i in range(3)]
     other = [ItemRecord("general", "arc", str(i), "acc", 1.0, doc_hash="x") for i in range(3)]
     with pytest.raises(PairingError, match="different document hashes"):
-        compare_runs(_run("a", hashed), _run("b", other), default_policy())
+        compare_runs(_run("a", hashed), _run("b", other), default_policy()).to_json()
     for field, a, b in (("version", "1", "2"), ("num_fewshot", 0, 5), ("config_hash", "x", "y")):
         ta = {"arc": TaskInfo("general", "acc", **{field: a})}
         tb = {"arc": TaskInfo("general", "acc", **{field: b})}
@@ -139,10 +145,10 @@ def test_pairing_refusals() -> None:
                 _run("a", _general("arc", scores), ta),
                 _run("b", _general("arc", scores), tb),
                 default_policy(),
-            )
+            ).to_json()
     two_metrics = _general("arc", scores) + _general("arc", scores, "acc_norm")
     with pytest.raises(PairingError, match="primary_metric"):
-        compare_runs(_run("a", two_metrics), _run("b", two_metrics), default_policy())
+        compare_runs(_run("a", two_metrics), _run("b", two_metrics), default_policy()).to_json()
 
 
 def test_group_tasks_are_judged_as_one_pooled_benchmark() -> None:
@@ -164,7 +170,7 @@ def test_group_tasks_are_judged_as_one_pooled_benchmark() -> None:
     tuned = _run(
         "t", grouped("mmlu_a", base_a) + grouped("mmlu_b", tuned_b) + _general("arc", plain)
     )
-    summary = compare_runs(base, tuned, default_policy(), seed=0)
+    summary = compare_runs(base, tuned, default_policy(), seed=0).to_json()
     jsonschema.validate(summary, SCHEMA)
     task_rows = {
         c["task"]: c

@@ -14,7 +14,7 @@ from statsmodels.stats.weightstats import ttost_paired
 from collapse_eval.columns import load_run_columns
 from collapse_eval.compare import compare_runs
 from collapse_eval.errors import ConfigError
-from collapse_eval.policy import default_policy, policy_from_mapping
+from collapse_eval.policy import Policy, default_policy, policy_from_mapping
 from collapse_eval.stats import (
     compare_paired,
     delta_quantiles,
@@ -22,10 +22,16 @@ from collapse_eval.stats import (
     holm_adjust,
     newcombe_paired_ci,
 )
-from collapse_eval.verdict import rejudge
+from collapse_eval.summary import Summary
+from collapse_eval.verdict import rejudge as rejudge_summary
 from tests.conftest import write_run
 
 # ---------------------------------------------------------------- flips and quantiles
+
+
+def rejudge(summary: dict, policy: Policy) -> dict:
+    """``verdict.rejudge`` of a summary.json object, as summary.json."""
+    return rejudge_summary(Summary.from_json(summary), policy).to_json()
 
 
 def test_flip_counts_binary_by_hand() -> None:
@@ -78,7 +84,7 @@ def test_rows_carry_flips_in_the_metrics_direction(tmp_path: Path) -> None:
     tuned = write_run(tmp_path / "t", "t", acc_t + ppl_t, tasks)
     summary = compare_runs(
         load_run_columns(base), load_run_columns(tuned), default_policy(), n_boot=200
-    )
+    ).to_json()
     rows = {c["task"]: c for c in summary["comparisons"]}
     assert rows["arc_easy"]["flips"] == {"lost": 2, "gained": 1, "same": 5}
     assert rows["arc_easy"]["delta_quantiles"] is None
@@ -130,7 +136,7 @@ def _format_runs(tmp_path: Path) -> tuple[Path, Path]:
 def test_format_ok_rows_per_output_format_and_pooled(tmp_path: Path) -> None:
     base, tuned = _format_runs(tmp_path)
     policy = policy_from_mapping(NO_GAIN)
-    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), policy)
+    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), policy).to_json()
     rows = [c for c in summary["comparisons"] if c["metric"] == "format_ok"]
     assert [(c["task"], c["group_by"], c["group"], c["family"]) for c in rows] == [
         ("*", None, None, "domain/format_ok_pooled"),
@@ -166,7 +172,7 @@ def test_fail_on_format_makes_a_format_regression_fail_the_gate(tmp_path: Path) 
     base, tuned = _format_runs(tmp_path)
     summary = compare_runs(
         load_run_columns(base), load_run_columns(tuned), policy_from_mapping(NO_GAIN)
-    )
+    ).to_json()
     assert summary["verdict"] == "pass"
     policy = policy_from_mapping(
         {"domain": {"require_gain": False, "fail_on_format": ["regressed"]}}
@@ -192,7 +198,7 @@ def test_runs_without_format_ok_have_no_format_rows(tmp_path: Path) -> None:
     ]
     a = write_run(tmp_path / "a", "a", rows)
     b = write_run(tmp_path / "b", "b", rows)
-    summary = compare_runs(load_run_columns(a), load_run_columns(b), default_policy())
+    summary = compare_runs(load_run_columns(a), load_run_columns(b), default_policy()).to_json()
     assert not [c for c in summary["comparisons"] if c["metric"] == "format_ok"]
 
 
@@ -220,7 +226,9 @@ def _gsm8k_runs(tmp_path: Path, strict_drop: int, flexible_drop: int) -> tuple[P
 def test_secondary_metric_rows_tell_format_from_answer(tmp_path: Path) -> None:
     # the strict metric drops 40 items, the flexible one none: the format was forgotten
     base, tuned = _gsm8k_runs(tmp_path, strict_drop=40, flexible_drop=0)
-    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), default_policy())
+    summary = compare_runs(
+        load_run_columns(base), load_run_columns(tuned), default_policy()
+    ).to_json()
     primary, secondary = summary["comparisons"]
     assert (primary["group_by"], primary["metric"]) == (None, "exact_match:strict-match")
     assert primary["status"] == "regressed" and primary["flips"]["lost"] == 40
@@ -232,7 +240,9 @@ def test_secondary_metric_rows_tell_format_from_answer(tmp_path: Path) -> None:
 
 def test_secondary_metric_rows_never_gate(tmp_path: Path) -> None:
     base, tuned = _gsm8k_runs(tmp_path, strict_drop=0, flexible_drop=40)
-    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), default_policy())
+    summary = compare_runs(
+        load_run_columns(base), load_run_columns(tuned), default_policy()
+    ).to_json()
     secondary = summary["comparisons"][1]
     assert secondary["status"] == "regressed"
     assert summary["verdict"] == "pass"
@@ -275,7 +285,9 @@ def test_continuous_equivalence_agrees_with_statsmodels_ttost_paired(
     agree to a few thousandths and so do the decisions on these cases."""
     base, tuned, (b, t) = _continuous_runs(tmp_path, shift)
     policy = policy_from_mapping({"general": {"require": "equivalent"}})
-    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), policy, n_boot=4000)
+    summary = compare_runs(
+        load_run_columns(base), load_run_columns(tuned), policy, n_boot=4000
+    ).to_json()
     row = summary["comparisons"][0]
     p_tost = ttost_paired(t, b, -0.02, 0.02)[0]
     d = t - b
@@ -315,7 +327,7 @@ def test_binary_equivalence_agrees_with_two_one_sided_z_tests(
 ) -> None:
     base, tuned = _binary_runs(tmp_path, lost, gained)
     policy = policy_from_mapping({"general": {"require_per_task": {"arc_easy": "equivalent"}}})
-    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), policy)
+    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), policy).to_json()
     row = summary["comparisons"][0]
     lo, hi = newcombe_paired_ci(600, gained, lost, 1000 - 600 - lost - gained, alpha=0.10)
     assert (row["equivalence_ci_low"], row["equivalence_ci_high"]) == pytest.approx(
@@ -326,7 +338,9 @@ def test_binary_equivalence_agrees_with_two_one_sided_z_tests(
 
 def test_a_task_required_equivalent_that_is_not_fails_with_a_reason(tmp_path: Path) -> None:
     base, tuned = _binary_runs(tmp_path, lost=22, gained=11)  # -1.1 points, CI too wide
-    plain = compare_runs(load_run_columns(base), load_run_columns(tuned), default_policy())
+    plain = compare_runs(
+        load_run_columns(base), load_run_columns(tuned), default_policy()
+    ).to_json()
     assert plain["comparisons"][0]["status"] == "inconclusive" and plain["verdict"] == "pass"
     judged = rejudge(plain, policy_from_mapping({"general": {"require": "equivalent"}}))
     row = judged["comparisons"][0]
@@ -352,7 +366,7 @@ def test_equivalent_status_passes_and_is_counted(tmp_path: Path) -> None:
         load_run_columns(base),
         load_run_columns(tuned),
         policy_from_mapping({"general": {"require": "equivalent"}}),
-    )
+    ).to_json()
     assert summary["comparisons"][0]["status"] == "equivalent"
     assert summary["verdict"] == "pass"
     assert summary["reasons"][0].endswith(", 1 equivalent")
@@ -366,14 +380,16 @@ def test_summary_with_new_fields_validates_against_the_schema(tmp_path: Path) ->
         ).read_text()
     )
     base, tuned = _format_runs(tmp_path)
-    summary = compare_runs(load_run_columns(base), load_run_columns(tuned), default_policy())
+    summary = compare_runs(
+        load_run_columns(base), load_run_columns(tuned), default_policy()
+    ).to_json()
     jsonschema.validate(json.loads(json.dumps(summary)), schema)
     b2, t2 = _gsm8k_runs(tmp_path / "g", 10, 0)
     judged = compare_runs(
         load_run_columns(b2),
         load_run_columns(t2),
         policy_from_mapping({"general": {"require": "equivalent"}}),
-    )
+    ).to_json()
     jsonschema.validate(json.loads(json.dumps(judged)), schema)
 
 
@@ -413,7 +429,7 @@ def test_require_per_task_names_a_task_of_the_runs(tmp_path: Path) -> None:
     base, tuned = _binary_runs(tmp_path, 5, 5)
     policy = policy_from_mapping({"general": {"require_per_task": {"arc_esy": "equivalent"}}})
     with pytest.raises(ConfigError, match=r"general.require_per_task.arc_esy.*arc_easy"):
-        compare_runs(load_run_columns(base), load_run_columns(tuned), policy)
+        compare_runs(load_run_columns(base), load_run_columns(tuned), policy).to_json()
 
 
 def test_defaults_of_the_new_policy_keys() -> None:

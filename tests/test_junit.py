@@ -5,7 +5,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from collapse_eval.report.junit import render_junit
+from collapse_eval.report import junit
+from collapse_eval.summary import Summary
+
+
+def render_junit(summary: dict[str, Any]) -> str:
+    """junit.xml of a summary.json object."""
+    return junit.render_junit(Summary.from_json(summary))
 
 
 def _row(suite: str, task: str, status: str, **extra: Any) -> dict[str, Any]:

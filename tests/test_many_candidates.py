@@ -53,7 +53,7 @@ def test_many_candidates_evaluate_the_base_once(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["base", "good", "good-2"]
     for result, tuned_mean in zip(results, (1.0, 0.5), strict=True):
         summary = json.loads((out / result.name / "summary.json").read_text())
-        assert summary == json.loads(json.dumps(result.summary))
+        assert summary == json.loads(json.dumps(result.summary.to_json()))
         assert summary["base"]["run"] == str(out / "runs" / "base")
         task = next(c for c in summary["comparisons"] if c["task"] == "rt")
         assert task["base_mean"] == pytest.approx(0.2)

@@ -58,7 +58,7 @@ def test_every_margin_is_stored_with_its_source() -> None:
     policy = policy_from_mapping(
         {"general": {"margin": 0.03, "margins": {"gsm8k": 0.05}}, "domain": {"margin": 0.1}}
     )
-    summary = compare_runs(*_runs(), policy, n_boot=200)
+    summary = compare_runs(*_runs(), policy, n_boot=200).to_json()
     jsonschema.validate(summary, SCHEMA)
     rows = _task_rows(summary)
     got = {task: (rows[task]["margin"], rows[task]["margin_source"]) for task in rows}
@@ -69,7 +69,7 @@ def test_every_margin_is_stored_with_its_source() -> None:
         "mmlu": (0.03, "policy general.margin"),
         "support": (0.1, "policy domain.margin"),
     }
-    defaults = _task_rows(compare_runs(*_runs(), default_policy(), n_boot=200))
+    defaults = _task_rows(compare_runs(*_runs(), default_policy(), n_boot=200).to_json())
     assert (defaults["arc_challenge"]["margin"], defaults["arc_challenge"]["margin_source"]) == (
         0.02,
         "default",
@@ -79,14 +79,14 @@ def test_every_margin_is_stored_with_its_source() -> None:
 
 def test_overridden_policy_margin_is_said() -> None:
     policy = policy_from_mapping({"general": {"margin": 0.03}})
-    summary = compare_runs(*_runs(), policy, n_boot=200)
+    summary = compare_runs(*_runs(), policy, n_boot=200).to_json()
     assert (
         "note: policy general.margin (3.0 points) does not apply to hellaswag (4.0 points): "
         "a benchmarks.yaml margin is more specific and takes precedence; set "
         "general.margins.TASK in the policy to override it"
     ) in summary["reasons"]
     # Without general.margin in the policy, nothing is overridden: no note.
-    quiet = compare_runs(*_runs(), default_policy(), n_boot=200)
+    quiet = compare_runs(*_runs(), default_policy(), n_boot=200).to_json()
     assert not any("general.margin" in r for r in quiet["reasons"])
 
 
@@ -118,7 +118,7 @@ def test_unknown_policy_task_is_a_usage_error(
     f = tmp_path / "policy.yaml"
     f.write_text(text)
     with pytest.raises(ConfigError) as err:
-        compare_runs(*_runs(), load_policy(f), n_boot=200)
+        compare_runs(*_runs(), load_policy(f), n_boot=200).to_json()
     assert str(err.value).startswith(f"{f}:{line}: field ") and fragment in str(err.value)
     assert err.value.exit_code == 2
 

@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 
 from collapse_eval.cli import main
-from collapse_eval.report.examples import collect_examples, resolve_run
 from collapse_eval.report.fmt import ci_label, p_value, short_model
-from collapse_eval.report.html import write_reports
 from collapse_eval.report.markdown import escape_cell, render_summary_markdown
-from tests.conftest import synthetic_rows, write_run
+from collapse_eval.summary import SUMMARY_FILE, Comparison, Summary, side_run_dir
+from tests.conftest import examples_of, reports_of, synthetic_rows, write_run
 
 TASKS = {
     "arc_easy": {"suite": "general", "primary_metric": "acc"},
@@ -87,7 +86,7 @@ def test_html_is_self_contained_and_uses_alpha_for_the_ci_label(tmp_path: Path) 
     summary = json.loads((out / "summary.json").read_text())
     summary["alpha"] = 0.1
     summary["reasons"] = []  # the verdict's own wording was judged at alpha 0.05
-    write_reports(out, summary, env={})
+    reports_of(out, summary, env={})
     html = (out / "report.html").read_text()
     assert "90% CI" in html and "95% CI" not in html
     sources = re.findall(r'<img [^>]*src="([^"]*)"', html)
@@ -105,7 +104,7 @@ def test_html_is_self_contained_and_uses_alpha_for_the_ci_label(tmp_path: Path) 
 def test_html_renders_new_fields_when_present(tmp_path: Path) -> None:
     out = compared(tmp_path)
     summary = with_new_fields(json.loads((out / "summary.json").read_text()))
-    written = write_reports(out, summary, env={})
+    written = reports_of(out, summary, env={})
     html = (out / "report.html").read_text()
     assert "policy.general.margins" in html
     assert "small n: 12 items" in html
@@ -119,7 +118,7 @@ def test_margin_column_shows_each_rows_margin(tmp_path: Path) -> None:
     out = compared(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     summary["comparisons"][0]["margin"] = 0.035
-    write_reports(out, summary, env={})
+    reports_of(out, summary, env={})
     row = re.search(
         r'data-section="general".*?<tbody>\s*<tr>(.*?)</tr>',
         (out / "report.html").read_text(),
@@ -146,7 +145,7 @@ def test_markdown_escapes_untrusted_text_without_entities() -> None:
 def test_markdown_statuses_spelled_as_in_summary(tmp_path: Path) -> None:
     out = compared(tmp_path)
     summary = with_new_fields(json.loads((out / "summary.json").read_text()))
-    text = render_summary_markdown(summary)
+    text = render_summary_markdown(Summary.from_json(summary))
     assert "non-inferior" not in text
     assert "**regressed**" in text and "equivalent" in text
     assert "### Format following by output format" in text
@@ -159,8 +158,8 @@ def test_step_summary_is_appended_when_the_variable_is_set(tmp_path: Path) -> No
     summary = json.loads((out / "summary.json").read_text())
     step = tmp_path / "step_summary.md"
     step.write_text("earlier step\n")
-    write_reports(out, summary, env={"GITHUB_STEP_SUMMARY": str(step)})
-    write_reports(out, summary, env={"GITHUB_STEP_SUMMARY": str(step)})
+    reports_of(out, summary, env={"GITHUB_STEP_SUMMARY": str(step)})
+    reports_of(out, summary, env={"GITHUB_STEP_SUMMARY": str(step)})
     text = step.read_text()
     assert text.startswith("earlier step\n## collapse-eval: FAIL")
     assert text.count("## collapse-eval: FAIL") == 2
@@ -174,7 +173,7 @@ def test_step_summary_untouched_without_the_variable(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
     out = compared(tmp_path)  # compare itself appends once
     assert step.read_text().count("## collapse-eval: FAIL") == 1
-    write_reports(out, json.loads((out / "summary.json").read_text()), env={})
+    reports_of(out, json.loads((out / "summary.json").read_text()), env={})
     assert step.read_text().count("## collapse-eval: FAIL") == 1
 
 
@@ -189,24 +188,26 @@ def test_runs_are_found_relative_to_the_summary_not_the_working_dir(
     write_run(decoy / "runs" / "base", "decoy", [], TASKS)
     write_run(decoy / "runs" / "tuned", "decoy", [], TASKS)
     monkeypatch.chdir(decoy)
-    assert resolve_run(out, "runs/base") == out / "runs" / "base"
-    examples = collect_examples(summary, out)
+    typed = Summary.from_json(summary)
+    assert side_run_dir(typed, "base", out / SUMMARY_FILE) == out / "runs" / "base"
+    examples = examples_of(summary, out)
     assert examples.problem is None and examples.rows
     # Moved elsewhere, the report dir still finds its runs, also by their old absolute path.
     moved = tmp_path / "moved"
     out.rename(moved)
-    assert collect_examples(summary, moved).rows == examples.rows
+    assert examples_of(summary, moved).rows == examples.rows
     summary["base"]["run"] = str(out / "runs" / "base")  # no longer exists
     summary["tuned"]["run"] = str(out / "runs" / "tuned")
-    assert resolve_run(moved, summary["base"]["run"]) == moved / "runs" / "base"
-    assert collect_examples(summary, moved).rows == examples.rows
+    typed = Summary.from_json(summary)
+    assert side_run_dir(typed, "base", moved / SUMMARY_FILE) == moved / "runs" / "base"
+    assert examples_of(summary, moved).rows == examples.rows
 
 
 def test_missing_runs_are_explained(tmp_path: Path) -> None:
     out = compared(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     summary["tuned"]["run"] = "nowhere/tuned"
-    write_reports(out, summary, env={})
+    reports_of(out, summary, env={})
     html = (out / "report.html").read_text()
     assert "No examples: the tuned run (nowhere/tuned) was not found" in html
 
@@ -214,7 +215,7 @@ def test_missing_runs_are_explained(tmp_path: Path) -> None:
 def test_examples_cover_general_and_domain_lost_and_gained(tmp_path: Path) -> None:
     out = compared(tmp_path)
     summary = json.loads((out / "summary.json").read_text())
-    examples = collect_examples(summary, out)
+    examples = examples_of(summary, out)
     seen = {(e["suite"], e["direction"]) for e in examples.rows}
     assert seen == {
         ("general", "lost"),
@@ -232,12 +233,12 @@ def test_examples_read_records_in_any_key_order(tmp_path: Path) -> None:
     fields = lambda i: {"prediction": 'quote " and \\ backslash', "reference": "é"}  # noqa: E731
     out = compared(tmp_path, fields)
     summary = json.loads((out / "summary.json").read_text())
-    fast = collect_examples(summary, out)
+    fast = examples_of(summary, out)
     for side in ("base", "tuned"):
         path = out / "runs" / side / "records.jsonl"
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         path.write_text("".join(json.dumps(dict(reversed(o.items()))) + "\n" for o in lines))
-    slow = collect_examples(summary, out)
+    slow = examples_of(summary, out)
     assert slow.rows == fast.rows and slow.counts == fast.counts
     assert any(r["base_prediction"] == 'quote " and \\ backslash' for r in slow.rows)
 
@@ -268,10 +269,10 @@ def test_plots_are_reused_when_nothing_changed(tmp_path: Path) -> None:
     before = png.stat().st_mtime_ns
     os.utime(png, ns=(before - 10**9, before - 10**9))
     summary = json.loads((out / "summary.json").read_text())
-    write_reports(out, summary, env={})
+    reports_of(out, summary, env={})
     assert png.stat().st_mtime_ns == before - 10**9  # kept
     summary["comparisons"][0]["delta"] = -0.5
-    write_reports(out, summary, env={})
+    reports_of(out, summary, env={})
     assert png.stat().st_mtime_ns > before - 10**9  # redrawn
 
 
@@ -293,6 +294,18 @@ def test_ci_examples_cache_the_request_cache_and_keep_the_report(name: str) -> N
         uses = {s.get("uses", "").split("@")[0]: s for s in steps}
         assert uses["actions/cache/save"]["if"] == "always()"
         assert uses["actions/upload-artifact"]["if"] == "always()"
+
+
+# What a comparison row must hold; the plot tests below give only what they draw.
+_BLANK_ROW = {
+    "suite": "general", "task": "", "group_by": None, "group": None, "metric": "acc", "n": 1,
+    "base_mean": None, "tuned_mean": None, "delta": 0.0, "ci_low": None, "ci_high": None,
+    "test": "mcnemar_exact", "p_value": None, "p_adjusted": None, "status": None,
+}  # fmt: skip
+
+
+def _typed(rows: list[dict[str, Any]]) -> list[Comparison]:
+    return [Comparison.from_json({**_BLANK_ROW, **row}, "test", "row") for row in rows]
 
 
 def test_forest_plot_draws_each_rows_own_margin(
@@ -320,7 +333,7 @@ def test_forest_plot_draws_each_rows_own_margin(
             "status": "non_inferior",
         },
     ]
-    plots.forest_plot(rows, "t", "benchmark", path=tmp_path / "f.png", alpha=0.05)
+    plots.forest_plot(_typed(rows), "t", "benchmark", path=tmp_path / "f.png", alpha=0.05)
     ax = figures[0].axes[0]
     ticks = {
         (round(line.get_xdata()[0], 6), round(sum(line.get_ydata()) / 2, 6))
@@ -343,14 +356,16 @@ def test_minimal_summary_degrades_gracefully(tmp_path: Path) -> None:
         "base": {"model": "b", "run": None},
         "tuned": {"model": "t", "run": None},
         "policy": {},
-        "comparisons": [
-            {"suite": "general", "task": "x", "group_by": None, "group": None, "metric": "acc",
-             "n": 3, "base_mean": None, "tuned_mean": None, "delta": None, "ci_low": None,
-             "ci_high": None, "test": "mcnemar_exact", "p_value": None, "p_adjusted": None,
-             "status": "inconclusive"},
-        ],
-    }  # fmt: skip
-    written = write_reports(tmp_path, summary, env={})
+    }
+    rows = [
+        {"suite": "general", "task": "x", "group_by": None, "group": None, "metric": "acc",
+         "n": 3, "base_mean": None, "tuned_mean": None, "delta": None, "ci_low": None,
+         "ci_high": None, "test": "mcnemar_exact", "p_value": None, "p_adjusted": None,
+         "status": "inconclusive"},
+    ]  # fmt: skip
+    typed = Summary.from_json({**summary, "comparisons": [{**row, "delta": 0.0} for row in rows]})
+    typed.comparisons[0].delta = None  # type: ignore[assignment]  # a checked file has one
+    written = reports_of(tmp_path, typed, env={})
     html = (tmp_path / "report.html").read_text()
     assert "No examples: the base run (not named in summary.json) was not found" in html
     assert "95% CI" in html and "n/a" in html
@@ -369,7 +384,7 @@ def test_secondary_metric_rows_have_their_own_section(tmp_path: Path) -> None:
     secondary = dict(primary, group_by="metric", group="acc_norm", metric="acc_norm")
     secondary.update(base_mean=0.5, tuned_mean=0.25, delta=-0.25, status="regressed")
     summary["comparisons"].append(secondary)
-    write_reports(out, summary, env={})
+    reports_of(out, summary, env={})
     html = (out / "report.html").read_text()
     section = re.search(r'data-section="general_metric".*?<tbody>(.*?)</tbody>', html, re.S)
     assert section is not None
@@ -388,7 +403,7 @@ def test_bars_draw_when_a_mean_sits_on_the_edge_of_its_interval(tmp_path: Path) 
         {"task": "b", "base_mean": 1.0, "tuned_mean": 0.0, "n": 540},
         {"task": "c", "base_mean": 1.7, "tuned_mean": -0.2, "n": 12},
     ]
-    path = grouped_bars(rows, "t", "task", "points", tmp_path / "bars.png", 0.05)
+    path = grouped_bars(_typed(rows), "t", "task", "points", tmp_path / "bars.png", 0.05)
     assert path.stat().st_size > 1000
 
 

@@ -23,10 +23,10 @@ from collapse_eval.report.examples import (
     PER_TASK_AND_DIRECTION,
     Examples,
     _example,
-    collect_examples,
     primary_keys,
 )
-from tests.conftest import write_run
+from collapse_eval.summary import Summary
+from tests.conftest import examples_of, write_run
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "compare_scale.py"
 
@@ -55,7 +55,7 @@ def scanned_examples(summary: dict[str, Any], base_dir: Path, tuned_dir: Path) -
     found = Examples()
     for side, path in (("base", base_dir), ("tuned", tuned_dir)):
         found.manifests[side] = json.loads((path / "manifest.json").read_text())
-    wanted = primary_keys(summary)
+    wanted = primary_keys(Summary.from_json(summary))
     base = _scan(base_dir, wanted)
     changed: dict[tuple[str, str], list[tuple[float, str, Any, Any]]] = {}
     for key, (t, tuned_obj) in _scan(tuned_dir, wanted).items():
@@ -126,20 +126,20 @@ def test_columnar_examples_equal_the_scanned_ones_on_the_bench_runs(
 ) -> None:
     out, summary = bench_pair
     expected = scanned_examples(summary, out / "runs" / "base", out / "runs" / "tuned")
-    found = collect_examples(summary, out)
+    found = examples_of(summary, out)
     _assert_same(found, expected)
     # Six tasks (two of them subtasks of a group), each capped in both directions.
     assert len(found.rows) == 6 * 2 * PER_TASK_AND_DIRECTION
     assert sum(c["lost"] + c["gained"] for c in found.counts.values()) > 1000
     runs = (load_run_columns(out / "runs" / "base"), load_run_columns(out / "runs" / "tuned"))
-    _assert_same(collect_examples(summary, tmp_path / "elsewhere", runs), expected)
+    _assert_same(examples_of(summary, tmp_path / "elsewhere", runs), expected)
 
 
 def test_columnar_examples_equal_the_scanned_ones_when_changes_tie(tmp_path: Path) -> None:
     out, summary = _tied_pair(tmp_path)
     assert any(r.get("higher_is_better") is False for r in summary["comparisons"])
     expected = scanned_examples(summary, out / "runs" / "base", out / "runs" / "tuned")
-    found = collect_examples(summary, out)
+    found = examples_of(summary, out)
     _assert_same(found, expected)
     assert {(r["task"], r["direction"]) for r in found.rows} == {
         ("grid", "lost"),
@@ -174,7 +174,7 @@ def test_only_the_example_lines_are_decoded(
         load_run_columns(out / "runs" / "tuned"),
     )
     decoded = _count_record_decodes(monkeypatch)
-    found = collect_examples(summary, out, runs)
+    found = examples_of(summary, out, runs)
     assert len(found.rows) == 6 * 2 * PER_TASK_AND_DIRECTION
     assert len(decoded) == 2 * len(found.rows)  # one base and one tuned line per example
 
@@ -187,7 +187,7 @@ def test_examples_do_not_hold_the_runs_lines(bench_pair: tuple[Path, dict[str, A
     size = sum((out / "runs" / s / "records.jsonl").stat().st_size for s in ("base", "tuned"))
     tracemalloc.start()
     try:
-        found = collect_examples(summary, out, runs)
+        found = examples_of(summary, out, runs)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -208,7 +208,7 @@ def test_report_command_fetches_only_the_example_lines(
         return result
 
     monkeypatch.setattr("collapse_eval.report.examples.fetch_records", counting)
-    found = collect_examples(summary, out)
+    found = examples_of(summary, out)
     assert fetched == [len(found.rows), len(found.rows)]
 
 
@@ -233,7 +233,7 @@ def test_an_unreadable_run_is_explained_not_fatal(tmp_path: Path) -> None:
     for i in bad:
         lines[i] = lines[i].replace('"score": 0.5', '"score": "half"')
     records.write_text("".join(lines))
-    found = collect_examples(summary, out)
+    found = examples_of(summary, out)
     assert found.rows == []
     assert found.problem == (
         f"the runs could not be read ({records}:{bad[0] + 1}: field 'score': "
@@ -288,8 +288,8 @@ def test_the_examples_index_is_not_used_once_a_run_changed(tmp_path: Path) -> No
     )
     changed["score"] = base_scores[("grid", changed["item_id"])]  # no longer a change
     records.write_text("".join(json.dumps(o) + "\n" for o in objs))
-    found = collect_examples(summary, out, index=out / INDEX_FILE)
-    _assert_same(found, collect_examples(summary, out))  # as parsed in full, no index
+    found = examples_of(summary, out, index=out / INDEX_FILE)
+    _assert_same(found, examples_of(summary, out))  # as parsed in full, no index
     assert sum(found.counts["grid"].values()) == sum(old_counts["grid"].values()) - 1
     assert found.counts["err"] == old_counts["err"]
     # the index now describes the changed run
@@ -298,11 +298,11 @@ def test_the_examples_index_is_not_used_once_a_run_changed(tmp_path: Path) -> No
 
 def test_a_damaged_examples_index_is_ignored(tmp_path: Path) -> None:
     out, summary = _tied_pair(tmp_path)
-    expected = collect_examples(summary, out)
+    expected = examples_of(summary, out)
     for damage in ("not json", '{"key": 1}', "[]"):
         (out / INDEX_FILE).write_text(damage)
-        _assert_same(collect_examples(summary, out, index=out / INDEX_FILE), expected)
+        _assert_same(examples_of(summary, out, index=out / INDEX_FILE), expected)
     stored = json.loads((out / INDEX_FILE).read_text())
     stored["chosen"] = [["lost", "x"]]  # right key, wrong rows
     (out / INDEX_FILE).write_text(json.dumps(stored))
-    _assert_same(collect_examples(summary, out, index=out / INDEX_FILE), expected)
+    _assert_same(examples_of(summary, out, index=out / INDEX_FILE), expected)

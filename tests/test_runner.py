@@ -104,7 +104,7 @@ def test_compare_checkpoints_with_fake_engines(tmp_path: Path) -> None:
     spec = RunSpec(model="", domain_files=(domain,), run_general=False)
     summary = compare(
         "base", "tuned", spec, tmp_path / "out", engine_factory=lambda s: engines[s.model]
-    )
+    ).to_json()
     task_row = next(
         c for c in summary["comparisons"] if c["suite"] == "domain" and c["group_by"] is None
     )
@@ -126,7 +126,7 @@ def test_compare_checkpoints_with_fake_engines(tmp_path: Path) -> None:
         spec,
         tmp_path / "out2",
         engine_factory=lambda s: pytest.fail("engine loaded"),
-    )
+    ).to_json()
     assert again["comparisons"] == summary["comparisons"]
     assert load_run(tmp_path / "out" / "runs" / "tuned").manifest.engine == "fake"
 

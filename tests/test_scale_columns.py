@@ -120,10 +120,12 @@ def _assert_same(a: Any, b: Any, where: str = "") -> None:
 
 def test_columnar_summary_equals_record_summary(tmp_path: Path) -> None:
     base, tuned = _pair(tmp_path)
-    old = compare_runs(load_run(base), load_run(tuned), default_policy(), seed=3, n_boot=2000)
+    old = compare_runs(
+        load_run(base), load_run(tuned), default_policy(), seed=3, n_boot=2000
+    ).to_json()
     new = compare_runs(
         load_run_columns(base), load_run_columns(tuned), default_policy(), seed=3, n_boot=2000
-    )
+    ).to_json()
     # A Run (records in memory) and its columns read from disk give the same summary.
     extra = [c for c in new["comparisons"] if c["family"] == "general/secondary"]
     assert [(c["task"], c["metric"]) for c in extra] == [("hellaswag", "acc")]

@@ -199,7 +199,7 @@ def _runs() -> tuple[Run, Run]:
 
 
 def test_rare_groups_are_compared_not_a_crash() -> None:
-    summary = compare_runs(*_runs(), default_policy(), seed=0, n_boot=500)
+    summary = compare_runs(*_runs(), default_policy(), seed=0, n_boot=500).to_json()
     jsonschema.validate(summary, SCHEMA)
     json.dumps(summary, allow_nan=False)
     by_group = {(c["group_by"], c["group"]): c for c in summary["comparisons"]}
@@ -221,7 +221,7 @@ def test_rare_groups_are_compared_not_a_crash() -> None:
 
 def test_small_group_reason_when_it_fails_the_gate() -> None:
     policy = policy_from_mapping({"domain": {"fail_on": ["inconclusive"]}})
-    summary = compare_runs(*_runs(), policy, seed=0, n_boot=500)
+    summary = compare_runs(*_runs(), policy, seed=0, n_boot=500).to_json()
     assert summary["verdict"] == "fail"
     reason = next(r for r in summary["reasons"] if "task_type=summary" in r)
     assert "(no CI: 1 item(s): a bootstrap CI needs at least 10, Holm p = 1.00)" in reason
@@ -251,13 +251,13 @@ def test_small_general_task_is_noted_and_fails_when_critical() -> None:
         return Run(Path(name), RunManifest(model=name), tuple(records))
 
     base, tuned = run("b", [0.5, 0.7, 0.2]), run("t", [0.5, 0.6, 0.2])
-    summary = compare_runs(base, tuned, default_policy(), n_boot=200)
+    summary = compare_runs(base, tuned, default_policy(), n_boot=200).to_json()
     assert summary["verdict"] == "pass"
     assert summary["reasons"][1].startswith(
         "note: squad dropped 3.3 points (no CI: 3 item(s): a bootstrap CI needs at least 10"
     )
     critical = policy_from_mapping({"general": {"critical": ["squad"]}})
-    failed = compare_runs(base, tuned, critical, n_boot=200)
+    failed = compare_runs(base, tuned, critical, n_boot=200).to_json()
     assert failed["verdict"] == "fail"
     assert failed["reasons"][0].endswith("(critical task: must be non-inferior)")
     assert "3 item(s): a bootstrap CI needs at least 10" in failed["reasons"][0]

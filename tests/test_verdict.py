@@ -2,9 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from collapse_eval.errors import ConfigError
-from collapse_eval.policy import default_policy, policy_from_mapping
+from collapse_eval.errors import ConfigError, InputError
+from collapse_eval.policy import Policy, default_policy, policy_from_mapping
+from collapse_eval.summary import Summary
 from collapse_eval.verdict import apply_policy, comparison_status, rejudge
+
+# The summaries below hold only what the verdict reads; the rest of a summary is filled in.
+_REST = {"verdict": None, "reasons": [], "base": {}, "tuned": {}, "policy": {}}
+
+
+def _apply(summary: dict, policy: Policy) -> dict:
+    """apply_policy on a summary.json object; the judged summary.json object."""
+    return apply_policy(Summary.from_json({**_REST, **summary}), policy).to_json()
+
+
+def _rejudge(summary: dict, policy: Policy) -> dict:
+    return rejudge(Summary.from_json({**_REST, **summary}), policy).to_json()
 
 
 @pytest.mark.parametrize(
@@ -78,7 +91,7 @@ def test_verdict_reasons_and_rejudge() -> None:
         _comparison("hellaswag", -0.01, -0.03, 0.01, 0.4),
         pooled={"delta": 0.08, "ci_low": 0.05, "ci_high": 0.11, "p_value": 1e-6, "n": 300},
     )
-    judged = apply_policy(summary, default_policy())
+    judged = _apply(summary, default_policy())
     assert judged["verdict"] == "fail"
     assert judged["reasons"][0] == (
         "arc_challenge dropped 4.1 points (95% CI -6.0 to -2.2, "
@@ -89,59 +102,59 @@ def test_verdict_reasons_and_rejudge() -> None:
     assert judged["domain_gain"]["met"] is True
     # A wider margin for arc_challenge turns the verdict into a pass, without the records.
     lenient = policy_from_mapping({"general": {"margins": {"arc_challenge": 0.07}}})
-    again = rejudge(judged, lenient)
+    again = _rejudge(judged, lenient)
     assert again["verdict"] == "pass" and again["comparisons"][0]["status"] == "non_inferior"
     assert again["reasons"][0].startswith("pass: 2 general task(s)")
     # Failing on inconclusive, or making hellaswag critical, fails it again.
     strict = policy_from_mapping(
         {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["hellaswag"]}}
     )
-    assert rejudge(judged, strict)["verdict"] == "fail"
-    assert "critical task" in rejudge(judged, strict)["reasons"][0]
+    assert _rejudge(judged, strict)["verdict"] == "fail"
+    assert "critical task" in _rejudge(judged, strict)["reasons"][0]
     missing = policy_from_mapping(
         {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["mmlu"]}}
     )
     # A critical task in one run only fails the gate; one in neither run is a usage error.
     with pytest.raises(ConfigError, match="field 'general.critical': unknown task 'mmlu'"):
-        rejudge(judged, missing)
+        _rejudge(judged, missing)
     one_run = policy_from_mapping(
         {"general": {"margins": {"arc_challenge": 0.07}, "critical": ["boolq"]}}
     )
-    assert "boolq was not compared" in rejudge(judged, one_run)["reasons"][0]
+    assert "boolq was not compared" in _rejudge(judged, one_run)["reasons"][0]
     assert summary["comparisons"][0]["status"] is None  # input untouched
 
 
 def test_benchmark_margin_precedence_in_rejudge() -> None:
     row = _comparison("gsm8k", -0.041, -0.060, -0.022, 0.003, benchmark_margin=0.07)
-    assert apply_policy(_summary(row), default_policy())["comparisons"][0]["margin"] == 0.07
+    assert _apply(_summary(row), default_policy())["comparisons"][0]["margin"] == 0.07
     pol = policy_from_mapping({"general": {"margins": {"gsm8k": 0.01}}})
-    assert apply_policy(_summary(row), pol)["comparisons"][0]["status"] == "regressed"
+    assert _apply(_summary(row), pol)["comparisons"][0]["status"] == "regressed"
 
 
 def test_domain_gain_rules() -> None:
     flat = {"delta": 0.01, "ci_low": -0.02, "ci_high": 0.04, "p_value": 0.5, "n": 100}
-    judged = apply_policy(_summary(pooled=flat), default_policy())
+    judged = _apply(_summary(pooled=flat), default_policy())
     assert judged["verdict"] == "fail" and "no significant gain" in judged["reasons"][0]
     relaxed = policy_from_mapping({"domain": {"require_gain": False}})
-    assert apply_policy(_summary(pooled=flat), relaxed)["verdict"] == "pass"
+    assert _apply(_summary(pooled=flat), relaxed)["verdict"] == "pass"
     small = {"delta": 0.01, "ci_low": 0.005, "ci_high": 0.015, "p_value": 0.001, "n": 100}
     high_bar = policy_from_mapping({"domain": {"min_gain": 0.02}})
-    out = apply_policy(_summary(pooled=small), high_bar)
+    out = _apply(_summary(pooled=small), high_bar)
     assert out["verdict"] == "fail" and "min_gain of 2 points" in out["reasons"][0]
     group = _comparison(
         "*", -0.05, -0.08, -0.02, 0.001, suite="domain", group_by="task_type", group="intent"
     )
     good = {"delta": 0.08, "ci_low": 0.05, "ci_high": 0.11, "p_value": 1e-6, "n": 300}
-    reported = apply_policy(_summary(group, pooled=good), default_policy())
+    reported = _apply(_summary(group, pooled=good), default_policy())
     assert reported["verdict"] == "pass"
     assert any("domain task_type=intent dropped" in r for r in reported["reasons"])
     fails = policy_from_mapping({"domain": {"fail_on": ["regressed"]}})
-    assert apply_policy(_summary(group, pooled=good), fails)["verdict"] == "fail"
+    assert _apply(_summary(group, pooled=good), fails)["verdict"] == "fail"
 
 
 def test_rejudge_refuses_new_alpha() -> None:
-    judged = apply_policy(_summary(_comparison("arc", 0.0, -0.01, 0.01, 1.0)), default_policy())
+    judged = _apply(_summary(_comparison("arc", 0.0, -0.01, 0.01, 1.0)), default_policy())
     with pytest.raises(ConfigError, match="A new alpha needs the runs"):
-        rejudge(judged, policy_from_mapping({"alpha": 0.01}))
-    with pytest.raises(ConfigError, match="not a collapse-eval summary"):
-        rejudge({"verdict": "pass"}, default_policy())
+        _rejudge(judged, policy_from_mapping({"alpha": 0.01}))
+    with pytest.raises(InputError, match="missing required field"):
+        Summary.from_json({"verdict": "pass"})  # gate re-judges only a checked summary

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from collapse_eval.progress import Progress, QuietProgress
+from collapse_eval.summary import Summary
 from collapse_eval.workers import Task, run_tasks
 
 
@@ -33,15 +34,15 @@ class DemoRow:
     summary: Path
 
 
-def _overall_delta(summary: dict[str, Any], suite: str) -> float | None:
+def _overall_delta(summary: Summary, suite: str) -> float | None:
     """Mean task-level delta of a suite (for the printed table only)."""
     deltas = [
-        c["delta"]
-        for c in summary["comparisons"]
-        if c["suite"] == suite
-        and c.get("group_by") is None
-        and c.get("metric") != "format_ok"  # format-following is not a task score
-        and c.get("delta") is not None
+        c.delta
+        for c in summary.comparisons
+        if c.suite == suite
+        and c.group_by is None
+        and c.metric != "format_ok"  # format-following is not a task score
+        and c.delta is not None
     ]
     return sum(deltas) / len(deltas) if deltas else None
 
@@ -129,7 +130,7 @@ def run_demo(
     rows = [
         DemoRow(
             name=r.name,
-            verdict=r.summary["verdict"],
+            verdict=str(r.summary.verdict),
             domain_delta=_overall_delta(r.summary, "domain"),
             general_delta=_overall_delta(r.summary, "general"),
             summary=r.out / "summary.json",
@@ -262,7 +263,7 @@ def run_graded_study(
         rows.append(
             DemoRow(
                 name=candidate.name,
-                verdict=summary["verdict"],
+                verdict=str(summary.verdict),
                 domain_delta=_overall_delta(summary, "domain"),
                 general_delta=_overall_delta(summary, "general"),
                 summary=out / candidate.name / "summary.json",

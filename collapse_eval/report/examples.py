@@ -1,8 +1,8 @@
-"""Items the tuned model lost and gained, read from the two runs named in summary.json.
+"""Items the tuned model lost and gained, read from the two runs a summary compares.
 
-Run paths in summary.json are resolved against the summary's own directory (an absolute
-path is used as is), never against the working directory, so `collapse-eval report DIR`
-finds the same runs from anywhere. The changed items are found from the runs' columns
+The caller gives the runs: as columns (``compare``, which has them loaded) or as run
+directories (``collapse-eval report DIR`` finds them with ``summary.side_run_dir``, which
+never consults the working directory). The changed items are found from the runs' columns
 (item ids, scores and line numbers; `compare` passes the columns it already loaded), and
 only the lines of the examples shown are decoded in full, so memory does not grow with the
 number of changed items' texts (two runs of a million records each stay well under 2 GB).
@@ -15,7 +15,7 @@ import heapq
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from collapse_eval.columns import (
 )
 from collapse_eval.errors import InputError, InputErrors
 from collapse_eval.records import read_run_manifest
+from collapse_eval.summary import Summary
 
 RECORDS_FILE = "records.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -49,28 +50,38 @@ class Examples:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # base/tuned -> manifest
 
 
-def resolve_run(summary_dir: Path, run: str) -> Path | None:
-    """The run directory named by ``run``; None if it is nowhere to be found.
+def examples_for(
+    summary: Summary,
+    where: Path,
+    *,
+    run_dirs: tuple[Path | None, Path | None] | None,
+    runs: tuple[RunColumns, RunColumns] | None = None,
+    index: Path | None = None,
+) -> Examples:
+    """The report's examples: from the runs' columns when given, else from the run
+    directories (``where``, the report's directory, is named when one was not found)."""
+    if runs is not None:
+        return collect_examples(summary, runs=runs, index=index)
+    dirs = run_dirs or (None, None)
+    problem = missing_run(summary, dirs, where)
+    base, tuned = dirs
+    if problem is not None or base is None or tuned is None:
+        return Examples(problem=problem)
+    return collect_examples(summary, (base, tuned), index=index)
 
-    An absolute path is used when it still holds the run. A relative path is taken
-    relative to ``summary_dir``. Either way, when that fails, the path's trailing parts
-    are tried under ``summary_dir`` (``/old/place/out/runs/base`` or a path given relative
-    to where compare ran, ``reports/x/runs/base``, both find ``out/runs/base``), so a moved
-    report directory still finds its runs. The working directory is never consulted.
-    """
-    path = PurePath(run)
-    if path.is_absolute() and _is_run(Path(path)):
-        return Path(path)
-    parts = path.parts[1:] if path.is_absolute() else path.parts
-    for start in range(len(parts)):
-        candidate = summary_dir.joinpath(*parts[start:])
-        if _is_run(candidate):
-            return candidate
+
+def missing_run(
+    summary: Summary, run_dirs: tuple[Path | None, Path | None], where: Path
+) -> str | None:
+    """Why examples cannot be shown when a run directory was not found (None: both were)."""
+    sides = (("base", summary.base), ("tuned", summary.tuned))
+    for (name, side), path in zip(sides, run_dirs, strict=True):
+        if path is None:
+            return (
+                f"the {name} run ({side.run or 'not named in summary.json'}) was not found "
+                f"relative to {where}; examples need both runs' records.jsonl"
+            )
     return None
-
-
-def _is_run(path: Path) -> bool:
-    return (path / RECORDS_FILE).is_file()
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -81,19 +92,17 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def primary_keys(summary: Mapping[str, Any]) -> dict[tuple[str, str, str], bool]:
+def primary_keys(summary: Summary) -> dict[tuple[str, str, str], bool]:
     """(suite, task, metric) of every compared task, subtasks of group tasks included,
     mapped to whether a higher score is better."""
     keys: dict[tuple[str, str, str], bool] = {}
-    for row in summary.get("comparisons") or []:
-        metric = row.get("metric")
-        better = row.get("higher_is_better", True) is not False
-        if metric == "format_ok":
+    for row in summary.comparisons:
+        if row.metric == "format_ok":
             continue
-        if row.get("group_by") is None:
-            keys[(row.get("suite"), row.get("task"), metric)] = better
-        elif row.get("group_by") == "subtask":
-            keys[(row.get("suite"), row.get("group"), metric)] = better
+        if row.group_by is None:
+            keys[(row.suite, row.task, row.metric)] = row.higher_is_better
+        elif row.group_by == "subtask":
+            keys[(row.suite, str(row.group), row.metric)] = row.higher_is_better
     return keys
 
 
@@ -205,24 +214,6 @@ def _find_changes(
     return changed
 
 
-def _run_paths(
-    summary: Mapping[str, Any], summary_dir: Path, found: Examples
-) -> tuple[Path, Path] | None:
-    """Both run directories named in the summary; None (and ``found.problem``) if not."""
-    paths: list[Path] = []
-    for side in ("base", "tuned"):
-        run = (summary.get(side) or {}).get("run")
-        path = resolve_run(summary_dir, str(run)) if run else None
-        if path is None:
-            found.problem = (
-                f"the {side} run ({run or 'not named in summary.json'}) was not found "
-                f"relative to {summary_dir}; examples need both runs' records.jsonl"
-            )
-            return None
-        paths.append(path)
-    return paths[0], paths[1]
-
-
 def _load_runs(paths: tuple[Path, Path], found: Examples) -> tuple[RunColumns, RunColumns] | None:
     """Both runs as columns; None (and ``found.problem``) if they cannot be read."""
     try:
@@ -247,8 +238,8 @@ Chosen = list[tuple[str, tuple[int, int]]]  # (lost|gained, (base line, tuned li
 
 
 def collect_examples(
-    summary: Mapping[str, Any],
-    summary_dir: Path,
+    summary: Summary,
+    run_dirs: tuple[Path, Path] | None = None,
     runs: tuple[RunColumns, RunColumns] | None = None,
     *,
     index: Path | None = None,
@@ -256,7 +247,8 @@ def collect_examples(
     """Lost and gained items of every compared task (general and domain).
 
     ``runs`` are the base and tuned runs as columns when the caller has them (compare);
-    otherwise the runs named in the summary are found relative to ``summary_dir`` and read.
+    otherwise the run directories ``run_dirs`` (base, tuned) are read. One of the two must
+    be given.
     Up to PER_TASK_AND_DIRECTION items per task and direction, largest change first (then
     by item id); lost before gained, tasks in the summary's order. Only those items' lines
     are decoded in full.
@@ -269,12 +261,11 @@ def collect_examples(
     found = Examples()
     wanted = primary_keys(summary)
     if runs is None:
-        paths = _run_paths(summary, summary_dir, found)
-        if paths is None:
+        if run_dirs is None:
+            raise ValueError("collect_examples needs the runs or their directories")
+        if index is not None and _examples_from_index(index, run_dirs, wanted, found):
             return found
-        if index is not None and _examples_from_index(index, paths, wanted, found):
-            return found
-        runs = _load_runs(paths, found)
+        runs = _load_runs(run_dirs, found)
         if runs is None:
             return found
     base, tuned = runs

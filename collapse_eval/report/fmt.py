@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from collapse_eval.summary import Comparison, Summary
 
 STATUSES = ("improved", "non_inferior", "equivalent", "inconclusive", "regressed")
 
@@ -48,10 +50,10 @@ def is_number(x: Any) -> TypeGuard[float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def alpha_of(summary: Mapping[str, Any]) -> float:
-    alpha = summary.get("alpha")
+def alpha_of(summary: Summary) -> float:
+    alpha: Any = summary.alpha
     if not is_number(alpha):
-        alpha = (summary.get("policy") or {}).get("alpha")
+        alpha = summary.policy.get("alpha") if isinstance(summary.policy, dict) else None
     return float(alpha) if is_number(alpha) and 0 < float(alpha) < 1 else 0.05
 
 
@@ -108,14 +110,14 @@ def short_model(model: Any) -> str:
     return text or str(model)
 
 
-def row_label(row: Mapping[str, Any]) -> str:
+def row_label(row: Comparison) -> str:
     """How one comparison row is named in every report."""
-    group_by, group = row.get("group_by"), row.get("group")
+    group_by, group = row.group_by, row.group
     if group_by in ("subtask", "metric"):
-        return f"{row.get('task')} / {group}"
+        return f"{row.task} / {group}"
     if group_by:
         return str(group)
-    return str(row.get("task"))
+    return str(row.task)
 
 
 def xml_text(value: Any) -> str:
@@ -124,13 +126,11 @@ def xml_text(value: Any) -> str:
 
 
 def rows_of(
-    summary: Mapping[str, Any], suite: str, group_by: str | None, *, format_ok: bool = False
-) -> list[Mapping[str, Any]]:
+    summary: Summary, suite: str, group_by: str | None, *, format_ok: bool = False
+) -> list[Comparison]:
     """Comparison rows of one section: score rows, or the format-following rows."""
     return [
         c
-        for c in summary.get("comparisons") or []
-        if c.get("suite") == suite
-        and c.get("group_by") == group_by
-        and (c.get("metric") == "format_ok") == format_ok
+        for c in summary.comparisons
+        if c.suite == suite and c.group_by == group_by and (c.metric == "format_ok") == format_ok
     ]

@@ -18,7 +18,7 @@ from typing import Any
 
 from collapse_eval.columns import RunColumns
 from collapse_eval.report.examples import INDEX_FILE as EXAMPLES_INDEX
-from collapse_eval.report.examples import Examples, collect_examples
+from collapse_eval.report.examples import Examples, examples_for
 from collapse_eval.report.fmt import (
     STATUS_MEANING,
     STATUSES,
@@ -36,8 +36,9 @@ from collapse_eval.report.fmt import (
     signed_points,
 )
 from collapse_eval.report.plots import Figure, flip_counts
+from collapse_eval.summary import Comparison, DomainGain, Summary
 
-Row = Mapping[str, Any]
+Row = Mapping[str, Any]  # a comparison row as summary.json holds it (Comparison.to_json)
 
 # Columns of the table of every comparison: summary.json fields, in this order, then any
 # field this list does not know yet (shown as text).
@@ -134,24 +135,24 @@ def _field_header(field: str) -> str:
     return f"{field} (pts)" if field in POINT_FIELDS else field
 
 
-def _section_row(row: Row) -> dict[str, Any]:
+def _section_row(row: Comparison) -> dict[str, Any]:
     flips = flip_counts(row)
     return {
-        "label": row.get("group") if row.get("group_by") == "subtask" else row_label(row),
+        "label": row.group if row.group_by == "subtask" else row_label(row),
         "title": row_label(row),
-        "n": row.get("n"),
-        "base": points(row.get("base_mean")),
-        "tuned": points(row.get("tuned_mean")),
-        "delta": signed_points(row.get("delta")),
-        "delta_sort": row.get("delta") if is_number(row.get("delta")) else "",
-        "ci": ci_points(row.get("ci_low"), row.get("ci_high")),
-        "margin": margin_points(row.get("margin")),
-        "margin_source": row.get("margin_source"),
-        "p": p_value(row.get("p_adjusted")),
-        "status": str(row.get("status")),
+        "n": row.n,
+        "base": points(row.base_mean),
+        "tuned": points(row.tuned_mean),
+        "delta": signed_points(row.delta),
+        "delta_sort": row.delta if is_number(row.delta) else "",
+        "ci": ci_points(row.ci_low, row.ci_high),
+        "margin": margin_points(row.margin),
+        "margin_source": row.margin_source,
+        "p": p_value(row.p_adjusted),
+        "status": str(row.status),
         "flips": f"{flips[0]} / {flips[1]}" if flips else None,
-        "note": row.get("note"),
-        "critical": bool(row.get("critical")),
+        "note": row.note,
+        "critical": bool(row.critical),
     }
 
 
@@ -164,7 +165,7 @@ def _figure_view(figure: Figure) -> dict[str, str]:
     }
 
 
-def _sections(summary: Mapping[str, Any], figures: Sequence[Figure]) -> list[dict[str, Any]]:
+def _sections(summary: Summary, figures: Sequence[Figure]) -> list[dict[str, Any]]:
     by_name = {f.name: f for f in figures}
     sections = []
     for key, suite, group_by, metric, title, first in _SECTIONS:
@@ -180,15 +181,15 @@ def _sections(summary: Mapping[str, Any], figures: Sequence[Figure]) -> list[dic
                 "first": first,
                 "rows": [_section_row(r) for r in rows],
                 "has_flips": any(flip_counts(r) for r in rows),
-                "has_note": any(r.get("note") for r in rows),
+                "has_note": any(r.note for r in rows),
                 "figures": [_figure_view(f) for f in shown],
             }
         )
     return sections
 
 
-def _run_info(summary: Mapping[str, Any], side: str, examples: Examples) -> dict[str, Any]:
-    info = dict(summary.get(side) or {})
+def _run_info(summary: Summary, side: str, examples: Examples) -> dict[str, Any]:
+    info = (summary.base if side == "base" else summary.tuned).to_json()
     for key in ("model", "run", "model_fingerprint"):
         info.setdefault(key, None)
     manifest = examples.manifests.get(side) or {}
@@ -210,7 +211,7 @@ def _run_info(summary: Mapping[str, Any], side: str, examples: Examples) -> dict
 
 
 def _meta(
-    summary: Mapping[str, Any], base: Mapping[str, Any], tuned: Mapping[str, Any]
+    summary: Summary, base: Mapping[str, Any], tuned: Mapping[str, Any]
 ) -> list[tuple[str, str]]:
     """(label, value) pairs of whatever the summary and the runs' manifests carry."""
     items: list[tuple[str, str]] = []
@@ -226,24 +227,24 @@ def _meta(
     ):
         b, t = base.get(key), tuned.get(key)
         add(label, b if b == t or t is None else f"base {b}; tuned {t}" if b is not None else t)
-    add("collapse-eval version", summary.get("collapse_eval_version"))
-    add("alpha", summary.get("alpha"))
-    add("seed", summary.get("seed"))
-    add("bootstrap resamples", summary.get("n_boot"))
-    add("compared at", summary.get("created_at"))
-    add("schema version", summary.get("schema_version"))
+    add("collapse-eval version", summary.collapse_eval_version)
+    add("alpha", summary.alpha)
+    add("seed", summary.seed)
+    add("bootstrap resamples", summary.n_boot)
+    add("compared at", summary.created_at)
+    add("schema version", summary.schema_version)
     return items
 
 
-def _reasons(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+def _reasons(summary: Summary) -> list[dict[str, str]]:
     return [
         {
             "text": str(r),
             "kind": "note"
             if str(r).startswith("note:")
-            else ("failure" if summary.get("verdict") == "fail" else "head"),
+            else ("failure" if summary.verdict == "fail" else "head"),
         }
-        for r in summary.get("reasons") or []
+        for r in summary.reasons
     ]
 
 
@@ -267,7 +268,7 @@ def _examples_view(examples: Examples) -> dict[str, Any]:
     }
 
 
-def render_html(summary: Mapping[str, Any], figures: Sequence[Figure], examples: Examples) -> str:
+def render_html(summary: Summary, figures: Sequence[Figure], examples: Examples) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
     env = Environment(
@@ -283,10 +284,10 @@ def render_html(summary: Mapping[str, Any], figures: Sequence[Figure], examples:
     )
     alpha = alpha_of(summary)
     base, tuned = _run_info(summary, "base", examples), _run_info(summary, "tuned", examples)
-    comparisons = list(summary.get("comparisons") or [])
+    comparisons = [c.to_json() for c in summary.comparisons]  # every field, as written
     fields = _all_fields(comparisons)
     flips_figure = next((f for f in figures if f.name == "flips"), None)
-    verdict = str(summary.get("verdict") or "unknown")
+    verdict = str(summary.verdict or "unknown")
     return env.get_template("report.html.j2").render(
         css=css,
         js=js,
@@ -315,62 +316,64 @@ def render_html(summary: Mapping[str, Any], figures: Sequence[Figure], examples:
         status_values=sorted({str(c.get("status")) for c in comparisons}),
         flips_figure=_figure_view(flips_figure) if flips_figure else None,
         examples=_examples_view(examples),
-        unpaired=summary.get("unpaired") or [],
+        unpaired=summary.unpaired,
     )
 
 
-def _retention(summary: Mapping[str, Any], alpha: float) -> dict[str, str] | None:
-    ret = summary.get("retention") or {}
-    if not is_number(ret.get("index")):
+def _retention(summary: Summary, alpha: float) -> dict[str, str] | None:
+    ret = summary.retention
+    if ret is None or not is_number(ret.index):
         return None
     ci = (
-        f"{ret['ci_low']:.3f} to {ret['ci_high']:.3f}"
-        if is_number(ret.get("ci_low")) and is_number(ret.get("ci_high"))
+        f"{ret.ci_low:.3f} to {ret.ci_high:.3f}"
+        if is_number(ret.ci_low) and is_number(ret.ci_high)
         else "n/a"
     )
+    n_tasks = "n/a" if "n_tasks" in ret.absent else str(ret.n_tasks)
     return {
-        "index": f"{ret['index']:.3f}",
+        "index": f"{ret.index:.3f}",
         "ci": f"{ci_label(alpha)} {ci}",
-        "n_tasks": str(ret.get("n_tasks", "n/a")),
-        "base": points(ret.get("base_macro")),
-        "tuned": points(ret.get("tuned_macro")),
+        "n_tasks": n_tasks,
+        "base": points(ret.base_macro),
+        "tuned": points(ret.tuned_macro),
     }
 
 
-def _pooled(summary: Mapping[str, Any], alpha: float) -> dict[str, str] | None:
-    overall = summary.get("domain_overall") or {}
-    pooled = overall.get("pooled")
-    if not pooled:
+def _pooled(summary: Summary, alpha: float) -> dict[str, str] | None:
+    pooled = summary.domain_overall.pooled if summary.domain_overall else None
+    if pooled is None:
         return None
-    gain = summary.get("domain_gain") or {}
     return {
-        "n": str(pooled.get("n")),
-        "base": points(pooled.get("base_mean")),
-        "tuned": points(pooled.get("tuned_mean")),
-        "delta": signed_points(pooled.get("delta")),
-        "ci": f"{ci_label(alpha)} {ci_points(pooled.get('ci_low'), pooled.get('ci_high'))}",
-        "p": p_value(pooled.get("p_value")),
-        "gain": _gain_words(gain),
+        "n": str(pooled.n),
+        "base": points(pooled.base_mean),
+        "tuned": points(pooled.tuned_mean),
+        "delta": signed_points(pooled.delta),
+        "ci": f"{ci_label(alpha)} {ci_points(pooled.ci_low, pooled.ci_high)}",
+        "p": p_value(pooled.p_value),
+        "gain": _gain_words(summary.domain_gain),
     }
 
 
-def _gain_words(gain: Mapping[str, Any]) -> str:
-    if not gain:
+def _gain_words(gain: DomainGain | None) -> str:
+    if gain is None:
         return ""
-    met = "met" if gain.get("met") else "not met"
-    return f"required, {met}" if gain.get("required") else f"{met} (not required)"
+    met = "met" if gain.met else "not met"
+    return f"required, {met}" if gain.required else f"{met} (not required)"
 
 
 def write_reports(
     out_dir: Path,
-    summary: Mapping[str, Any],
+    summary: Summary,
     env: Mapping[str, str] | None = None,
     *,
+    run_dirs: tuple[Path | None, Path | None] | None = None,
     runs: tuple[RunColumns, RunColumns] | None = None,
 ) -> dict[str, Path]:
     """summary.md, report.html, junit.xml and plots/*.png in ``out_dir`` from the summary
-    and the two runs it names (``runs``: those runs already loaded as columns, base then
-    tuned); summary.md is also appended to $GITHUB_STEP_SUMMARY."""
+    and its two runs, base then tuned: ``runs`` already loaded as columns (compare), else
+    read from ``run_dirs`` (None for a run that was not found: the report then says so
+    where the examples would be). The report never looks the runs up itself. summary.md
+    is also appended to $GITHUB_STEP_SUMMARY."""
     from collapse_eval.records import atomic_write_text
     from collapse_eval.report.junit import render_junit
     from collapse_eval.report.markdown import render_summary_markdown
@@ -379,7 +382,9 @@ def write_reports(
     env = os.environ if env is None else env
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_plots(summary, out_dir / "plots")
-    examples = collect_examples(summary, out_dir, runs, index=out_dir / EXAMPLES_INDEX)
+    examples = examples_for(
+        summary, out_dir, run_dirs=run_dirs, runs=runs, index=out_dir / EXAMPLES_INDEX
+    )
     markdown = render_summary_markdown(summary)
     atomic_write_text(out_dir / "summary.md", markdown)
     atomic_write_text(out_dir / "junit.xml", render_junit(summary))

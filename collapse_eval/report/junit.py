@@ -22,26 +22,25 @@ from collapse_eval.report.fmt import (
     signed_points,
     xml_text,
 )
+from collapse_eval.summary import Comparison, Summary
 
-Row = Mapping[str, Any]
+Row = Comparison
 
 
 def _verdict_label(row: Row) -> str:
     """The name the verdict's reasons start with for this row."""
-    if row.get("group_by"):
-        return f"domain {row['group_by']}={row.get('group')}"
-    return (
-        str(row.get("task")) if row.get("suite") == "general" else f"domain task {row.get('task')}"
-    )
+    if row.group_by:
+        return f"domain {row.group_by}={row.group}"
+    return str(row.task) if row.suite == "general" else f"domain task {row.task}"
 
 
 def _fails(row: Row, policy: Mapping[str, Any]) -> bool:
-    status = row.get("status")
-    if row.get("suite") == "general":
+    status = row.status
+    if row.suite == "general":
         general = policy.get("general") or {}
         if status in (general.get("fail_on") or ["regressed"]):
             return True
-        critical = row.get("critical") or row.get("task") in (general.get("critical") or [])
+        critical = row.critical or row.task in (general.get("critical") or [])
         return bool(critical) and status in ("regressed", "inconclusive")
     return status in ((policy.get("domain") or {}).get("fail_on") or [])
 
@@ -55,10 +54,10 @@ def _reason_for(label: str, reasons: Sequence[str]) -> str | None:
 
 def _stats(row: Row, alpha: float) -> str:
     return (
-        f"status {row.get('status')}; n {row.get('n')}; base {points(row.get('base_mean'))}, "
-        f"tuned {points(row.get('tuned_mean'))}, delta {signed_points(row.get('delta'))} points "
-        f"({ci_label(alpha)} {ci_points(row.get('ci_low'), row.get('ci_high'))}); "
-        f"margin {margin_points(row.get('margin'))} points; Holm p {p_value(row.get('p_adjusted'))}"
+        f"status {row.status}; n {row.n}; base {points(row.base_mean)}, "
+        f"tuned {points(row.tuned_mean)}, delta {signed_points(row.delta)} points "
+        f"({ci_label(alpha)} {ci_points(row.ci_low, row.ci_high)}); "
+        f"margin {margin_points(row.margin)} points; Holm p {p_value(row.p_adjusted)}"
     )
 
 
@@ -75,51 +74,54 @@ def _fail(case: ET.Element, message: str, detail: str) -> None:
     failure.text = xml_text(detail)
 
 
-def _row_cases(suite: ET.Element, rows: Sequence[Row], summary: Mapping[str, Any]) -> None:
-    policy = summary.get("policy") or {}
-    reasons = [str(r) for r in summary.get("reasons") or []]
+def _row_cases(suite: ET.Element, rows: Sequence[Row], summary: Summary) -> None:
+    policy = _policy(summary)
+    reasons = [str(r) for r in summary.reasons]
     alpha = alpha_of(summary)
     for row in rows:
         label = _verdict_label(row)
-        name = label if row.get("metric") != "format_ok" else f"{label} (format_ok)"
-        case = _case(suite, f"collapse_eval.{row.get('suite')}", name)
+        name = label if row.metric != "format_ok" else f"{label} (format_ok)"
+        case = _case(suite, f"collapse_eval.{row.suite}", name)
         stats = _stats(row, alpha)
         out = ET.SubElement(case, "system-out")
         out.text = xml_text(stats)
         if _fails(row, policy):
-            reason = _reason_for(label, reasons) or f"{label}: {row.get('status')}"
+            reason = _reason_for(label, reasons) or f"{label}: {row.status}"
             _fail(case, reason, stats)
 
 
-def _gated_rows(summary: Mapping[str, Any]) -> list[Row]:
-    comparisons = summary.get("comparisons") or []
-    domain_fail_on = ((summary.get("policy") or {}).get("domain") or {}).get("fail_on") or []
-    rows = [c for c in comparisons if c.get("suite") == "general" and c.get("group_by") is None]
-    rows += [c for c in comparisons if c.get("suite") == "domain" and c.get("group_by") is None]
+def _policy(summary: Summary) -> Mapping[str, Any]:
+    """The policy the summary was judged under, as its JSON form."""
+    return summary.policy if isinstance(summary.policy, Mapping) else {}
+
+
+def _gated_rows(summary: Summary) -> list[Row]:
+    comparisons = summary.comparisons
+    domain_fail_on = (_policy(summary).get("domain") or {}).get("fail_on") or []
+    rows = [c for c in comparisons if c.suite == "general" and c.group_by is None]
+    rows += [c for c in comparisons if c.suite == "domain" and c.group_by is None]
     if domain_fail_on:
         rows += [
             c
             for c in comparisons
-            if c.get("suite") == "domain" and c.get("group_by") in ("task_type", "output_format")
+            if c.suite == "domain" and c.group_by in ("task_type", "output_format")
         ]
     return rows
 
 
-def _extra_cases(suite: ET.Element, summary: Mapping[str, Any]) -> None:
-    reasons = [str(r) for r in summary.get("reasons") or []]
-    gain = summary.get("domain_gain")
-    if isinstance(gain, Mapping) and gain.get("required"):
+def _extra_cases(suite: ET.Element, summary: Summary) -> None:
+    reasons = [str(r) for r in summary.reasons]
+    gain = summary.domain_gain
+    if gain is not None and gain.required:
         case = _case(suite, "collapse_eval.domain", "domain gain (all items pooled)")
-        if not gain.get("met"):
+        if not gain.met:
             reason = next(
                 (r for r in reasons if r.startswith("domain (all items pooled)")),
                 "domain: no significant gain",
             )
             _fail(case, reason, reason)
-    critical = ((summary.get("policy") or {}).get("general") or {}).get("critical") or []
-    compared = {
-        c.get("task") for c in summary.get("comparisons") or [] if c.get("suite") == "general"
-    }
+    critical = (_policy(summary).get("general") or {}).get("critical") or []
+    compared = {c.task for c in summary.comparisons if c.suite == "general"}
     for task in critical:
         if task not in compared:
             case = _case(suite, "collapse_eval.general", str(task))
@@ -127,8 +129,8 @@ def _extra_cases(suite: ET.Element, summary: Mapping[str, Any]) -> None:
             _fail(case, message, message)
 
 
-def render_junit(summary: Mapping[str, Any]) -> str:
-    """The junit.xml text for a summary.json dict."""
+def render_junit(summary: Summary) -> str:
+    """The junit.xml text for a summary."""
     root = ET.Element("testsuites", {"name": "collapse-eval"})
     suite = ET.SubElement(root, "testsuite", {"name": "collapse-eval gate"})
     _row_cases(suite, _gated_rows(summary), summary)
@@ -141,11 +143,16 @@ def render_junit(summary: Mapping[str, Any]) -> str:
         element.set("errors", "0")
     suite.set("skipped", "0")
     props = ET.SubElement(suite, "properties")
-    for key in ("verdict", "created_at", "collapse_eval_version", "seed", "alpha"):
-        if summary.get(key) is not None:
-            ET.SubElement(props, "property", {"name": key, "value": xml_text(summary[key])})
-    for side in ("base", "tuned"):
-        model = (summary.get(side) or {}).get("model")
+    for key, value in (
+        ("verdict", summary.verdict),
+        ("created_at", summary.created_at),
+        ("collapse_eval_version", summary.collapse_eval_version),
+        ("seed", summary.seed),
+        ("alpha", summary.alpha),
+    ):
+        if value is not None:
+            ET.SubElement(props, "property", {"name": key, "value": xml_text(value)})
+    for side, model in (("base", summary.base.model), ("tuned", summary.tuned.model)):
         if model is not None:
             ET.SubElement(props, "property", {"name": f"{side}_model", "value": xml_text(model)})
     suite.remove(props)

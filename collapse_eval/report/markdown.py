@@ -9,8 +9,7 @@ Statuses keep their summary.json spelling; all numbers are in points (see fmt.py
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from collapse_eval.report.fmt import (
     STATUSES,
@@ -26,6 +25,7 @@ from collapse_eval.report.fmt import (
     short_model,
     signed_points,
 )
+from collapse_eval.summary import Comparison, Summary
 
 MAX_ROWS = 40  # per table; the rest is in report.html
 # Lines always start with our own prefix ("- ", "| "), so only inline markup needs escaping:
@@ -62,57 +62,54 @@ def _header(first: str, alpha: float, flips: bool) -> list[str]:
     return head + (["lost / gained"] if flips else [])
 
 
-def _flips(row: Mapping[str, Any]) -> str:
-    flips = row.get("flips")
-    if isinstance(flips, Mapping):
-        return f"{flips.get('lost', 'n/a')} / {flips.get('gained', 'n/a')}"
-    if row.get("base_only") is not None and row.get("tuned_only") is not None:
-        return f"{row['base_only']} / {row['tuned_only']}"
+def _flips(row: Comparison) -> str:
+    if row.flips is not None:
+        return f"{row.flips.lost} / {row.flips.gained}"
+    if row.base_only is not None and row.tuned_only is not None:
+        return f"{row.base_only} / {row.tuned_only}"
     return "n/a"
 
 
-def _rows(comparisons: Sequence[Mapping[str, Any]], flips: bool) -> list[list[str]]:
+def _rows(comparisons: Sequence[Comparison], flips: bool) -> list[list[str]]:
     out = []
     for c in comparisons:
         cells = [
-            escape_cell(row_label(c) if c.get("group_by") != "subtask" else c.get("group")),
-            str(c.get("n")),
-            points(c.get("base_mean")),
-            points(c.get("tuned_mean")),
-            signed_points(c.get("delta")),
-            ci_points(c.get("ci_low"), c.get("ci_high")),
-            margin_points(c.get("margin")),
-            escape_cell(p_value(c.get("p_adjusted"))),
-            _status(c.get("status")),
+            escape_cell(row_label(c) if c.group_by != "subtask" else c.group),
+            str(c.n),
+            points(c.base_mean),
+            points(c.tuned_mean),
+            signed_points(c.delta),
+            ci_points(c.ci_low, c.ci_high),
+            margin_points(c.margin),
+            escape_cell(p_value(c.p_adjusted)),
+            _status(c.status),
         ]
         out.append(cells + ([_flips(c)] if flips else []))
     return out
 
 
 def _section(
-    lines: list[str], title: str, rows: Sequence[Mapping[str, Any]], first: str, alpha: float
+    lines: list[str], title: str, rows: Sequence[Comparison], first: str, alpha: float
 ) -> None:
     if not rows:
         return
-    flips = any(isinstance(r.get("flips"), Mapping) for r in rows)
+    flips = any(r.flips is not None for r in rows)
     lines += ["", f"### {title}", ""]
     lines += _table(_header(first, alpha, flips), _rows(rows, flips))
 
 
-def render_summary_markdown(summary: Mapping[str, Any]) -> str:
-    """summary.md for a summary.json dict."""
+def render_summary_markdown(summary: Summary) -> str:
+    """summary.md for a summary."""
     alpha = alpha_of(summary)
-    verdict = str(summary.get("verdict") or "?").upper()
-    base, tuned = summary.get("base") or {}, summary.get("tuned") or {}
+    verdict = str(summary.verdict or "?").upper()
+    base, tuned = summary.base, summary.tuned
     lines = [f"## collapse-eval: {verdict}", ""]
     lines.append(
-        f"tuned **{escape_cell(short_model(tuned.get('model')))}** vs base "
-        f"**{escape_cell(short_model(base.get('model')))}**; alpha {alpha:g}; {UNIT_NOTE}"
+        f"tuned **{escape_cell(short_model(tuned.model))}** vs base "
+        f"**{escape_cell(short_model(base.model))}**; alpha {alpha:g}; {UNIT_NOTE}"
     )
     lines += ["", "### Why", ""]
-    lines += [f"- {escape_cell(r)}" for r in summary.get("reasons") or []] or [
-        "- (no reasons given)"
-    ]
+    lines += [f"- {escape_cell(r)}" for r in summary.reasons] or ["- (no reasons given)"]
     _section(lines, "General benchmarks", rows_of(summary, "general", None), "benchmark", alpha)
     _section(
         lines,
@@ -121,9 +118,9 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
         "task / metric",
         alpha,
     )
-    retention = summary.get("retention") or {}
-    if isinstance(retention.get("index"), (int, float)):
-        low, high = retention.get("ci_low"), retention.get("ci_high")
+    retention = summary.retention
+    if retention is not None and isinstance(retention.index, (int, float)):
+        low, high = retention.ci_low, retention.ci_high
         ci = (
             f"{low:.3f} to {high:.3f}"
             if isinstance(low, float) and isinstance(high, float)
@@ -131,17 +128,17 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
         )
         lines += [
             "",
-            f"Retention index (tuned / base over {retention.get('n_tasks')} general task(s)): "
-            f"**{retention['index']:.3f}** ({ci_label(alpha)} {ci})",
+            f"Retention index (tuned / base over {retention.n_tasks} general task(s)): "
+            f"**{retention.index:.3f}** ({ci_label(alpha)} {ci})",
         ]
-    overall = (summary.get("domain_overall") or {}).get("pooled")
+    overall = summary.domain_overall.pooled if summary.domain_overall else None
     if overall:
         lines += [
             "",
-            f"Domain, all {overall.get('n')} items pooled: {points(overall.get('base_mean'))} -> "
-            f"{points(overall.get('tuned_mean'))} ({signed_points(overall.get('delta'))}, "
-            f"{ci_label(alpha)} {ci_points(overall.get('ci_low'), overall.get('ci_high'))}, "
-            f"p {escape_cell(p_value(overall.get('p_value')))})",
+            f"Domain, all {overall.n} items pooled: {points(overall.base_mean)} -> "
+            f"{points(overall.tuned_mean)} ({signed_points(overall.delta)}, "
+            f"{ci_label(alpha)} {ci_points(overall.ci_low, overall.ci_high)}, "
+            f"p {escape_cell(p_value(overall.p_value))})",
         ]
     _section(lines, "Domain tasks", rows_of(summary, "domain", None), "task", alpha)
     _section(
@@ -161,13 +158,12 @@ def render_summary_markdown(summary: Mapping[str, Any]) -> str:
         "output format",
         alpha,
     )
-    unpaired = summary.get("unpaired") or []
-    if unpaired:
+    if summary.unpaired:
         lines += ["", "### Not compared", ""]
         lines += [
-            f"- {escape_cell(u.get('suite'))} task {escape_cell(u.get('task'))}: "
-            f"only in the {escape_cell(u.get('only_in'))} run"
-            for u in unpaired
+            f"- {escape_cell(u.suite)} task {escape_cell(u.task)}: "
+            f"only in the {escape_cell(u.only_in)} run"
+            for u in summary.unpaired
         ]
     legend = ", ".join(escape_cell(s) for s in STATUSES)
     lines += ["", f"Statuses: {legend}. Full report with plots and examples: report.html"]

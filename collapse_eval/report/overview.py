@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collapse_eval.report.fmt import short_model
+from collapse_eval.summary import Summary
 
 OVERVIEW_HTML = "index.html"
 OVERVIEW_PNG = "overview.png"
@@ -28,7 +29,7 @@ class Candidate:
     """One candidate of a many-candidate compare: its name (= its folder) and summary."""
 
     name: str
-    summary: Mapping[str, Any]
+    summary: Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +46,17 @@ class _Point:
 
 def _point(candidate: Candidate) -> _Point:
     summary = candidate.summary
-    overall = summary.get("domain_overall") or {}
-    pooled = overall.get("pooled") or {}
-    retention = summary.get("retention") or {}
+    pooled = summary.domain_overall.pooled if summary.domain_overall else None
+    retention = summary.retention
     return _Point(
         name=candidate.name,
-        verdict=str(summary.get("verdict")),
-        gain=pooled.get("delta"),
-        gain_low=pooled.get("ci_low"),
-        gain_high=pooled.get("ci_high"),
-        retention=retention.get("index"),
-        retention_low=retention.get("ci_low"),
-        retention_high=retention.get("ci_high"),
+        verdict=str(summary.verdict),
+        gain=pooled.delta if pooled else None,
+        gain_low=pooled.ci_low if pooled else None,
+        gain_high=pooled.ci_high if pooled else None,
+        retention=retention.index if retention else None,
+        retention_low=retention.ci_low if retention else None,
+        retention_high=retention.ci_high if retention else None,
     )
 
 
@@ -180,12 +180,10 @@ def _rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
     for candidate in candidates:
         p = _point(candidate)
         general = [
-            c
-            for c in candidate.summary.get("comparisons", [])
-            if c.get("suite") == "general" and not c.get("group_by")
+            c for c in candidate.summary.comparisons if c.suite == "general" and not c.group_by
         ]
-        reasons = candidate.summary.get("reasons") or []
-        model = str((candidate.summary.get("tuned") or {}).get("model") or "")
+        reasons = candidate.summary.reasons
+        model = str(candidate.summary.tuned.model or "")
         rows.append(
             {
                 "name": p.name,
@@ -194,7 +192,7 @@ def _rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
                 "verdict": p.verdict,
                 "gain": _interval(p.gain, p.gain_low, p.gain_high, 100),
                 "retention": _interval(p.retention, p.retention_low, p.retention_high, 1),
-                "regressed": sum(c.get("status") == "regressed" for c in general),
+                "regressed": sum(c.status == "regressed" for c in general),
                 "n_general": len(general),
                 "reason": str(reasons[0]) if reasons else "",
                 "report": f"{p.name}/report.html",
@@ -215,7 +213,7 @@ def render_overview(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    alphas = [c.summary.get("alpha") for c in candidates]
+    alphas = [c.summary.alpha for c in candidates]
     alpha = next((float(a) for a in alphas if isinstance(a, (int, float))), 0.05)
     return env.get_template("overview.html.j2").render(
         base=base,
@@ -223,7 +221,7 @@ def render_overview(
         image=("data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else None),
         alt=_alt_text(candidates),
         level=f"{(1 - alpha) * 100:g}%",
-        verdict="fail" if any(c.summary.get("verdict") != "pass" for c in candidates) else "pass",
+        verdict="fail" if any(c.summary.verdict != "pass" for c in candidates) else "pass",
     )
 
 
@@ -237,7 +235,7 @@ def write_overview(out: Path, candidates: Sequence[Candidate]) -> dict[str, Path
     if png is not None:
         (out / OVERVIEW_PNG).write_bytes(png)
         written[OVERVIEW_PNG] = out / OVERVIEW_PNG
-    base = dict(candidates[0].summary.get("base") or {}) if candidates else {}
+    base = candidates[0].summary.base.to_json() if candidates else {}
     atomic_write_text(out / OVERVIEW_HTML, render_overview(base, candidates, png))
     written[OVERVIEW_HTML] = out / OVERVIEW_HTML
     return written

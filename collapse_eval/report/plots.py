@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,8 +32,9 @@ from collapse_eval.report.fmt import (
     rows_of,
     signed_points,
 )
+from collapse_eval.summary import Comparison, Summary
 
-Row = Mapping[str, Any]
+Row = Comparison
 _DPI = 100
 INDEX_FILE = ".index.json"
 _WIDTH = 9.0  # inches; the legend column on the right is part of it
@@ -86,18 +87,18 @@ def forest_plot(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha:
     seen: set[str] = set()
     any_margin = False
     for y, row in enumerate(rows):
-        status = str(row.get("status"))
+        status = str(row.status)
         seen.add(status)
         colour = STATUS_COLOURS.get(status, OTHER_COLOUR)
-        low, high, delta = row.get("ci_low"), row.get("ci_high"), row.get("delta")
+        low, high, delta = row.ci_low, row.ci_high, row.delta
         if is_number(low) and is_number(high):
             ax.plot([low * 100, high * 100], [y, y], color=colour, linewidth=2.5)
         if is_number(delta):
             ax.plot([delta * 100], [y], "o", color=colour, markersize=6)
-        margin = row.get("margin")
+        margin = row.margin
         if is_number(margin) and margin > 0:
             any_margin = True
-            sign = -1 if row.get("higher_is_better", True) is not False else 1
+            sign = -1 if row.higher_is_better else 1
             ax.plot(
                 [sign * margin * 100] * 2,
                 [y - 0.38, y + 0.38],
@@ -159,9 +160,9 @@ def grouped_bars(
     ):
         means, lows, highs = [], [], []
         for row in rows:
-            mean = row.get(f"{side}_mean")
+            mean = row.base_mean if side == "base" else row.tuned_mean
             m = float(mean) * 100 if is_number(mean) else 0.0
-            ci = wilson(mean, row.get("n"), alpha)
+            ci = wilson(mean, row.n, alpha)
             means.append(m)
             # max(0, .): at p = 0 or 1 the interval's end can miss p by a rounding error,
             # and a mean outside 0..1 (a non-proportion metric) is outside its interval.
@@ -172,7 +173,7 @@ def grouped_bars(
         ax.errorbar(
             xs, means, yerr=[lows, highs], fmt="none", ecolor="#000000", capsize=3, linewidth=0.9
         )
-    labels = [_short(str(r.get("group") if r.get("group_by") else r.get("task")), 24) for r in rows]
+    labels = [_short(str(r.group if r.group_by else r.task), 24) for r in rows]
     ax.set_xticks(
         range(len(rows)),
         labels=labels,
@@ -192,11 +193,11 @@ def grouped_bars(
 def count_bars(rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: Path) -> Path:
     """How many test items each group holds (the test set's own distribution)."""
     fig, ax = _subplots(_WIDTH, max(1.8, 0.34 * len(rows) + 1.1))
-    counts = [int(r.get("n") or 0) for r in rows]
+    counts = [int(r.n or 0) for r in rows]
     ax.barh(range(len(rows)), counts, color=TUNED_COLOUR)
     for y, count in enumerate(counts):
         ax.text(count, y, f" {count}", va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), labels=[_short(str(r.get("group"))) for r in rows], fontsize=9)
+    ax.set_yticks(range(len(rows)), labels=[_short(str(r.group)) for r in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlim(0, max(counts + [1]) * 1.15)
     ax.set_xlabel(xlabel)
@@ -208,11 +209,10 @@ def count_bars(rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: 
 
 def flip_counts(row: Row) -> tuple[int, int] | None:
     """(lost, gained) items of a row: its ``flips`` when present, else base_only/tuned_only."""
-    flips = row.get("flips")
-    if isinstance(flips, Mapping) and isinstance(flips.get("lost"), int):
-        return int(flips["lost"]), int(flips.get("gained") or 0)
-    if isinstance(row.get("base_only"), int) and isinstance(row.get("tuned_only"), int):
-        return int(row["base_only"]), int(row["tuned_only"])
+    if row.flips is not None:
+        return row.flips.lost, row.flips.gained
+    if row.base_only is not None and row.tuned_only is not None:
+        return row.base_only, row.tuned_only
     return None
 
 
@@ -254,7 +254,7 @@ def _listing(parts: Sequence[str], limit: int = 12) -> str:
 
 
 def _forest_alt(rows: Sequence[Row], what: str) -> str:
-    parts = [f"{row_label(r)} {signed_points(r.get('delta'))} ({r.get('status')})" for r in rows]
+    parts = [f"{row_label(r)} {signed_points(r.delta)} ({r.status})" for r in rows]
     return (
         f"Forest plot of {what}: tuned minus base in points, with confidence intervals "
         f"and each row's margin. {_listing(parts)}."
@@ -262,15 +262,12 @@ def _forest_alt(rows: Sequence[Row], what: str) -> str:
 
 
 def _bars_alt(rows: Sequence[Row], what: str) -> str:
-    parts = [
-        f"{r.get('group')}: base {points(r.get('base_mean'))}, tuned {points(r.get('tuned_mean'))}"
-        for r in rows
-    ]
+    parts = [f"{r.group}: base {points(r.base_mean)}, tuned {points(r.tuned_mean)}" for r in rows]
     return f"Bar chart of {what} in points, base and tuned side by side. {_listing(parts)}."
 
 
 def _counts_alt(rows: Sequence[Row], label: str) -> str:
-    parts = [f"{r.get('group')}: {r.get('n')}" for r in rows]
+    parts = [f"{r.group}: {r.n}" for r in rows]
     return f"Bar chart of the number of test items per {label}. {_listing(parts, 30)}."
 
 
@@ -291,13 +288,13 @@ class _Spec:
     alt: str
 
 
-def figure_specs(summary: Mapping[str, Any]) -> list[_Spec]:
+def figure_specs(summary: Summary) -> list[_Spec]:
     """Every figure that has data, in report order."""
     alpha = alpha_of(summary)
     specs: list[_Spec] = []
 
     def forest(name: str, title: str, rows: list[Row], what: str, ylabel: str) -> None:
-        rows = [r for r in rows if is_number(r.get("delta"))]
+        rows = [r for r in rows if is_number(r.delta)]
         if rows:
             draw = partial(forest_plot, rows, title, ylabel, alpha=alpha)
             specs.append(_Spec(name, title, rows, draw, _forest_alt(rows, what)))
@@ -351,7 +348,9 @@ def figure_specs(summary: Mapping[str, Any]) -> list[_Spec]:
 def _key(name: str, title: str, rows: Sequence[Row], alpha: float) -> str:
     """What a figure depends on: its data, its title and this module's code."""
     code = Path(__file__).read_bytes()
-    data = json.dumps([name, title, alpha, list(rows)], sort_keys=True, default=str)
+    data = json.dumps(
+        [name, title, alpha, [r.to_json() for r in rows]], sort_keys=True, default=str
+    )
     return hashlib.sha256(code + data.encode("utf-8")).hexdigest()
 
 
@@ -363,7 +362,7 @@ def _read_index(path: Path) -> dict[str, str]:
     return value if isinstance(value, dict) else {}
 
 
-def write_plots(summary: Mapping[str, Any], plots_dir: Path) -> list[Figure]:
+def write_plots(summary: Summary, plots_dir: Path) -> list[Figure]:
     """Every figure with data as plots_dir/NAME.png, in report order.
 
     A PNG whose data, title and drawing code are unchanged since it was written (recorded
