@@ -267,6 +267,13 @@ def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
     return parse_engine_arg_strings(pairs)
 
 
+def benchmarks_option(
+    help: str = "benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
+) -> Callable[[F], F]:
+    """--benchmarks, as `run`, `compare`, `suites` and `tasks` take it."""
+    return click.option("--benchmarks", type=click.Path(path_type=Path), default=None, help=help)
+
+
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -277,12 +284,7 @@ def model_inputs(func: F) -> F:
             type=click.Path(path_type=Path),
             help="Domain test set (JSONL); repeatable.",
         ),
-        click.option(
-            "--benchmarks",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
-        ),
+        benchmarks_option(),
         click.option(
             "--suite",
             default=None,
@@ -789,12 +791,7 @@ def quality(
 
 
 @cli.command()
-@click.option(
-    "--benchmarks",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
-)
+@benchmarks_option()
 @handled
 def suites(benchmarks: Path | None) -> None:
     """List the suites of a benchmarks file, each with its tasks and their settings."""
@@ -828,12 +825,9 @@ def _entry_settings(entry: Any) -> str:
 
 @cli.command()
 @click.argument("pattern", required=False)
-@click.option(
-    "--benchmarks",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also list the tasks in this benchmarks.yaml's include_paths "
-    "(default: ./benchmarks.yaml when it exists).",
+@benchmarks_option(
+    "Also list the tasks in this benchmarks.yaml's include_paths "
+    "(default: ./benchmarks.yaml when it exists)."
 )
 @click.option(
     "--cache-dir",
