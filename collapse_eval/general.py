@@ -461,7 +461,7 @@ def run_general_suite(
 
     lm = EngineLM(engine)
     progress = progress or QuietProgress()
-    with _prepared_tasks(include_paths, suite.task_names) as prepared, _quiet_git():
+    with _prepared_tasks(include_paths, suite.task_names) as prepared, _no_run_metadata():
         manager = prepared.manager_for(suite.task_names)
         check_task_names(manager, suite.task_names, where=f"suite '{suite.name}': ")
         for entry in suite.entries:
@@ -478,41 +478,37 @@ def run_general_suite(
 
 
 @contextlib.contextmanager
-def _quiet_git() -> Iterator[None]:
-    """lm-eval notes the working directory's git commit in its results by running
-    ``git describe``, whose ``fatal: not a git repository`` reaches our stderr outside a
-    checkout. The same lookup runs with git's stderr discarded."""
+def _no_run_metadata() -> Iterator[None]:
+    """Skip what ``simple_evaluate`` adds to its results about the machine, which
+    collapse-eval never reads (the run manifest records its own environment):
+
+    - ``get_git_commit_hash`` runs ``git describe``, whose ``fatal: not a git repository``
+      reached our stderr outside a checkout;
+    - ``add_env_info`` runs torch's ``collect_env`` (``pip list`` and a dozen other
+      subprocesses): about 0.45 s per call, and lm-eval is called once per task and model,
+      so 3.7 s of a 19 s two-model compare of four small tasks.
+    """
     import lm_eval.evaluator as evaluator
 
-    original = getattr(evaluator, "get_git_commit_hash", None)
-    if original is None:  # another lm-eval layout: nothing to quieten
-        yield
-        return
-    evaluator.get_git_commit_hash = _quiet_git_commit_hash
+    replacements = {"get_git_commit_hash": _no_commit, "add_env_info": _no_env_info}
+    originals = {name: getattr(evaluator, name, None) for name in replacements}
+    for name, replacement in replacements.items():
+        if originals[name] is not None:  # another lm-eval layout: nothing to skip
+            setattr(evaluator, name, replacement)
     try:
         yield
     finally:
-        evaluator.get_git_commit_hash = original
+        for name, original in originals.items():
+            if original is not None:
+                setattr(evaluator, name, original)
 
 
-def _quiet_git_commit_hash() -> str | None:
-    """lm-eval's ``get_git_commit_hash`` without git's error output."""
-    import os
-    import subprocess
+def _no_commit() -> None:
+    return None
 
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always"],
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
-        return done.stdout.decode(errors="replace").strip()
-    except (OSError, subprocess.SubprocessError):
-        from lm_eval.loggers.utils import get_commit_from_path
 
-        commit: str | None = get_commit_from_path(os.getcwd())
-        return commit
+def _no_env_info(storage: dict[str, Any]) -> None:
+    return None
 
 
 def _effective_limit(entry: BenchmarkEntry, limit: int | None) -> int | None:

@@ -387,6 +387,43 @@ def test_general_tasks_outside_a_git_checkout_print_no_git_errors(
     assert "fatal" not in err and "not a git repository" not in err
 
 
+def test_general_tasks_skip_the_run_metadata_lm_eval_would_collect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch's collect_env (pip list and a dozen more subprocesses, ~0.45 s) and git
+    describe ran once per task and model; collapse-eval never reads what they return."""
+    import subprocess
+
+    import lm_eval.evaluator as evaluator
+    import torch.utils.collect_env as collect_env
+
+    from collapse_eval.general import run_general_suite
+
+    calls: list[str] = []
+    real_run = subprocess.run
+
+    def recording_run(args: Any, *a: Any, **k: Any) -> Any:
+        calls.append(str(args))
+        return real_run(args, *a, **k)
+
+    def recording_env_info() -> str:
+        calls.append("collect_env")
+        return ""
+
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", recording_env_info)
+    monkeypatch.setattr(subprocess, "run", recording_run)
+    originals = (evaluator.add_env_info, evaluator.get_git_commit_hash)
+    got: list[str] = []
+    suite = Suite(
+        "s", (BenchmarkEntry("demo_arithmetic", limit=2), BenchmarkEntry("demo_copy", limit=2))
+    )
+    run_general_suite(FakeEngine(default_answer="4"), suite, on_task=lambda t, r, i: got.append(t))
+    assert got == ["demo_arithmetic", "demo_copy"]
+    assert calls == []
+    # lm-eval is left as it was found
+    assert (evaluator.add_env_info, evaluator.get_git_commit_hash) == originals
+
+
 def test_fallback_notice_is_printed_once_per_process(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], engine_args_seen: list[dict[str, str]]
 ) -> None:
