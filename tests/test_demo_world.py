@@ -229,6 +229,7 @@ def test_an_interrupted_build_leaves_no_half_checkpoint_and_resumes(
     monkeypatch.setattr(world, "finetune", real_finetune)
     messages: list[str] = []
     built = ensure_demo_world(tmp_path, config=tiny, workers=1, progress=messages.append)
+    assert messages[0] == f"resuming the demo world build in {root} (built: base)"
     assert sorted(p.name for p in root.iterdir()) == [
         f".building-{os.getpid()}-mixed-x2",
         "base",

@@ -273,7 +273,11 @@ def ensure_demo_world(
     if not complete:
         root.mkdir(parents=True, exist_ok=True)
         _remove_stale_scratch(root)
-        say(f"building the demo world in {root} (first run only)")
+        ready = sorted(path.name for path in root.iterdir() if not path.name.startswith("."))
+        if ready:
+            say(f"resuming the demo world build in {root} (built: {', '.join(ready)})")
+        else:
+            say(f"building the demo world in {root} (first run only)")
     with contextlib.ExitStack() as stack:
         relay: Progress | None = progress
         queue = None
