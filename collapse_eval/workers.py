@@ -89,7 +89,7 @@ def run_tasks(
     """
     _check_graph(tasks)
     results: dict[str, Any] = {}
-    if workers <= 1:
+    if workers <= 1 or not tasks:
         for task in tasks:
             results[task.name] = task.fn(*task.args)
             if on_done is not None:

@@ -281,14 +281,15 @@ def ensure_demo_world(
     with contextlib.ExitStack() as stack:
         relay: Progress | None = progress
         queue = None
-        if n_workers > 1:
+        if n_workers > 1 and not complete:  # training reports its steps from the workers
             queue = stack.enter_context(multiprocessing.get_context("spawn").Manager()).Queue()
             relay = queue.put
         tasks = [] if complete else _world_tasks(root, config, relay)
         building = frozenset(t.name for t in tasks)
         tasks += list(extra(built, building)) if extra is not None else []
         if tasks and n_workers > 1:
-            say(f"running {len(tasks)} jobs in {n_workers} processes")
+            jobs = "1 job" if len(tasks) == 1 else f"{len(tasks)} jobs"
+            say(f"running {jobs} in {n_workers} processes")
         results = run_tasks(
             tasks,
             n_workers,
