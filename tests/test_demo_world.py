@@ -126,7 +126,7 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
 def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: Path) -> None:
     """The demo evaluates its checkpoints in two single-threaded workers: the runs they
     write hold the records an in-process run gives, and a complete run is reused."""
-    from collapse_eval.demo.run import evaluate_in_workers
+    from collapse_eval.demo.run import _log_evaluated, evaluation_tasks
     from collapse_eval.progress import QuietProgress
     from collapse_eval.records import load_run
     from collapse_eval.runner import RunSpec, run_model
@@ -154,9 +154,11 @@ def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: P
         def log(self, message: str) -> None:
             messages.append(message)
 
-    evaluate_in_workers(checkpoints, spec, tmp_path / "runs", Log(), workers=2)
-    assert messages[0] == "demo: evaluating 2 checkpoints in 2 processes"
-    assert sorted(m.split()[2] for m in messages[1:]) == ["base", "copy"]
+    tasks = evaluation_tasks(checkpoints, spec, tmp_path / "runs")
+    assert [(t.name, t.after) for t in tasks] == [("evaluate base", ()), ("evaluate copy", ())]
+    run_tasks(tasks, 2, on_done=lambda task, result: _log_evaluated(Log(), task, result))
+    assert sorted(m.split()[2] for m in messages) == ["base", "copy"]
+    assert all(m.startswith("demo: evaluated ") and m.endswith(" s CPU)") for m in messages)
     for name, checkpoint in checkpoints:
         alone = run_model(dataclasses.replace(spec, model=str(checkpoint)), tmp_path / name)
         in_worker = load_run(tmp_path / "runs" / name)
@@ -166,9 +168,13 @@ def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: P
         ]
     records = tmp_path / "runs" / "base" / "records.jsonl"
     before = records.stat().st_mtime_ns
-    messages.clear()
-    evaluate_in_workers(checkpoints, spec, tmp_path / "runs", Log(), workers=2)
-    assert messages == []  # complete runs: no worker started
+    # complete runs: no task, so no worker is started and nothing is rewritten
+    assert evaluation_tasks(checkpoints, spec, tmp_path / "runs") == []
+    # a checkpoint still being trained: its evaluation waits for it
+    later = evaluation_tasks(
+        [("late", tmp_path / "late")], spec, tmp_path / "runs", frozenset({"late"})
+    )
+    assert [(t.name, t.after) for t in later] == [("evaluate late", ("late",))]
     assert records.stat().st_mtime_ns == before
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.summary import Summary
-from collapse_eval.workers import Task, run_tasks
+from collapse_eval.workers import Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,17 +154,16 @@ def write_demo_overview(out: Path, rows: Sequence[DemoRow]) -> dict[str, Path]:
     return write_overview(out, [Candidate(r.name, load_summary(r.summary)) for r in rows])
 
 
-def _evaluate_one(spec: Any, checkpoint: str, run_dir: Path) -> tuple[float, float]:
+def _evaluate_one(spec: Any, checkpoint: str, run_dir: Path) -> dict[str, float]:
     """Evaluate ``checkpoint`` into ``run_dir`` on one thread (in a worker process);
     returns its wall and CPU seconds."""
     import torch
 
+    from collapse_eval.demo.world import timed
     from collapse_eval.runner import run_model
 
     torch.set_num_threads(1)
-    wall, cpu = time.monotonic(), time.process_time()
-    run_model(dataclasses.replace(spec, model=checkpoint), run_dir)
-    return time.monotonic() - wall, time.process_time() - cpu
+    return timed(lambda: run_model(dataclasses.replace(spec, model=checkpoint), run_dir))
 
 
 def _complete(run_dir: Path) -> bool:
@@ -202,32 +200,11 @@ def evaluation_tasks(
     ]
 
 
-def _log_evaluated(progress: Progress, task: Task, seconds: tuple[float, float]) -> None:
-    wall, cpu = seconds
+def _log_evaluated(progress: Progress, task: Task, seconds: dict[str, float]) -> None:
     name = task.name.removeprefix(_EVALUATE)
-    progress.log(f"demo: evaluated {name} in {wall:.0f} s ({cpu:.0f} s CPU)")
-
-
-def evaluate_in_workers(
-    checkpoints: Sequence[tuple[str, Path]],
-    spec: Any,
-    runs: Path,
-    progress: Progress,
-    workers: int | None = None,
-) -> None:
-    """Evaluate each (name, checkpoint) into ``runs/<name>`` in ``workers`` processes
-    (default: two where the machine has two cores). A run already marked complete is left
-    to the compares (which reuse it, or re-evaluate it if its settings changed), so a second
-    demo starts no worker. With one worker nothing happens here: the compares evaluate in
-    this process."""
-    from collapse_eval.demo.world import default_workers
-
-    workers = default_workers() if workers is None else workers
-    tasks = evaluation_tasks(checkpoints, spec, runs)
-    if workers <= 1 or not tasks:
-        return
-    progress.log(f"demo: evaluating {len(tasks)} checkpoints in {workers} processes")
-    run_tasks(tasks, workers, on_done=lambda task, result: _log_evaluated(progress, task, result))
+    progress.log(
+        f"demo: evaluated {name} in {seconds['wall_s']:.0f} s ({seconds['cpu_s']:.0f} s CPU)"
+    )
 
 
 def run_graded_study(

@@ -137,7 +137,8 @@ def _jobs(config: WorldConfig) -> list[_Job]:
     return jobs + [_Job(graded.graded_name(lv), True, lv) for lv in config.graded_levels]
 
 
-def _timed(fn: Callable[[], object]) -> dict[str, float]:
+def timed(fn: Callable[[], object]) -> dict[str, float]:
+    """Run ``fn``; its wall and CPU seconds (of this process), as world.json records them."""
     wall, cpu = time.monotonic(), time.process_time()
     fn()
     return {
@@ -184,7 +185,7 @@ def _remove_stale_scratch(root: Path) -> None:
 
 def _build_base_job(root: Path, config: WorldConfig, say: Progress | None) -> dict[str, float]:
     """Train the base checkpoint into ``root/base``; returns its wall and CPU seconds."""
-    return _timed(lambda: _into_place(root, "base", lambda out: build_base(out, config, say)))
+    return timed(lambda: _into_place(root, "base", lambda out: build_base(out, config, say)))
 
 
 def _run_job(root: Path, config: WorldConfig, job: _Job, say: Progress | None) -> dict[str, float]:
@@ -206,7 +207,7 @@ def _run_job(root: Path, config: WorldConfig, job: _Job, say: Progress | None) -
                 label=job.name,
             )
 
-    return _timed(lambda: _into_place(root, job.name, build))
+    return timed(lambda: _into_place(root, job.name, build))
 
 
 def _world_tasks(root: Path, config: WorldConfig, say: Progress | None) -> list[Task]:
