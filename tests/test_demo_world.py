@@ -29,6 +29,12 @@ def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoWor
     return cache, built, messages
 
 
+def _tiny_world(**overrides: object) -> WorldConfig:
+    """The test world cut to seconds: 2 base steps, 50 general items a task, 20 dialogues."""
+    cut = {"base_steps": 2, "general_per_task": 50, "unlabelled_dialogues": 20}
+    return dataclasses.replace(WorldConfig.test(), **{**cut, **overrides})
+
+
 def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     cache, built, messages = small_world
     root = cache / world_key(WorldConfig.test())
@@ -131,9 +137,7 @@ def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: P
     from collapse_eval.records import load_run
     from collapse_eval.runner import RunSpec, run_model
 
-    tiny = dataclasses.replace(
-        WorldConfig.test(), base_steps=2, general_per_task=50, unlabelled_dialogues=20
-    )
+    tiny = _tiny_world()
     base = train.build_base(tmp_path / "base", tiny)
     shutil.copytree(base, tmp_path / "copy")
     domain = tmp_path / "domain.jsonl"
@@ -202,14 +206,7 @@ def test_an_interrupted_build_leaves_no_half_checkpoint_and_resumes(
     """Ctrl-C during a fine-tune: the base stays (whole), no scratch directory or
     half checkpoint is left, the world is not marked complete; the next call trains only
     what is missing."""
-    tiny = dataclasses.replace(
-        WorldConfig.test(),
-        base_steps=2,
-        general_per_task=50,
-        unlabelled_dialogues=20,
-        finetune_steps=1,
-        graded_levels=(),
-    )
+    tiny = _tiny_world(finetune_steps=1, graded_levels=())
 
     def interrupted(base: Path, out: Path, *args: object, **kwargs: object) -> None:
         out.mkdir(parents=True)
@@ -249,9 +246,7 @@ def test_an_interrupted_build_leaves_no_half_checkpoint_and_resumes(
 
 
 def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
-    tiny = dataclasses.replace(
-        WorldConfig.test(), base_steps=3, general_per_task=50, unlabelled_dialogues=20
-    )
+    tiny = _tiny_world(base_steps=3)
     first = train.build_base(tmp_path / "a", tiny)
     second = train.build_base(tmp_path / "b", tiny)
     weights = (first / "model.safetensors").read_bytes()
@@ -284,15 +279,7 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
 
 def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path) -> None:
     """Two single-threaded worker processes give the weights one process gives."""
-    tiny = dataclasses.replace(
-        WorldConfig.test(),
-        base_steps=2,
-        general_per_task=50,
-        unlabelled_dialogues=20,
-        finetune_steps=2,
-        graded_levels=(0.5,),
-        graded_steps=2,
-    )
+    tiny = _tiny_world(finetune_steps=2, graded_levels=(0.5,), graded_steps=2)
     roots = tmp_path / "one", tmp_path / "two"
     train.build_base(roots[0] / "base", tiny)
     shutil.copytree(roots[0] / "base", roots[1] / "base")
