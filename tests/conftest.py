@@ -94,6 +94,18 @@ def write_run(path: Path, model: str, rows: Iterable[dict], tasks: dict | None =
     return path
 
 
+def write_run_pair(root: Path, tuned_score: float) -> tuple[Path, Path]:
+    """root/base and root/tuned: 100 domain items the base gets half right (0, 1, 0, ...)
+    and the tuned model scores tuned_score on each; 1.0 passes the gate, 0.0 fails it."""
+    rows = [
+        {"suite": "domain", "task": "t", "item_id": str(i), "metric": "score", "score": s}
+        for i, s in enumerate([0.0, 1.0] * 50)
+    ]
+    base = write_run(root / "base", "b", rows)
+    tuned = write_run(root / "tuned", "t", [{**r, "score": tuned_score} for r in rows])
+    return base, tuned
+
+
 def synthetic_rows(
     seed: int,
     p_general: float,

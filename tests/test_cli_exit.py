@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import write_run
+from tests.conftest import write_run_pair
 
 # A module-level object whose finalizer speaks: Python's teardown runs it, os._exit does not.
 PRELUDE = """
@@ -37,12 +37,7 @@ def _entry(tmp_path: Path, argv: list[str], extra: str = "") -> subprocess.Compl
 def test_the_exit_code_and_every_line_survive_and_atexit_handlers_still_run(
     tmp_path: Path,
 ) -> None:
-    rows = [
-        {"suite": "domain", "task": "t", "item_id": str(i), "metric": "score", "score": s}
-        for i, s in enumerate([0.0, 1.0] * 50)
-    ]
-    base = write_run(tmp_path / "base", "b", rows)
-    tuned = write_run(tmp_path / "tuned", "t", [{**r, "score": 0.0} for r in rows])
+    base, tuned = write_run_pair(tmp_path, tuned_score=0.0)
     out = tmp_path / "cmp"
     result = _entry(tmp_path, ["compare", str(base), str(tuned), "--out", str(out)])
     assert result.returncode == 1, result.stderr  # the domain lost 50 points: FAIL

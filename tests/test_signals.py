@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collapse_eval.records import load_run, read_records
-from tests.conftest import cli_run_argv, default_sigint, write_run
+from tests.conftest import cli_run_argv, default_sigint, write_run_pair
 
 N_ITEMS = 2000
 
@@ -131,12 +131,7 @@ def test_sigterm_exits_143_says_so_and_leaves_a_resumable_run(
 def _summary_dir(tmp_path: Path) -> Path:
     from collapse_eval.cli import main
 
-    rows = [
-        {"suite": "domain", "task": "t", "item_id": str(i), "metric": "score", "score": s}
-        for i, s in enumerate([0.0, 1.0] * 50)
-    ]
-    base = write_run(tmp_path / "base", "b", rows)
-    tuned = write_run(tmp_path / "tuned", "t", [{**r, "score": 1.0} for r in rows])
+    base, tuned = write_run_pair(tmp_path, tuned_score=1.0)
     out = tmp_path / "cmp"
     assert main(["compare", str(base), str(tuned), "--out", str(out), "-q"]) == 0
     return out
