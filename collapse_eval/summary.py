@@ -212,6 +212,16 @@ class _Fields:
         return default
 
 
+# Fields of every summary dataclass that are not JSON keys: what the read file lacked, and
+# the keys this release does not know.
+_NOT_JSON = ("absent", "extra")
+
+
+def _json_keys(cls: type) -> tuple[str, ...]:
+    """The JSON keys of a summary dataclass: its fields in declaration order, less _NOT_JSON."""
+    return tuple(f.name for f in fields(cls) if f.name not in _NOT_JSON)
+
+
 def _emit(
     obj: Any, absent: frozenset[str], extra: Mapping[str, Any], omit: Iterable[str] = ()
 ) -> dict[str, Any]:
@@ -221,7 +231,7 @@ def _emit(
     out: dict[str, Any] = {}
     skip = set(omit)
     for f in fields(obj):
-        if f.name in ("absent", "extra") or f.name in skip:
+        if f.name in _NOT_JSON or f.name in skip:
             continue
         value = getattr(obj, f.name)
         if value is None and f.name in _OMIT_NONE:
@@ -395,7 +405,7 @@ class Side:
     def from_json(cls, obj: Any, path: str | Path, side: str) -> Side:
         if not isinstance(obj, dict):
             raise InputError(path, "must be an object with 'model' and 'run'", field=side)
-        f = _Fields(obj, ("model", "run", "model_fingerprint"))
+        f = _Fields(obj, _json_keys(cls))
         return cls(
             f.get("model", None, _str_or_none),
             f.get("run", None, _str_or_none),
@@ -438,15 +448,7 @@ class Retention:
         return _emit(self, self.absent, self.extra)
 
 
-_RETENTION_KEYS = (
-    "index",
-    "ci_low",
-    "ci_high",
-    "base_macro",
-    "tuned_macro",
-    "n_tasks",
-    "ci_method",
-)
+_RETENTION_KEYS = _json_keys(Retention)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,17 +483,7 @@ class MacroComparison:
         return _emit(self, self.absent, self.extra)
 
 
-_MACRO_KEYS = (
-    "n_groups",
-    "base_mean",
-    "tuned_mean",
-    "delta",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "se",
-    "test",
-)
+_MACRO_KEYS = _json_keys(MacroComparison)
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +497,7 @@ class DomainOverall:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], path: str | Path) -> DomainOverall:
-        f = _Fields(obj, ("pooled", "macro_by_task_type"))
+        f = _Fields(obj, _json_keys(cls))
         pooled = f.get("pooled", None, _dict_or_none)
         macro = f.get("macro_by_task_type", None, _dict_or_none)
         return cls(
@@ -542,7 +534,7 @@ class DomainGain:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> DomainGain:
-        f = _Fields(obj, ("required", "min_gain", "delta", "p_value", "met"))
+        f = _Fields(obj, _json_keys(cls))
         return cls(
             f.get("required", False, _is_bool),
             f.get("min_gain", 0.0, _is_num),
@@ -568,7 +560,7 @@ class Unpaired:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Unpaired:
-        f = _Fields(obj, ("suite", "task", "only_in"))
+        f = _Fields(obj, _json_keys(cls))
         return cls(
             str(f.get("suite", "")), str(f.get("task", "")), str(f.get("only_in", "")), f.extra
         )
@@ -650,21 +642,4 @@ def _list_of_dicts(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
-_SUMMARY_KEYS = (
-    "schema_version",
-    "verdict",
-    "reasons",
-    "base",
-    "tuned",
-    "policy",
-    "comparisons",
-    "alpha",
-    "retention",
-    "domain_overall",
-    "unpaired",
-    "seed",
-    "n_boot",
-    "created_at",
-    "collapse_eval_version",
-    "domain_gain",
-)
+_SUMMARY_KEYS = _json_keys(Summary)
