@@ -719,6 +719,19 @@ def correlate(table: Path, out: Path, seed: int, dimension: str | None) -> None:
     help="Request cache directory (default: the user cache dir).",
 )
 @click.option("--no-cache", is_flag=True, help="Do not read or write the request cache.")
+@click.option(
+    "--against",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="TEST.jsonl",
+    help="A domain test set: report its items whose context or prompt near-duplicates a "
+    "sample of TRAIN.jsonl (contamination.json in --out).",
+)
+@click.option(
+    "--fail-on-contamination",
+    is_flag=True,
+    help="With --against: exit 1 when any test item is contaminated (a gate for CI).",
+)
 @handled
 def quality(
     train: Path,
@@ -735,9 +748,12 @@ def quality(
     seed: int,
     cache_dir: Path | None,
     no_cache: bool,
+    against: Path | None,
+    fail_on_contamination: bool,
 ) -> None:
     """Score a fine-tuning set TRAIN.jsonl: rules, dataset balance/diversity, optional IFD
-    (--model) and LLM judge (--judge); quality.json, samples.jsonl, quality.html."""
+    (--model) and LLM judge (--judge); quality.json, samples.jsonl, quality.html. With
+    --against TEST.jsonl, also the test items that leak from TRAIN (contamination.json)."""
     from collapse_eval.cache import RequestCache
     from collapse_eval.domain.dataset import load_training_set
     from collapse_eval.engines.registry import make_engine
@@ -746,8 +762,11 @@ def quality(
 
     if min_score is not None and keep_out is None:
         raise UsageError("--min-score needs --keep-out CLEAN.jsonl (where the kept samples go)")
+    if fail_on_contamination and against is None:
+        raise UsageError("--fail-on-contamination needs --against TEST.jsonl (what to check)")
     # Bad lines: exit 2 before any model loads; empty responses are flagged, not refused.
     items = load_training_set(train, allow_empty_response=True)
+    test_items = _load_test_set(against) if against is not None else None
     cache = None if no_cache or not (model or judge) else RequestCache(cache_dir)
     engines = []
     try:
@@ -788,6 +807,45 @@ def quality(
             f"kept {ko['kept']} -> {ko['path']}, rejected {ko['rejected']} -> {ko['rejected_path']}"
         )
     click.echo(f"report: {written['quality']}  {written['html']}")
+    if against is not None and test_items is not None:
+        found = _contamination_found(items, test_items, train, against, out)
+        if found and fail_on_contamination:
+            sys.exit(EXIT_GATE_FAILED)
+
+
+def _load_test_set(path: Path) -> list[Any]:
+    """--against's domain test set; a training set given by mistake is named as such
+    instead of two problems per line."""
+    from collapse_eval.domain.dataset import _detect_kind, load_domain_set
+    from collapse_eval.errors import InputErrors, UsageError
+
+    try:
+        return load_domain_set(path)
+    except InputErrors:
+        if _detect_kind(path) == "training":
+            raise UsageError(
+                f"{path}: is a training set (its lines carry 'response', none 'reference'); "
+                "--against takes the domain test set to check (docs/formats.md#domain-test-set)"
+            ) from None
+        raise
+
+
+def _contamination_found(
+    items: Sequence[Any], test_items: Sequence[Any], train: Path, against: Path, out: Path
+) -> bool:
+    """`quality --against`: check, write contamination.json, print the summary."""
+    from collapse_eval.quality.contamination import (
+        find_contamination,
+        summary_lines,
+        write_contamination,
+    )
+
+    result = find_contamination(items, test_items)
+    path = write_contamination(result, out, train=str(train), test=str(against))
+    for line in summary_lines(result):
+        click.echo(line)
+    click.echo(f"contamination report: {path}")
+    return result.n_contaminated > 0
 
 
 @cli.command()
