@@ -1,15 +1,16 @@
 """Labeling: the held-out split by dialogue, weighted random sampling of prompts per
 dialogue, labels from the labeler, training samples and domain test items.
 
-Dialogues are split before anything is labeled, by groups of identical text, so no
-dialogue (not even a copy under another id) is in both the training data and the test set.
+Dialogues are split before anything is labeled, by clusters of near-identical text
+(MinHash candidates confirmed on the exact Jaccard similarity of word 3-gram shingles), so
+no dialogue, nor a copy of it under another id with a word changed, is in both the
+training data and the test set.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,45 @@ from collapse_eval.databuild.construct import generate_all
 from collapse_eval.databuild.evolve import label_request
 from collapse_eval.databuild.screen import parse_label
 from collapse_eval.databuild.spec import BuildSpec, TaskSpec
-from collapse_eval.domain.scorers import normalize_text
 from collapse_eval.engines.base import Engine
 from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.quality.contamination import CONTEXT_THRESHOLD, near_identical_groups
 from collapse_eval.records import decode_json
 
-__all__ = ["Dialogue", "load_dialogues", "split_dialogues", "label_train", "label_test"]
+__all__ = [
+    "Dialogue",
+    "Labeler",
+    "SPLIT_JACCARD",
+    "Split",
+    "load_dialogues",
+    "split_dialogues",
+    "label_train",
+    "label_test",
+]
+
+
+# Dialogues this similar or more (Jaccard of word 3-gram shingles) stay on one side: the
+# contamination check's context threshold, so a build's outputs leave it nothing to find.
+SPLIT_JACCARD = CONTEXT_THRESHOLD
 
 
 @dataclass(frozen=True)
 class Dialogue:
     id: str
     text: str
+
+
+@dataclass(frozen=True)
+class Labeler:
+    """Who wrote the labels: the model as named and its engine fingerprint ("sha256:...").
+    ``compare`` reads them from a test item's metadata to tell when a compared model is
+    the one that wrote the references."""
+
+    name: str
+    fingerprint: str
+
+    def metadata(self) -> dict[str, str]:
+        return {"labeler": self.name, "labeler_fingerprint": self.fingerprint}
 
 
 def load_dialogues(path: Path) -> list[Dialogue]:
@@ -80,22 +108,47 @@ def load_dialogues(path: Path) -> list[Dialogue]:
     return dialogues
 
 
-def split_dialogues(
-    dialogues: Sequence[Dialogue], test_fraction: float, seed: int
-) -> tuple[list[Dialogue], list[Dialogue]]:
-    """(train, test): groups of identical text go to one side; a seeded permutation."""
-    groups: dict[str, list[Dialogue]] = defaultdict(list)
-    for d in dialogues:
-        groups[normalize_text(d.text)].append(d)
-    keys = sorted(groups, key=lambda k: groups[k][0].id)
-    order = np.random.default_rng([seed, 3]).permutation(len(keys))
-    n_test = int(round(test_fraction * len(keys)))
-    if test_fraction > 0 and len(keys) >= 2:
-        n_test = min(max(n_test, 1), len(keys) - 1)
-    test_keys = {keys[int(i)] for i in order[:n_test]}
-    train = [d for k in keys if k not in test_keys for d in groups[k]]
-    test = [d for k in keys if k in test_keys for d in groups[k]]
-    return train, test
+@dataclass(frozen=True)
+class Split:
+    """The dialogues of each side, and the clusters of several dialogues (each kept on
+    one side) as build.json records them."""
+
+    train: list[Dialogue]
+    test: list[Dialogue]
+    merged: list[dict[str, Any]] = field(default_factory=list)
+    n_clusters: int = 0
+
+
+def split_dialogues(dialogues: Sequence[Dialogue], test_fraction: float, seed: int) -> Split:
+    """Clusters of near-identical dialogues (Jaccard >= SPLIT_JACCARD) go to one side: a
+    seeded permutation of the clusters, ordered by their first dialogue's id."""
+    groups, links = near_identical_groups([d.text for d in dialogues], SPLIT_JACCARD)
+    groups.sort(key=lambda g: dialogues[g[0]].id)
+    order = np.random.default_rng([seed, 3]).permutation(len(groups))
+    n_test = int(round(test_fraction * len(groups)))
+    if test_fraction > 0 and len(groups) >= 2:
+        n_test = min(max(n_test, 1), len(groups) - 1)
+    in_test = {int(i) for i in order[:n_test]}
+    group_of = {i: k for k, g in enumerate(groups) for i in g}
+    merged = [
+        {
+            "dialogues": [dialogues[i].id for i in g],
+            "side": "test" if k in in_test else "train",
+            "links": [
+                [dialogues[link.a].id, dialogues[link.b].id, link.similarity]
+                for link in links
+                if group_of[link.a] == k
+            ],
+        }
+        for k, g in enumerate(groups)
+        if len(g) > 1
+    ]
+    return Split(
+        train=[dialogues[i] for k, g in enumerate(groups) if k not in in_test for i in g],
+        test=[dialogues[i] for k, g in enumerate(groups) if k in in_test for i in g],
+        merged=merged,
+        n_clusters=len(groups),
+    )
 
 
 def _sample_prompts(
@@ -130,7 +183,7 @@ def _messages(request_messages: Sequence[tuple[str, str]]) -> list[dict[str, str
 def label_train(
     spec: BuildSpec,
     engine: Engine,
-    labeler: str,
+    labeler: Labeler,
     dialogues: Sequence[Dialogue],
     pools: Mapping[str, Sequence[dict[str, Any]]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -154,7 +207,7 @@ def label_train(
                 "cluster": dialogue.id,
                 "dialogue_id": dialogue.id,
                 **_lineage(prompt),
-                "labeler": labeler,
+                **labeler.metadata(),
             },
         }
         _, problem = parse_label(task, answer)
@@ -194,12 +247,13 @@ def _test_prompts(
 def label_test(
     spec: BuildSpec,
     engine: Engine,
-    labeler: str,
+    labeler: Labeler,
     dialogues: Sequence[Dialogue],
     pools: Mapping[str, Sequence[dict[str, Any]]],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(domain test items, rejected entries): every task type on every test dialogue; the
-    labeler's answer, read by the format's scorer, is the reference (a silver label)."""
+    labeler's answer, read by the format's scorer, is the reference: a silver label, so
+    marked (``reference_source``) until a reviewer corrects it."""
     rng = np.random.default_rng([spec.seed, 5])
     jobs = [(d, task, p) for d in dialogues for task, p in _test_prompts(spec, pools, rng)]
     requests = [
@@ -221,7 +275,8 @@ def label_test(
                 "cluster": dialogue.id,
                 "dialogue_id": dialogue.id,
                 **_lineage(prompt),
-                "labeler": labeler,
+                "reference_source": "silver",
+                **labeler.metadata(),
                 "raw_label": answer,
             },
         }

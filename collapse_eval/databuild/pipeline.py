@@ -1,38 +1,53 @@
-"""``collapse-eval data build``: construction -> evolution -> labeling -> quality -> report.
+"""``collapse-eval data build``: construction -> evolution -> labeling -> test review ->
+quality -> contamination check -> report.
 
 Every stage writes its output files atomically and records, in ``.build-state.json``, the
 hash of its inputs (the spec's settings for it, the files of the stages before it, the
-review file, the model's identity) and of its outputs. A re-run skips a stage whose inputs
-and outputs are unchanged, so an unchanged build loads no model at all; a stage that has
-to run again gets its LLM answers from the request cache, written after every chunk of
-requests, so a killed build resumes where it stopped and a re-run costs no engine call.
+review files, the model's identity, the prompt templates and rule thresholds it applies,
+and the source of the modules that implement it) and of its outputs. A re-run skips a
+stage whose inputs and outputs are unchanged, so an unchanged build loads no model at all;
+a stage that has to run again gets its LLM answers from the request cache, written after
+every chunk of requests, so a killed build resumes where it stopped and a re-run costs no
+engine call.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from collapse_eval.cache import CachedEngine, RequestCache
+from collapse_eval.databuild import construct as construct_mod
+from collapse_eval.databuild import evolve as evolve_mod
+from collapse_eval.databuild import label as label_mod
 from collapse_eval.databuild import report as rep
+from collapse_eval.databuild import screen
 from collapse_eval.databuild.construct import construct
 from collapse_eval.databuild.evolve import evolve
 from collapse_eval.databuild.label import (
     Dialogue,
+    Labeler,
+    Split,
     label_test,
     label_train,
     load_dialogues,
     split_dialogues,
 )
 from collapse_eval.databuild.spec import BuildSpec
-from collapse_eval.domain.dataset import TrainingItem
-from collapse_eval.engines.base import Engine, checkpoint_fingerprint
-from collapse_eval.errors import InputError, did_you_mean
+from collapse_eval.domain.dataset import DomainItem, TrainingItem
+from collapse_eval.domain.scorers import check_reference
+from collapse_eval.engines.base import Engine, GenRequest, checkpoint_fingerprint
+from collapse_eval.errors import CollapseEvalError, InputError, did_you_mean
+from collapse_eval.quality import contamination
+from collapse_eval.quality import pipeline as quality_pipeline
 from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
 from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
@@ -49,18 +64,41 @@ __all__ = [
 BUILD_SCHEMA_VERSION = 1
 STATE_FILE = ".build-state.json"
 REVIEW_FILE = "prompts.review.jsonl"
+TEST_REVIEW_FILE = "test.review.jsonl"
 FILES = {
     "variants": "variants.jsonl",
     "prompts": "prompts.jsonl",
     "labeled": "labeled.jsonl",
     "labeling_rejected": "labeling_rejected.jsonl",
+    "test_labeled": "test_labeled.jsonl",
     "test": "test.jsonl",
     "train": "train.jsonl",
     "rejected": "rejected.jsonl",
     "quality": "quality.json",
     "report": "build.json",
 }
-STAGES = ("construction", "evolution", "labeling", "quality")
+STAGES = ("construction", "evolution", "labeling", "test_review", "quality")
+# The modules whose code decides each stage's output: a change to their source (a new
+# screening rule, a reworded template) re-runs the stage, as a changed setting does.
+STAGE_CODE = {
+    "construction": ("databuild.construct", "databuild.screen", "domain.scorers"),
+    "evolution": ("databuild.construct", "databuild.evolve", "databuild.screen", "domain.scorers"),
+    "labeling": (
+        "databuild.label",
+        "databuild.evolve",
+        "databuild.screen",
+        "domain.scorers",
+        "quality.contamination",
+    ),
+    "test_review": ("databuild.pipeline", "domain.scorers"),
+    "quality": (
+        "quality.rules",
+        "quality.dataset_level",
+        "quality.pipeline",
+        "domain.scorers",
+        "databuild.pipeline",
+    ),
+}
 
 EngineFactory = Callable[[str], Engine]
 
@@ -108,6 +146,24 @@ def sha256_file(path: Path) -> str:
 
 def _key(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+@functools.cache
+def _source_hash(module: str) -> str:
+    """sha256 of a collapse_eval module's source file (the package version where the
+    source is not a readable file)."""
+    loaded = importlib.import_module(f"collapse_eval.{module}")
+    try:
+        return hashlib.sha256(Path(str(loaded.__file__)).read_bytes()).hexdigest()
+    except OSError:
+        from collapse_eval import __version__
+
+        return f"version:{__version__}"
+
+
+def stage_code(stage: str) -> dict[str, str]:
+    """The source hashes of the modules a stage's output depends on (part of its key)."""
+    return {module: _source_hash(module) for module in STAGE_CODE[stage]}
 
 
 def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -186,11 +242,13 @@ class _Engines:
 # ------------------------------------------------------------------ review
 
 
-def load_review(path: Path, known: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """``{prompt id: "accept" | "reject"}`` from prompts.review.jsonl (exit 2 on problems)."""
-    decisions: dict[str, str] = {}
+def _review_lines(
+    path: Path, fields: set[str], known: Mapping[str, Any], what: tuple[str, str]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per line of a review file whose id is in ``known``; a line
+    that is not such an object is exit 2 naming the line and the field."""
     if not path.exists():
-        return decisions
+        return
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not raw.strip():
             continue
@@ -199,24 +257,122 @@ def load_review(path: Path, known: Mapping[str, Mapping[str, Any]]) -> dict[str,
         except ValueError:
             raise InputError(path, "not a JSON line", line=lineno) from None
         if not isinstance(obj, dict):
-            raise InputError(path, 'expected {"id": ..., "decision": ...}', line=lineno)
-        extra = sorted(set(obj) - {"id", "decision", "note"})
+            shape = ", ".join(f'"{f}": ...' for f in ["id", *sorted(fields)])
+            raise InputError(path, f"expected {{{shape}}}", line=lineno)
+        extra = sorted(set(obj) - fields - {"id", "note"})
         if extra:
-            raise InputError(path, "unknown field", line=lineno, field=extra[0])
-        pid, decision = obj.get("id"), obj.get("decision")
-        if pid not in known:
             raise InputError(
                 path,
-                f"no prompt with id {pid!r} in prompts.jsonl.{did_you_mean(str(pid), known)}",
+                f"unknown field.{did_you_mean(extra[0], fields | {'id', 'note'})}",
+                line=lineno,
+                field=extra[0],
+            )
+        item_id = obj.get("id")
+        if not isinstance(item_id, str) or item_id not in known:
+            raise InputError(
+                path,
+                f"no {what[0]} with id {item_id!r} in {what[1]}."
+                f"{did_you_mean(str(item_id), known)}",
                 line=lineno,
                 field="id",
             )
+        yield lineno, obj
+
+
+def load_review(path: Path, known: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``{prompt id: "accept" | "reject"}`` from prompts.review.jsonl (exit 2 on problems)."""
+    decisions: dict[str, str] = {}
+    for lineno, obj in _review_lines(path, {"decision"}, known, ("prompt", FILES["prompts"])):
+        decision = obj.get("decision")
         if decision not in ("accept", "reject"):
             raise InputError(
                 path, f"must be accept or reject, got {decision!r}", line=lineno, field="decision"
             )
-        decisions[str(pid)] = str(decision)
+        decisions[obj["id"]] = str(decision)
     return decisions
+
+
+@dataclass(frozen=True)
+class TestReview:
+    """A reviewer's word on one test item: drop it, or its correct reference."""
+
+    drop: bool
+    reference: Any = None
+
+
+def reference_problem(spec: BuildSpec, item: Mapping[str, Any], value: Any) -> str | None:
+    """Why ``value`` cannot be the reference of test item ``item``, or None: the format's
+    check, and for ``label`` and ``json`` tasks the spec's label set and keys."""
+    problem = check_reference(item["output_format"], value)
+    if problem is not None:
+        return problem
+    task = next((t for t in spec.task_types if t.name == item["task_type"]), None)
+    if task is None:
+        return None
+    if task.output_format == "label" and value not in task.labels:
+        return f"{value!r} is not one of the task's labels: {', '.join(task.labels)}"
+    if task.output_format == "json" and sorted(value) != sorted(task.keys):
+        return f"must have exactly the task's keys: {', '.join(task.keys)}"
+    return None
+
+
+def load_test_review(
+    path: Path, items: Mapping[str, Mapping[str, Any]], spec: BuildSpec
+) -> dict[str, TestReview]:
+    """``{test item id: TestReview}`` from test.review.jsonl: ``{"id", "reference"}`` or
+    ``{"id", "decision": "drop"}`` per line (the last line for an id wins); exit 2 naming
+    the line and field on an unknown id, a bad decision or a reference the item's format
+    or the spec refuses."""
+    reviews: dict[str, TestReview] = {}
+    what = ("test item", FILES["test_labeled"])
+    for lineno, obj in _review_lines(path, {"reference", "decision"}, items, what):
+        if ("reference" in obj) == ("decision" in obj):
+            raise InputError(
+                path,
+                'give either "reference" (the correct answer) or "decision": "drop"',
+                line=lineno,
+            )
+        if "decision" in obj:
+            if obj["decision"] != "drop":
+                raise InputError(
+                    path,
+                    f'must be "drop", got {obj["decision"]!r} (to correct the item, give '
+                    '"reference" instead)',
+                    line=lineno,
+                    field="decision",
+                )
+            reviews[obj["id"]] = TestReview(drop=True)
+            continue
+        problem = reference_problem(spec, items[obj["id"]], obj["reference"])
+        if problem is not None:
+            raise InputError(path, problem, line=lineno, field="reference")
+        reviews[obj["id"]] = TestReview(drop=False, reference=obj["reference"])
+    return reviews
+
+
+def apply_test_review(
+    items: Sequence[dict[str, Any]], reviews: Mapping[str, TestReview]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(the test items after review, counts): dropped items leave; a reviewed reference
+    makes the item gold (the silver one is kept as ``metadata.silver_reference``)."""
+    kept: list[dict[str, Any]] = []
+    counts = {"corrected": 0, "confirmed": 0, "dropped": 0}
+    for item in items:
+        review = reviews.get(item["id"])
+        if review is None:
+            kept.append(item)
+        elif review.drop:
+            counts["dropped"] += 1
+        else:
+            same = canonical_json(review.reference) == canonical_json(item["reference"])
+            counts["confirmed" if same else "corrected"] += 1
+            metadata = {
+                **item["metadata"],
+                "reference_source": "gold",
+                "silver_reference": item["reference"],
+            }
+            kept.append({**item, "reference": review.reference, "metadata": metadata})
+    return kept, counts
 
 
 def labeling_pools(
@@ -244,14 +400,21 @@ class _Build:
     engines: _Engines
     state: _State
     say: Callable[[str], None]
-    train_dialogues: list[Dialogue]
-    test_dialogues: list[Dialogue]
+    split: Split
     dialogues_sha: str
     ran: dict[str, bool] = field(default_factory=dict)
     costs: dict[str, StageCost] = field(default_factory=dict)
 
     def path(self, name: str) -> Path:
         return self.out / FILES[name]
+
+    @property
+    def train_dialogues(self) -> list[Dialogue]:
+        return self.split.train
+
+    @property
+    def test_dialogues(self) -> list[Dialogue]:
+        return self.split.test
 
     def stage(
         self,
@@ -260,7 +423,7 @@ class _Build:
         outputs: Sequence[str],
         compute: Callable[[StageCost], dict[str, Any]],
     ) -> dict[str, Any]:
-        key = _key(inputs)
+        key = _key({**inputs, "code": stage_code(name)})
         paths = [self.path(o) for o in outputs]
         cost = self.costs.setdefault(name, StageCost())
         if not self.options.force and self.state.fresh(name, key, paths):
@@ -287,12 +450,55 @@ def _spec_part(spec: BuildSpec, *keys: str) -> dict[str, Any]:
     return {k: spec.raw.get(k) for k in keys}
 
 
+def _request_json(request: GenRequest) -> list[Any]:
+    return [[list(m) for m in request.messages or ()], request.prompt, request.max_tokens]
+
+
+def _screen_rules() -> dict[str, Any]:
+    return {"min_words": screen.MIN_WORDS, "max_words": screen.MAX_WORDS}
+
+
+def _label_template(spec: BuildSpec, module: Any) -> list[Any]:
+    """The labeling request with placeholders: its wording, as the stage renders it."""
+    request = module.label_request(spec, "{dialogue}", "{instruction}", spec.labeling.max_tokens)
+    return _request_json(request)
+
+
+def _construction_rules(spec: BuildSpec) -> dict[str, Any]:
+    """Every construction request as it will be sent (the style wording, the system
+    message and the request template) and the screening thresholds."""
+    candidates = construct_mod._construction_requests(spec)
+    return {
+        "requests": [_request_json(c.request) for c in candidates],
+        "screen": _screen_rules(),
+    }
+
+
+def _evolution_rules(spec: BuildSpec) -> dict[str, Any]:
+    """The operator texts, the role views, every operator's request rendered for every
+    task type on a placeholder instruction, the probe's request, the screening thresholds."""
+    rng = np.random.default_rng(0)
+    requests = [
+        _request_json(evolve_mod._operator_request(spec, task, "{instruction}", op, rng))
+        for task in spec.task_types
+        for op in spec.evolution.operators
+    ]
+    return {
+        "operator_wording": dict(evolve_mod.OPERATOR_WORDING),
+        "role_views": list(evolve_mod.ROLE_VIEWS),
+        "requests": requests,
+        "probe": _label_template(spec, evolve_mod),
+        "screen": _screen_rules(),
+    }
+
+
 def _construction(b: _Build) -> dict[str, Any]:
     spec = b.spec
     inputs = {
         "spec": _spec_part(spec, "domain", "roles", "languages", "seed", "task_types"),
         "construction": asdict(spec.construction),
         "generator": b.options.identity(b.options.generator),
+        "rules": _construction_rules(spec),
     }
 
     def compute(cost: StageCost) -> dict[str, Any]:
@@ -312,6 +518,7 @@ def _evolution(b: _Build) -> dict[str, Any]:
         "probe": probe,
         "labeling_max_tokens": spec.labeling.max_tokens,
         "generator": b.options.identity(b.options.generator),
+        "rules": _evolution_rules(spec),
     }
 
     def compute(cost: StageCost) -> dict[str, Any]:
@@ -334,7 +541,12 @@ def _labeling(b: _Build) -> dict[str, Any]:
         "split": asdict(spec.split),
         "seed": spec.seed,
         "dialogues": b.dialogues_sha,
+        "sides": [[d.id for d in b.train_dialogues], [d.id for d in b.test_dialogues]],
         "labeler": b.options.identity(labeler),
+        "rules": {
+            "request": _label_template(spec, label_mod),
+            "split_jaccard": label_mod.SPLIT_JACCARD,
+        },
     }
 
     def compute(cost: StageCost) -> dict[str, Any]:
@@ -342,10 +554,11 @@ def _labeling(b: _Build) -> dict[str, Any]:
         review = load_review(review_path, {p["id"]: p for p in prompts})
         pools = labeling_pools(spec, prompts, review)
         engine = b.labeler(cost)
-        samples, rejected = label_train(spec, engine, labeler, b.train_dialogues, pools)
-        items, test_rejected = label_test(spec, engine, labeler, b.test_dialogues, pools)
+        who = Labeler(labeler, engine.fingerprint)
+        samples, rejected = label_train(spec, engine, who, b.train_dialogues, pools)
+        items, test_rejected = label_test(spec, engine, who, b.test_dialogues, pools)
         write_jsonl(b.path("labeled"), samples)
-        write_jsonl(b.path("test"), items)
+        write_jsonl(b.path("test_labeled"), items)
         write_jsonl(b.path("labeling_rejected"), rejected + test_rejected)
         return {
             "review": {
@@ -355,7 +568,25 @@ def _labeling(b: _Build) -> dict[str, Any]:
             "pool_sizes": {name: len(pool) for name, pool in pools.items()},
         }
 
-    return b.stage("labeling", inputs, ["labeled", "test", "labeling_rejected"], compute)
+    return b.stage("labeling", inputs, ["labeled", "test_labeled", "labeling_rejected"], compute)
+
+
+def _test_review(b: _Build) -> dict[str, Any]:
+    review_path = b.out / TEST_REVIEW_FILE
+    inputs = {
+        "test_labeled": sha256_file(b.path("test_labeled")),
+        "review": sha256_file(review_path) if review_path.exists() else None,
+        "task_types": _spec_part(b.spec, "task_types"),
+    }
+
+    def compute(cost: StageCost) -> dict[str, Any]:
+        items = read_jsonl(b.path("test_labeled"))
+        reviews = load_test_review(review_path, {i["id"]: i for i in items}, b.spec)
+        kept, counts = apply_test_review(items, reviews)
+        write_jsonl(b.path("test"), kept)
+        return counts
+
+    return b.stage("test_review", inputs, ["test"], compute)
 
 
 def _training_item(index: int, sample: Mapping[str, Any]) -> TrainingItem:
@@ -375,6 +606,11 @@ def _quality(b: _Build) -> dict[str, Any]:
         "labeled": sha256_file(b.path("labeled")),
         "labeling_rejected": sha256_file(b.path("labeling_rejected")),
         "seed": b.spec.seed,
+        "rules": {
+            "thresholds": quality_pipeline._thresholds(),
+            "hard_flags": sorted(HARD_FLAGS),
+            "weights": dict(quality_pipeline.WEIGHTS),
+        },
     }
 
     def compute(cost: StageCost) -> dict[str, Any]:
@@ -423,11 +659,35 @@ def _prompt_summary(records: Sequence[dict[str, Any]], stage: str) -> dict[str, 
     }
 
 
-def _report(b: _Build, summaries: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+def _domain_item(index: int, item: Mapping[str, Any]) -> DomainItem:
+    return DomainItem(
+        id=item["id"],
+        task_type=item["task_type"],
+        output_format=item["output_format"],
+        reference=item["reference"],
+        messages=tuple((m["role"], m["content"]) for m in item["messages"]),
+        metadata=item["metadata"],
+        line=index + 1,
+        cluster=item["metadata"]["cluster"],
+    )
+
+
+def _contamination(b: _Build) -> contamination.Contamination:
+    """The check a user runs with `quality train.jsonl --against test.jsonl`, on this
+    build's outputs."""
+    train = [_training_item(i, s) for i, s in enumerate(read_jsonl(b.path("train")))]
+    test = [_domain_item(i, t) for i, t in enumerate(read_jsonl(b.path("test")))]
+    return contamination.find_contamination(train, test)
+
+
+def _report(
+    b: _Build, summaries: Mapping[str, dict[str, Any]], leaks: contamination.Contamination
+) -> dict[str, Any]:
     spec = b.spec
     prompts = read_jsonl(b.path("prompts"))
     labeled = read_jsonl(b.path("labeled"))
     train = read_jsonl(b.path("train"))
+    test_labeled = read_jsonl(b.path("test_labeled"))
     test = read_jsonl(b.path("test"))
     rejected = read_jsonl(b.path("rejected"))
     accepted = [p for p in prompts if p["status"] == "accepted"]
@@ -462,13 +722,14 @@ def _report(b: _Build, summaries: Mapping[str, dict[str, Any]]) -> dict[str, Any
             "train_unparseable": sum(
                 r["split"] == "train" and r["stage"] == "labeling" for r in rejected
             ),
-            "test_items": len(test),
+            "test_items": len(test_labeled),
             "test_unparseable": sum(r["split"] == "test" for r in rejected),
             "train_prompts_from": {
                 "seed": sum(s["metadata"]["prompt_operator"] == "seed" for s in labeled),
                 "generated": sum(s["metadata"]["prompt_operator"] != "seed" for s in labeled),
             },
         },
+        "test_review": dict(summaries.get("test_review", {})),
         "quality": {
             **summaries.get("quality", {}),
             "n_in": len(labeled),
@@ -505,11 +766,17 @@ def _report(b: _Build, summaries: Mapping[str, dict[str, Any]]) -> dict[str, Any
             "train_dialogues": sorted(d.id for d in b.train_dialogues),
             "test_dialogues": sorted(d.id for d in b.test_dialogues),
             "overlap": sorted(train_ids & test_ids),
+            "near_duplicate_jaccard": label_mod.SPLIT_JACCARD,
+            "clusters": b.split.n_clusters,
+            "merged": b.split.merged,
         },
+        "contamination": leaks.to_json(FILES["train"], FILES["test"]),
         "counts": {
             "prompts_accepted": len(accepted),
             "train": len(train),
             "test": len(test),
+            "test_silver": sum(i["metadata"]["reference_source"] == "silver" for i in test),
+            "test_gold": sum(i["metadata"]["reference_source"] == "gold" for i in test),
             "rejected": len(rejected),
         },
         "cost": {"this_run": total.as_dict()},
@@ -535,25 +802,34 @@ def build(
             return make_engine(options.engine, model, options.engine_args)
 
     dialogues = load_dialogues(spec.dialogues)
-    train_d, test_d = split_dialogues(dialogues, spec.split.test_fraction, spec.seed)
+    split = split_dialogues(dialogues, spec.split.test_fraction, spec.seed)
     out.mkdir(parents=True, exist_ok=True)
     cache = RequestCache(options.cache_dir) if options.use_cache else None
     engines = _Engines(factory, cache)
-    b = _Build(
-        spec, options, out, engines, _State(out), say, train_d, test_d, sha256_file(spec.dialogues)
-    )
+    b = _Build(spec, options, out, engines, _State(out), say, split, sha256_file(spec.dialogues))
     try:
         summaries = {}
         _construction(b)
         _evolution(b)
         summaries["labeling"] = _labeling(b)
+        summaries["test_review"] = _test_review(b)
         summaries["quality"] = _quality(b)
-        report = _report(b, summaries)
     finally:
         engines.close()
         if cache is not None:
             cache.close()
+    leaks = _contamination(b)
+    report = _report(b, summaries, leaks)
     if report["split"]["overlap"]:
         raise AssertionError(f"dialogues in both splits: {report['split']['overlap']}")
     atomic_write_json(b.path("report"), report)
+    if leaks.n_contaminated:
+        first = leaks.leaks[0]
+        raise CollapseEvalError(
+            f"{b.path('test')}: {leaks.n_contaminated} test item(s) near-duplicate training "
+            f"samples although the split keeps near-identical dialogues on one side (first: "
+            f"{first.test_id} ~ {first.train_id}, {first.matched} Jaccard "
+            f"{first.similarity:.2f}); the pairs are in {b.path('report')} under "
+            "'contamination'. This is a bug: please report it with that file."
+        )
     return BuildResult(out, report)
