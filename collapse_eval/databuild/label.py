@@ -9,6 +9,7 @@ training data and the test set.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,11 @@ from collapse_eval.databuild.screen import parse_label
 from collapse_eval.databuild.spec import BuildSpec, TaskSpec
 from collapse_eval.engines.base import Engine
 from collapse_eval.errors import InputError, InputErrors
-from collapse_eval.quality.contamination import CONTEXT_THRESHOLD, near_identical_groups
+from collapse_eval.quality.contamination import (
+    CONTEXT_THRESHOLD,
+    Link,
+    near_identical_groups,
+)
 from collapse_eval.records import decode_json
 
 __all__ = [
@@ -121,7 +126,8 @@ class Split:
 
 def split_dialogues(dialogues: Sequence[Dialogue], test_fraction: float, seed: int) -> Split:
     """Clusters of near-identical dialogues (Jaccard >= SPLIT_JACCARD) go to one side: a
-    seeded permutation of the clusters, ordered by their first dialogue's id."""
+    seeded permutation of the clusters, ordered by their first dialogue's id (data without
+    near-identical dialogues splits as the exact-text grouping before it did)."""
     groups, links = near_identical_groups([d.text for d in dialogues], SPLIT_JACCARD)
     groups.sort(key=lambda g: dialogues[g[0]].id)
     order = np.random.default_rng([seed, 3]).permutation(len(groups))
@@ -129,26 +135,37 @@ def split_dialogues(dialogues: Sequence[Dialogue], test_fraction: float, seed: i
     if test_fraction > 0 and len(groups) >= 2:
         n_test = min(max(n_test, 1), len(groups) - 1)
     in_test = {int(i) for i in order[:n_test]}
+    return Split(
+        train=[dialogues[i] for k, g in enumerate(groups) if k not in in_test for i in g],
+        test=[dialogues[i] for k, g in enumerate(groups) if k in in_test for i in g],
+        merged=_merged(dialogues, groups, links, in_test),
+        n_clusters=len(groups),
+    )
+
+
+def _merged(
+    dialogues: Sequence[Dialogue],
+    groups: Sequence[Sequence[int]],
+    links: Sequence[Link],
+    in_test: set[int],
+) -> list[dict[str, Any]]:
+    """build.json's record of each cluster of several dialogues: ids, side, and the
+    near-identical pairs that joined it."""
     group_of = {i: k for k, g in enumerate(groups) for i in g}
-    merged = [
+    joined: dict[int, list[list[Any]]] = defaultdict(list)
+    for link in links:
+        joined[group_of[link.a]].append(
+            [dialogues[link.a].id, dialogues[link.b].id, link.similarity]
+        )
+    return [
         {
             "dialogues": [dialogues[i].id for i in g],
             "side": "test" if k in in_test else "train",
-            "links": [
-                [dialogues[link.a].id, dialogues[link.b].id, link.similarity]
-                for link in links
-                if group_of[link.a] == k
-            ],
+            "links": joined[k],
         }
         for k, g in enumerate(groups)
         if len(g) > 1
     ]
-    return Split(
-        train=[dialogues[i] for k, g in enumerate(groups) if k not in in_test for i in g],
-        test=[dialogues[i] for k, g in enumerate(groups) if k in in_test for i in g],
-        merged=merged,
-        n_clusters=len(groups),
-    )
 
 
 def _sample_prompts(
