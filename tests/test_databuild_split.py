@@ -68,6 +68,19 @@ def test_each_near_identical_pair_stays_on_one_side_and_build_json_lists_it(
     assert {i.cluster for i in items} == test_ids
 
 
+def test_the_split_is_a_function_of_the_dialogues_and_the_seed(tmp_path: Path) -> None:
+    plant_near_copies(tmp_path, n=20)
+    dialogues = label_mod.load_dialogues(tmp_path / "dialogues.jsonl")
+
+    def test_side(seed: int) -> list[str]:
+        return [d.id for d in label_mod.split_dialogues(dialogues, 0.25, seed).test]
+
+    assert test_side(0) == test_side(0) and test_side(1) == test_side(1)
+    assert test_side(0) != test_side(1)
+    split = label_mod.split_dialogues(dialogues, 0.25, 0)
+    assert split.n_clusters == 20 and len(split.test) == 2 * 5  # 5 of 20 pairs held out
+
+
 def test_the_build_runs_the_contamination_check_on_its_outputs_and_finds_nothing(
     planted: tuple[Path, list[tuple[str, str]]], tmp_path: Path
 ) -> None:
