@@ -292,3 +292,14 @@ def test_cli_mistakes_exit_2_with_what_to_fix(
     assert quality(tmp_path, str(pair[0]), *argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "q" / "contamination.json").exists()
+
+
+def test_chinese_text_is_compared_on_characters() -> None:
+    rng = random.Random(3)
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 2000)]
+    text = "".join(rng.choice(chars) for _ in range(120))
+    one_changed = text[:60] + "好" + text[61:]
+    other = "".join(rng.choice(chars) for _ in range(120))
+    groups, links = near_identical_groups([text, other, one_changed])
+    assert groups == [[0, 2], [1]]
+    assert [(link.a, link.b) for link in links] == [(0, 2)] and links[0].similarity > 0.9
