@@ -93,7 +93,14 @@ def _packaged_commands(root: Path) -> list[list[str]]:
     installed at ``root`` (the collapse_eval directory)."""
     return [
         ["validate", str(root / "tasks" / "demo" / "realestate_test.jsonl")],
-        ["quality", str(root / "tasks" / "demo" / "realestate_train.jsonl"), "--out", "q"],
+        [
+            "quality",
+            str(root / "tasks" / "demo" / "realestate_train.jsonl"),
+            "--out",
+            "q",
+            "--against",
+            str(root / "tasks" / "demo" / "realestate_test.jsonl"),
+        ],
         ["suites", "--benchmarks", str(root / "demo" / "benchmarks.yaml")],
     ]
 
@@ -121,6 +128,8 @@ def _check_outputs(tmp: Path) -> None:
     assert (tmp / "corr" / "correlation.json").is_file()
     quality = json.loads((tmp / "q" / "quality.json").read_text())
     assert quality["n_samples"] > 100
+    contamination = json.loads((tmp / "q" / "contamination.json").read_text())
+    assert contamination["n_test"] == 540
 
 
 def test_model_free_commands_never_import_the_model_libraries(tmp_path: Path) -> None:
