@@ -83,7 +83,7 @@ def _shingle_sets(texts: Sequence[str], shingler: Shingler) -> list[set[int]]:
 
 def lsh_params(threshold: float) -> tuple[int, int]:
     """(bands, rows) of the LSH index: the most rows per band (fewest candidates to
-    confirm) that still miss a pair exactly at ``threshold`` with probability <= MISS.
+    confirm) that still miss a pair exactly at ``threshold`` with probability <= LSH_MISS.
 
     A band of r rows matches with probability J^r, so a pair of Jaccard J is missed with
     probability (1 - J^r)^bands; datasketch's own choice for a 0.6 index missed the demo's
