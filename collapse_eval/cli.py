@@ -71,10 +71,12 @@ def _echo_err(message: str) -> None:
         _silence(sys.stderr)
 
 
-class _PipeSafeStdout:
-    """sys.stdout while a command runs: when the reader of a pipe goes away
-    (`collapse-eval gate ... | head -1`) the rest of the output is dropped instead of
-    raising, so the command still ends with its own exit code (the gate's verdict)."""
+class _PipeSafeStream:
+    """sys.stdout or sys.stderr while a command runs: when the reader of a pipe goes away
+    (`collapse-eval gate ... | head -1`, or `tee` killed by the same Ctrl-C as we are) the
+    rest of the output is dropped instead of raising, so the command still ends with its
+    own exit code (the gate's verdict, 130 for Ctrl-C), and a cleanup that logs a line on
+    the way out (the request cache's usage line) still finishes its work."""
 
     def __init__(self, wrapped: IO[str]) -> None:
         self.wrapped = wrapped
@@ -106,13 +108,13 @@ class _PipeSafeStdout:
 
 
 @contextmanager
-def _pipe_safe_stdout() -> Iterator[None]:
-    original = sys.stdout
-    sys.stdout = _PipeSafeStdout(original)
+def _pipe_safe_streams() -> Iterator[None]:
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PipeSafeStream(original[0]), _PipeSafeStream(original[1])
     try:
         yield
     finally:
-        sys.stdout = original
+        sys.stdout, sys.stderr = original
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -163,7 +165,7 @@ def _errors_to_exit_codes() -> Iterator[None]:
         raise
     except click.ClickException:
         raise
-    except BrokenPipeError:  # stdout's reader left in a way the stdout guard did not see
+    except BrokenPipeError:  # a pipe's reader left in a way the stream guards did not see
         _silence(sys.stdout)
         sys.exit(EXIT_BROKEN_PIPE)
     except OSError as exc:
@@ -1016,7 +1018,7 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
-    with _sigterm_as_exception(), _pipe_safe_stdout(), _warnings_on_stderr():
+    with _sigterm_as_exception(), _pipe_safe_streams(), _warnings_on_stderr():
         return _invoke(argv)
 
 

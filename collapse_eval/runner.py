@@ -253,12 +253,14 @@ class _EngineSession:
         """Close the engine (if built) and say what the cache saved."""
         engine, self._engine = self._engine, None
         line = self._usage_line(engine) if self.cache is not None else None
-        if engine is not None:
-            engine.close()
-        if line:
-            self.progress.log(line)
-        if self.cache is not None:
-            self.cache.close()
+        try:
+            if engine is not None:
+                engine.close()
+            if line:
+                self.progress.log(line)
+        finally:  # a log stream that fails (a dead pipe) must not leave the cache open
+            if self.cache is not None:
+                self.cache.close()
 
     def _usage_line(self, engine: Engine | None) -> str | None:
         reused = f"{len(self.reused)} task(s) reused whole from the cache"
