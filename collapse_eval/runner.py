@@ -40,6 +40,7 @@ from collapse_eval.records import (
     manifest_from_json,
     read_json,
     read_records,
+    read_run_manifest,
     record_from_json,
     sha256_text,
     write_manifest,
@@ -923,7 +924,17 @@ def resolve_run(
     evaluated."""
     if is_run_dir(model_or_run):
         return check_finished(load_run(model_or_run))
-    path = Path(model_or_run)
+    _refuse_other_directories(Path(model_or_run))
+    return run_model(
+        dataclasses.replace(spec, model=model_or_run),
+        out,
+        progress=progress,
+        engine_factory=engine_factory,
+    )
+
+
+def _refuse_other_directories(path: Path) -> None:
+    """InputError for a directory that is neither a finished run nor a checkpoint."""
     if path.is_dir() and (path / MANIFEST_FILE).exists():
         raise InputError(
             path,
@@ -943,12 +954,6 @@ def resolve_run(
             "is a compare output directory, not a run or a checkpoint. "
             "Pass its runs/base or runs/tuned directory instead.",
         )
-    return run_model(
-        dataclasses.replace(spec, model=model_or_run),
-        out,
-        progress=progress,
-        engine_factory=engine_factory,
-    )
 
 
 def check_finished(run: RunT) -> RunT:
@@ -956,17 +961,59 @@ def check_finished(run: RunT) -> RunT:
     why = _unfinished(run)
     if why is None:
         return run
-    raise UsageError(
-        f"{run.path}: this run is incomplete ({why}), so it cannot be compared yet. "
+    raise _incomplete_run(run.path, run.manifest.model, why)
+
+
+def _incomplete_run(path: Path, model: str, why: str) -> UsageError:
+    return UsageError(
+        f"{path}: this run is incomplete ({why}), so it cannot be compared yet. "
         f"Finish it by re-running the command that made it, e.g. `collapse-eval run "
-        f"{run.manifest.model} --out {run.path}` with the same options (it resumes where "
+        f"{model} --out {path}` with the same options (it resumes where "
         "it stopped), then compare again."
     )
 
 
+_NOT_COMPLETE = "manifest.json says complete: false: the run was interrupted or is running"
+
+
+def check_models_first(models: Sequence[str], spec: RunSpec) -> None:
+    """Every BASE and TUNED of a compare, checked before the first model loads, so that a
+    mistyped candidate costs nothing instead of failing after the base's evaluation: run
+    directories must be finished (manifest only: reading records is left to the compare),
+    other directories must not be runs or compare outputs, and checkpoints must exist with
+    engine arguments their backend accepts. Data and suite are checked by ``run_model``
+    before its model loads."""
+    from collapse_eval.engines.registry import check_engine_args, resolve_engine_kind
+
+    kind, _notice = resolve_engine_kind(spec.engine)  # the run prints the notice
+    for model in models:
+        if is_run_dir(model):
+            manifest = read_run_manifest(model)
+            if not manifest.complete:
+                raise _incomplete_run(Path(model), manifest.model, _NOT_COMPLETE)
+            continue
+        _refuse_other_directories(Path(model))
+        check_engine_args(kind, model, spec.engine_args)
+        _check_model_source(kind, model, spec.engine_args)
+
+
+def _check_model_source(kind: str, model: str, engine_args: Mapping[str, str]) -> None:
+    """InputError for a checkpoint that is not there (without loading anything)."""
+    if kind == "hf":
+        from collapse_eval.engines.hf import check_model_source
+
+        check_model_source(model, engine_args.get("gguf_file"))
+    elif kind == "vllm" and model.startswith(("/", ".", "~")) and not _exists(model):
+        raise InputError(model, "checkpoint directory not found")  # vLLM's own test
+
+
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
 def _unfinished(run: Run | RunColumns) -> str | None:
     if not run.manifest.complete:
-        return "manifest.json says complete: false: the run was interrupted or is running"
+        return _NOT_COMPLETE
     items: dict[str, set[str]] = {}
     if isinstance(run, RunColumns):
         for (_suite, task, _metric), columns in run.items.items():
@@ -1141,6 +1188,8 @@ def compare_candidates(
     names = list(names) if names is not None else candidate_names(candidates)
     if len(set(names)) != len(candidates) or set(names) & (_RESERVED_NAMES | {"base"}):
         raise UsageError(f"candidate names must be distinct and not reserved, got {names}")
+    if engine_factory is default_engine_factory:  # a test's factory takes made-up names
+        check_models_first([base, *candidates], spec)
     if len(candidates) == 1:
         summary = compare(
             base,

@@ -469,6 +469,13 @@ def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]
     return model, gguf_file
 
 
+def check_model_source(model: str, gguf_file: str | None = None) -> None:
+    """InputError when ``model`` is a missing path, a directory that is not a checkpoint,
+    or a hub name absent from the cache with the hub offline; nothing is loaded (a
+    compare checks every candidate this way before the first model loads)."""
+    _resolve_source(model, gguf_file)
+
+
 def _hub_offline() -> bool:
     return any(
         os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
