@@ -340,7 +340,16 @@ def model_inputs(func: F) -> F:
             "--limit",
             type=click.IntRange(min=1),
             default=None,
-            help="At most N items per general task.",
+            help="At most N items per general task (lm-eval's --limit: the first N); "
+            "domain files are limited by --domain-limit, not by this.",
+        ),
+        click.option(
+            "--domain-limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="At most N items per --domain file, whole clusters only (metadata.cluster: "
+            "the items about one dialogue), chosen by a hash of the cluster name so that "
+            "base and tuned get the same items.",
         ),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option(
@@ -360,6 +369,10 @@ def model_inputs(func: F) -> F:
 def _spec(model: str, kw: dict[str, Any]) -> Any:
     from collapse_eval.runner import RunSpec
 
+    if kw["domain_limit"] is not None and not kw["domain"]:
+        from collapse_eval.errors import UsageError
+
+        raise UsageError("--domain-limit limits the --domain files, and none is given")
     missing = [p for p in kw["domain"] if not Path(p).is_file()]
     if missing:
         from collapse_eval.errors import InputError
@@ -373,6 +386,7 @@ def _spec(model: str, kw: dict[str, Any]) -> Any:
         engine=kw["engine"],
         engine_args=_engine_args(kw),
         limit=kw["limit"],
+        domain_limit=kw["domain_limit"],
         seed=kw["seed"],
         cache_dir=kw["cache_dir"],
         use_cache=not kw["no_cache"],
@@ -490,6 +504,7 @@ _MODEL_INPUT_FLAGS = {
     "batch_size": "--batch-size",
     "device": "--device",
     "limit": "--limit",
+    "domain_limit": "--domain-limit",
     "cache_dir": "--cache-dir",
     "no_cache": "--no-cache",
 }

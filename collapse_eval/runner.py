@@ -59,6 +59,7 @@ class RunSpec:
     engine: str | None = None
     engine_args: Mapping[str, str] = field(default_factory=dict)
     limit: int | None = None
+    domain_limit: int | None = None  # --domain-limit: items per domain file, whole clusters
     seed: int = 0
     cache_dir: Path | None = None
     use_cache: bool = True
@@ -338,9 +339,13 @@ def _file_hash(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def domain_task_spec(path: Path) -> dict[str, Any]:
-    """A domain task's results are decided by its file's content (and the run settings)."""
-    return {"content": _file_hash(path)}
+def domain_task_spec(path: Path, limit: int | None = None) -> dict[str, Any]:
+    """A domain task's results are decided by its file's content, the --domain-limit (a key
+    only when given, so the specs of earlier runs stay as they were) and the run settings."""
+    spec: dict[str, Any] = {"content": _file_hash(path)}
+    if limit is not None:
+        spec["limit"] = limit
+    return spec
 
 
 def task_files_hash(include_paths: Sequence[Path]) -> str | None:
@@ -523,7 +528,7 @@ def run_model(
         raise UsageError(f"{run_dir}: --out must be a directory, and this is a file.")
 
     # Validate every input before loading a model: input mistakes must cost nothing.
-    domain_sets = _load_domain_sets(spec.domain_files)
+    domain_sets = _load_domain_sets(spec.domain_files, spec.domain_limit)
     suite, config = _load_suite(spec, progress) if spec.run_general else (None, None)
     include_paths = tuple(config.include_paths) if config is not None else ()
     if engine_factory is default_engine_factory:
@@ -706,7 +711,7 @@ def _make_request(
     include_paths: Sequence[Path],
 ) -> _Request:
     paths = {_domain_name(path): path for path in spec.domain_files}
-    domain = {task: domain_task_spec(paths[task]) for task in domain_sets}
+    domain = {task: domain_task_spec(paths[task], spec.domain_limit) for task in domain_sets}
     general: dict[str, Mapping[str, Any]] = {}
     if suite is not None:
         files = task_files_hash(include_paths)
@@ -754,7 +759,7 @@ def _covers(
     return all(entry.task in have or entry.task in groups for entry in suite.entries)
 
 
-def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
+def _load_domain_sets(files: Sequence[Path], limit: int | None = None) -> dict[str, Any]:
     if not files:
         return {}
     from collapse_eval.domain.dataset import domain_task_name, load_domain_set
@@ -768,8 +773,35 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
                 f"two --domain files share the task name '{name}' "
                 "(the file name without extension); rename one",
             )
-        sets[name] = load_domain_set(path)
+        items = load_domain_set(path)
+        sets[name] = items if limit is None else whole_clusters(items, limit, path)
     return sets
+
+
+def whole_clusters(items: Sequence[Any], limit: int, path: Path) -> list[Any]:
+    """At most ``limit`` of a domain file's items, whole clusters only (``metadata.cluster``;
+    an item without one is its own cluster), so a subsample keeps the clustered standard
+    errors honest. Clusters are taken in the order of a hash of their name, not the file's
+    order (a file sorted by task type would give one type), skipping any that would pass
+    the limit; the choice depends only on the file, so base and tuned get the same items
+    and a larger limit keeps every cluster a smaller one took when it fits. Items keep
+    their file order."""
+    clusters: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        key = item.cluster if item.cluster is not None else f"\0{item.id}"
+        clusters.setdefault(key, []).append(index)
+    chosen: list[int] = []
+    for key in sorted(clusters, key=lambda k: hashlib.sha256(k.encode()).hexdigest()):
+        if len(chosen) + len(clusters[key]) <= limit:
+            chosen.extend(clusters[key])
+    if not chosen:
+        smallest = min(len(c) for c in clusters.values())
+        raise UsageError(
+            f"--domain-limit {limit}: every cluster of {path} (metadata.cluster) has more "
+            f"items than that (the smallest has {smallest}); clusters are kept whole, so "
+            f"give at least --domain-limit {smallest}"
+        )
+    return [items[i] for i in sorted(chosen)]
 
 
 def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, BenchmarksConfig]:

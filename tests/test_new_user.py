@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,99 @@ def test_a_bad_engine_argument_is_refused_before_any_model_loads(
     err = capsys.readouterr().err
     assert "dtyp" in err and "dtype" in err  # the did-you-mean
     assert not (tmp_path / "cmp" / "runs").exists()
+
+
+# ------------------------------------------------------------------ --domain-limit
+
+
+def _clustered(path: Path) -> Path:
+    """12 items: dialogues a (4 items), b (3), c (3), and two items without a cluster."""
+    sizes = {"a": 4, "b": 3, "c": 3}
+    rows = [{"id": f"{c}{k}", "cluster": c} for c, size in sizes.items() for k in range(size)] + [
+        {"id": "lone1"},
+        {"id": "lone2"},
+    ]
+    lines = []
+    for row in rows:
+        item = {
+            "id": row["id"],
+            "task_type": "intent",
+            "output_format": "label",
+            "prompt": f"Q {row['id']}: intent?",
+            "reference": "rent",
+        }
+        if "cluster" in row:
+            item["metadata"] = {"cluster": row["cluster"]}
+        lines.append(json.dumps(item))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _run_limited(tmp_path: Path, limit: int | None, name: str) -> Any:
+    from collapse_eval.engines.fake import FakeEngine
+    from collapse_eval.runner import RunSpec, run_model
+
+    spec = RunSpec(
+        model="m",
+        domain_files=(_clustered(tmp_path / "d.jsonl"),),
+        run_general=False,
+        domain_limit=limit,
+        use_cache=False,
+    )
+    return run_model(spec, tmp_path / name, engine_factory=lambda s: FakeEngine(name="m"))
+
+
+def _clusters_of(ids: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item_id in ids:
+        key = item_id[:-1] if item_id[0] in "abc" else item_id
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_domain_limit_takes_whole_clusters_the_same_for_every_run(tmp_path: Path) -> None:
+    run = _run_limited(tmp_path, 6, "r1")
+    ids = [r.item_id for r in run.records]
+    assert 1 <= len(ids) <= 6
+    full = {"a": 4, "b": 3, "c": 3}
+    for key, n in _clusters_of(ids).items():
+        assert n == full.get(key, 1)  # never part of a dialogue
+    again = _run_limited(tmp_path, 6, "r2")
+    assert [r.item_id for r in again.records] == ids  # base and tuned get the same items
+    assert run.manifest.tasks["d"].n == len(ids)
+    assert run.manifest.tasks["d"].spec["limit"] == 6
+    everything = _run_limited(tmp_path, None, "r3")
+    assert len(everything.records) == 12
+    assert "limit" not in everything.manifest.tasks["d"].spec  # earlier specs unchanged
+
+
+def test_domain_limit_below_every_cluster_is_refused(tmp_path: Path) -> None:
+    from collapse_eval.errors import UsageError
+
+    path = tmp_path / "only_clusters.jsonl"
+    lines = _clustered(tmp_path / "d.jsonl").read_text().splitlines()[:10]  # a, b, c
+    path.write_text("\n".join(lines) + "\n")
+    from collapse_eval.domain.dataset import load_domain_set
+    from collapse_eval.runner import whole_clusters
+
+    with pytest.raises(UsageError, match=r"the smallest has 3.*--domain-limit 3"):
+        whole_clusters(load_domain_set(path), 2, path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--domain-limit", "5"], "--domain-limit limits the --domain files, and none is given"),
+        (
+            ["--domain-limt", "5"],
+            "No such option '--domain-limt'. (Did you mean one of: '--domain', '--domain-limit'",
+        ),
+        (["--domain-limit", "0"], "0 is not in the range x>=1"),
+    ],
+)
+def test_domain_limit_mistakes_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    code = main(["run", "some-model", "--no-general", "--out", str(tmp_path / "r"), *argv])
+    assert code == 2
+    assert expected in capsys.readouterr().err
