@@ -276,6 +276,17 @@ def benchmarks_option(
     return click.option("--benchmarks", type=click.Path(path_type=Path), default=None, help=help)
 
 
+policy_option = click.option(
+    "--policy",
+    default=None,
+    metavar="POLICY.yaml|PRESET",
+    help="policy.yaml, or a preset: release (the default: a significant domain gain, no "
+    "general task regressed) or equivalence (a quantized or bf16 copy: every general and "
+    "domain task within +-margin by TOST, no gain required). A file named like a preset: "
+    "./NAME.",
+)
+
+
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -455,7 +466,7 @@ def run(model: str, out: Path, **kw: Any) -> None:
 @click.argument("base")
 @click.argument("tuned", nargs=-1, required=True)
 @model_inputs
-@click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
+@policy_option
 @click.option(
     "--out",
     "--output-path",
@@ -466,7 +477,7 @@ def run(model: str, out: Path, **kw: Any) -> None:
     help="Output directory.",
 )
 @handled
-def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, **kw: Any) -> None:
+def compare(base: str, tuned: tuple[str, ...], out: Path, policy: str | None, **kw: Any) -> None:
     """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
     if the gate fails for any of them. Several: one report per candidate in OUT/<name>/ and
     an overview in OUT/index.html."""
@@ -633,9 +644,9 @@ def report(directory: Path) -> None:
 
 @cli.command()
 @click.argument("summary_path", metavar="SUMMARY.json", type=click.Path(path_type=Path))
-@click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
+@policy_option
 @handled
-def gate(summary_path: Path, policy: Path | None) -> None:
+def gate(summary_path: Path, policy: str | None) -> None:
     """Re-judge SUMMARY.json under a policy: exit 0 pass, 1 fail, 2 bad input."""
     from collapse_eval.policy import load_policy
     from collapse_eval.summary import load_summary
