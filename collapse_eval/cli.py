@@ -468,6 +468,13 @@ def run(model: str, out: Path, **kw: Any) -> None:
 @model_inputs
 @policy_option
 @click.option(
+    "--allow-labeler-as-candidate",
+    is_flag=True,
+    help="Compare even a model whose fingerprint is that of the labeler recorded in the "
+    "domain test set (metadata.labeler_fingerprint, written by `data build`): refused "
+    "otherwise (exit 2), because the references are its own answers.",
+)
+@click.option(
     "--out",
     "--output-path",
     "out",
@@ -477,7 +484,14 @@ def run(model: str, out: Path, **kw: Any) -> None:
     help="Output directory.",
 )
 @handled
-def compare(base: str, tuned: tuple[str, ...], out: Path, policy: str | None, **kw: Any) -> None:
+def compare(
+    base: str,
+    tuned: tuple[str, ...],
+    out: Path,
+    policy: str | None,
+    allow_labeler_as_candidate: bool,
+    **kw: Any,
+) -> None:
     """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
     if the gate fails for any of them. Several: one report per candidate in OUT/<name>/ and
     an overview in OUT/index.html."""
@@ -491,7 +505,13 @@ def compare(base: str, tuned: tuple[str, ...], out: Path, policy: str | None, **
         _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
     results = compare_candidates(
-        base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
+        base,
+        tuned,
+        _spec(base, kw),
+        out,
+        policy=loaded_policy,
+        progress=_progress(kw["quiet"]),
+        allow_labeler=allow_labeler_as_candidate,
     )
     for result in results:
         _print_verdict(result.summary, result.out)
@@ -607,6 +627,8 @@ def _print_verdict(summary: Summary, out: Path | None) -> None:
         # Text cells: task names come from user files and must not be read as rich markup.
         table.add_row(*(Text(str(cell)) for cell in cells))
     console.print(table)
+    if summary.references is not None:
+        console.print(references_line(summary.references), markup=False, highlight=False)
     for reason in summary.reasons:
         console.print(f"- {reason}", markup=False, highlight=False)
     if out is not None:
@@ -616,6 +638,17 @@ def _print_verdict(summary: Summary, out: Path | None) -> None:
             highlight=False,
             soft_wrap=True,  # a long path must not wrap: CI logs and scripts read this line
         )
+
+
+def references_line(references: dict[str, int]) -> str:
+    """'domain references: 180 of 200 gating items model-made (silver), ...'."""
+    silver, gold = references.get("silver", 0), references.get("gold", 0)
+    total = silver + gold + references.get("unknown", 0)
+    line = (
+        f"domain references: {silver} of {total} gating items model-made (silver: a labeler "
+        f"model's answers), {gold} corrected by hand (gold), {total - silver - gold} unknown"
+    )
+    return line + ("; silver references score agreement with the labeler" if silver else "")
 
 
 def _console() -> Any:

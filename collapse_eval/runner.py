@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,13 @@ from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, BenchmarksConfig, Suite
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint, checkpoint_signature
-from collapse_eval.errors import ConfigError, InputError, StorageError, UsageError
+from collapse_eval.errors import (
+    CollapseEvalWarning,
+    ConfigError,
+    InputError,
+    StorageError,
+    UsageError,
+)
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
     MANIFEST_FILE,
@@ -1091,8 +1098,11 @@ def compare(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
     run_dirs: tuple[Path, Path] | None = None,
+    allow_labeler: bool = False,
 ) -> Summary:
-    """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``."""
+    """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``.
+    ``allow_labeler``: compare even a model that labeled the domain test set (see
+    ``check_labelers``)."""
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import default_policy
 
@@ -1102,6 +1112,7 @@ def compare(
     base_path = _resolve_dir(base, spec, base_dir, progress, engine_factory)
     tuned_path = _resolve_dir(tuned, spec, tuned_dir, progress, engine_factory)
     base_run, tuned_run = (check_finished(r) for r in load_runs_columns([base_path, tuned_path]))
+    _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     with directory_lock(out, progress):  # two compares into one --out take turns
@@ -1198,6 +1209,7 @@ def compare_candidates(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
     names: Sequence[str] | None = None,
+    allow_labeler: bool = False,
 ) -> list[CandidateResult]:
     """Compare each candidate against one base, evaluating the base once.
 
@@ -1222,6 +1234,11 @@ def compare_candidates(
         raise UsageError(f"candidate names must be distinct and not reserved, got {names}")
     if engine_factory is default_engine_factory:  # a test's factory takes made-up names
         check_models_first([base, *candidates], spec)
+    if spec.domain_files:  # before any model loads; run directories alone: once loaded
+        labelers = test_set_labelers(_load_domain_sets(spec.domain_files).values())
+        if labelers:  # hashing a checkpoint costs seconds: only for a built test set
+            fingerprints = {m: _model_fingerprint(m, spec) for m in (base, *candidates)}
+            check_labelers(fingerprints, labelers, allow=allow_labeler)
     if len(candidates) == 1:
         summary = compare(
             base,
@@ -1231,6 +1248,7 @@ def compare_candidates(
             policy=policy,
             progress=progress,
             engine_factory=engine_factory,
+            allow_labeler=allow_labeler,
         )
         return [CandidateResult(names[0], summary, out)]
     base_path = _resolve_dir(base, spec, out / "runs" / "base", progress, engine_factory)
@@ -1240,6 +1258,7 @@ def compare_candidates(
         progress.log(f"compare: {name} against base")
         tuned_path = _resolve_dir(candidate, spec, out / "runs" / name, progress, engine_factory)
         tuned_run = check_finished(load_run_columns(tuned_path))
+        _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
         check_same_task_specs(base_run, tuned_run)
         summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed)
         with directory_lock(out / name, progress):
@@ -1247,3 +1266,87 @@ def compare_candidates(
         results.append(CandidateResult(name, summary, out / name))
     write_overview(out, [Candidate(r.name, r.summary) for r in results])
     return results
+
+
+# ---------------------------------------------------------------- the labeler trap
+
+
+Labeler = tuple[Any, Any]  # (metadata.labeler, metadata.labeler_fingerprint) of a test item
+
+
+def test_set_labelers(domain_sets: Iterable[Sequence[Any]]) -> set[Labeler]:
+    """The labelers the items of built domain test sets name (`data build` writes them)."""
+    found: set[Labeler] = set()
+    for items in domain_sets:
+        for item in items:
+            labeler = (item.metadata.get("labeler"), item.metadata.get("labeler_fingerprint"))
+            if labeler != (None, None):
+                found.add(labeler)
+    return found
+
+
+def _model_fingerprint(model: str, spec: RunSpec) -> str | None:
+    """A compared model's fingerprint as an engine records it, without loading it: a run
+    directory's from its manifest, a checkpoint's by hashing its files (remembered for
+    the run that follows); None for a served model (openai), which has none to compare."""
+    if is_run_dir(model):
+        return read_run_manifest(model).model_fingerprint
+    from collapse_eval.engines.registry import resolve_engine_kind
+
+    if resolve_engine_kind(spec.engine)[0] == "openai":
+        return None
+    return checkpoint_fingerprint(model, spec.engine_args.get("revision"))
+
+
+def _check_run_labelers(
+    spec: RunSpec, base: RunColumns, tuned: RunColumns, allow_labeler: bool
+) -> None:
+    """The labeler check of two run directories compared without --domain files (with
+    them, compare_candidates checked before any model loaded)."""
+    if spec.domain_files:
+        return
+    labelers = {pair for columns in base.items.values() for pair in columns.labelers}
+    runs = {str(r.path): r.manifest.model_fingerprint for r in (base, tuned)}
+    check_labelers(runs, labelers, allow=allow_labeler)
+
+
+def check_labelers(
+    models: Mapping[str, str | None], labelers: Collection[Labeler], *, allow: bool
+) -> None:
+    """UsageError (a warning with ``allow``) when a compared model is the one that labeled
+    the domain test set: the references are its own answers, so it scores near 100 % and
+    no candidate can show a gain over it. A model with the labeler's name whose fingerprint
+    cannot be compared (unknown on either side) gets a warning."""
+    by_fingerprint = {fp: name for name, fp in labelers if fp}
+    for model, fingerprint in models.items():
+        if fingerprint is not None and fingerprint in by_fingerprint:
+            said = (
+                f"{model} labeled the domain test set (metadata.labeler "
+                f"{by_fingerprint[fingerprint]}, the same fingerprint {fingerprint}): its "
+                "references are this model's own answers, so it scores near 100 % on them "
+                "and no candidate can show a gain over it"
+            )
+            if not allow:
+                raise UsageError(
+                    f"{said}. Use a test set labeled by another model or corrected by hand "
+                    "(metadata.reference_source gold), or pass --allow-labeler-as-candidate "
+                    "to compare anyway"
+                )
+            warnings.warn(CollapseEvalWarning(f"{said} (compared anyway)"), stacklevel=2)
+        elif _unknown_but_named(model, fingerprint, labelers):
+            warnings.warn(
+                CollapseEvalWarning(
+                    f"{model} has the name of the model that labeled the domain test set, "
+                    "and its fingerprint cannot be compared with the labeler's (not "
+                    "recorded on one side): if it is the labeler, the references are its "
+                    "own answers and no candidate can show a gain over it"
+                ),
+                stacklevel=2,
+            )
+
+
+def _unknown_but_named(model: str, fingerprint: str | None, labelers: Collection[Labeler]) -> bool:
+    """``model`` has a labeler's name, and one of the two fingerprints is unknown (both
+    known and different: another model of that name, say a re-trained one)."""
+    named = [fp for name, fp in labelers if name and str(name).rstrip("/") == model.rstrip("/")]
+    return bool(named) and (fingerprint is None or None in named)
