@@ -409,13 +409,19 @@ def output_type_metric(output_type: Any) -> str | None:
 
 def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str = "") -> None:
     """ConfigError naming every unknown task, with close matches from lm-eval's index."""
+    from collapse_eval.data_prepare import offline_task_names
+
     known = set(manager.all_tasks)
+    # The offline names are offered whether or not this manager holds them (it does only
+    # when another checked name is offline, i.e. depending on what the cache answered), so
+    # a typo gets the same hint every time: boolq_ofline -> boolq_offline.
+    candidates = list(dict.fromkeys([*offline_task_names(), *manager.all_tasks]))
     for name in names:
         if name in known:
             continue
-        close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
         lower = name.lower()
-        close += [t for t in manager.all_tasks if lower in t.lower() and t not in close][
+        close += [t for t in candidates if lower in t.lower() and t not in close][
             : max(0, 3 - len(close))
         ]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

@@ -170,3 +170,28 @@ def test_domain_limit_mistakes_exit_2(
     code = main(["run", "some-model", "--no-general", "--out", str(tmp_path / "r"), *argv])
     assert code == 2
     assert expected in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ smaller things
+
+
+class _Manager:
+    """What check_task_names reads of lm-eval's TaskManager: the known names."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.all_tasks = names
+
+
+@pytest.mark.parametrize("offline_dir_indexed", [False, True])
+def test_the_task_hint_does_not_depend_on_what_the_cache_answered(
+    offline_dir_indexed: bool,
+) -> None:
+    from collapse_eval.errors import ConfigError
+    from collapse_eval.general import check_task_names
+
+    # Without an offline name among the checked ones, the offline directory is not indexed.
+    names = ["boolq", "boolqa_bn", "arc_easy", "boolq_nl"]
+    if offline_dir_indexed:
+        names += ["boolq_offline", "arc_easy_offline"]
+    with pytest.raises(ConfigError, match=r"'boolq_ofline'\. Did you mean: boolq_offline,"):
+        check_task_names(_Manager(names), ["boolq_ofline"])
