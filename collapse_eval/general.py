@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import traceback
@@ -47,6 +48,26 @@ if TYPE_CHECKING:
     from collapse_eval.progress import Bar, Progress
 
 log = logging.getLogger("collapse_eval.general")
+
+
+class _DefaultsApplied(logging.Filter):
+    """Drops lm-eval's "metric acc is defined, but aggregation is not. using default ..."
+    (and the same for higher_is_better): its own task YAMLs (boolq, arc_easy) leave those
+    keys out on purpose, the defaults it then applies are the documented ones, and the
+    lines, one per task and model, buried the log. Every other lm-eval warning stays;
+    COLLAPSE_EVAL_DEBUG=1 keeps these too."""
+
+    PHRASES = ("is defined, but aggregation is not", "is defined, but higher_is_better is not")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if os.environ.get("COLLAPSE_EVAL_DEBUG"):
+            return True
+        message = record.getMessage()
+        return not any(phrase in message for phrase in self.PHRASES)
+
+
+# On lm-eval's task logger itself, so the filter holds whoever installs the handlers.
+logging.getLogger("lm_eval.api.task").addFilter(_DefaultsApplied())
 
 SUITE = "general"
 # lm-eval's default seeds for numpy, torch and the few-shot sampler (its CLI's "0,1234,1234,1234").

@@ -195,3 +195,25 @@ def test_the_task_hint_does_not_depend_on_what_the_cache_answered(
         names += ["boolq_offline", "arc_easy_offline"]
     with pytest.raises(ConfigError, match=r"'boolq_ofline'\. Did you mean: boolq_offline,"):
         check_task_names(_Manager(names), ["boolq_ofline"])
+
+
+def test_lm_evals_default_metric_notices_stay_out_of_the_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    import collapse_eval.general  # noqa: F401  (installs the filter)
+
+    monkeypatch.delenv("COLLAPSE_EVAL_DEBUG", raising=False)
+    task_log = logging.getLogger("lm_eval.api.task")
+    with caplog.at_level(logging.WARNING):
+        task_log.warning(
+            "[Task: boolq] metric acc is defined, but aggregation is not. using default "
+            "aggregation=mean"
+        )
+        task_log.warning(
+            "[Task: boolq] metric acc is defined, but higher_is_better is not. using "
+            "default higher_is_better=True"
+        )
+        task_log.warning("[Task: boolq] a warning that matters")
+    assert [r.getMessage() for r in caplog.records] == ["[Task: boolq] a warning that matters"]
