@@ -660,14 +660,18 @@ def _console() -> Any:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", metavar="DIR|DIR/summary.json", type=click.Path(path_type=Path))
 @handled
 def report(directory: Path) -> None:
-    """Re-render report.html, plots/*.png and summary.md in DIRECTORY (no model)."""
+    """Re-render report.html, plots/*.png and summary.md in DIR, the directory of a
+    summary.json (either may be given; no model)."""
     from collapse_eval.report.html import write_reports
     from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dirs
 
-    summary_path = directory / SUMMARY_FILE
+    if directory.suffix == ".json" and directory.is_file():  # the summary, as gate takes it
+        summary_path, directory = directory, directory.parent
+    else:
+        summary_path = directory / SUMMARY_FILE
     summary = load_summary(summary_path)
     run_dirs = side_run_dirs(summary, summary_path)  # the runs it names, found once here
     written = write_reports(directory, summary, run_dirs=run_dirs)

@@ -217,3 +217,18 @@ def test_lm_evals_default_metric_notices_stay_out_of_the_log(
         )
         task_log.warning("[Task: boolq] a warning that matters")
     assert [r.getMessage() for r in caplog.records] == ["[Task: boolq] a warning that matters"]
+
+
+def test_report_takes_the_summary_json_path_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import write_run_pair
+
+    base, tuned = write_run_pair(tmp_path, tuned_score=1.0)
+    out = tmp_path / "outB"
+    assert main(["compare", str(base), str(tuned), "--out", str(out), "-q"]) == 0
+    (out / "report.html").unlink()
+    capsys.readouterr()
+    assert main(["report", str(out / "summary.json")]) == 0
+    assert f"wrote {out / 'report.html'}" in capsys.readouterr().out
+    assert (out / "report.html").is_file()
