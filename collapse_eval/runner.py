@@ -164,7 +164,12 @@ class _EngineSession:
         inner = make_engine(self.spec.engine, self.spec.model, self.spec.engine_args)
 
         def loading(n: int) -> None:
-            self.progress.log(f"loading {self.spec.model} ({n:,} requests not in the cache)")
+            # n counts the first batch only (the engine is asked a batch at a time, and the
+            # run's later requests are not known yet): said so, the total comes at the end.
+            self.progress.log(
+                f"loading {self.spec.model} (answers not in the cache: {n:,} in the first "
+                "batch; the total computed is logged at the end)"
+            )
 
         return CachedEngine(inner, self.cache, on_first_miss=loading if lazy else None)
 
@@ -283,6 +288,8 @@ class _EngineSession:
         parts = [stats.describe()]
         if loaded is not None:
             parts.append("model loaded" if loaded else "model not loaded")
+        if stats.misses:  # the total the "loading" line could not know
+            parts.append(f"{stats.misses:,} computed")
         line = f"{self.label}: {', '.join(parts)}"
         return f"{line}; {reused}" if self.reused else line
 

@@ -232,3 +232,41 @@ def test_report_takes_the_summary_json_path_too(
     assert main(["report", str(out / "summary.json")]) == 0
     assert f"wrote {out / 'report.html'}" in capsys.readouterr().out
     assert (out / "report.html").is_file()
+
+
+class _Log:
+    """A Progress that keeps the log lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, message: str) -> None:
+        self.lines.append(message)
+
+    def bar(self, label: str, total: int | None) -> Any:
+        from collapse_eval.progress import QuietProgress
+
+        return QuietProgress().bar(label, total)
+
+
+def test_the_loading_line_does_not_pass_a_first_batch_off_as_the_total(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from collapse_eval.runner import RunSpec, run_model
+
+    spec = RunSpec(
+        model=str(tiny_model),
+        domain_files=(_domain(tmp_path / "d.jsonl", n=100),),
+        engine="hf",
+        engine_args={"batch_size": "8"},
+        run_general=False,
+        cache_dir=tmp_path / "cache",
+    )
+    log = _Log()
+    run_model(spec, tmp_path / "run", progress=log)
+    loading = [line for line in log.lines if line.startswith("loading")]
+    assert loading == [
+        f"loading {tiny_model} (answers not in the cache: 64 in the first batch; the "
+        "total computed is logged at the end)"
+    ]
+    assert log.lines[-1] == "run: 100 requests, 0 from cache, model loaded, 100 computed"
