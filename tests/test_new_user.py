@@ -270,3 +270,31 @@ def test_the_loading_line_does_not_pass_a_first_batch_off_as_the_total(
         "total computed is logged at the end)"
     ]
     assert log.lines[-1] == "run: 100 requests, 0 from cache, model loaded, 100 computed"
+
+
+def _bf16_copy(tiny_model: Path, tmp_path: Path) -> Path:
+    """The tiny checkpoint with config.json saying bfloat16 (as a bf16 release does)."""
+    import shutil
+
+    copy = tmp_path / "bf16"
+    shutil.copytree(tiny_model, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+    return copy
+
+
+def test_a_bf16_checkpoint_computed_in_float32_is_said_so(tiny_model: Path, tmp_path: Path) -> None:
+    import warnings
+
+    from collapse_eval.engines.registry import make_engine
+    from collapse_eval.errors import CollapseEvalWarning
+
+    copy = _bf16_copy(tiny_model, tmp_path)
+    engine = make_engine("hf", str(copy), {})
+    with pytest.warns(CollapseEvalWarning, match=r"stored in bfloat16 and is computed in float32"):
+        engine.loglikelihood([("a", " b")])
+    assert engine.engine_args["dtype"] == "float32"  # the run settings of earlier runs hold
+    explicit = make_engine("hf", str(copy), {"dtype": "float32"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseEvalWarning)
+        explicit.loglikelihood([("a", " b")])  # asked for: nothing to say
