@@ -910,6 +910,42 @@ class _TaskFinisher:
         self.tasks[task] = dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
         write_manifest(self.run_dir, dataclasses.replace(self.manifest, tasks=self.tasks))
         self.progress.log(f"general {task}: {info.n} items{how}")
+        below = below_chance(task, records, info.primary_metric)
+        if below is not None:
+            warnings.warn(CollapseEvalWarning(f"{self.manifest.model}: {below}"), stacklevel=2)
+
+
+# A task whose references come from a small fixed label set (BoolQ's yes/no): at most this
+# many labels, each seen at least twice on average, over at least MIN_CHANCE_ITEMS items.
+MAX_LABELS = 10
+MIN_CHANCE_ITEMS = 20
+
+
+def below_chance(task: str, records: Sequence[ItemRecord], metric: str | None) -> str | None:
+    """A sentence when a task with a fixed label set scores clearly below chance (1/k for
+    k labels, by more than two binomial standard errors), which usually means a prompt or
+    label mismatch rather than a weak model; with the majority-class rate, what answering
+    the most common label every time would score. None otherwise, and for tasks whose
+    choices differ per item (ARC, PIQA), whose k the records do not hold."""
+    rows = [r for r in records if r.metric == metric and isinstance(r.reference, str)]
+    labels: dict[str, int] = {}
+    for r in rows:
+        labels[str(r.reference)] = labels.get(str(r.reference), 0) + 1
+    n = len(rows)
+    if n < MIN_CHANCE_ITEMS or len(labels) > MAX_LABELS or 2 * len(labels) > n:
+        return None
+    k = len(set(labels) | {str(r.prediction) for r in rows if r.prediction is not None})
+    accuracy = sum(r.score for r in rows) / n
+    chance = 1 / max(k, 2)
+    if accuracy + 2 * (chance * (1 - chance) / n) ** 0.5 >= chance:
+        return None
+    label, count = max(labels.items(), key=lambda kv: kv[1])
+    return (
+        f"{task} scored {accuracy:.0%} ({metric}, n = {n}), below chance for its {k} "
+        f"labels ({chance:.0%}); always answering {label!r} would score {count / n:.0%}. "
+        "This usually means a prompt or label mismatch (the task's YAML, its few-shot "
+        "examples or a chat template), not a weak model"
+    )
 
 
 def _reuse_general(

@@ -3,6 +3,7 @@ and the command line's smaller promises."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -298,3 +299,42 @@ def test_a_bf16_checkpoint_computed_in_float32_is_said_so(tiny_model: Path, tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseEvalWarning)
         explicit.loglikelihood([("a", " b")])  # asked for: nothing to say
+
+
+def _boolq_records(correct: int, n: int = 100) -> list[Any]:
+    """BoolQ-like records: 70 % of references 'yes'; the first ``correct`` items right."""
+    from collapse_eval.records import ItemRecord
+
+    rows = []
+    for i in range(n):
+        reference = "yes" if i % 10 < 7 else "no"
+        right = i < correct
+        other = "no" if reference == "yes" else "yes"
+        rows.append(
+            ItemRecord(
+                suite="general",
+                task="boolq",
+                item_id=str(i),
+                metric="acc",
+                score=float(right),
+                prediction=reference if right else other,
+                reference=reference,
+            )
+        )
+    return rows
+
+
+def test_a_multiple_choice_score_below_chance_is_flagged() -> None:
+    from collapse_eval.runner import below_chance
+
+    said = below_chance("boolq", _boolq_records(correct=32), "acc")
+    assert said == (
+        "boolq scored 32% (acc, n = 100), below chance for its 2 labels (50%); always "
+        "answering 'yes' would score 70%. This usually means a prompt or label mismatch "
+        "(the task's YAML, its few-shot examples or a chat template), not a weak model"
+    )
+    assert below_chance("boolq", _boolq_records(correct=45), "acc") is None  # within noise
+    assert below_chance("boolq", _boolq_records(correct=58), "acc") is None  # a weak model
+    # Choices that differ per item (ARC): k is unknown, nothing is said.
+    arc = [dataclasses.replace(r, reference=f"answer {i}") for i, r in enumerate(_boolq_records(0))]
+    assert below_chance("arc_easy", arc, "acc") is None
