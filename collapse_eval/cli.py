@@ -668,7 +668,7 @@ def report(directory: Path) -> None:
     from collapse_eval.report.html import write_reports
     from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dirs
 
-    if directory.suffix == ".json" and directory.is_file():  # the summary, as gate takes it
+    if directory.suffix == ".json" and not directory.is_dir():  # the summary, as gate takes it
         summary_path, directory = directory, directory.parent
     else:
         summary_path = directory / SUMMARY_FILE

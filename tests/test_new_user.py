@@ -338,3 +338,13 @@ def test_a_multiple_choice_score_below_chance_is_flagged() -> None:
     # Choices that differ per item (ARC): k is unknown, nothing is said.
     arc = [dataclasses.replace(r, reference=f"answer {i}") for i, r in enumerate(_boolq_records(0))]
     assert below_chance("arc_easy", arc, "acc") is None
+
+
+def test_report_on_a_missing_summary_json_names_that_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "outB" / "summary.json"
+    assert main(["report", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {missing}: file not found" in err
+    assert "summary.json/summary.json" not in err
