@@ -940,11 +940,16 @@ def below_chance(task: str, records: Sequence[ItemRecord], metric: str | None) -
     if accuracy + 2 * (chance * (1 - chance) / n) ** 0.5 >= chance:
         return None
     label, count = max(labels.items(), key=lambda kv: kv[1])
+    answers: dict[str, int] = {}
+    for r in rows:
+        answers[str(r.prediction)] = answers.get(str(r.prediction), 0) + 1
+    said, times = max(answers.items(), key=lambda kv: kv[1])
     return (
         f"{task} scored {accuracy:.0%} ({metric}, n = {n}), below chance for its {k} "
-        f"labels ({chance:.0%}); always answering {label!r} would score {count / n:.0%}. "
-        "This usually means a prompt or label mismatch (the task's YAML, its few-shot "
-        "examples or a chat template), not a weak model"
+        f"labels ({chance:.0%}); it answered {said!r} on {times} of {n} items, and always "
+        f"answering {label!r} would score {count / n:.0%}. Below chance usually means a "
+        "prompt or label mismatch (the task's YAML, its few-shot examples or a chat "
+        "template), or a model that leans to one answer whatever the question"
     )
 
 

@@ -329,9 +329,10 @@ def test_a_multiple_choice_score_below_chance_is_flagged() -> None:
 
     said = below_chance("boolq", _boolq_records(correct=32), "acc")
     assert said == (
-        "boolq scored 32% (acc, n = 100), below chance for its 2 labels (50%); always "
-        "answering 'yes' would score 70%. This usually means a prompt or label mismatch "
-        "(the task's YAML, its few-shot examples or a chat template), not a weak model"
+        "boolq scored 32% (acc, n = 100), below chance for its 2 labels (50%); it answered "
+        "'no' on 56 of 100 items, and always answering 'yes' would score 70%. Below chance "
+        "usually means a prompt or label mismatch (the task's YAML, its few-shot examples or "
+        "a chat template), or a model that leans to one answer whatever the question"
     )
     assert below_chance("boolq", _boolq_records(correct=45), "acc") is None  # within noise
     assert below_chance("boolq", _boolq_records(correct=58), "acc") is None  # a weak model
