@@ -10,6 +10,7 @@ status was 141 (a broken pipe) instead of the 130 the README promises.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -77,12 +78,9 @@ class Terminal:
         os.write(self.fd, b"\x03")  # the line discipline signals the foreground group
 
     def close(self) -> None:
-        with_suppress = (ProcessLookupError, ChildProcessError)
-        try:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):  # already gone
             os.killpg(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
-        except with_suppress:
-            pass
         os.close(self.fd)
 
 

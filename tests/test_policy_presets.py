@@ -18,10 +18,9 @@ def _same_runs(root: Path, n: int) -> tuple[Path, Path]:
     rows = []
     for i in range(n):
         score = float(i % 3 != 0)
-        rows.append({"suite": "general", "task": "arc_easy", "item_id": str(i), "metric": "acc"})
-        rows[-1]["score"] = score
-        rows.append({"suite": "domain", "task": "t", "item_id": f"d{i}", "metric": "score"})
-        rows[-1]["score"] = score
+        general = {"suite": "general", "task": "arc_easy", "item_id": str(i), "metric": "acc"}
+        domain = {"suite": "domain", "task": "t", "item_id": f"d{i}", "metric": "score"}
+        rows += [{**general, "score": score}, {**domain, "score": score}]
     tasks = {
         "arc_easy": {"suite": "general", "primary_metric": "acc", "n": n},
         "t": {"suite": "domain", "primary_metric": "score", "n": n},
