@@ -71,10 +71,12 @@ def _echo_err(message: str) -> None:
         _silence(sys.stderr)
 
 
-class _PipeSafeStdout:
-    """sys.stdout while a command runs: when the reader of a pipe goes away
-    (`collapse-eval gate ... | head -1`) the rest of the output is dropped instead of
-    raising, so the command still ends with its own exit code (the gate's verdict)."""
+class _PipeSafeStream:
+    """sys.stdout or sys.stderr while a command runs: when the reader of a pipe goes away
+    (`collapse-eval gate ... | head -1`, or `tee` killed by the same Ctrl-C as we are) the
+    rest of the output is dropped instead of raising, so the command still ends with its
+    own exit code (the gate's verdict, 130 for Ctrl-C), and a cleanup that logs a line on
+    the way out (the request cache's usage line) still finishes its work."""
 
     def __init__(self, wrapped: IO[str]) -> None:
         self.wrapped = wrapped
@@ -106,13 +108,13 @@ class _PipeSafeStdout:
 
 
 @contextmanager
-def _pipe_safe_stdout() -> Iterator[None]:
-    original = sys.stdout
-    sys.stdout = _PipeSafeStdout(original)
+def _pipe_safe_streams() -> Iterator[None]:
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PipeSafeStream(original[0]), _PipeSafeStream(original[1])
     try:
         yield
     finally:
-        sys.stdout = original
+        sys.stdout, sys.stderr = original
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -163,7 +165,7 @@ def _errors_to_exit_codes() -> Iterator[None]:
         raise
     except click.ClickException:
         raise
-    except BrokenPipeError:  # stdout's reader left in a way the stdout guard did not see
+    except BrokenPipeError:  # a pipe's reader left in a way the stream guards did not see
         _silence(sys.stdout)
         sys.exit(EXIT_BROKEN_PIPE)
     except OSError as exc:
@@ -274,6 +276,17 @@ def benchmarks_option(
     return click.option("--benchmarks", type=click.Path(path_type=Path), default=None, help=help)
 
 
+policy_option = click.option(
+    "--policy",
+    default=None,
+    metavar="POLICY.yaml|PRESET",
+    help="policy.yaml, or a preset: release (the default: a significant domain gain, no "
+    "general task regressed) or equivalence (a quantized or bf16 copy: every general and "
+    "domain task within +-margin by TOST, no gain required). A file named like a preset: "
+    "./NAME.",
+)
+
+
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -338,7 +351,16 @@ def model_inputs(func: F) -> F:
             "--limit",
             type=click.IntRange(min=1),
             default=None,
-            help="At most N items per general task.",
+            help="At most N items per general task (lm-eval's --limit: the first N); "
+            "domain files are limited by --domain-limit, not by this.",
+        ),
+        click.option(
+            "--domain-limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="At most N items per --domain file, whole clusters only (metadata.cluster: "
+            "the items about one dialogue), chosen by a hash of the cluster name so that "
+            "base and tuned get the same items.",
         ),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option(
@@ -358,6 +380,10 @@ def model_inputs(func: F) -> F:
 def _spec(model: str, kw: dict[str, Any]) -> Any:
     from collapse_eval.runner import RunSpec
 
+    if kw["domain_limit"] is not None and not kw["domain"]:
+        from collapse_eval.errors import UsageError
+
+        raise UsageError("--domain-limit limits the --domain files, and none is given")
     missing = [p for p in kw["domain"] if not Path(p).is_file()]
     if missing:
         from collapse_eval.errors import InputError
@@ -371,6 +397,7 @@ def _spec(model: str, kw: dict[str, Any]) -> Any:
         engine=kw["engine"],
         engine_args=_engine_args(kw),
         limit=kw["limit"],
+        domain_limit=kw["domain_limit"],
         seed=kw["seed"],
         cache_dir=kw["cache_dir"],
         use_cache=not kw["no_cache"],
@@ -439,7 +466,14 @@ def run(model: str, out: Path, **kw: Any) -> None:
 @click.argument("base")
 @click.argument("tuned", nargs=-1, required=True)
 @model_inputs
-@click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
+@policy_option
+@click.option(
+    "--allow-labeler-as-candidate",
+    is_flag=True,
+    help="Compare even a model whose fingerprint is that of the labeler recorded in the "
+    "domain test set (metadata.labeler_fingerprint, written by `data build`): refused "
+    "otherwise (exit 2), because the references are its own answers.",
+)
 @click.option(
     "--out",
     "--output-path",
@@ -450,7 +484,14 @@ def run(model: str, out: Path, **kw: Any) -> None:
     help="Output directory.",
 )
 @handled
-def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, **kw: Any) -> None:
+def compare(
+    base: str,
+    tuned: tuple[str, ...],
+    out: Path,
+    policy: str | None,
+    allow_labeler_as_candidate: bool,
+    **kw: Any,
+) -> None:
     """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
     if the gate fails for any of them. Several: one report per candidate in OUT/<name>/ and
     an overview in OUT/index.html."""
@@ -464,7 +505,13 @@ def compare(base: str, tuned: tuple[str, ...], out: Path, policy: Path | None, *
         _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
     loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
     results = compare_candidates(
-        base, tuned, _spec(base, kw), out, policy=loaded_policy, progress=_progress(kw["quiet"])
+        base,
+        tuned,
+        _spec(base, kw),
+        out,
+        policy=loaded_policy,
+        progress=_progress(kw["quiet"]),
+        allow_labeler=allow_labeler_as_candidate,
     )
     for result in results:
         _print_verdict(result.summary, result.out)
@@ -488,6 +535,7 @@ _MODEL_INPUT_FLAGS = {
     "batch_size": "--batch-size",
     "device": "--device",
     "limit": "--limit",
+    "domain_limit": "--domain-limit",
     "cache_dir": "--cache-dir",
     "no_cache": "--no-cache",
 }
@@ -579,6 +627,8 @@ def _print_verdict(summary: Summary, out: Path | None) -> None:
         # Text cells: task names come from user files and must not be read as rich markup.
         table.add_row(*(Text(str(cell)) for cell in cells))
     console.print(table)
+    if summary.references is not None:
+        console.print(references_line(summary.references), markup=False, highlight=False)
     for reason in summary.reasons:
         console.print(f"- {reason}", markup=False, highlight=False)
     if out is not None:
@@ -590,6 +640,17 @@ def _print_verdict(summary: Summary, out: Path | None) -> None:
         )
 
 
+def references_line(references: dict[str, int]) -> str:
+    """'domain references: 180 of 200 gating items model-made (silver), ...'."""
+    silver, gold = references.get("silver", 0), references.get("gold", 0)
+    total = silver + gold + references.get("unknown", 0)
+    line = (
+        f"domain references: {silver} of {total} gating items model-made (silver: a labeler "
+        f"model's answers), {gold} corrected by hand (gold), {total - silver - gold} unknown"
+    )
+    return line + ("; silver references score agreement with the labeler" if silver else "")
+
+
 def _console() -> Any:
     """A rich console; in logs and pipes (no terminal) wide enough for the tables."""
     from rich.console import Console
@@ -599,14 +660,18 @@ def _console() -> Any:
 
 
 @cli.command()
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", metavar="DIR|DIR/summary.json", type=click.Path(path_type=Path))
 @handled
 def report(directory: Path) -> None:
-    """Re-render report.html, plots/*.png and summary.md in DIRECTORY (no model)."""
+    """Re-render report.html, plots/*.png and summary.md in DIR, the directory of a
+    summary.json (either may be given; no model)."""
     from collapse_eval.report.html import write_reports
     from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dirs
 
-    summary_path = directory / SUMMARY_FILE
+    if directory.suffix == ".json" and not directory.is_dir():  # the summary, as gate takes it
+        summary_path, directory = directory, directory.parent
+    else:
+        summary_path = directory / SUMMARY_FILE
     summary = load_summary(summary_path)
     run_dirs = side_run_dirs(summary, summary_path)  # the runs it names, found once here
     written = write_reports(directory, summary, run_dirs=run_dirs)
@@ -616,9 +681,9 @@ def report(directory: Path) -> None:
 
 @cli.command()
 @click.argument("summary_path", metavar="SUMMARY.json", type=click.Path(path_type=Path))
-@click.option("--policy", type=click.Path(path_type=Path), default=None, help="policy.yaml")
+@policy_option
 @handled
-def gate(summary_path: Path, policy: Path | None) -> None:
+def gate(summary_path: Path, policy: str | None) -> None:
     """Re-judge SUMMARY.json under a policy: exit 0 pass, 1 fail, 2 bad input."""
     from collapse_eval.policy import load_policy
     from collapse_eval.summary import load_summary
@@ -1074,7 +1139,7 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
-    with _sigterm_as_exception(), _pipe_safe_stdout(), _warnings_on_stderr():
+    with _sigterm_as_exception(), _pipe_safe_streams(), _warnings_on_stderr():
         return _invoke(argv)
 
 

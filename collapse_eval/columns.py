@@ -59,6 +59,11 @@ class ItemColumns:
     doc_hash_set: NDArray[np.bool_]
     lines: NDArray[np.int64]  # 1-based line in records.jsonl (or index in Run.records)
     groups: frozenset[Any]  # the distinct ``metadata.group`` values (None: no group)
+    # Where the references came from (a built test set says): ``metadata.reference_source``
+    # counted per value (None: not said), and the distinct (``metadata.labeler``,
+    # ``metadata.labeler_fingerprint``) pairs of the items that name a labeler.
+    references: Mapping[Any, int] = field(default_factory=dict)
+    labelers: frozenset[tuple[Any, Any]] = frozenset()
 
     def __len__(self) -> int:
         return int(self.scores.size)
@@ -144,6 +149,8 @@ class _Builder:
         "hashes",
         "hashed",
         "lines",
+        "references",
+        "labelers",
     )
 
     def __init__(self) -> None:
@@ -156,6 +163,16 @@ class _Builder:
         self.hashes = array("q")
         self.hashed = array("b")
         self.lines = array("q")
+        self.references: dict[Any, int] = {}
+        self.labelers: set[tuple[Any, Any]] = set()
+
+    def note_provenance(self, meta: Mapping[str, Any]) -> None:
+        """The item's reference source and labeler (a built test set's metadata)."""
+        source = meta.get("reference_source")
+        self.references[source] = self.references.get(source, 0) + 1
+        labeler = (meta.get("labeler"), meta.get("labeler_fingerprint"))
+        if labeler != (None, None):
+            self.labelers.add(labeler)
 
     def build(self, groups: set[Any]) -> ItemColumns:
         def objects(values: list[Any]) -> ObjectArray:
@@ -174,6 +191,8 @@ class _Builder:
             doc_hash_set=np.frombuffer(self.hashed, dtype=np.int8).astype(bool),
             lines=np.frombuffer(self.lines, dtype=np.int64).copy(),
             groups=frozenset(groups),
+            references=dict(self.references),
+            labelers=frozenset(self.labelers),
         )
 
 
@@ -206,6 +225,8 @@ class _Collector:
             self.metrics.setdefault(task, {})[metric] = None
         meta = obj.get("metadata")
         self.group_values[key].add(meta.get("group") if isinstance(meta, Mapping) else None)
+        if isinstance(meta, Mapping):
+            builder.note_provenance(meta)
         builder.ids.append(obj["item_id"])
         builder.scores.append(float(obj["score"]))
         builder.clusters.append(self._interned(_cluster_of(obj)))

@@ -428,8 +428,25 @@ def compare_runs(
         n_boot=n_boot,
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         collapse_eval_version=__version__,
+        references=reference_counts(base, paired.domain),
     )
     return apply_policy(summary, policy)
+
+
+def reference_counts(base: RunColumns, domain: Sequence[_Pair]) -> dict[str, int] | None:
+    """The gating domain items by ``metadata.reference_source``: ``silver`` (the answer of
+    the labeler model `data build` used), ``gold`` (corrected by a person) and ``unknown``
+    (not said); None when no item says (a test set written by hand)."""
+    counts = {"silver": 0, "gold": 0}
+    total = 0
+    for pair in domain:
+        total += pair.base.size
+        for source, k in base.get((pair.suite, pair.task, pair.metric)).references.items():
+            if source in counts:
+                counts[source] += k
+    if not any(counts.values()):
+        return None
+    return {**counts, "unknown": max(total - counts["silver"] - counts["gold"], 0)}
 
 
 def _pair_runs(base: RunColumns, tuned: RunColumns) -> _PairedRuns:

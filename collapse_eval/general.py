@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import traceback
@@ -47,6 +48,26 @@ if TYPE_CHECKING:
     from collapse_eval.progress import Bar, Progress
 
 log = logging.getLogger("collapse_eval.general")
+
+
+class _DefaultsApplied(logging.Filter):
+    """Drops lm-eval's "metric acc is defined, but aggregation is not. using default ..."
+    (and the same for higher_is_better): its own task YAMLs (boolq, arc_easy) leave those
+    keys out on purpose, the defaults it then applies are the documented ones, and the
+    lines, one per task and model, buried the log. Every other lm-eval warning stays;
+    COLLAPSE_EVAL_DEBUG=1 keeps these too."""
+
+    PHRASES = ("is defined, but aggregation is not", "is defined, but higher_is_better is not")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if os.environ.get("COLLAPSE_EVAL_DEBUG"):
+            return True
+        message = record.getMessage()
+        return not any(phrase in message for phrase in self.PHRASES)
+
+
+# On lm-eval's task logger itself, so the filter holds whoever installs the handlers.
+logging.getLogger("lm_eval.api.task").addFilter(_DefaultsApplied())
 
 SUITE = "general"
 # lm-eval's default seeds for numpy, torch and the few-shot sampler (its CLI's "0,1234,1234,1234").
@@ -409,13 +430,19 @@ def output_type_metric(output_type: Any) -> str | None:
 
 def check_task_names(manager: TaskManager, names: Sequence[str], *, where: str = "") -> None:
     """ConfigError naming every unknown task, with close matches from lm-eval's index."""
+    from collapse_eval.data_prepare import offline_task_names
+
     known = set(manager.all_tasks)
+    # The offline names are offered whether or not this manager holds them (it does only
+    # when another checked name is offline, i.e. depending on what the cache answered), so
+    # a typo gets the same hint every time: boolq_ofline -> boolq_offline.
+    candidates = list(dict.fromkeys([*offline_task_names(), *manager.all_tasks]))
     for name in names:
         if name in known:
             continue
-        close = difflib.get_close_matches(name, manager.all_tasks, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
         lower = name.lower()
-        close += [t for t in manager.all_tasks if lower in t.lower() and t not in close][
+        close += [t for t in candidates if lower in t.lower() and t not in close][
             : max(0, 3 - len(close))
         ]
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

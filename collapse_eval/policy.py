@@ -4,7 +4,8 @@
 alpha: 0.05
 general: {margin: 0.02, fail_on: [regressed], critical: [], margins: {gsm8k: 0.03},
           require: non_inferior, require_per_task: {arc_easy: equivalent}}
-domain:  {require_gain: true, min_gain: 0.0, margin: 0.02, fail_on: [], fail_on_format: []}
+domain:  {require_gain: true, min_gain: 0.0, margin: 0.02, fail_on: [], fail_on_format: [],
+          require: non_inferior}
 ```
 
 Extensions (documented in README): ``domain.fail_on`` (statuses of any domain comparison,
@@ -15,6 +16,9 @@ must show non-inferiority: they fail when ``regressed`` or ``inconclusive``.
 ``non_inferior`` | ``equivalent``, more specific): a task required to be ``equivalent``
 passes only when its whole (1 - 2 alpha) CI lies within +-margin (TOST).
 ``domain.fail_on_format``: statuses of the domain ``format_ok`` rows that fail the gate.
+``domain.require: equivalent``: every domain task-level row (not its groups, not format_ok)
+must be equivalent by TOST, as a general task required to be. Named presets
+(``PRESETS``: ``release``, the default, and ``equivalence``) stand in for a file.
 """
 
 from __future__ import annotations
@@ -35,7 +39,18 @@ REQUIREMENTS = ("non_inferior", "equivalent")
 DEFAULT_MARGIN = 0.02
 _TOP_KEYS = ("alpha", "general", "domain")
 _GENERAL_KEYS = ("margin", "fail_on", "critical", "margins", "require", "require_per_task")
-_DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on", "fail_on_format")
+_DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on", "fail_on_format", "require")
+# --policy NAME: a named policy instead of a file. ``release`` is the default policy (a
+# significant domain gain, no general regression); ``equivalence`` is for a checkpoint
+# that should change nothing (a quantized, bf16 or distilled copy): every general and
+# domain task within +-margin by TOST, no gain asked for.
+PRESETS: Mapping[str, Mapping[str, Any]] = {
+    "release": {},
+    "equivalence": {
+        "general": {"require": "equivalent"},
+        "domain": {"require": "equivalent", "require_gain": False},
+    },
+}
 
 
 class Margin(NamedTuple):
@@ -62,6 +77,7 @@ class DomainPolicy:
     margin: float = DEFAULT_MARGIN
     fail_on: tuple[str, ...] = ()
     fail_on_format: tuple[str, ...] = ()
+    require: str = "non_inferior"  # one of REQUIREMENTS, for every domain task-level row
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +167,7 @@ class Policy:
                 "margin": self.domain.margin,
                 "fail_on": list(self.domain.fail_on),
                 "fail_on_format": list(self.domain.fail_on_format),
+                "require": self.domain.require,
             },
         }
 
@@ -302,6 +319,7 @@ def policy_from_mapping(
         margin=r.number(dom, "margin", "domain.margin", 0.02, low=0.0, high=1.0),
         fail_on=r.statuses(dom, "fail_on", "domain.fail_on", ()),
         fail_on_format=r.statuses(dom, "fail_on_format", "domain.fail_on_format", ()),
+        require=r.requirement(dom.get("require") or "non_inferior", "domain.require"),
     )
     given = frozenset(
         [f"general.{k}" for k in gen if gen.get(k) is not None]
@@ -318,14 +336,20 @@ def policy_from_mapping(
 
 
 def load_policy(path: str | Path | None) -> Policy:
-    """Read policy.yaml; None gives the default policy. ConfigError (exit 2) on problems."""
+    """Read policy.yaml, or a preset by name (``equivalence``; a file named like a preset
+    is ``./NAME``); None gives the default policy. ConfigError (exit 2) on problems."""
     if path is None:
         return default_policy()
+    if isinstance(path, str) and path in PRESETS:
+        return policy_from_mapping(dict(PRESETS[path]), source=f"policy preset {path}")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: policy file not found") from None
+        raise ConfigError(
+            f"{path}: policy file not found, and not a preset.{did_you_mean(str(path), PRESETS)}"
+            f" Presets: {', '.join(PRESETS)}"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
     return parse_guarded(_parse_policy, text, path, "policy file")

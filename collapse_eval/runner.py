@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,13 @@ from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, BenchmarksConfig, Suite
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint, checkpoint_signature
-from collapse_eval.errors import ConfigError, InputError, StorageError, UsageError
+from collapse_eval.errors import (
+    CollapseEvalWarning,
+    ConfigError,
+    InputError,
+    StorageError,
+    UsageError,
+)
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.records import (
     MANIFEST_FILE,
@@ -40,6 +47,7 @@ from collapse_eval.records import (
     manifest_from_json,
     read_json,
     read_records,
+    read_run_manifest,
     record_from_json,
     sha256_text,
     write_manifest,
@@ -58,6 +66,7 @@ class RunSpec:
     engine: str | None = None
     engine_args: Mapping[str, str] = field(default_factory=dict)
     limit: int | None = None
+    domain_limit: int | None = None  # --domain-limit: items per domain file, whole clusters
     seed: int = 0
     cache_dir: Path | None = None
     use_cache: bool = True
@@ -155,7 +164,12 @@ class _EngineSession:
         inner = make_engine(self.spec.engine, self.spec.model, self.spec.engine_args)
 
         def loading(n: int) -> None:
-            self.progress.log(f"loading {self.spec.model} ({n:,} requests not in the cache)")
+            # n counts the first batch only (the engine is asked a batch at a time, and the
+            # run's later requests are not known yet): said so, the total comes at the end.
+            self.progress.log(
+                f"loading {self.spec.model} (answers not in the cache: {n:,} in the first "
+                "batch; the total computed is logged at the end)"
+            )
 
         return CachedEngine(inner, self.cache, on_first_miss=loading if lazy else None)
 
@@ -253,12 +267,14 @@ class _EngineSession:
         """Close the engine (if built) and say what the cache saved."""
         engine, self._engine = self._engine, None
         line = self._usage_line(engine) if self.cache is not None else None
-        if engine is not None:
-            engine.close()
-        if line:
-            self.progress.log(line)
-        if self.cache is not None:
-            self.cache.close()
+        try:
+            if engine is not None:
+                engine.close()
+            if line:
+                self.progress.log(line)
+        finally:  # a log stream that fails (a dead pipe) must not leave the cache open
+            if self.cache is not None:
+                self.cache.close()
 
     def _usage_line(self, engine: Engine | None) -> str | None:
         reused = f"{len(self.reused)} task(s) reused whole from the cache"
@@ -272,6 +288,8 @@ class _EngineSession:
         parts = [stats.describe()]
         if loaded is not None:
             parts.append("model loaded" if loaded else "model not loaded")
+        if stats.misses:  # the total the "loading" line could not know
+            parts.append(f"{stats.misses:,} computed")
         line = f"{self.label}: {', '.join(parts)}"
         return f"{line}; {reused}" if self.reused else line
 
@@ -335,9 +353,13 @@ def _file_hash(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def domain_task_spec(path: Path) -> dict[str, Any]:
-    """A domain task's results are decided by its file's content (and the run settings)."""
-    return {"content": _file_hash(path)}
+def domain_task_spec(path: Path, limit: int | None = None) -> dict[str, Any]:
+    """A domain task's results are decided by its file's content, the --domain-limit (a key
+    only when given, so the specs of earlier runs stay as they were) and the run settings."""
+    spec: dict[str, Any] = {"content": _file_hash(path)}
+    if limit is not None:
+        spec["limit"] = limit
+    return spec
 
 
 def task_files_hash(include_paths: Sequence[Path]) -> str | None:
@@ -520,7 +542,7 @@ def run_model(
         raise UsageError(f"{run_dir}: --out must be a directory, and this is a file.")
 
     # Validate every input before loading a model: input mistakes must cost nothing.
-    domain_sets = _load_domain_sets(spec.domain_files)
+    domain_sets = _load_domain_sets(spec.domain_files, spec.domain_limit)
     suite, config = _load_suite(spec, progress) if spec.run_general else (None, None)
     include_paths = tuple(config.include_paths) if config is not None else ()
     if engine_factory is default_engine_factory:
@@ -703,7 +725,7 @@ def _make_request(
     include_paths: Sequence[Path],
 ) -> _Request:
     paths = {_domain_name(path): path for path in spec.domain_files}
-    domain = {task: domain_task_spec(paths[task]) for task in domain_sets}
+    domain = {task: domain_task_spec(paths[task], spec.domain_limit) for task in domain_sets}
     general: dict[str, Mapping[str, Any]] = {}
     if suite is not None:
         files = task_files_hash(include_paths)
@@ -751,7 +773,7 @@ def _covers(
     return all(entry.task in have or entry.task in groups for entry in suite.entries)
 
 
-def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
+def _load_domain_sets(files: Sequence[Path], limit: int | None = None) -> dict[str, Any]:
     if not files:
         return {}
     from collapse_eval.domain.dataset import domain_task_name, load_domain_set
@@ -765,8 +787,35 @@ def _load_domain_sets(files: Sequence[Path]) -> dict[str, Any]:
                 f"two --domain files share the task name '{name}' "
                 "(the file name without extension); rename one",
             )
-        sets[name] = load_domain_set(path)
+        items = load_domain_set(path)
+        sets[name] = items if limit is None else whole_clusters(items, limit, path)
     return sets
+
+
+def whole_clusters(items: Sequence[Any], limit: int, path: Path) -> list[Any]:
+    """At most ``limit`` of a domain file's items, whole clusters only (``metadata.cluster``;
+    an item without one is its own cluster), so a subsample keeps the clustered standard
+    errors honest. Clusters are taken in the order of a hash of their name, not the file's
+    order (a file sorted by task type would give one type), skipping any that would pass
+    the limit; the choice depends only on the file, so base and tuned get the same items
+    and a larger limit keeps every cluster a smaller one took when it fits. Items keep
+    their file order."""
+    clusters: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        key = item.cluster if item.cluster is not None else f"\0{item.id}"
+        clusters.setdefault(key, []).append(index)
+    chosen: list[int] = []
+    for key in sorted(clusters, key=lambda k: hashlib.sha256(k.encode()).hexdigest()):
+        if len(chosen) + len(clusters[key]) <= limit:
+            chosen.extend(clusters[key])
+    if not chosen:
+        smallest = min(len(c) for c in clusters.values())
+        raise UsageError(
+            f"--domain-limit {limit}: every cluster of {path} (metadata.cluster) has more "
+            f"items than that (the smallest has {smallest}); clusters are kept whole, so "
+            f"give at least --domain-limit {smallest}"
+        )
+    return [items[i] for i in sorted(chosen)]
 
 
 def _load_suite(spec: RunSpec, progress: Progress) -> tuple[Suite, BenchmarksConfig]:
@@ -861,6 +910,47 @@ class _TaskFinisher:
         self.tasks[task] = dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
         write_manifest(self.run_dir, dataclasses.replace(self.manifest, tasks=self.tasks))
         self.progress.log(f"general {task}: {info.n} items{how}")
+        below = below_chance(task, records, info.primary_metric)
+        if below is not None:
+            warnings.warn(CollapseEvalWarning(f"{self.manifest.model}: {below}"), stacklevel=2)
+
+
+# A task whose references come from a small fixed label set (BoolQ's yes/no): at most this
+# many labels, each seen at least twice on average, over at least MIN_CHANCE_ITEMS items.
+MAX_LABELS = 10
+MIN_CHANCE_ITEMS = 20
+
+
+def below_chance(task: str, records: Sequence[ItemRecord], metric: str | None) -> str | None:
+    """A sentence when a task with a fixed label set scores clearly below chance (1/k for
+    k labels, by more than two binomial standard errors), which usually means a prompt or
+    label mismatch rather than a weak model; with the majority-class rate, what answering
+    the most common label every time would score. None otherwise, and for tasks whose
+    choices differ per item (ARC, PIQA), whose k the records do not hold."""
+    rows = [r for r in records if r.metric == metric and isinstance(r.reference, str)]
+    labels: dict[str, int] = {}
+    for r in rows:
+        labels[str(r.reference)] = labels.get(str(r.reference), 0) + 1
+    n = len(rows)
+    if n < MIN_CHANCE_ITEMS or len(labels) > MAX_LABELS or 2 * len(labels) > n:
+        return None
+    k = len(set(labels) | {str(r.prediction) for r in rows if r.prediction is not None})
+    accuracy = sum(r.score for r in rows) / n
+    chance = 1 / max(k, 2)
+    if accuracy + 2 * (chance * (1 - chance) / n) ** 0.5 >= chance:
+        return None
+    label, count = max(labels.items(), key=lambda kv: kv[1])
+    answers: dict[str, int] = {}
+    for r in rows:
+        answers[str(r.prediction)] = answers.get(str(r.prediction), 0) + 1
+    said, times = max(answers.items(), key=lambda kv: kv[1])
+    return (
+        f"{task} scored {accuracy:.0%} ({metric}, n = {n}), below chance for its {k} "
+        f"labels ({chance:.0%}); it answered {said!r} on {times} of {n} items, and always "
+        f"answering {label!r} would score {count / n:.0%}. Below chance usually means a "
+        "prompt or label mismatch (the task's YAML, its few-shot examples or a chat "
+        "template), or a model that leans to one answer whatever the question"
+    )
 
 
 def _reuse_general(
@@ -921,7 +1011,17 @@ def resolve_run(
     evaluated."""
     if is_run_dir(model_or_run):
         return check_finished(load_run(model_or_run))
-    path = Path(model_or_run)
+    _refuse_other_directories(Path(model_or_run))
+    return run_model(
+        dataclasses.replace(spec, model=model_or_run),
+        out,
+        progress=progress,
+        engine_factory=engine_factory,
+    )
+
+
+def _refuse_other_directories(path: Path) -> None:
+    """InputError for a directory that is neither a finished run nor a checkpoint."""
     if path.is_dir() and (path / MANIFEST_FILE).exists():
         raise InputError(
             path,
@@ -941,12 +1041,6 @@ def resolve_run(
             "is a compare output directory, not a run or a checkpoint. "
             "Pass its runs/base or runs/tuned directory instead.",
         )
-    return run_model(
-        dataclasses.replace(spec, model=model_or_run),
-        out,
-        progress=progress,
-        engine_factory=engine_factory,
-    )
 
 
 def check_finished(run: RunT) -> RunT:
@@ -954,17 +1048,59 @@ def check_finished(run: RunT) -> RunT:
     why = _unfinished(run)
     if why is None:
         return run
-    raise UsageError(
-        f"{run.path}: this run is incomplete ({why}), so it cannot be compared yet. "
+    raise _incomplete_run(run.path, run.manifest.model, why)
+
+
+def _incomplete_run(path: Path, model: str, why: str) -> UsageError:
+    return UsageError(
+        f"{path}: this run is incomplete ({why}), so it cannot be compared yet. "
         f"Finish it by re-running the command that made it, e.g. `collapse-eval run "
-        f"{run.manifest.model} --out {run.path}` with the same options (it resumes where "
+        f"{model} --out {path}` with the same options (it resumes where "
         "it stopped), then compare again."
     )
 
 
+_NOT_COMPLETE = "manifest.json says complete: false: the run was interrupted or is running"
+
+
+def check_models_first(models: Sequence[str], spec: RunSpec) -> None:
+    """Every BASE and TUNED of a compare, checked before the first model loads, so that a
+    mistyped candidate costs nothing instead of failing after the base's evaluation: run
+    directories must be finished (manifest only: reading records is left to the compare),
+    other directories must not be runs or compare outputs, and checkpoints must exist with
+    engine arguments their backend accepts. Data and suite are checked by ``run_model``
+    before its model loads."""
+    from collapse_eval.engines.registry import check_engine_args, resolve_engine_kind
+
+    kind, _notice = resolve_engine_kind(spec.engine)  # the run prints the notice
+    for model in models:
+        if is_run_dir(model):
+            manifest = read_run_manifest(model)
+            if not manifest.complete:
+                raise _incomplete_run(Path(model), manifest.model, _NOT_COMPLETE)
+            continue
+        _refuse_other_directories(Path(model))
+        check_engine_args(kind, model, spec.engine_args)
+        _check_model_source(kind, model, spec.engine_args)
+
+
+def _check_model_source(kind: str, model: str, engine_args: Mapping[str, str]) -> None:
+    """InputError for a checkpoint that is not there (without loading anything)."""
+    if kind == "hf":
+        from collapse_eval.engines.hf import check_model_source
+
+        check_model_source(model, engine_args.get("gguf_file"))
+    elif kind == "vllm" and model.startswith(("/", ".", "~")) and not _exists(model):
+        raise InputError(model, "checkpoint directory not found")  # vLLM's own test
+
+
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().exists()
+
+
 def _unfinished(run: Run | RunColumns) -> str | None:
     if not run.manifest.complete:
-        return "manifest.json says complete: false: the run was interrupted or is running"
+        return _NOT_COMPLETE
     items: dict[str, set[str]] = {}
     if isinstance(run, RunColumns):
         for (_suite, task, _metric), columns in run.items.items():
@@ -1010,8 +1146,11 @@ def compare(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
     run_dirs: tuple[Path, Path] | None = None,
+    allow_labeler: bool = False,
 ) -> Summary:
-    """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``."""
+    """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``.
+    ``allow_labeler``: compare even a model that labeled the domain test set (see
+    ``check_labelers``)."""
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import default_policy
 
@@ -1021,6 +1160,7 @@ def compare(
     base_path = _resolve_dir(base, spec, base_dir, progress, engine_factory)
     tuned_path = _resolve_dir(tuned, spec, tuned_dir, progress, engine_factory)
     base_run, tuned_run = (check_finished(r) for r in load_runs_columns([base_path, tuned_path]))
+    _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     with directory_lock(out, progress):  # two compares into one --out take turns
@@ -1117,6 +1257,7 @@ def compare_candidates(
     progress: Progress | None = None,
     engine_factory: EngineFactory = default_engine_factory,
     names: Sequence[str] | None = None,
+    allow_labeler: bool = False,
 ) -> list[CandidateResult]:
     """Compare each candidate against one base, evaluating the base once.
 
@@ -1139,6 +1280,13 @@ def compare_candidates(
     names = list(names) if names is not None else candidate_names(candidates)
     if len(set(names)) != len(candidates) or set(names) & (_RESERVED_NAMES | {"base"}):
         raise UsageError(f"candidate names must be distinct and not reserved, got {names}")
+    if engine_factory is default_engine_factory:  # a test's factory takes made-up names
+        check_models_first([base, *candidates], spec)
+    if spec.domain_files:  # before any model loads; run directories alone: once loaded
+        labelers = test_set_labelers(_load_domain_sets(spec.domain_files).values())
+        if labelers:  # hashing a checkpoint costs seconds: only for a built test set
+            fingerprints = {m: _model_fingerprint(m, spec) for m in (base, *candidates)}
+            check_labelers(fingerprints, labelers, allow=allow_labeler)
     if len(candidates) == 1:
         summary = compare(
             base,
@@ -1148,6 +1296,7 @@ def compare_candidates(
             policy=policy,
             progress=progress,
             engine_factory=engine_factory,
+            allow_labeler=allow_labeler,
         )
         return [CandidateResult(names[0], summary, out)]
     base_path = _resolve_dir(base, spec, out / "runs" / "base", progress, engine_factory)
@@ -1157,6 +1306,7 @@ def compare_candidates(
         progress.log(f"compare: {name} against base")
         tuned_path = _resolve_dir(candidate, spec, out / "runs" / name, progress, engine_factory)
         tuned_run = check_finished(load_run_columns(tuned_path))
+        _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
         check_same_task_specs(base_run, tuned_run)
         summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed)
         with directory_lock(out / name, progress):
@@ -1164,3 +1314,87 @@ def compare_candidates(
         results.append(CandidateResult(name, summary, out / name))
     write_overview(out, [Candidate(r.name, r.summary) for r in results])
     return results
+
+
+# ---------------------------------------------------------------- the labeler trap
+
+
+Labeler = tuple[Any, Any]  # (metadata.labeler, metadata.labeler_fingerprint) of a test item
+
+
+def test_set_labelers(domain_sets: Iterable[Sequence[Any]]) -> set[Labeler]:
+    """The labelers the items of built domain test sets name (`data build` writes them)."""
+    found: set[Labeler] = set()
+    for items in domain_sets:
+        for item in items:
+            labeler = (item.metadata.get("labeler"), item.metadata.get("labeler_fingerprint"))
+            if labeler != (None, None):
+                found.add(labeler)
+    return found
+
+
+def _model_fingerprint(model: str, spec: RunSpec) -> str | None:
+    """A compared model's fingerprint as an engine records it, without loading it: a run
+    directory's from its manifest, a checkpoint's by hashing its files (remembered for
+    the run that follows); None for a served model (openai), which has none to compare."""
+    if is_run_dir(model):
+        return read_run_manifest(model).model_fingerprint
+    from collapse_eval.engines.registry import resolve_engine_kind
+
+    if resolve_engine_kind(spec.engine)[0] == "openai":
+        return None
+    return checkpoint_fingerprint(model, spec.engine_args.get("revision"))
+
+
+def _check_run_labelers(
+    spec: RunSpec, base: RunColumns, tuned: RunColumns, allow_labeler: bool
+) -> None:
+    """The labeler check of two run directories compared without --domain files (with
+    them, compare_candidates checked before any model loaded)."""
+    if spec.domain_files:
+        return
+    labelers = {pair for columns in base.items.values() for pair in columns.labelers}
+    runs = {str(r.path): r.manifest.model_fingerprint for r in (base, tuned)}
+    check_labelers(runs, labelers, allow=allow_labeler)
+
+
+def check_labelers(
+    models: Mapping[str, str | None], labelers: Collection[Labeler], *, allow: bool
+) -> None:
+    """UsageError (a warning with ``allow``) when a compared model is the one that labeled
+    the domain test set: the references are its own answers, so it scores near 100 % and
+    no candidate can show a gain over it. A model with the labeler's name whose fingerprint
+    cannot be compared (unknown on either side) gets a warning."""
+    by_fingerprint = {fp: name for name, fp in labelers if fp}
+    for model, fingerprint in models.items():
+        if fingerprint is not None and fingerprint in by_fingerprint:
+            said = (
+                f"{model} labeled the domain test set (metadata.labeler "
+                f"{by_fingerprint[fingerprint]}, the same fingerprint {fingerprint}): its "
+                "references are this model's own answers, so it scores near 100 % on them "
+                "and no candidate can show a gain over it"
+            )
+            if not allow:
+                raise UsageError(
+                    f"{said}. Use a test set labeled by another model or corrected by hand "
+                    "(metadata.reference_source gold), or pass --allow-labeler-as-candidate "
+                    "to compare anyway"
+                )
+            warnings.warn(CollapseEvalWarning(f"{said} (compared anyway)"), stacklevel=2)
+        elif _unknown_but_named(model, fingerprint, labelers):
+            warnings.warn(
+                CollapseEvalWarning(
+                    f"{model} has the name of the model that labeled the domain test set, "
+                    "and its fingerprint cannot be compared with the labeler's (not "
+                    "recorded on one side): if it is the labeler, the references are its "
+                    "own answers and no candidate can show a gain over it"
+                ),
+                stacklevel=2,
+            )
+
+
+def _unknown_but_named(model: str, fingerprint: str | None, labelers: Collection[Labeler]) -> bool:
+    """``model`` has a labeler's name, and one of the two fingerprints is unknown (both
+    known and different: another model of that name, say a re-trained one)."""
+    named = [fp for name, fp in labelers if name and str(name).rstrip("/") == model.rstrip("/")]
+    return bool(named) and (fingerprint is None or None in named)

@@ -259,7 +259,7 @@ def _default_of(f: Field[Any]) -> Any:
 
 
 # Set only by re-judging, for some rows: never written as null.
-_OMIT_NONE = frozenset(("critical", "margin_source", "required"))
+_OMIT_NONE = frozenset(("critical", "margin_source", "required", "references"))
 # What a pooled domain row lacks (it is not judged on its own); filled in when read.
 POOLED_LACKS = (
     "group_by",
@@ -590,6 +590,10 @@ class Summary:
     created_at: str | None = None
     collapse_eval_version: str | None = None
     domain_gain: DomainGain | None = None
+    # Gating domain items by where their reference came from: {"silver": n (a labeler
+    # model's answer), "gold": n (human-corrected), "unknown": n}; None (left out) when
+    # no item says, as for a test set not made by `data build`.
+    references: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     absent: frozenset[str] = frozenset()
 
@@ -629,6 +633,7 @@ class Summary:
             created_at=f.get("created_at", None, _str_or_none),
             collapse_eval_version=f.get("collapse_eval_version", None, _str_or_none),
             domain_gain=DomainGain.from_json(gain) if gain is not None else None,
+            references=f.get("references", None, _dict_or_none),
             extra=f.extra,
             absent=frozenset(f.absent),
         )

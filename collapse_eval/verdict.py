@@ -12,8 +12,9 @@ Status (margin m > 0 on the 0..1 scale; ``p_adjusted`` is Holm within the family
                 including a comparison too small to have a CI (its ``note`` says why)
 For metrics where lower is better (``higher_is_better: false``), delta and the CI are
 mirrored before the rules are applied.
-  equivalent    only for a general task the policy requires to be equivalent
-                (``general.require`` / ``general.require_per_task``): its whole
+  equivalent    only for a general task or a domain task-level row the policy requires
+                to be equivalent (``general.require`` / ``general.require_per_task`` /
+                ``domain.require``): its whole
                 (1 - 2 alpha) CI (``equivalence_ci_low/high``) lies within (-m, +m), i.e. both
                 one-sided tests of TOST reject at level alpha. A required task that is not
                 equivalent keeps its status above and fails the gate.
@@ -21,7 +22,7 @@ mirrored before the rules are applied.
 Verdict "fail" when any of:
   * a general task-level comparison has a status listed in ``general.fail_on``;
   * a ``general.critical`` task is regressed or inconclusive, or was not compared;
-  * a general task required to be ``equivalent`` is not;
+  * a general task or domain task required to be ``equivalent`` is not;
   * a domain comparison (task or group) has a status listed in ``domain.fail_on``;
   * a domain ``format_ok`` row has a status listed in ``domain.fail_on_format``;
   * ``domain.require_gain`` and domain items were evaluated, but the pooled domain
@@ -114,19 +115,32 @@ def _describe(c: Comparison, alpha: float) -> str:
         verb = "dropped" if c.higher_is_better else "got worse by"
         return f"{_label(c)} {verb} {_magnitude(c.delta)} points ({stats}), beyond the {margin}"
     if c.status == "inconclusive":
-        mde = c.mde
-        power = (
-            f"; n = {c.n} detects about {_magnitude(mde)} points"
-            if isinstance(mde, (int, float))
-            else f"; n = {c.n}"
-        )
         change = "dropped" if worse else "changed"
         return (
             f"{_label(c)} {change} {_magnitude(c.delta)} points ({stats}): a drop beyond "
-            f"the {margin} cannot be ruled out{power}"
+            f"the {margin} cannot be ruled out; {_power(c)}"
         )
     verb = "improved" if c.status == "improved" else "changed"
     return f"{_label(c)} {verb} {signed_points(c.delta)} points ({stats})"
+
+
+def _power(c: Comparison) -> str:
+    """What the sample size can detect, and why nothing is said when there is no minimum
+    detectable effect (``mde`` is null): no CI at all, or every paired difference equal
+    (no item changed its score), where the spread that the effect is computed from is 0."""
+    if isinstance(c.mde, (int, float)):
+        return f"n = {c.n} detects about {_magnitude(c.mde)} points"
+    if c.ci_low is None or c.ci_high is None:
+        return f"n = {c.n}: without a CI there is no minimum detectable effect either"
+    spread = c.se_clustered if c.ci_method == "cluster_robust_normal" else c.se
+    if spread == 0:  # all paired differences equal: all 0 when the mean is
+        what = "no item changed its score" if c.delta == 0 else "every item moved alike"
+        return (
+            f"n = {c.n} and {what}, so the paired differences have no spread to estimate "
+            "a minimum detectable effect from; the CI's width comes from n alone, and only "
+            "more items narrow it"
+        )
+    return f"n = {c.n} (no minimum detectable effect in this summary)"
 
 
 def domain_gain(summary: Summary, policy: Policy) -> DomainGain | None:
@@ -207,10 +221,15 @@ def _judge_row(c: Comparison, policy: Policy) -> None:
 
 
 def _judge_equivalence(c: Comparison, policy: Policy) -> None:
-    """General task-level rows: the requirement, and status ``equivalent`` when TOST passes."""
-    if c.suite != "general" or c.group_by:
+    """General task-level rows, and domain task-level rows under ``domain.require:
+    equivalent`` (written only then, so summaries judged as before stay as they were): the
+    requirement, and status ``equivalent`` when TOST passes."""
+    if c.group_by or (c.suite == "domain" and c.metric == FORMAT_METRIC):
         return
-    c.required = policy.requirement(c.task)
+    if c.suite == "general":
+        c.required = policy.requirement(c.task)
+    elif policy.domain.require == "equivalent":
+        c.required = "equivalent"
     if c.required == "equivalent" and is_equivalent(
         c.equivalence_ci_low, c.equivalence_ci_high, _margin(c)
     ):
@@ -276,6 +295,8 @@ def _general_reason(c: Comparison, policy: Policy) -> _Reason | None:
 def _domain_reason(c: Comparison, policy: Policy) -> _Reason | None:
     """A domain row (task, group or format_ok): fails on a status in ``domain.fail_on``
     (``fail_on_format`` for format_ok rows); a note when it regressed nonetheless."""
+    if c.required == "equivalent" and c.status != "equivalent":
+        return _Reason("fail", _not_equivalent(c, policy.alpha))
     key = "fail_on_format" if c.metric == FORMAT_METRIC else "fail_on"
     if c.status in getattr(policy.domain, key):
         return _Reason("fail", _describe(c, policy.alpha))

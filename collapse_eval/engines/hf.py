@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from collapse_eval.engines.tokenization import (
     prefix_token_id,
     rolling_loglikelihoods,
 )
-from collapse_eval.errors import ConfigError, EngineError, InputError
+from collapse_eval.errors import CollapseEvalWarning, ConfigError, EngineError, InputError
 
 log = logging.getLogger("collapse_eval.engines.hf")
 
@@ -84,7 +85,7 @@ class HFEngine(EngineDefaults):
         self,
         model: str,
         *,
-        dtype: str = "float32",
+        dtype: str | None = None,
         device: str = "cpu",
         batch_size: int = 16,
         max_length: int | None = None,
@@ -96,7 +97,12 @@ class HFEngine(EngineDefaults):
         self._name = model
         self._source, self._gguf_file = _resolve_source(model, gguf_file)
         self._revision = revision
-        self._dtype = dtype
+        # float32 unless asked: the same numbers on every CPU (bfloat16 is several times
+        # faster with avx512_bf16 or AMX and several times slower without them, and rounds
+        # differently), and the run settings of earlier runs stay valid. A checkpoint
+        # stored in another dtype is said so when its weights load (``_dtype_notice``).
+        self._dtype = dtype or "float32"
+        self._dtype_given = dtype is not None
         self.batch_size = batch_size
         self.max_gen_toks = max_gen_toks
         self._device_name = device
@@ -154,6 +160,7 @@ class HFEngine(EngineDefaults):
     def _weights(self) -> tuple[Any, Any]:
         """(model, torch.device), the weights loaded on first use (see ``__init__``)."""
         if self._loaded is None:
+            self._dtype_notice()
             self._loaded, self._torch_device = _load_weights(
                 self._source,
                 self._config,
@@ -164,6 +171,22 @@ class HFEngine(EngineDefaults):
                 revision=self._revision,
             )
         return self._loaded, self._torch_device
+
+    def _dtype_notice(self) -> None:
+        """A warning when the default float32 is not the checkpoint's own dtype (a bf16
+        checkpoint upcast without a word surprised users: lm-eval's default follows it)."""
+        stored = str(getattr(self._config, "dtype", None) or "").removeprefix("torch.")
+        if self._dtype_given or stored in ("", "None", self._dtype):
+            return
+        warnings.warn(
+            CollapseEvalWarning(
+                f"{self._name} is stored in {stored} and is computed in {self._dtype}, the "
+                "hf engine's default (the same numbers on every CPU). --engine-arg dtype=auto "
+                f"follows the checkpoint ({stored}), as lm-eval's default does: faster on a "
+                "GPU or a CPU with avx512_bf16/AMX, slower on other CPUs"
+            ),
+            stacklevel=2,
+        )
 
     @property
     def _model(self) -> Any:
@@ -467,6 +490,13 @@ def _resolve_source(model: str, gguf_file: str | None) -> tuple[str, str | None]
         )
     _check_cached_when_offline(model)
     return model, gguf_file
+
+
+def check_model_source(model: str, gguf_file: str | None = None) -> None:
+    """InputError when ``model`` is a missing path, a directory that is not a checkpoint,
+    or a hub name absent from the cache with the hub offline; nothing is loaded (a
+    compare checks every candidate this way before the first model loads)."""
+    _resolve_source(model, gguf_file)
 
 
 def _hub_offline() -> bool:
