@@ -33,6 +33,7 @@ from collapse_eval.databuild.spec import BuildSpec
 from collapse_eval.domain.dataset import TrainingItem
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint
 from collapse_eval.errors import InputError, did_you_mean
+from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
 from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
@@ -247,6 +248,7 @@ class _Build:
     train_dialogues: list[Dialogue]
     test_dialogues: list[Dialogue]
     dialogues_sha: str
+    progress: Progress = field(default_factory=QuietProgress)
     ran: dict[str, bool] = field(default_factory=dict)
     costs: dict[str, StageCost] = field(default_factory=dict)
 
@@ -296,7 +298,7 @@ def _construction(b: _Build) -> dict[str, Any]:
     }
 
     def compute(cost: StageCost) -> dict[str, Any]:
-        records = construct(spec, b.generator(cost), spec.labeling.batch_size)
+        records = construct(spec, b.generator(cost), spec.labeling.batch_size, b.progress)
         write_jsonl(b.path("variants"), records)
         return {}
 
@@ -316,7 +318,9 @@ def _evolution(b: _Build) -> dict[str, Any]:
 
     def compute(cost: StageCost) -> dict[str, Any]:
         stage1 = read_jsonl(b.path("variants"))
-        records = evolve(spec, b.generator(cost), stage1, probe, spec.labeling.batch_size)
+        records = evolve(
+            spec, b.generator(cost), stage1, probe, spec.labeling.batch_size, b.progress
+        )
         write_jsonl(b.path("prompts"), records)
         return {}
 
@@ -342,8 +346,10 @@ def _labeling(b: _Build) -> dict[str, Any]:
         review = load_review(review_path, {p["id"]: p for p in prompts})
         pools = labeling_pools(spec, prompts, review)
         engine = b.labeler(cost)
-        samples, rejected = label_train(spec, engine, labeler, b.train_dialogues, pools)
-        items, test_rejected = label_test(spec, engine, labeler, b.test_dialogues, pools)
+        samples, rejected = label_train(spec, engine, labeler, b.train_dialogues, pools, b.progress)
+        items, test_rejected = label_test(
+            spec, engine, labeler, b.test_dialogues, pools, b.progress
+        )
         write_jsonl(b.path("labeled"), samples)
         write_jsonl(b.path("test"), items)
         write_jsonl(b.path("labeling_rejected"), rejected + test_rejected)
@@ -433,6 +439,14 @@ def _report(b: _Build, summaries: Mapping[str, dict[str, Any]]) -> dict[str, Any
     accepted = [p for p in prompts if p["status"] == "accepted"]
     before = [p["text"] for p in accepted if p["stage"] != "evolution"]
     cells = [(t.name, t.output_format) for t in spec.task_types]
+    # Task types of weight 0 are never asked: only the others must reach each file.
+    required = [(t.name, t.output_format) for t in spec.task_types if t.weight > 0]
+    missing = {
+        "train": rep.missing_types([(s["task_type"], s["output_format"]) for s in train], required),
+        "test": rep.missing_types([(i["task_type"], i["output_format"]) for i in test], required)
+        if b.test_dialogues
+        else [],
+    }
     train_ids = {s["metadata"]["dialogue_id"] for s in labeled} | {
         r["sample"]["metadata"]["dialogue_id"] for r in rejected if r["split"] == "train"
     }
@@ -500,7 +514,9 @@ def _report(b: _Build, summaries: Mapping[str, dict[str, Any]]) -> dict[str, Any
             ),
             "train": rep.coverage([(s["task_type"], s["output_format"]) for s in train], cells),
             "test": rep.coverage([(i["task_type"], i["output_format"]) for i in test], cells),
+            "missing": missing,
         },
+        "warnings": rep.coverage_warnings(missing, len(required)),
         "split": {
             "train_dialogues": sorted(d.id for d in b.train_dialogues),
             "test_dialogues": sorted(d.id for d in b.test_dialogues),
@@ -526,6 +542,7 @@ def build(
     *,
     factory: EngineFactory | None = None,
     say: Callable[[str], None] = lambda _: None,
+    progress: Progress | None = None,
 ) -> BuildResult:
     """Run (or resume) the build of ``spec`` into ``out``; see the module docstring."""
     if factory is None:
@@ -540,7 +557,16 @@ def build(
     cache = RequestCache(options.cache_dir) if options.use_cache else None
     engines = _Engines(factory, cache)
     b = _Build(
-        spec, options, out, engines, _State(out), say, train_d, test_d, sha256_file(spec.dialogues)
+        spec,
+        options,
+        out,
+        engines,
+        _State(out),
+        say,
+        train_d,
+        test_d,
+        sha256_file(spec.dialogues),
+        progress or QuietProgress(),
     )
     try:
         summaries = {}
@@ -556,4 +582,12 @@ def build(
     if report["split"]["overlap"]:
         raise AssertionError(f"dialogues in both splits: {report['split']['overlap']}")
     atomic_write_json(b.path("report"), report)
+    for warning in report["warnings"]:
+        say(f"warning: {warning}")
+    if spec.require_coverage and report["warnings"]:
+        raise rep.CoverageError(
+            f"{spec.path}: require_coverage: {'; '.join(report['warnings'])}. The files are "
+            f"written ({out / FILES['report']}); give the missing task types clearer seed "
+            "instructions or more dialogues, or drop require_coverage to accept the build."
+        )
     return BuildResult(out, report)

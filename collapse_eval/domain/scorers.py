@@ -40,6 +40,7 @@ __all__ = [
     "extract_json_object",
     "split_list_items",
     "mixed_tokens",
+    "script_counts",
 ]
 
 
@@ -122,6 +123,7 @@ def score_prediction(output_format: str, prediction: str, reference: Any) -> Sco
 _PUNCT = set(string.punctuation) | set("。、「」『』【】〈〉《》〔〕…—–‘’“”·・～〜")
 _CJK_RE = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN_RE = re.compile(rf"[{_CJK_RE}]|[^\s{_CJK_RE}]+")
+_CJK_CHAR_RE = re.compile(rf"[{_CJK_RE}]")
 _ANSWER_PREFIX_RE = re.compile(
     r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|label|output|result|intent|category|"
     r"答案|答|回答|标签|类别|结果|输出)\s*(?:is\s*)?[:：]\s*",
@@ -175,6 +177,13 @@ def mixed_tokens(text: str) -> list[str]:
         if tok:
             out.append(tok)
     return out
+
+
+def script_counts(text: str) -> tuple[int, int]:
+    """(CJK characters, other word tokens) of ``text``, as ``mixed_tokens`` counts them."""
+    tokens = mixed_tokens(text)
+    cjk = sum(1 for tok in tokens if len(tok) == 1 and _CJK_CHAR_RE.match(tok))
+    return cjk, len(tokens) - cjk
 
 
 def _f1(true_positive: float, n_pred: int, n_ref: int) -> float:
