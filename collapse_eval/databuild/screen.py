@@ -177,7 +177,7 @@ _ANSWER_CUE_RE = re.compile(
     re.IGNORECASE,
 )
 _EXAMPLE_CUE_RE = re.compile(
-    r"\b(?:e\.g\.|for example|for instance|example|such as|like)\b|例如|比如|示例|举例|譬如",
+    r"\be\.g\.|\b(?:for example|for instance|example|such as|like)\b|例如|比如|示例|举例|譬如",
     re.IGNORECASE,
 )
 _SENTENCE_END_RE = re.compile(r"[.;!?\n。；！？]")
