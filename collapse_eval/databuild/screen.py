@@ -286,6 +286,8 @@ def parse_label(task: TaskSpec, text: str) -> tuple[Any, str | None]:
             return None, f"JSON lacks key(s) {', '.join(missing)}"
         return {k: obj[k] for k in task.keys}, None
     if fmt == "list":
+        if result.format_ok and not result.parsed:
+            return [], None  # "none", "无", "[]": the answer is an empty list
         items = split_list_items(text)
         return (items, None) if items else (None, "no list items")
     if not result.format_ok or (fmt != "free_text" and result.parsed is None):
