@@ -1,6 +1,7 @@
 """Stage 1, construction: the generator writes instruction variants for every task type
 in different styles and languages, from the spec's seed instructions; a variant is kept
-when it states the output format and is novel against the pool (see screen.py)."""
+when it passes the screening (format statement, length, language, no echo of the request,
+no stated answer, novelty against the pool: see screen.py)."""
 
 from __future__ import annotations
 

@@ -39,11 +39,12 @@ class Language:
     choices: str  # prefix of the label set
     json_keys: str  # prefix of the JSON keys
 
-    def format_statement(self, output_format: str, labels: tuple[str, ...] = ()) -> str:
+    def format_statement(self, output_format: str, names: tuple[str, ...] = ()) -> str:
+        """How an answer of ``output_format`` looks; ``names``: the labels or JSON keys."""
         if output_format == "label":
-            return self.choices + self.list_separator.join(labels)
+            return self.choices + self.list_separator.join(names)
         if output_format == "json":
-            return self.json_keys + self.list_separator.join(labels)
+            return self.json_keys + self.list_separator.join(names)
         return self.statements[output_format]
 
 

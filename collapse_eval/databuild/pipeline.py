@@ -557,17 +557,9 @@ def build(
     cache = RequestCache(options.cache_dir) if options.use_cache else None
     engines = _Engines(factory, cache)
     b = _Build(
-        spec,
-        options,
-        out,
-        engines,
-        _State(out),
-        say,
-        train_d,
-        test_d,
-        sha256_file(spec.dialogues),
-        progress or QuietProgress(),
+        spec, options, out, engines, _State(out), say, train_d, test_d, sha256_file(spec.dialogues)
     )
+    b.progress = progress or QuietProgress()
     try:
         summaries = {}
         _construction(b)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from collapse_eval.databuild.languages import Language, detect_language
+from collapse_eval.databuild.languages import ENGLISH, Language, detect_language
 from collapse_eval.databuild.spec import TaskSpec
 from collapse_eval.domain.scorers import (
     extract_json_object,
@@ -44,7 +44,7 @@ __all__ = [
     "rouge_l",
 ]
 
-MIN_WORDS = 4
+MIN_WORDS = ENGLISH.min_length  # Chinese counts characters: CHINESE.min_length
 MAX_WORDS = 200
 
 _PREFIX_RE = re.compile(
