@@ -318,6 +318,7 @@ def zh_answer(prompt: str) -> str:
     if "Reply with the new instruction only" in prompt:
         parent = re.search(r"Instruction: (.*?)\n", prompt)
         assert parent is not None and "Write it in Chinese." in prompt
+        assert "Add at most 80 characters." in prompt  # max_added_words: 40, doubled
         if "constraint" in prompt:
             return f"{parent.group(1)}如果对话里没有明确说，请以客户最后一句话为准。"
         return f"先在对话中找到依据，再作答：{parent.group(1)}"

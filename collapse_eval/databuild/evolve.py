@@ -42,7 +42,7 @@ OPERATOR_WORDING = {
 }
 EVOLUTION_TEMPLATE = (
     "Instruction: {parent}\n\n{what} Keep the task ({description}) and the answer format "
-    "({fmt}). Add at most {limit} words.{language} Reply with the new instruction only."
+    "({fmt}). Add at most {limit}.{language} Reply with the new instruction only."
 )
 LANGUAGE_WORDING = " Write it in {language}."
 ROLE_VIEWS = (
@@ -71,7 +71,7 @@ def _operator_request(
         what=OPERATOR_WORDING[operator].format(fmt=fmt, role=role),
         description=task.description,
         fmt=fmt,
-        limit=spec.evolution.max_added_words * language.per_word,
+        limit=f"{spec.evolution.max_added_words * language.per_word} {language.unit}",
         language="" if language == ENGLISH else LANGUAGE_WORDING.format(language=language.name),
     )
     return GenRequest(
