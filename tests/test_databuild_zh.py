@@ -586,3 +586,11 @@ def test_step_progress_writes_when_the_count_moves_a_tenth_not_on_every_item() -
             bar.advance()
     counts = [int(m.group(1)) for m in re.finditer(r": (\d+)/100 items", stream.getvalue())]
     assert counts == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+
+
+@pytest.mark.parametrize("answer", ["无", "没有", "none", "[]"])
+def test_a_stated_empty_list_is_the_label_empty_list(answer: str) -> None:
+    from collapse_eval.databuild.screen import parse_label
+
+    assert parse_label(LIST, answer) == ([], None)
+    assert parse_label(LIST, "电梯、停车位和阳台") == (["电梯", "停车位", "阳台"], None)
