@@ -1065,7 +1065,15 @@ def data_build(
         use_cache=not no_cache,
         force=force,
     )
-    result = build(spec, options, out, say=(lambda _: None) if quiet else _echo_err)
+    from collapse_eval.progress import StepProgress, make_progress
+
+    result = build(
+        spec,
+        options,
+        out,
+        say=(lambda _: None) if quiet else _echo_err,
+        progress=make_progress(quiet, plain=StepProgress),
+    )
     r = result.report
     for line in build_summary_lines(r):
         click.echo(line)

@@ -172,9 +172,51 @@ class RichProgress:
             yield _RichBar()
 
 
-def make_progress(quiet: bool) -> QuietProgress | PlainProgress | RichProgress:
+class _StepBar(_PlainBar):
+    """A plain bar that also writes when the count moved by ``step`` of the total."""
+
+    def __init__(
+        self, stream: IO[str], description: str, total: int | None, interval: float, step: float
+    ) -> None:
+        super().__init__(stream, description, total, interval)
+        self.step = step
+
+    def advance(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            total = self.total
+            moved = total is not None and self.done - self._printed >= self.step * total
+            finished = total is not None and self.done >= total
+            if finished or moved or time.monotonic() - self._last >= self.interval:
+                self._write()
+
+
+class StepProgress(PlainProgress):
+    """Plain lines for long runs counted in requests (``data build``): a bar's start, then
+    a line when the count moved by ``step`` of the total or, without that, at most once
+    per ``interval`` seconds, then its end."""
+
+    def __init__(
+        self, stream: IO[str] | None = None, interval: float = 60.0, step: float = 0.1
+    ) -> None:
+        super().__init__(stream, interval)
+        self.step = step
+
+    @contextmanager
+    def bar(self, description: str, total: int | None) -> Iterator[Bar]:
+        bar = _StepBar(self.stream, description, total, self.interval, self.step)
+        bar.open()
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+
+def make_progress(
+    quiet: bool, plain: type[PlainProgress] = PlainProgress
+) -> QuietProgress | PlainProgress | RichProgress:
     if quiet:
         return QuietProgress()
     if sys.stderr.isatty():
         return RichProgress()
-    return PlainProgress()
+    return plain()

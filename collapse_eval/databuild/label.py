@@ -28,6 +28,7 @@ from collapse_eval.quality.contamination import (
     Link,
     near_identical_groups,
 )
+from collapse_eval.progress import Progress
 from collapse_eval.records import decode_json
 
 __all__ = [
@@ -203,12 +204,15 @@ def label_train(
     labeler: Labeler,
     dialogues: Sequence[Dialogue],
     pools: Mapping[str, Sequence[dict[str, Any]]],
+    progress: Progress | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(training samples, rejected entries): one sample per (dialogue, sampled prompt)."""
     rng = np.random.default_rng([spec.seed, 4])
     jobs = [(d, p) for d in dialogues for p in _sample_prompts(spec, pools, rng)]
     requests = [label_request(spec, d.text, p["text"], spec.labeling.max_tokens) for d, p in jobs]
-    answers = generate_all(engine, requests, spec.labeling.batch_size)
+    answers = generate_all(
+        engine, requests, spec.labeling.batch_size, progress, "labeling: train labels"
+    )
     samples, rejected = [], []
     for n, ((dialogue, prompt), request, answer) in enumerate(
         zip(jobs, requests, answers, strict=True), start=1
@@ -267,6 +271,7 @@ def label_test(
     labeler: Labeler,
     dialogues: Sequence[Dialogue],
     pools: Mapping[str, Sequence[dict[str, Any]]],
+    progress: Progress | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(domain test items, rejected entries): every task type on every test dialogue; the
     labeler's answer, read by the format's scorer, is the reference: a silver label, so
@@ -276,7 +281,9 @@ def label_test(
     requests = [
         label_request(spec, d.text, p["text"], spec.labeling.max_tokens) for d, _, p in jobs
     ]
-    answers = generate_all(engine, requests, spec.labeling.batch_size)
+    answers = generate_all(
+        engine, requests, spec.labeling.batch_size, progress, "labeling: test labels"
+    )
     items, rejected = [], []
     for n, ((dialogue, task, prompt), request, answer) in enumerate(
         zip(jobs, requests, answers, strict=True), start=1

@@ -48,6 +48,7 @@ from collapse_eval.engines.base import Engine, GenRequest, checkpoint_fingerprin
 from collapse_eval.errors import CollapseEvalError, InputError, did_you_mean
 from collapse_eval.quality import contamination
 from collapse_eval.quality import pipeline as quality_pipeline
+from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
 from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
@@ -402,6 +403,7 @@ class _Build:
     say: Callable[[str], None]
     split: Split
     dialogues_sha: str
+    progress: Progress = field(default_factory=QuietProgress)
     ran: dict[str, bool] = field(default_factory=dict)
     costs: dict[str, StageCost] = field(default_factory=dict)
 
@@ -502,7 +504,7 @@ def _construction(b: _Build) -> dict[str, Any]:
     }
 
     def compute(cost: StageCost) -> dict[str, Any]:
-        records = construct(spec, b.generator(cost), spec.labeling.batch_size)
+        records = construct(spec, b.generator(cost), spec.labeling.batch_size, b.progress)
         write_jsonl(b.path("variants"), records)
         return {}
 
@@ -523,7 +525,9 @@ def _evolution(b: _Build) -> dict[str, Any]:
 
     def compute(cost: StageCost) -> dict[str, Any]:
         stage1 = read_jsonl(b.path("variants"))
-        records = evolve(spec, b.generator(cost), stage1, probe, spec.labeling.batch_size)
+        records = evolve(
+            spec, b.generator(cost), stage1, probe, spec.labeling.batch_size, b.progress
+        )
         write_jsonl(b.path("prompts"), records)
         return {}
 
@@ -555,8 +559,8 @@ def _labeling(b: _Build) -> dict[str, Any]:
         pools = labeling_pools(spec, prompts, review)
         engine = b.labeler(cost)
         who = Labeler(labeler, engine.fingerprint)
-        samples, rejected = label_train(spec, engine, who, b.train_dialogues, pools)
-        items, test_rejected = label_test(spec, engine, who, b.test_dialogues, pools)
+        samples, rejected = label_train(spec, engine, who, b.train_dialogues, pools, b.progress)
+        items, test_rejected = label_test(spec, engine, who, b.test_dialogues, pools, b.progress)
         write_jsonl(b.path("labeled"), samples)
         write_jsonl(b.path("test_labeled"), items)
         write_jsonl(b.path("labeling_rejected"), rejected + test_rejected)
@@ -693,6 +697,14 @@ def _report(
     accepted = [p for p in prompts if p["status"] == "accepted"]
     before = [p["text"] for p in accepted if p["stage"] != "evolution"]
     cells = [(t.name, t.output_format) for t in spec.task_types]
+    # Task types of weight 0 are never asked: only the others must reach each file.
+    required = [(t.name, t.output_format) for t in spec.task_types if t.weight > 0]
+    missing = {
+        "train": rep.missing_types([(s["task_type"], s["output_format"]) for s in train], required),
+        "test": rep.missing_types([(i["task_type"], i["output_format"]) for i in test], required)
+        if b.test_dialogues
+        else [],
+    }
     train_ids = {s["metadata"]["dialogue_id"] for s in labeled} | {
         r["sample"]["metadata"]["dialogue_id"] for r in rejected if r["split"] == "train"
     }
@@ -761,7 +773,9 @@ def _report(
             ),
             "train": rep.coverage([(s["task_type"], s["output_format"]) for s in train], cells),
             "test": rep.coverage([(i["task_type"], i["output_format"]) for i in test], cells),
+            "missing": missing,
         },
+        "warnings": rep.coverage_warnings(missing, len(required)),
         "split": {
             "train_dialogues": sorted(d.id for d in b.train_dialogues),
             "test_dialogues": sorted(d.id for d in b.test_dialogues),
@@ -793,6 +807,7 @@ def build(
     *,
     factory: EngineFactory | None = None,
     say: Callable[[str], None] = lambda _: None,
+    progress: Progress | None = None,
 ) -> BuildResult:
     """Run (or resume) the build of ``spec`` into ``out``; see the module docstring."""
     if factory is None:
@@ -807,6 +822,7 @@ def build(
     cache = RequestCache(options.cache_dir) if options.use_cache else None
     engines = _Engines(factory, cache)
     b = _Build(spec, options, out, engines, _State(out), say, split, sha256_file(spec.dialogues))
+    b.progress = progress or QuietProgress()
     try:
         summaries = {}
         _construction(b)
@@ -831,5 +847,13 @@ def build(
             f"{first.test_id} ~ {first.train_id}, {first.matched} Jaccard "
             f"{first.similarity:.2f}); the pairs are in {b.path('report')} under "
             "'contamination'. This is a bug: please report it with that file."
+        )
+    for warning in report["warnings"]:
+        say(f"warning: {warning}")
+    if spec.require_coverage and report["warnings"]:
+        raise rep.CoverageError(
+            f"{spec.path}: require_coverage: {'; '.join(report['warnings'])}. The files are "
+            f"written ({out / FILES['report']}); give the missing task types clearer seed "
+            "instructions or more dialogues, or drop require_coverage to accept the build."
         )
     return BuildResult(out, report)

@@ -1,5 +1,5 @@
 """The numbers of build.json: acceptance per operator, prompt diversity before and after
-evolution, coverage of task types x formats."""
+evolution, coverage of task types x formats (and the task types a split misses)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,19 @@ from itertools import combinations
 from typing import Any
 
 from collapse_eval.databuild.screen import rouge_l
+from collapse_eval.errors import EXIT_GATE_FAILED, CollapseEvalError
 from collapse_eval.quality.dataset_level import distinct_n
 
-__all__ = ["PAIR_SAMPLE", "operator_table", "diversity", "coverage", "reason_counts"]
+__all__ = [
+    "PAIR_SAMPLE",
+    "CoverageError",
+    "operator_table",
+    "diversity",
+    "coverage",
+    "coverage_warnings",
+    "missing_types",
+    "reason_counts",
+]
 
 # Prompts drawn (seeded) for the mean pairwise ROUGE-L: 60 prompts are 1,770 pairs.
 PAIR_SAMPLE = 60
@@ -62,6 +72,30 @@ def coverage(cells: Iterable[tuple[str, str]], wanted: Sequence[tuple[str, str]]
         "total": len(wanted),
         "per_cell": {f"{t}/{f}": have[(t, f)] for t, f in wanted},
     }
+
+
+def missing_types(cells: Iterable[tuple[str, str]], wanted: Sequence[tuple[str, str]]) -> list[str]:
+    """The task types of ``wanted`` (task type, format) with no entry in ``cells``."""
+    have = set(cells)
+    return [task for task, fmt in wanted if (task, fmt) not in have]
+
+
+def coverage_warnings(missing: Mapping[str, Sequence[str]], n_types: int) -> list[str]:
+    """One sentence per file that misses task types of the spec."""
+    return [
+        f"{split}.jsonl covers {n_types - len(names)} of {n_types} task types; missing: "
+        f"{', '.join(names)} (no usable label: see the reasons in rejected.jsonl and "
+        "labeling_rejected.jsonl)"
+        for split, names in missing.items()
+        if names
+    ]
+
+
+class CoverageError(CollapseEvalError):
+    """The build ran but misses task types its spec requires (``require_coverage``): like
+    a failed gate, exit 1; the files and build.json are written for inspection."""
+
+    exit_code = EXIT_GATE_FAILED
 
 
 def reason_counts(reason_lists: Iterable[Sequence[str]]) -> dict[str, int]:

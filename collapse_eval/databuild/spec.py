@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from collapse_eval.config import NodeReader, compose_yaml, parse_guarded
+from collapse_eval.databuild.languages import resolve_language, supported_names
 from collapse_eval.domain.scorers import output_formats
 from collapse_eval.errors import ConfigError, did_you_mean
 
@@ -46,6 +47,7 @@ TOP_KEYS = (
     "evolution",
     "labeling",
     "split",
+    "require_coverage",
 )
 ROLE_KEYS = ("provider", "customer")
 TASK_KEYS = ("description", "output_format", "labels", "keys", "weight", "seeds")
@@ -123,6 +125,9 @@ class BuildSpec:
     evolution: EvolutionSpec = field(default_factory=EvolutionSpec)
     labeling: LabelingSpec = field(default_factory=LabelingSpec)
     split: SplitSpec = field(default_factory=SplitSpec)
+    # Every task type of weight > 0 must reach train.jsonl and test.jsonl, or the build
+    # fails (exit 1) instead of warning.
+    require_coverage: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def task(self, name: str) -> TaskSpec:
@@ -236,7 +241,9 @@ def parse_spec(text: str, path: Path) -> BuildSpec:
         "raw": yaml.safe_load(text),
     }
     if "languages" in top:
-        kwargs["languages"] = r.strings(top["languages"][1], "languages")
+        kwargs["languages"] = _languages(r, top["languages"][1])
+    if "require_coverage" in top:
+        kwargs["require_coverage"] = r.boolean(top["require_coverage"][1], "require_coverage")
     if "seed" in top:
         kwargs["seed"] = r.integer(top["seed"][1], "seed", 0)
     if "construction" in top:
@@ -248,6 +255,25 @@ def parse_spec(text: str, path: Path) -> BuildSpec:
     if "split" in top:
         kwargs["split"] = _split(r, top["split"][1])
     return BuildSpec(**kwargs)
+
+
+def _languages(r: _Reader, node: yaml.Node) -> tuple[str, ...]:
+    """Canonical names (English, Chinese) of the languages named; any other is refused:
+    screening it with another language's rules would be wrong, not lenient."""
+    names = []
+    for value in r.strings(node, "languages"):
+        language = resolve_language(value)
+        if language is None:
+            raise r.fail(
+                node,
+                f"unsupported language '{value}': prompts can be constructed and screened "
+                f"in {supported_names()}.",
+                "languages",
+            )
+        if language.name in names:
+            raise r.fail(node, f"names {language.name} twice ('{value}')", "languages")
+        names.append(language.name)
+    return tuple(names)
 
 
 def _task_types(r: _Reader, node: yaml.Node) -> tuple[TaskSpec, ...]:

@@ -7,8 +7,11 @@ is a pure function of the saved prediction, so runs can be re-scored without a m
 Scorers are lenient about *reading* an answer (code fences, "Answer:" prefixes, trailing
 explanations, full-width characters) and strict about *format_ok*: a correct answer
 buried in prose scores 1 but is not format_ok. Chinese text is handled throughout:
-NFKC folds full-width characters, 万/亿 multiply numbers, and token-based metrics
-(span F1, ROUGE-L) treat each CJK character as a token.
+NFKC folds full-width characters, 万/亿 multiply numbers, a bare answer may be written in
+Chinese numerals (三, 两百万), 不确定 is no answer rather than "no", 、，； separate list
+items (and 和/及 before the last one), JSON with full-width punctuation is read (not
+format_ok), and token-based metrics (span F1, ROUGE-L) treat each CJK character as a
+token.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "extract_json_object",
     "split_list_items",
     "mixed_tokens",
+    "script_counts",
 ]
 
 
@@ -122,9 +126,11 @@ def score_prediction(output_format: str, prediction: str, reference: Any) -> Sco
 _PUNCT = set(string.punctuation) | set("。、「」『』【】〈〉《》〔〕…—–‘’“”·・～〜")
 _CJK_RE = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN_RE = re.compile(rf"[{_CJK_RE}]|[^\s{_CJK_RE}]+")
+_CJK_CHAR_RE = re.compile(rf"[{_CJK_RE}]")
 _ANSWER_PREFIX_RE = re.compile(
     r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|label|output|result|intent|category|"
-    r"答案|答|回答|标签|类别|结果|输出)\s*(?:is\s*)?[:：]\s*",
+    r"答案|答|回答|标签|类别|结果|输出)\s*(?:is\s*|是\s*|为\s*)?[:：]\s*"
+    r"|^\s*(?:答案|标签|类别|结果)\s*(?:是|为)\s*",
     re.IGNORECASE,
 )
 _FENCE_RE = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
@@ -177,6 +183,13 @@ def mixed_tokens(text: str) -> list[str]:
     return out
 
 
+def script_counts(text: str) -> tuple[int, int]:
+    """(CJK characters, other word tokens) of ``text``, as ``mixed_tokens`` counts them."""
+    tokens = mixed_tokens(text)
+    cjk = sum(1 for tok in tokens if len(tok) == 1 and _CJK_CHAR_RE.match(tok))
+    return cjk, len(tokens) - cjk
+
+
 def _f1(true_positive: float, n_pred: int, n_ref: int) -> float:
     if n_pred == 0 and n_ref == 0:
         return 1.0
@@ -206,6 +219,10 @@ def _check_string(value: Any) -> str | None:
     return None
 
 
+# A Chinese label is a word or two (租房, 安排看房); a longer run is a sentence.
+_MAX_LABEL_CJK = 12
+
+
 @register_scorer("label", check_reference=_check_string)
 def score_label(prediction: str, reference: Any) -> ScoreResult:
     """Normalised exact match of the first non-empty line (after an 'Answer:' prefix)."""
@@ -217,6 +234,7 @@ def score_label(prediction: str, reference: Any) -> ScoreResult:
         and _count_lines(prediction) == 1
         and len(parsed) <= 64
         and len(parsed.split()) <= 6
+        and script_counts(parsed)[0] <= _MAX_LABEL_CJK
     )
     score = float(bool(parsed) and parsed == _normalize_label(str(reference)))
     return ScoreResult(score, format_ok, parsed or None)
@@ -242,6 +260,18 @@ _ZH_NO = (
     "无",
 )
 _ZH_YES = ("是的", "是", "对的", "对", "正确", "符合", "合规", "有", "可以", "同意")
+# "Not sure" starts like a no (不, 无) but answers neither way.
+_ZH_UNSURE = (
+    "不确定",
+    "不知道",
+    "不清楚",
+    "不好说",
+    "不一定",
+    "说不准",
+    "无法确定",
+    "无法判断",
+    "难以判断",
+)
 
 
 def _yes_no_value(text: str) -> bool | None:
@@ -250,7 +280,7 @@ def _yes_no_value(text: str) -> bool | None:
     if not norm:
         return None
     if re.match(rf"[{_CJK_RE}]", norm):
-        if norm.startswith("是否"):  # "whether": a restated question, not an answer
+        if norm.startswith(("是否", *_ZH_UNSURE)):  # "whether" restates the question
             return None
         for word in _ZH_NO:
             if norm.startswith(word):
@@ -321,8 +351,45 @@ _UNIT_TAIL_RE = re.compile(
 )
 
 
-def _number_match(text: str) -> re.Match[str] | None:
-    return _NUMBER_RE.search(_nfkc(text))
+_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4}
+_ZH_DIGITS.update({"五": 5, "六": 6, "七": 7, "八": 8, "九": 9})
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
+_ZH_SECTIONS = {"万": 1e4, "亿": 1e8}
+_ZH_NUMERAL_RE = re.compile(r"\s*[零〇一二两三四五六七八九十百千万亿]+")
+
+
+@dataclass(frozen=True, slots=True)
+class _NumberSpan:
+    value: float
+    start: int
+    end: int
+
+
+def _zh_numeral_value(numeral: str) -> float:
+    """两百万 -> 2000000, 十五 -> 15, 一亿五千万 -> 150000000."""
+    total, section, digit = 0.0, 0.0, 0
+    for ch in numeral:
+        if ch in _ZH_DIGITS:
+            digit = _ZH_DIGITS[ch]
+        elif ch in _ZH_UNITS:
+            section += (digit or 1) * _ZH_UNITS[ch]  # 十五: a bare 十 is ten
+            digit = 0
+        else:
+            total += (section + digit) * _ZH_SECTIONS[ch]
+            section, digit = 0.0, 0
+    return total + section + digit
+
+
+def _find_number(text: str) -> _NumberSpan | None:
+    """The first number of ``text`` (NFKC-folded by the caller), or a Chinese numeral that
+    opens it (in prose, 一 and 十 are mostly words: 一下, 十分)."""
+    match = _NUMBER_RE.search(text)
+    if match is not None:
+        return _NumberSpan(_match_value(match), match.start(), match.end())
+    numeral = _ZH_NUMERAL_RE.match(text)
+    if numeral is None or set(numeral.group().strip()) <= set(_ZH_SECTIONS):
+        return None
+    return _NumberSpan(_zh_numeral_value(numeral.group().strip()), 0, numeral.end())
 
 
 def _match_value(match: re.Match[str]) -> float:
@@ -336,23 +403,25 @@ def _match_value(match: re.Match[str]) -> float:
 
 
 def parse_number(text: str) -> float | None:
-    """The first number in ``text``: '1,200', '$3.5k', '350万' (3500000), '-2.5'."""
-    match = _number_match(text)
-    return None if match is None else _match_value(match)
+    """The first number in ``text``: '1,200', '$3.5k', '350万' (3500000), '-2.5', '三'."""
+    found = _find_number(_nfkc(text))
+    return None if found is None else found.value
+
+
+def _bare_number(text: str) -> _NumberSpan | None:
+    """The number of a bare answer: nothing before it but a currency, only a unit after."""
+    found = _find_number(text)
+    if found is None or text[: found.start].strip():
+        return None
+    return found if _UNIT_TAIL_RE.match(text[found.end :]) else None
 
 
 def _numeric_reference(value: Any) -> float | None:
     if _is_number(value):
         return float(value)
     if isinstance(value, str):
-        match = _number_match(value.strip())
-        # A string reference must be a number and nothing but a unit.
-        if (
-            match
-            and not _nfkc(value.strip())[: match.start()].strip()
-            and _UNIT_TAIL_RE.match(_nfkc(value.strip())[match.end() :])
-        ):
-            return _match_value(match)
+        found = _bare_number(_nfkc(value.strip()))
+        return None if found is None else found.value
     return None
 
 
@@ -371,14 +440,12 @@ def _numbers_equal(a: float, b: float) -> bool:
 def score_number(prediction: str, reference: Any) -> ScoreResult:
     """First number in the output (commas, currency, 万/亿/k multipliers) vs the reference."""
     text = _strip_answer_prefix(_nfkc(prediction).strip())
-    match = _number_match(text)
+    found = _find_number(text)
     expected = _numeric_reference(reference)
-    if match is None or expected is None:
+    if found is None or expected is None:
         return ScoreResult(0.0, False, None)
-    value = _match_value(match)
-    # Bare answer: nothing before the number but a currency, only a unit after it.
-    format_ok = not text[: match.start()].strip() and bool(_UNIT_TAIL_RE.match(text[match.end() :]))
-    return ScoreResult(float(_numbers_equal(value, expected)), format_ok, value)
+    format_ok = _bare_number(text) is not None
+    return ScoreResult(float(_numbers_equal(found.value, expected)), format_ok, found.value)
 
 
 # ------------------------------------------------------------------ json
@@ -406,6 +473,15 @@ def extract_json_object(text: str) -> dict[str, Any] | None:
         if found is not None:
             return found
     return _decode_object(text)
+
+
+_CJK_QUOTES = str.maketrans({"“": '"', "”": '"', "「": '"', "」": '"'})
+
+
+def _fold_json_punctuation(text: str) -> str:
+    """｛"城市"："上海"，…｝ and “curly” quotes, as Chinese keyboards type JSON: read (the
+    score counts) but not valid JSON, so never format_ok."""
+    return _nfkc(text).translate(_CJK_QUOTES)
 
 
 def _python_dict_fallback(text: str) -> dict[str, Any] | None:
@@ -475,6 +551,8 @@ def score_json(prediction: str, reference: Any) -> ScoreResult:
     parsed = extract_json_object(prediction)
     format_ok = parsed is not None
     if parsed is None:
+        parsed = extract_json_object(_fold_json_punctuation(prediction))
+    if parsed is None:
         parsed = _python_dict_fallback(prediction)
     if parsed is None or not isinstance(reference, dict):
         return ScoreResult(0.0, False, None)
@@ -494,6 +572,8 @@ _ITEM_SPLIT_RE = re.compile(r"[\n,;，；、]")
 # "A, B and C" / "A, B, and C": the last item loses its conjunction. Chinese 和/及 are
 # not split on: they occur inside names (和平区).
 _CONJUNCTION_RE = re.compile(r"^(?:and|or)\s+|\s+(?:and|or)\s+(?=\S+$)", re.IGNORECASE)
+# "电梯、停车位和阳台": 和/及/以及 joins the last item of a list, between CJK words.
+_ZH_LAST_ITEM_RE = re.compile(rf"(?<=[{_CJK_RE}]{{2}})(?:以及|及|和|与)(?=[{_CJK_RE}]{{2}})")
 _EMPTY_LIST_WORDS = {"none", "n/a", "na", "nothing", "empty", "无", "没有", "[]"}
 
 
@@ -511,9 +591,13 @@ def split_list_items(text: str) -> list[str]:
     items: list[str] = []
     for line in body.splitlines():
         line = _BULLET_RE.sub("", _strip_answer_prefix(line))
+        line_items: list[str] = []
         for part in _ITEM_SPLIT_RE.split(line):
             part = _CONJUNCTION_RE.sub(",", part.strip()).strip(",")
-            items += [p.strip() for p in part.split(",") if p.strip()]
+            line_items += [p.strip() for p in part.split(",") if p.strip()]
+        if len(line_items) >= 2:  # a lone "A和B" may be one name (和平路和中山路口)
+            line_items[-1:] = _ZH_LAST_ITEM_RE.split(line_items[-1], maxsplit=1)
+        items += line_items
     return items
 
 
