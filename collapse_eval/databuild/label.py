@@ -23,12 +23,12 @@ from collapse_eval.databuild.screen import parse_label
 from collapse_eval.databuild.spec import BuildSpec, TaskSpec
 from collapse_eval.engines.base import Engine
 from collapse_eval.errors import InputError, InputErrors
+from collapse_eval.progress import Progress
 from collapse_eval.quality.contamination import (
     CONTEXT_THRESHOLD,
     Link,
     near_identical_groups,
 )
-from collapse_eval.progress import Progress
 from collapse_eval.records import decode_json
 
 __all__ = [

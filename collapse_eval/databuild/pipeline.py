@@ -46,9 +46,9 @@ from collapse_eval.domain.dataset import DomainItem, TrainingItem
 from collapse_eval.domain.scorers import check_reference
 from collapse_eval.engines.base import Engine, GenRequest, checkpoint_fingerprint
 from collapse_eval.errors import CollapseEvalError, InputError, did_you_mean
+from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality import contamination
 from collapse_eval.quality import pipeline as quality_pipeline
-from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
 from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
