@@ -444,7 +444,7 @@ def test_compare_scores_the_built_chinese_test_set_with_the_scorers(
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         model = json.loads((path.parent / "manifest.json").read_text())["model"]
         scores[model] = [r["score"] for r in rows if r.get("suite") == "domain"]
-    assert len(scores["tuned"]) == 42 and set(scores["tuned"]) == {1.0}
+    assert len(scores["tuned"]) == 7 * 7 and set(scores["tuned"]) == {1.0}
     assert set(scores["base"]) == {0.0}
 
 
