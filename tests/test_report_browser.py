@@ -169,3 +169,48 @@ def test_tables_filter_as_you_type_and_by_direction(driver, report: Path) -> Non
     summary = json.loads((report.parent / "out" / "summary.json").read_text())
     arc = next(c for c in summary["comparisons"] if c["task"] == "arc_easy")
     assert len(rows) == min(arc["base_only"], 25)
+
+
+def test_tables_stay_within_the_page_at_700_pixels(driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """At 700 pixels: nothing widens the page (the section tables used to), the table of
+    every field scrolls inside its box, no column of it is wider than 24 em, and its
+    first column stays in view when scrolled."""
+    from tests.test_report_display import _one_row_summary, _render
+
+    note = "a long note about the row " * 12
+    _render(tmp_path, _one_row_summary(note=note, margin_source="policy.domain.margin"))
+    size = driver.get_window_size()
+    driver.set_window_size(700, 900)
+    try:
+        _check_tables_within_the_page(driver, tmp_path / "report.html")
+    finally:
+        driver.set_window_size(size["width"], size["height"])
+
+
+def _check_tables_within_the_page(narrow_driver: Any, page_path: Path) -> None:
+    narrow_driver.get(page_path.as_uri())
+    page = narrow_driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert page[0] <= page[1]
+    box = narrow_driver.execute_script(
+        "const s = document.querySelector('#all-comparisons').parentElement;"
+        "return [s.className, s.clientWidth, s.scrollWidth, getComputedStyle(s).overflowX]"
+    )
+    assert box[0] == "scroll" and box[1] < box[2] and box[3] == "auto"
+    widths = narrow_driver.execute_script(
+        "return [...document.querySelectorAll('#all-comparisons thead th')]"
+        ".map(th => [th.textContent, th.getBoundingClientRect().width])"
+    )
+    font = narrow_driver.execute_script(
+        "return parseFloat(getComputedStyle(document.querySelector('#all-comparisons')).fontSize)"
+    )
+    too_wide = [(name, width) for name, width in widths if width > 24 * font]
+    assert too_wide == []
+    moved = narrow_driver.execute_script(
+        "const t = document.querySelector('#all-comparisons'); const s = t.parentElement;"
+        "const cell = t.querySelector('tbody .rowname');"
+        "const before = cell.getBoundingClientRect().left;"
+        "s.scrollLeft = 600; return [before, cell.getBoundingClientRect().left, s.scrollLeft]"
+    )
+    assert moved[2] == 600 and abs(moved[0] - moved[1]) < 1  # sticky
