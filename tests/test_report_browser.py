@@ -214,3 +214,25 @@ def _check_tables_within_the_page(narrow_driver: Any, page_path: Path) -> None:
         "s.scrollLeft = 600; return [before, cell.getBoundingClientRect().left, s.scrollLeft]"
     )
     assert moved[2] == 600 and abs(moved[0] - moved[1]) < 1  # sticky
+
+
+def test_index_candidate_names_stay_in_their_cell(driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A long candidate name ran over the verdict and gain columns of index.html."""
+    from collapse_eval.report.overview import Candidate, write_overview
+    from collapse_eval.summary import Summary
+    from tests.test_many_candidates import _summary
+
+    long_name = "smollm2-collapsed-overtrained-epoch-40-lr-3e-4-" + "x" * 40
+    candidates = [
+        Candidate(name, Summary.from_json(_summary(name, verdict, 0.1, 0.99)))
+        for name, verdict in (("smollm2-bf16", "pass"), (long_name, "fail"))
+    ]
+    write_overview(tmp_path, candidates)
+    driver.get((tmp_path / "index.html").as_uri())
+    spill = driver.execute_script(
+        "return [...document.querySelectorAll('td.cand')].map(td => "
+        "[td.querySelector('strong').getBoundingClientRect().right, "
+        "td.getBoundingClientRect().right])"
+    )
+    assert len(spill) == 2
+    assert all(name_right <= cell_right for name_right, cell_right in spill), spill
