@@ -163,3 +163,11 @@ def test_forest_plot_draws_the_tost_interval_between_both_margins(
     assert labels[-2:] == ["margin of this row", "± margin (equivalence row)"]
     only = _forest([BOOLQ], monkeypatch, tmp_path)
     assert only.get_xlabel() == "tuned - base (points; bar = 90% CI (TOST))"
+
+
+def test_junit_case_gives_the_tost_interval() -> None:
+    from collapse_eval.report.junit import _stats
+
+    boolq, arc = _summary(BOOLQ, ARC).comparisons
+    assert "(90% CI (TOST) -1.9 to +1.9); margin ±2 points" in _stats(boolq, 0.05)
+    assert "(95% CI -1.0 to +3.0); margin 2 points" in _stats(arc, 0.05)
