@@ -584,28 +584,34 @@ def _print_verdict(summary: Summary, out: Path | None) -> None:
     from collapse_eval.report.fmt import (
         UNIT_NOTE,
         alpha_of,
-        ci_label,
-        ci_points,
-        margin_points,
+        decision_interval,
+        interval_cell,
+        interval_header,
+        interval_note,
         p_value,
         points,
+        row_margin,
         signed_points,
     )
 
     console = _console()
-    table = Table(title=f"collapse-eval: verdict {str(summary.verdict).upper()}", caption=UNIT_NOTE)
-    ci_column = ci_label(alpha_of(summary))
+    alpha = alpha_of(summary)
+    rows = [row for row in summary.comparisons if row.group_by is None]
+    table = Table(
+        title=f"collapse-eval: verdict {str(summary.verdict).upper()}",
+        caption=f"{UNIT_NOTE}; {interval_note(rows, alpha)}",
+    )
+    ci_column = interval_header(rows, alpha)
     columns = ("suite", "task", "group", "n", "base", "tuned", "delta", ci_column, "Holm p")
     for column in (*columns, "margin", "status"):
         table.add_column(column)
-    for row in summary.comparisons:
-        if row.group_by is not None:
-            continue
-        if row.ci_low is None or row.ci_high is None:
+    for row in rows:
+        interval = decision_interval(row, alpha)
+        if interval.low is None or interval.high is None:
             ci = "n too small" if row.note else ""
         else:
-            ci = ci_points(row.ci_low, row.ci_high)
-        margin = margin_points(row.margin) if row.margin is not None else ""
+            ci = interval_cell(interval, ci_column)
+        margin = row_margin(row) if row.margin is not None else ""
         if margin and row.margin_source:
             margin += f" ({row.margin_source})"
         task = str(row.task)

@@ -736,6 +736,7 @@ def records_from_samples(
         reference = _reference(sample.get("target"), choices)
         prompt_hash = sha256_text(_stable_json([list(a) for a in sample["arguments"]]))
         doc_hash = sha256_text(_stable_json(doc))
+        metadata = {"group": group, "prompt": _doc_text(task, doc)}
         for metric in sample["metrics"]:
             value = sample.get(metric)
             score = _as_score(value)
@@ -752,7 +753,7 @@ def records_from_samples(
                     reference=reference,
                     prompt_hash=prompt_hash,
                     doc_hash=doc_hash,
-                    metadata={"group": group} if group else None,
+                    metadata={k: v for k, v in metadata.items() if v} or None,
                 )
             )
     return records
@@ -766,6 +767,17 @@ def _as_score(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return score if math.isfinite(score) else None
+
+
+def _doc_text(task: Any, doc: Any) -> str | None:
+    """The document's question as lm-eval words it (``doc_to_text``, no few-shot examples):
+    the report shows it beside a lost or gained item's answers. None where a task's text
+    is not a string (winogrande's is an index into its choices)."""
+    try:
+        text = task.doc_to_text(doc)
+    except Exception:  # a task's own template failing here must not fail the run
+        return None
+    return text if isinstance(text, str) and text.strip() else None
 
 
 def _choices(task: Any, doc: Any) -> list[str] | None:

@@ -230,7 +230,9 @@ def test_group_per_subtask_resume_and_one_engine_call_per_type(
     assert list(got) == ["t_gen"]  # the finished subtask is skipped
     records, info = got["t_gen"]
     assert info.margin == 0.05 and info.n == 5
-    assert all(r.metadata == {"group": "t_group"} for r in records)
+    # the group, and the document's question for the report's lost/gained examples
+    assert all(r.metadata and r.metadata["group"] == "t_group" for r in records)
+    assert {r.item_id: (r.metadata or {}).get("prompt") for r in records}["1"] == "Q: 1 + 3 = ?\nA:"
     assert fake.calls == [("generate", 5)]  # one batched call for the whole task
     strict = {r.item_id: r for r in records if r.metric == "exact_match:strict"}
     assert strict["1"].prediction == "3" and strict["1"].score == 0.0  # 1 + 3 = 4

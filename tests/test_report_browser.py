@@ -169,3 +169,70 @@ def test_tables_filter_as_you_type_and_by_direction(driver, report: Path) -> Non
     summary = json.loads((report.parent / "out" / "summary.json").read_text())
     arc = next(c for c in summary["comparisons"] if c["task"] == "arc_easy")
     assert len(rows) == min(arc["base_only"], 25)
+
+
+def test_tables_stay_within_the_page_at_700_pixels(driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """At 700 pixels: nothing widens the page (the section tables used to), the table of
+    every field scrolls inside its box, no column of it is wider than 24 em, and its
+    first column stays in view when scrolled."""
+    from tests.test_report_display import _one_row_summary, _render
+
+    note = "a long note about the row " * 12
+    _render(tmp_path, _one_row_summary(note=note, margin_source="policy.domain.margin"))
+    size = driver.get_window_size()
+    driver.set_window_size(700, 900)
+    try:
+        _check_tables_within_the_page(driver, tmp_path / "report.html")
+    finally:
+        driver.set_window_size(size["width"], size["height"])
+
+
+def _check_tables_within_the_page(narrow_driver: Any, page_path: Path) -> None:
+    narrow_driver.get(page_path.as_uri())
+    page = narrow_driver.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert page[0] <= page[1]
+    box = narrow_driver.execute_script(
+        "const s = document.querySelector('#all-comparisons').parentElement;"
+        "return [s.className, s.clientWidth, s.scrollWidth, getComputedStyle(s).overflowX]"
+    )
+    assert box[0] == "scroll" and box[1] < box[2] and box[3] == "auto"
+    widths = narrow_driver.execute_script(
+        "return [...document.querySelectorAll('#all-comparisons thead th')]"
+        ".map(th => [th.textContent, th.getBoundingClientRect().width])"
+    )
+    font = narrow_driver.execute_script(
+        "return parseFloat(getComputedStyle(document.querySelector('#all-comparisons')).fontSize)"
+    )
+    too_wide = [(name, width) for name, width in widths if width > 24 * font]
+    assert too_wide == []
+    moved = narrow_driver.execute_script(
+        "const t = document.querySelector('#all-comparisons'); const s = t.parentElement;"
+        "const cell = t.querySelector('tbody .rowname');"
+        "const before = cell.getBoundingClientRect().left;"
+        "s.scrollLeft = 600; return [before, cell.getBoundingClientRect().left, s.scrollLeft]"
+    )
+    assert moved[2] == 600 and abs(moved[0] - moved[1]) < 1  # sticky
+
+
+def test_index_candidate_names_stay_in_their_cell(driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A long candidate name ran over the verdict and gain columns of index.html."""
+    from collapse_eval.report.overview import Candidate, write_overview
+    from collapse_eval.summary import Summary
+    from tests.test_many_candidates import _summary
+
+    long_name = "smollm2-collapsed-overtrained-epoch-40-lr-3e-4-" + "x" * 40
+    candidates = [
+        Candidate(name, Summary.from_json(_summary(name, verdict, 0.1, 0.99)))
+        for name, verdict in (("smollm2-bf16", "pass"), (long_name, "fail"))
+    ]
+    write_overview(tmp_path, candidates)
+    driver.get((tmp_path / "index.html").as_uri())
+    spill = driver.execute_script(
+        "return [...document.querySelectorAll('td.cand')].map(td => "
+        "[td.querySelector('strong').getBoundingClientRect().right, "
+        "td.getBoundingClientRect().right])"
+    )
+    assert len(spill) == 2
+    assert all(name_right <= cell_right for name_right, cell_right in spill), spill

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
@@ -31,13 +33,18 @@ OTHER_COLOUR = "#999999"
 BASE_COLOUR = "#999999"
 TUNED_COLOUR = "#0072B2"
 
-STATUS_MEANING = {
-    "improved": "significantly better (Holm-adjusted p < alpha, delta > 0)",
-    "non_inferior": "the CI rules out a drop larger than the margin",
-    "equivalent": "the CI lies within plus or minus the margin",
-    "inconclusive": "a drop larger than the margin cannot be ruled out",
-    "regressed": "significantly worse, and the CI reaches beyond the margin",
-}
+
+def status_meanings(alpha: float) -> dict[str, str]:
+    """What each status means, naming the interval that decides it at this alpha."""
+    ci = ci_label(alpha)
+    return {
+        "improved": "significantly better (Holm-adjusted p < alpha, delta > 0)",
+        "non_inferior": f"the {ci} rules out a drop larger than the margin",
+        "equivalent": f"the {tost_label(alpha)} lies within plus or minus the margin",
+        "inconclusive": "a drop larger than the margin cannot be ruled out",
+        "regressed": f"significantly worse, and the {ci} reaches beyond the margin",
+    }
+
 
 UNIT = "points"
 UNIT_NOTE = "scores, deltas, CIs and margins in points (score scale 0..1 times 100)"
@@ -63,6 +70,62 @@ def ci_label(alpha: float) -> str:
     return f"{level:g}% CI"
 
 
+def interval_note(rows: Sequence[Comparison], alpha: float) -> str:
+    """Which intervals a report's tables and forest plots show."""
+    note = f"intervals are {ci_label(alpha)}s"
+    if any(decision_interval(c, alpha).tost for c in rows):
+        note += (
+            f", except on equivalence rows: there the {tost_label(alpha)} of the two "
+            "one-sided tests, which decides them, against plus or minus the margin"
+        )
+    return note
+
+
+def tost_label(alpha: float) -> str:
+    """'90% CI (TOST)' for alpha 0.05: the (1 - 2 alpha) interval of the two one-sided tests."""
+    return f"{ci_label(2 * alpha)} (TOST)"
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """The interval a report shows for a row: the one that decides its status."""
+
+    low: float | None
+    high: float | None
+    label: str  # '95% CI' or '90% CI (TOST)'
+    tost: bool  # the (1 - 2 alpha) equivalence interval
+
+
+def is_equivalence_row(row: Comparison) -> bool:
+    """A row judged by equivalence (TOST): required to be equivalent, or found so."""
+    return row.required == "equivalent" or row.status == "equivalent"
+
+
+def decision_interval(row: Comparison, alpha: float) -> Interval:
+    """The (1 - 2 alpha) TOST interval on an equivalence row, which decides `equivalent`
+    (verdict.is_equivalent); the row's (1 - alpha) CI otherwise, or where a summary has no
+    TOST interval (the label then says which one is shown)."""
+    low, high = row.equivalence_ci_low, row.equivalence_ci_high
+    if is_equivalence_row(row) and is_number(low) and is_number(high):
+        return Interval(low, high, tost_label(alpha), True)
+    return Interval(row.ci_low, row.ci_high, ci_label(alpha), False)
+
+
+def interval_header(rows: Sequence[Comparison], alpha: float) -> str:
+    """The CI column's header: the one label all rows share, else 'CI' (each cell then
+    names its own, see ``interval_cell``)."""
+    labels = {decision_interval(r, alpha).label for r in rows}
+    return labels.pop() if len(labels) == 1 else "CI"
+
+
+def interval_cell(interval: Interval, header: str) -> str:
+    """'-1.2 to +1.5'; '-1.2 to +1.5, 90% CI (TOST)' when the header does not name it."""
+    text = ci_points(interval.low, interval.high)
+    if header == interval.label or text == "n/a":
+        return text
+    return f"{text}, {interval.label}"
+
+
 def points(x: Any) -> str:
     """A score on the 0..1 scale as points: 0.613 -> '61.3'."""
     return f"{x * 100:.1f}" if is_number(x) else "n/a"
@@ -80,6 +143,12 @@ def ci_points(low: Any, high: Any) -> str:
     if not (is_number(low) and is_number(high)):
         return "n/a"
     return f"{signed_points(low)} to {signed_points(high)}"
+
+
+def row_margin(row: Comparison) -> str:
+    """A row's margin: '2', or '±2' on an equivalence row (judged against both margins)."""
+    text = margin_points(row.margin)
+    return f"±{text}" if is_equivalence_row(row) and is_number(row.margin) else text
 
 
 def p_value(x: Any) -> str:

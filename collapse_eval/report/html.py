@@ -20,20 +20,25 @@ from collapse_eval.columns import RunColumns
 from collapse_eval.report.examples import INDEX_FILE as EXAMPLES_INDEX
 from collapse_eval.report.examples import Examples, examples_for
 from collapse_eval.report.fmt import (
-    STATUS_MEANING,
     STATUSES,
     UNIT_NOTE,
     alpha_of,
     ci_label,
     ci_points,
+    decision_interval,
+    interval_cell,
+    interval_header,
+    interval_note,
     is_number,
     margin_points,
     p_value,
     points,
     row_label,
+    row_margin,
     rows_of,
     short_model,
     signed_points,
+    status_meanings,
 )
 from collapse_eval.report.plots import Figure, flip_counts
 from collapse_eval.summary import Comparison, DomainGain, Summary
@@ -44,18 +49,21 @@ Row = Mapping[str, Any]  # a comparison row as summary.json holds it (Comparison
 # field this list does not know yet (shown as text).
 FIELD_ORDER = (
     "suite", "task", "group_by", "group", "metric", "status", "family", "n", "base_mean",
-    "tuned_mean", "delta", "ci_low", "ci_high", "margin", "margin_source", "benchmark_margin",
+    "tuned_mean", "delta", "ci_low", "ci_high", "equivalence_ci_low", "equivalence_ci_high",
+    "required", "margin", "margin_source", "benchmark_margin",
     "test",
     "ci_method", "p_value", "p_adjusted", "q_value", "mde", "se", "se_clustered",
     "n_clusters", "base_only", "tuned_only", "flips", "higher_is_better", "critical",
     "note",
 )  # fmt: skip
 POINT_FIELDS = frozenset(
-    ("base_mean", "tuned_mean", "delta", "ci_low", "ci_high", "margin", "benchmark_margin",
-     "mde", "se", "se_clustered")
+    ("base_mean", "tuned_mean", "delta", "ci_low", "ci_high", "equivalence_ci_low",
+     "equivalence_ci_high", "margin", "benchmark_margin", "mde", "se", "se_clustered")
 )  # fmt: skip
 P_FIELDS = frozenset(("p_value", "p_adjusted", "q_value"))
-SIGNED_FIELDS = frozenset(("delta", "ci_low", "ci_high"))
+SIGNED_FIELDS = frozenset(
+    ("delta", "ci_low", "ci_high", "equivalence_ci_low", "equivalence_ci_high")
+)
 
 _SECTIONS = (
     # (key, suite, group_by, metric, title, first column)
@@ -111,6 +119,8 @@ def _cell(field: str, value: Any) -> dict[str, str]:
         return {"text": text, "sort": repr(float(value))}
     if field in P_FIELDS and is_number(value):
         return {"text": p_value(value), "sort": repr(float(value))}
+    if field == "delta_quantiles" and isinstance(value, Mapping):
+        return _quantiles_cell(value)
     if field == "flips" and isinstance(value, Mapping):
         return {
             "text": ", ".join(f"{k} {v}" for k, v in value.items()),
@@ -126,16 +136,51 @@ def _cell(field: str, value: Any) -> dict[str, str]:
     return {"text": str(value), "sort": str(value)}
 
 
+def _row_name(row: Comparison) -> str:
+    """The all-fields table's first column, which stays in view when it scrolls sideways:
+    what the row compares ('arc_easy', 'task_type = intent', '... (format_ok)')."""
+    name = row_label(row)
+    if row.group_by not in (None, "subtask", "metric"):
+        name = f"{row.group_by} = {row.group}"
+    return f"{name} ({row.metric})" if row.metric == "format_ok" else name
+
+
+def _quantiles_cell(value: Mapping[str, Any]) -> dict[str, str]:
+    """'p05 -12.0 · p25 -3.0 · ...' in points (the JSON object took a 1000-pixel column);
+    sorted by the median."""
+    parts = [f"{k} {signed_points(v)}" if is_number(v) else f"{k} {v}" for k, v in value.items()]
+    median = value.get("p50")
+    return {"text": " · ".join(parts), "sort": repr(float(median)) if is_number(median) else ""}
+
+
 def _all_fields(rows: Sequence[Row]) -> list[str]:
     present = {key for row in rows for key in row}
     return [f for f in FIELD_ORDER if f in present] + sorted(present - set(FIELD_ORDER))
 
 
-def _field_header(field: str) -> str:
-    return f"{field} (pts)" if field in POINT_FIELDS else field
+def _field_header(field: str) -> list[str]:
+    """The header's words, split after each underscore: the template joins them with a
+    line-break opportunity (<wbr>), so 'equivalence_ci_low (pts)' can take two lines."""
+    words = field.split("_")
+    parts = [w + "_" for w in words[:-1]] + [words[-1]]
+    return [*parts[:-1], f"{parts[-1]} (pts)"] if field in POINT_FIELDS else parts
 
 
-def _section_row(row: Comparison) -> dict[str, Any]:
+def _interval_view(row: Comparison, alpha: float, header: str) -> dict[str, str]:
+    """The CI cell: the interval that decides the row's status; on an equivalence row its
+    tooltip says so and gives the (1 - alpha) CI too."""
+    interval = decision_interval(row, alpha)
+    title = ""
+    if interval.tost:
+        title = (
+            f"{interval.label}: equivalent when it lies within plus or minus the margin "
+            f"(two one-sided tests at alpha {alpha:g}); {ci_label(alpha)} "
+            f"{ci_points(row.ci_low, row.ci_high)}"
+        )
+    return {"ci": interval_cell(interval, header), "ci_title": title}
+
+
+def _section_row(row: Comparison, alpha: float, header: str) -> dict[str, Any]:
     flips = flip_counts(row)
     return {
         "label": row.group if row.group_by == "subtask" else row_label(row),
@@ -145,8 +190,8 @@ def _section_row(row: Comparison) -> dict[str, Any]:
         "tuned": points(row.tuned_mean),
         "delta": signed_points(row.delta),
         "delta_sort": row.delta if is_number(row.delta) else "",
-        "ci": ci_points(row.ci_low, row.ci_high),
-        "margin": margin_points(row.margin),
+        **_interval_view(row, alpha, header),
+        "margin": row_margin(row),
         "margin_source": row.margin_source,
         "p": p_value(row.p_adjusted),
         "status": str(row.status),
@@ -167,19 +212,22 @@ def _figure_view(figure: Figure) -> dict[str, str]:
 
 def _sections(summary: Summary, figures: Sequence[Figure]) -> list[dict[str, Any]]:
     by_name = {f.name: f for f in figures}
+    alpha = alpha_of(summary)
     sections = []
     for key, suite, group_by, metric, title, first in _SECTIONS:
         rows = rows_of(summary, suite, group_by, format_ok=metric == "format_ok")
         if not rows:
             continue
         shown = [by_name[n] for n in _FIGURES_OF[key] if n in by_name]
+        header = interval_header(rows, alpha)
         sections.append(
             {
                 "key": key,
                 "suite": suite,
                 "title": title,
                 "first": first,
-                "rows": [_section_row(r) for r in rows],
+                "ci_header": header,
+                "rows": [_section_row(r, alpha, header) for r in rows],
                 "has_flips": any(flip_counts(r) for r in rows),
                 "has_note": any(r.note for r in rows),
                 "figures": [_figure_view(f) for f in shown],
@@ -298,20 +346,21 @@ def render_html(summary: Summary, figures: Sequence[Figure], examples: Examples)
         base=base,
         tuned=tuned,
         meta=_meta(summary, base, tuned),
-        ci_label=ci_label(alpha),
+        interval_note=interval_note(summary.comparisons, alpha),
         unit_note=UNIT_NOTE,
-        statuses=[(s, STATUS_MEANING[s]) for s in STATUSES],
+        statuses=[(s, status_meanings(alpha)[s]) for s in STATUSES],
         sections=_sections(summary, figures),
         retention=_retention(summary, alpha),
         pooled=_pooled(summary, alpha),
         fields=[(f, _field_header(f)) for f in fields],
         all_rows=[
             {
+                "name": _row_name(typed),
                 "status": str(c.get("status")),
                 "suite": str(c.get("suite")),
                 "cells": [_cell(f, c.get(f)) for f in fields],
             }
-            for c in comparisons
+            for typed, c in zip(summary.comparisons, comparisons, strict=True)
         ],
         status_values=sorted({str(c.get("status")) for c in comparisons}),
         flips_figure=_figure_view(flips_figure) if flips_figure else None,

@@ -14,11 +14,11 @@ from typing import Any
 
 from collapse_eval.report.fmt import (
     alpha_of,
-    ci_label,
     ci_points,
-    margin_points,
+    decision_interval,
     p_value,
     points,
+    row_margin,
     signed_points,
     xml_text,
 )
@@ -53,11 +53,12 @@ def _reason_for(label: str, reasons: Sequence[str]) -> str | None:
 
 
 def _stats(row: Row, alpha: float) -> str:
+    interval = decision_interval(row, alpha)  # the TOST interval on an equivalence row
     return (
         f"status {row.status}; n {row.n}; base {points(row.base_mean)}, "
         f"tuned {points(row.tuned_mean)}, delta {signed_points(row.delta)} points "
-        f"({ci_label(alpha)} {ci_points(row.ci_low, row.ci_high)}); "
-        f"margin {margin_points(row.margin)} points; Holm p {p_value(row.p_adjusted)}"
+        f"({interval.label} {ci_points(interval.low, interval.high)}); "
+        f"margin {row_margin(row)} points; Holm p {p_value(row.p_adjusted)}"
     )
 
 

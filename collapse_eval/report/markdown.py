@@ -17,10 +17,14 @@ from collapse_eval.report.fmt import (
     alpha_of,
     ci_label,
     ci_points,
-    margin_points,
+    decision_interval,
+    interval_cell,
+    interval_header,
+    interval_note,
     p_value,
     points,
     row_label,
+    row_margin,
     rows_of,
     short_model,
     signed_points,
@@ -57,8 +61,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
-def _header(first: str, alpha: float, flips: bool) -> list[str]:
-    head = [first, "n", "base", "tuned", "delta", ci_label(alpha), "margin", "Holm p", "status"]
+def _header(first: str, ci_header: str, flips: bool) -> list[str]:
+    head = [first, "n", "base", "tuned", "delta", ci_header, "margin", "Holm p", "status"]
     return head + (["lost / gained"] if flips else [])
 
 
@@ -70,7 +74,9 @@ def _flips(row: Comparison) -> str:
     return "n/a"
 
 
-def _rows(comparisons: Sequence[Comparison], flips: bool) -> list[list[str]]:
+def _rows(
+    comparisons: Sequence[Comparison], flips: bool, alpha: float, ci_header: str
+) -> list[list[str]]:
     out = []
     for c in comparisons:
         cells = [
@@ -79,8 +85,8 @@ def _rows(comparisons: Sequence[Comparison], flips: bool) -> list[list[str]]:
             points(c.base_mean),
             points(c.tuned_mean),
             signed_points(c.delta),
-            ci_points(c.ci_low, c.ci_high),
-            margin_points(c.margin),
+            interval_cell(decision_interval(c, alpha), ci_header),
+            row_margin(c),
             escape_cell(p_value(c.p_adjusted)),
             _status(c.status),
         ]
@@ -94,8 +100,9 @@ def _section(
     if not rows:
         return
     flips = any(r.flips is not None for r in rows)
+    ci_header = interval_header(rows, alpha)
     lines += ["", f"### {title}", ""]
-    lines += _table(_header(first, alpha, flips), _rows(rows, flips))
+    lines += _table(_header(first, ci_header, flips), _rows(rows, flips, alpha, ci_header))
 
 
 def render_summary_markdown(summary: Summary) -> str:
@@ -166,5 +173,6 @@ def render_summary_markdown(summary: Summary) -> str:
             for u in summary.unpaired
         ]
     legend = ", ".join(escape_cell(s) for s in STATUSES)
-    lines += ["", f"Statuses: {legend}. Full report with plots and examples: report.html"]
+    lines += ["", f"Statuses: {legend}; {interval_note(summary.comparisons, alpha)}."]
+    lines += ["Full report with plots and examples: report.html"]
     return "\n".join(lines) + "\n"

@@ -72,6 +72,17 @@ _LABEL_PT = 9  # font size of a point's label
 _LINE_PT = 12.0  # height of a label's line, in points
 _CHAR_PT = 0.62 * _LABEL_PT  # average width of a character (DejaVu Sans), in points
 _LABEL_DX, _LABEL_DY = 6.0, 6.0  # a label's offset from its point, in points
+_LABEL_CHARS, _LABEL_LINES = 36, 3  # a long label wraps; past three lines it is cut (…)
+_EDGE_PX = 3.0  # labels keep this far inside the axes' frame
+
+
+def point_label(name: str, verdict: str) -> str:
+    """'NAME (VERDICT)', wrapped at hyphens and spaces (or anywhere) so that a long
+    candidate name stays a block that fits beside its point; the table names it in full."""
+    import textwrap
+
+    text = f"{name} ({verdict})"
+    return textwrap.fill(text, _LABEL_CHARS, max_lines=_LABEL_LINES, placeholder=" …")
 
 
 def label_offsets(anchors: Sequence[tuple[float, float]], labels: Sequence[str]) -> list[float]:
@@ -79,27 +90,40 @@ def label_offsets(anchors: Sequence[tuple[float, float]], labels: Sequence[str])
     overlap: ``anchors`` are the points' positions in points on the page (x right, y up).
     Labels are placed from the highest point down, each at ``_LABEL_DY`` above its point;
     one that would overlap a label already placed goes below its point instead (clear of
-    its marker), then down a line at a time."""
+    its marker), then down a line at a time. A label may have several lines."""
     placed: list[tuple[float, float, float, float]] = []  # x0, x1, y0, y1
     offsets = [_LABEL_DY] * len(anchors)
     for i in sorted(range(len(anchors)), key=lambda k: (-anchors[k][1], anchors[k][0])):
         x, y = anchors[i]
-        x0, x1 = x + _LABEL_DX, x + _LABEL_DX + _CHAR_PT * len(labels[i])
+        lines = labels[i].split("\n")
+        width, height = _CHAR_PT * max(map(len, lines)), _LINE_PT * len(lines)
+        x0, x1 = x + _LABEL_DX, x + _LABEL_DX + width
         dy = _LABEL_DY
         while any(
-            x0 < bx1 and bx0 < x1 and y + dy < by1 and by0 < y + dy + _LINE_PT
+            x0 < bx1 and bx0 < x1 and y + dy < by1 and by0 < y + dy + height
             for bx0, bx1, by0, by1 in placed
         ):
-            dy = -_LABEL_DY - _LINE_PT if dy == _LABEL_DY else dy - _LINE_PT
-        placed.append((x0, x1, y + dy, y + dy + _LINE_PT))
+            dy = -_LABEL_DY - height if dy == _LABEL_DY else dy - _LINE_PT
+        placed.append((x0, x1, y + dy, y + dy + height))
         offsets[i] = dy
     return offsets
 
 
 def overview_plot(candidates: Sequence[Candidate]) -> bytes | None:
     """The learning-versus-forgetting scatter as PNG bytes; None if no candidate has both
-    a domain gain and a retention index. Labels that would overlap (candidates with
-    nearly the same gain and retention) are moved apart, each joined to its point."""
+    a domain gain and a retention index."""
+    fig = overview_figure(candidates)
+    if fig is None:
+        return None
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI)
+    return buffer.getvalue()
+
+
+def overview_figure(candidates: Sequence[Candidate]) -> Any:
+    """The scatter as a matplotlib Figure (None: nothing to plot). Labels that would
+    overlap (candidates with nearly the same gain and retention) are moved apart, each
+    joined to its point, and the axes widened until every label lies inside the image."""
     points = [p for p in map(_point, candidates) if p.gain is not None and p.retention is not None]
     if not points:
         return None
@@ -131,27 +155,72 @@ def overview_plot(candidates: Sequence[Candidate]) -> bytes | None:
     ax.margins(0.15)
     fig.tight_layout()
     ax.autoscale_view()
+    labels = [point_label(p.name, p.verdict) for p in points]
+    colours = [_VERDICT_COLOURS.get(p.verdict, "#57606a") for p in points]
+    texts: list[Any] = []
+    for _ in range(6):  # widening moves the points, so the labels are placed again
+        for text in texts:
+            text.remove()
+        texts = _place_labels(fig, ax, labels, colours, xy)
+        if not _widen_to_fit(fig, ax, texts):
+            break
+    return fig
+
+
+def _place_labels(
+    fig: Any, ax: Any, labels: Sequence[str], colours: Sequence[str], xy: Sequence[Any]
+) -> list[Any]:
+    """Each label at its ``label_offsets`` offset, joined to its point when moved."""
     to_points = 72.0 / fig.dpi
     anchors = [(x * to_points, y * to_points) for x, y in ax.transData.transform(xy)]
-    labels = [f"{p.name} ({p.verdict})" for p in points]
-    for p, label, (x, y), dy in zip(
-        points, labels, xy, label_offsets(anchors, labels), strict=True
+    texts = []
+    for label, colour, point, dy in zip(
+        labels, colours, xy, label_offsets(anchors, labels), strict=True
     ):
-        colour = _VERDICT_COLOURS.get(p.verdict, "#57606a")
         moved = dy != _LABEL_DY
-        ax.annotate(
-            label,
-            (x, y),
-            textcoords="offset points",
-            xytext=(_LABEL_DX, dy),
-            fontsize=_LABEL_PT,
-            color=colour,
-            va="bottom",
-            arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6} if moved else None,
+        texts.append(
+            ax.annotate(
+                label,
+                point,
+                textcoords="offset points",
+                xytext=(_LABEL_DX, dy),
+                fontsize=_LABEL_PT,
+                color=colour,
+                va="bottom",
+                arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.6}
+                if moved
+                else None,
+            )
         )
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    return buffer.getvalue()
+    return texts
+
+
+def _widen_to_fit(fig: Any, ax: Any, texts: Sequence[Any]) -> bool:
+    """Widen the x (right) and y (up, down) limits by the labels' overflow beyond the
+    axes (so beyond the image too), in proportion to the axes' size; False when every
+    label is already inside."""
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    axes = ax.bbox
+    right = max(b.x1 for b in boxes) - (axes.x1 - _EDGE_PX)
+    top = max(b.y1 for b in boxes) - (axes.y1 - _EDGE_PX)
+    bottom = (axes.y0 + _EDGE_PX) - min(b.y0 for b in boxes)
+    if max(right, top, bottom) <= 0:
+        return False
+    # Widening by the overflow alone moves a label that is not at the edge too little.
+    right, top, bottom = (v + _EDGE_PX if v > 0 else v for v in (right, top, bottom))
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    if right > 0:
+        x1 += (x1 - x0) * right / max(axes.width - right, 1.0)
+    span = y1 - y0
+    if top > 0:
+        y1 += span * top / max(axes.height - top, 1.0)
+    if bottom > 0:
+        y0 -= span * bottom / max(axes.height - bottom, 1.0)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    return True
 
 
 def _alt_text(candidates: Sequence[Candidate]) -> str:

@@ -26,6 +26,8 @@ from collapse_eval.report.fmt import (
     TUNED_COLOUR,
     alpha_of,
     ci_label,
+    decision_interval,
+    is_equivalence_row,
     is_number,
     points,
     row_label,
@@ -79,40 +81,62 @@ def _legend_outside(ax: Any, handles: Sequence[Any] | None = None) -> None:
 
 
 def forest_plot(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha: float) -> Path:
-    """Delta (dot) and CI (bar) per row in points, coloured by status, with a tick at
-    each row's own non-inferiority margin (the margin the verdict used for that row)."""
-    from matplotlib.lines import Line2D
-
+    """Delta (dot) and the interval that decides the status (bar) per row in points,
+    coloured by status, with a tick at each row's own margin (the margin the verdict used
+    for that row): at -m (or +m where lower is better), and at both -m and +m on an
+    equivalence row, whose bar is then its (1 - 2 alpha) TOST interval."""
     fig, ax = _subplots(_WIDTH, max(2.0, 0.38 * len(rows) + 1.3))
     seen: set[str] = set()
-    any_margin = False
     for y, row in enumerate(rows):
         status = str(row.status)
         seen.add(status)
         colour = STATUS_COLOURS.get(status, OTHER_COLOUR)
-        low, high, delta = row.ci_low, row.ci_high, row.delta
+        interval = decision_interval(row, alpha)
+        low, high, delta = interval.low, interval.high, row.delta
         if is_number(low) and is_number(high):
             ax.plot([low * 100, high * 100], [y, y], color=colour, linewidth=2.5)
         if is_number(delta):
             ax.plot([delta * 100], [y], "o", color=colour, markersize=6)
-        margin = row.margin
-        if is_number(margin) and margin > 0:
-            any_margin = True
-            sign = -1 if row.higher_is_better else 1
-            ax.plot(
-                [sign * margin * 100] * 2,
-                [y - 0.38, y + 0.38],
-                color="#000000",
-                linewidth=1.2,
-                linestyle=(0, (2, 1.5)),
-            )
+        for x in margin_ticks(row):
+            ax.plot([x] * 2, [y - 0.38, y + 0.38], color="#000000", linewidth=1.2, linestyle=_DASH)
     ax.axvline(0.0, color="#000000", linewidth=0.7)
     ax.set_yticks(range(len(rows)), labels=[_short(row_label(r)) for r in rows], fontsize=9)
     ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlabel(f"tuned - base (points; bar = {ci_label(alpha)})")
+    ax.set_xlabel(f"tuned - base (points; bar = {_bar_meaning(rows, alpha)})")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(axis="x", alpha=0.3)
+    _legend_outside(ax, _forest_handles(rows, seen))
+    return _save(fig, path)
+
+
+_DASH = (0, (2, 1.5))
+
+
+def margin_ticks(row: Row) -> list[float]:
+    """Where a row's margin is drawn, in points: -m where higher is better (+m where lower
+    is), both on an equivalence row; none without a margin."""
+    margin = row.margin
+    if not (is_number(margin) and margin > 0):
+        return []
+    if is_equivalence_row(row):
+        return [-margin * 100, margin * 100]
+    return [(-1 if row.higher_is_better else 1) * margin * 100]
+
+
+def _bar_meaning(rows: Sequence[Row], alpha: float) -> str:
+    """'95% CI', or '95% CI; 90% CI (TOST) on equivalence rows' when some are."""
+    labels = {decision_interval(r, alpha).label: None for r in rows}  # ordered set
+    if len(labels) == 1:
+        return next(iter(labels))
+    tost = next(label for label in labels if label != ci_label(alpha))
+    return f"{ci_label(alpha)}; {tost} on equivalence rows"
+
+
+def _forest_handles(rows: Sequence[Row], seen: set[str]) -> list[Any]:
+    """Legend: the statuses shown, then the kinds of margin tick drawn."""
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], color=STATUS_COLOURS[s], marker="o", linewidth=2.5, label=s)
         for s in STATUSES
@@ -122,12 +146,11 @@ def forest_plot(rows: Sequence[Row], title: str, ylabel: str, path: Path, alpha:
         Line2D([], [], color=OTHER_COLOUR, marker="o", linewidth=2.5, label=s)
         for s in sorted(seen - set(STATUSES))
     ]
-    if any_margin:
-        handles.append(
-            Line2D([], [], color="#000000", linestyle=(0, (2, 1.5)), label="margin of this row")
-        )
-    _legend_outside(ax, handles)
-    return _save(fig, path)
+    ticks = {len(margin_ticks(r)) for r in rows} - {0}
+    for count, label in ((1, "margin of this row"), (2, "± margin (equivalence row)")):
+        if count in ticks:
+            handles.append(Line2D([], [], color="#000000", linestyle=_DASH, label=label))
+    return handles
 
 
 def _short(text: str, width: int = 38) -> str:
@@ -148,31 +171,76 @@ def wilson(mean: Any, n: Any, alpha: float) -> tuple[float, float] | None:
     return centre - half, centre + half
 
 
+def is_binary_row(row: Row) -> bool:
+    """0/1 scores: stats counts the discordant pairs (base_only, tuned_only) of such rows only."""
+    return row.base_only is not None and row.tuned_only is not None
+
+
+_CI_METHODS = {
+    "bootstrap_percentile": "paired bootstrap",
+    "cluster_robust_normal": "cluster-robust",
+    "newcombe_hybrid_score": "Newcombe",
+}
+
+
+def bar_whiskers(row: Row, side: str, alpha: float) -> tuple[float, float] | None:
+    """The interval drawn on one bar (0..1 scale). Wilson fits a mean of 0/1 scores only;
+    for continuous scores (ROUGE, similarity) the tuned bar carries the base mean plus the
+    row's own CI of the paired delta (its bootstrap or cluster-robust CI: where the tuned
+    mean may lie, given the base's), and the base bar none."""
+    mean = row.base_mean if side == "base" else row.tuned_mean
+    if is_binary_row(row):
+        return wilson(mean, row.n, alpha)
+    low, high, base = row.ci_low, row.ci_high, row.base_mean
+    if side == "base" or not (is_number(low) and is_number(high) and is_number(base)):
+        return None
+    return base + low, base + high
+
+
+def _whiskers_meaning(rows: Sequence[Row], alpha: float) -> str:
+    """The figure's note on its whiskers: Wilson on 0/1 scores, the delta's CI otherwise."""
+    ci = ci_label(alpha)
+    parts = []
+    if any(is_binary_row(r) for r in rows):
+        parts.append(f"Wilson {ci} of each mean (0/1 scores)")
+    continuous = [r for r in rows if not is_binary_row(r)]
+    if continuous:
+        methods = sorted({_CI_METHODS.get(str(r.ci_method), str(r.ci_method)) for r in continuous})
+        parts.append(
+            f"on the tuned bar, base mean + the {ci} of the paired delta "
+            f"({', '.join(methods)}; continuous scores)"
+        )
+    return "whiskers: " + "; ".join(parts)
+
+
 def grouped_bars(
     rows: Sequence[Row], title: str, xlabel: str, ylabel: str, path: Path, alpha: float
 ) -> Path:
-    """Base vs tuned mean per row (points) with a Wilson interval on each bar."""
+    """Base vs tuned mean per row (points) with an interval on each bar (``bar_whiskers``)."""
     fig, ax = _subplots(_WIDTH, 3.6)
     width = 0.38
     for offset, side, colour in (
         (-width / 2, "base", BASE_COLOUR),
         (width / 2, "tuned", TUNED_COLOUR),
     ):
-        means, lows, highs = [], [], []
-        for row in rows:
+        means, whiskers = [], []  # whiskers: (x, mean, below, above) of bars that have one
+        for i, row in enumerate(rows):
             mean = row.base_mean if side == "base" else row.tuned_mean
             m = float(mean) * 100 if is_number(mean) else 0.0
-            ci = wilson(mean, row.n, alpha)
             means.append(m)
-            # max(0, .): at p = 0 or 1 the interval's end can miss p by a rounding error,
-            # and a mean outside 0..1 (a non-proportion metric) is outside its interval.
-            lows.append(max(0.0, m - ci[0] * 100) if ci else 0.0)
-            highs.append(max(0.0, ci[1] * 100 - m) if ci else 0.0)
+            ci = bar_whiskers(row, side, alpha)
+            if ci is not None:
+                # max(0, .): at p = 0 or 1 the interval's end can miss p by a rounding
+                # error, and a mean outside 0..1 (not a proportion) is outside its interval.
+                below, above = max(0.0, m - ci[0] * 100), max(0.0, ci[1] * 100 - m)
+                whiskers.append((i + offset, m, below, above))
         xs = [i + offset for i in range(len(rows))]
         ax.bar(xs, means, width, color=colour, label=side, edgecolor="#000000", linewidth=0.4)
-        ax.errorbar(
-            xs, means, yerr=[lows, highs], fmt="none", ecolor="#000000", capsize=3, linewidth=0.9
-        )
+        if whiskers:
+            wx, wm, lows, highs = zip(*whiskers, strict=True)
+            ax.errorbar(
+                wx, wm, yerr=[lows, highs], fmt="none", ecolor="#000000", capsize=3, linewidth=0.9
+            )
     labels = [_short(str(r.group if r.group_by else r.task), 24) for r in rows]
     ax.set_xticks(
         range(len(rows)),
@@ -184,7 +252,7 @@ def grouped_bars(
     ax.set_ylim(0, 100)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title} (whiskers: Wilson {ci_label(alpha)})", fontsize=11, loc="left")
+    ax.set_title(f"{title}\n{_whiskers_meaning(rows, alpha)}", fontsize=10, loc="left")
     ax.grid(axis="y", alpha=0.3)
     _legend_outside(ax)
     return _save(fig, path)
@@ -261,9 +329,12 @@ def _forest_alt(rows: Sequence[Row], what: str) -> str:
     )
 
 
-def _bars_alt(rows: Sequence[Row], what: str) -> str:
+def _bars_alt(rows: Sequence[Row], what: str, alpha: float) -> str:
     parts = [f"{r.group}: base {points(r.base_mean)}, tuned {points(r.tuned_mean)}" for r in rows]
-    return f"Bar chart of {what} in points, base and tuned side by side. {_listing(parts)}."
+    return (
+        f"Bar chart of {what} in points, base and tuned side by side "
+        f"({_whiskers_meaning(rows, alpha)}). {_listing(parts)}."
+    )
 
 
 def _counts_alt(rows: Sequence[Row], label: str) -> str:
@@ -324,7 +395,7 @@ def figure_specs(summary: Summary) -> list[_Spec]:
             continue
         title = f"Domain: base vs tuned by {label}"
         draw = partial(grouped_bars, rows, title, label, "mean score (points)", alpha=alpha)
-        alt = _bars_alt(rows, f"the domain mean score by {label}")
+        alt = _bars_alt(rows, f"the domain mean score by {label}", alpha)
         specs.append(_Spec(f"domain_{field}_bars", title, rows, draw, alt))
         title = f"Test set: items per {label}"
         draw = partial(count_bars, rows, title, "items (count)", label)
@@ -334,7 +405,7 @@ def figure_specs(summary: Summary) -> list[_Spec]:
         title = "Format following by output format"
         ylabel = "outputs in the expected format (%)"
         draw = partial(grouped_bars, fmt_rows, title, "output format", ylabel, alpha=alpha)
-        alt = _bars_alt(fmt_rows, "the share of outputs in the expected format")
+        alt = _bars_alt(fmt_rows, "the share of outputs in the expected format", alpha)
         specs.append(_Spec("format_ok", title, fmt_rows, draw, alt))
     tasks = rows_of(summary, "general", None) + rows_of(summary, "domain", None)
     flip_rows = [r for r in tasks if flip_counts(r)]
