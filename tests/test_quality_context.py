@@ -91,6 +91,22 @@ def test_context_from_metadata(tmp_path: Path, key: str) -> None:
     assert all(not r.flags for r in run_rules(items, contexts))
 
 
+def test_odd_metadata_falls_back_to_detection(tmp_path: Path) -> None:
+    # A sibling without usable metadata (a bool, a list, a float, missing, one id shared
+    # with another dialogue) still finds the dialogue its siblings' metadata names.
+    rows = dialogue_rows(4, "en")
+    ids: list[Any] = [True, [1], 1.5, None, "", 7, 7, {"a": 1}, 0, 0, "x", "x"]
+    for row, value in zip(rows, ids, strict=True):
+        row["metadata"] = {"dialogue_id": value}
+    items = _items(tmp_path, rows)
+    contexts = sample_contexts(items)
+    assert [c.source if c else None for c in contexts] == ["common_prefix"] * 10 + [
+        "metadata.dialogue_id"
+    ] * 2
+    assert len({c.text for c in contexts if c}) == 4
+    assert all(not r.flags for r in run_rules(items, contexts))
+
+
 def test_metadata_group_with_one_prompt_has_no_context(tmp_path: Path) -> None:
     # Two answers to one prompt: the whole prompt is common, so it is no shared context,
     # and the two are compared as whole texts (near-identical answers: near duplicate).
@@ -221,6 +237,9 @@ def test_cli_quality_on_long_dialogues(tmp_path: Path) -> None:
     }
     assert quality["thresholds"]["context_min_tokens"] == 20
     jsonschema.validate(quality, SCHEMA)
+    html = (out / "quality.html").read_text("utf-8")
+    assert "16 contexts used by 49 samples" in html
+    assert "metadata.dialogue_id (49)" in html
 
 
 # ------------------------------------------------------------------ Chinese in the rules

@@ -202,13 +202,15 @@ def _detected_contexts(
     blocks: Sequence[set[str]],
     finder: _Finder,
 ) -> dict[int, SampleContext]:
-    """Contexts found in the texts: a long common prefix or suffix, or a shared block.
+    """Contexts of the ``todo`` samples found in the texts: a long common prefix or
+    suffix, or a shared block, shared with any other sample's prompt (one with a metadata
+    context too: its sibling without usable metadata must find the same dialogue).
 
     All are shared with a *different* prompt: samples with one prompt (several answers to
     one question) would otherwise make the whole prompt, question included, the context.
     """
     first: dict[str, int] = {}
-    for i in todo:
+    for i in range(len(prompts)):
         first.setdefault(prompts[i], i)
     distinct = first.values()
     shared = Counter(b for i in distinct for b in blocks[i])
