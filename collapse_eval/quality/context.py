@@ -10,10 +10,10 @@ on one context, and this module finds the context of each sample:
    present): the samples with the same value share the text their prompts have in common
    (the longest of their common prefix, their common suffix and the paragraphs or
    messages all of them contain);
-2. detected, for samples without such metadata: the longest of the prefix and the suffix
-   the prompt shares with another sample's prompt (cut back to a line or word boundary)
-   and the paragraphs (blank-line separated) and messages that another sample's prompt
-   also contains.
+2. detected, for samples without such metadata: the longest of the prefix the prompt
+   shares with another sample's prompt (cut back to a line or word boundary) and the
+   paragraphs (blank-line separated) and messages that another sample's prompt also
+   contains; failing those, the suffix it shares with another prompt.
 
 Either way the context is at least CONTEXT_MIN_TOKENS tokens long, so a shared template line
 ("Answer:") never counts.
@@ -219,15 +219,18 @@ def _detected_contexts(
     found: dict[int, SampleContext] = {}
     for i in todo:
         prompt, representative = prompts[i], first[prompts[i]]
-        candidates = []
+        candidates = [(b, "shared_block") for b in sorted(blocks[i]) if shared[b] > 1]
         if prefix[representative]:
             text = _cut_prefix(prompt[: prefix[representative]])
-            candidates.append((text, "common_prefix"))
-        if suffix[representative]:
-            text = _cut_prefix(prompt[::-1][: suffix[representative]])[::-1]
-            candidates.append((text, "common_suffix"))
-        candidates += [(b, "shared_block") for b in sorted(blocks[i]) if shared[b] > 1]
+            candidates.insert(0, (text, "common_prefix"))
         context = finder.best(prompt, candidates)
+        if context is None and suffix[representative]:
+            # Only as a fallback: a suffix shared with another prompt often ends with the
+            # same question, and a context must not swallow the question (two samples
+            # asking it about two dialogues that differ in one line would then be
+            # compared on that line alone).
+            text = _cut_prefix(prompt[::-1][: suffix[representative]])[::-1]
+            context = finder.place(prompt, text, "common_suffix")
         if context is not None:
             found[i] = context
     return found

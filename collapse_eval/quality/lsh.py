@@ -126,9 +126,8 @@ def candidate_pairs(sig: npt.NDArray[np.uint64], threshold: float) -> npt.NDArra
     pairs = np.stack([codes // n, codes % n], axis=1)
     # Pairs whose signatures agree on fewer than ``threshold`` of the values are dropped
     # before the exact check in Python: the estimate's standard deviation is at most
-    # 0.044 (128 values), so a pair that reaches the caller's threshold (0.1 or more
-    # above this one) is dropped with a probability of about 0.001, ten times less
-    # often than LSH's own misses at that similarity.
+    # 0.044 (128 values), so a pair that reaches the caller's Jaccard threshold (0.2
+    # above this one, duplicates.LSH_MARGIN) is dropped with a probability below 1e-6.
     agree = np.concatenate(
         [
             (sig[part[:, 0]] == sig[part[:, 1]]).mean(axis=1)
