@@ -126,8 +126,9 @@ def candidate_pairs(sig: npt.NDArray[np.uint64], threshold: float) -> npt.NDArra
     pairs = np.stack([codes // n, codes % n], axis=1)
     # Pairs whose signatures agree on fewer than ``threshold`` of the values are dropped
     # before the exact check in Python: the estimate's standard deviation is at most
-    # 0.044 (128 values), so a pair that reaches the caller's Jaccard threshold (0.2
-    # above this one, duplicates.LSH_MARGIN) is dropped with a probability below 1e-6.
+    # 0.044 (128 values), so a pair that reaches the caller's Jaccard threshold (0.1
+    # above this one, duplicates.LSH_MARGIN) is dropped with a probability of about
+    # 0.001, a hundred times less often than the bands miss it.
     agree = np.concatenate(
         [
             (sig[part[:, 0]] == sig[part[:, 1]]).mean(axis=1)
