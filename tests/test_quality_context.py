@@ -297,3 +297,18 @@ def test_near_duplicates_public_api_keeps_its_meaning() -> None:
     assert near_duplicates([a, c, b], 0.85, skip=[0]) == {}
     assert near_duplicates([a, c, b], 0.85, apart=[1, None, 1]) == {}
     assert near_duplicates([a, c, b, a], 0.85, apart=[1, None, 1, None]) == {3: 0}
+
+
+def test_a_context_is_at_least_20_tokens(tmp_path: Path) -> None:
+    # Punctuation-only chunks are no tokens ("___" strips to nothing): 25 of them and 19
+    # words are too short; 20 words are enough.
+    def rows(words: int) -> list[dict[str, Any]]:
+        shared = " ".join(["___"] * 25 + [f"w{k}" for k in range(words)])
+        return [
+            {"prompt": f"{shared}\n\nQuestion {q}?", "response": f"answer {q}"}
+            for q in ("one", "two")
+        ]
+
+    assert sample_contexts(_items(tmp_path, rows(19))) == [None, None]
+    found = sample_contexts(_items(tmp_path, rows(20)))
+    assert [c.source if c else None for c in found] == ["common_prefix", "common_prefix"]

@@ -43,7 +43,8 @@ CONTEXT_METADATA_KEYS = ("dialogue_id", "cluster", "context_id")
 DETECTED_SOURCES = ("common_prefix", "common_suffix", "shared_block")
 
 _PARAGRAPH_RE = re.compile(r"\n[ \t]*\n")
-_WORD_RE = re.compile(r"\w")
+# A letter or digit (not "_", which tokenisation strips as punctuation).
+_WORD_RE = re.compile(r"[^\W_]")
 _CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 
 
@@ -115,7 +116,7 @@ class _Finder:
         if len(text) < CONTEXT_MIN_TOKENS:
             return False
         if text not in self._long:
-            # Every whitespace-separated chunk with a word character holds at least one
+            # Every whitespace-separated chunk with a letter or digit holds at least one
             # token: enough of them settle it without tokenising (the common case).
             chunks = sum(1 for chunk in text.split() if _WORD_RE.search(chunk))
             long = chunks >= CONTEXT_MIN_TOKENS or self.count_tokens(text) >= CONTEXT_MIN_TOKENS
