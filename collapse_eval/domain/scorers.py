@@ -124,6 +124,8 @@ def score_prediction(output_format: str, prediction: str, reference: Any) -> Sco
 
 # ASCII punctuation plus the CJK / typographic marks that survive NFKC.
 _PUNCT = set(string.punctuation) | set("。、「」『』【】〈〉《》〔〕…—–‘’“”·・～〜")
+# The same characters as one string for str.strip (joined once, not once per token).
+_PUNCT_CHARS = "".join(sorted(_PUNCT))
 _CJK_RE = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN_RE = re.compile(rf"[{_CJK_RE}]|[^\s{_CJK_RE}]+")
 _CJK_CHAR_RE = re.compile(rf"[{_CJK_RE}]")
@@ -177,7 +179,7 @@ def mixed_tokens(text: str) -> list[str]:
     """
     out = []
     for tok in _TOKEN_RE.findall(_nfkc(text).casefold()):
-        tok = tok.strip("".join(_PUNCT))
+        tok = tok.strip(_PUNCT_CHARS)
         if tok:
             out.append(tok)
     return out

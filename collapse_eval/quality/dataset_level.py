@@ -2,7 +2,8 @@
 
 These describe the set, not a sample: normalised entropy of the task-type and
 output-format distributions, distinct-1/2 of the responses, and prompt diversity as one
-minus the mean pairwise MinHash Jaccard similarity on a seeded sample of prompts.
+minus the mean pairwise MinHash Jaccard similarity on a seeded sample of prompts (the
+caller passes the prompts without their shared context, see context.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from collapse_eval.domain.scorers import mixed_tokens
-from collapse_eval.quality.rules import Shingler, minhash
+from collapse_eval.quality.lsh import signatures
+from collapse_eval.quality.rules import Shingler
 
 __all__ = ["PROMPT_SAMPLE", "normalised_entropy", "distinct_n", "prompt_diversity", "dataset_stats"]
 
@@ -49,8 +51,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 def prompt_diversity(prompts: Sequence[str], seed: int, sample: int = PROMPT_SAMPLE) -> float:
     """1 - mean pairwise MinHash Jaccard similarity of a seeded sample of prompts."""
-    import numpy as np
-
     chosen = list(prompts)
     if len(chosen) > sample:
         chosen = random.Random(seed).sample(chosen, sample)
@@ -58,7 +58,7 @@ def prompt_diversity(prompts: Sequence[str], seed: int, sample: int = PROMPT_SAM
     sets = [s for s in (shingler(mixed_tokens(p)) for p in chosen) if s]
     if len(sets) < 2:
         return 1.0
-    values = np.array([m.hashvalues for m in minhash(sets)])
+    values = signatures(sets)
     total, pairs = 0.0, 0
     for i in range(len(values) - 1):
         same = values[i + 1 :] == values[i]

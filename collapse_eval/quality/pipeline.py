@@ -120,9 +120,11 @@ def _wrap(
 # ------------------------------------------------------------------ stages
 
 
-def _rule_stage(items: Sequence[TrainingItem], cost: StageCost) -> list[SampleQuality]:
+def _rule_stage(
+    items: Sequence[TrainingItem], contexts: Sequence[rules.SampleContext | None], cost: StageCost
+) -> list[SampleQuality]:
     with Timer(cost):
-        results = rules.run_rules(items)
+        results = rules.run_rules(items, contexts)
     samples = []
     for item, result in zip(items, results, strict=True):
         detail: dict[str, Any] = {"length_tokens": result.length_tokens}
@@ -189,6 +191,11 @@ def _judge_stage(
     return len(todo)
 
 
+def _outside_context(item: TrainingItem, context: rules.SampleContext | None) -> str:
+    prompt = rules.prompt_text(item)
+    return prompt if context is None else context.outside(prompt)
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -238,6 +245,7 @@ def _thresholds() -> dict[str, Any]:
         "near_duplicate_jaccard": rules.NEAR_DUP_THRESHOLD,
         "prompt_near_duplicate_jaccard": rules.PROMPT_NEAR_DUP_THRESHOLD,
         "shingle_size": rules.SHINGLE_SIZE,
+        "context_min_tokens": rules.CONTEXT_MIN_TOKENS,
         "minhash_num_perm": rules.NUM_PERM,
         "copy_min_tokens": rules.COPY_MIN_TOKENS,
         "copy_share": rules.COPY_SHARE,
@@ -264,7 +272,9 @@ def assess(
 ) -> QualityResult:
     """Run the cascade over ``items``; engines are used through ``cache`` when given."""
     costs = {name: StageCost() for name in ("rules", "dataset", "model", "judge")}
-    samples = _rule_stage(items, costs["rules"])
+    with Timer(costs["rules"]):
+        contexts = rules.sample_contexts(items)
+    samples = _rule_stage(items, contexts, costs["rules"])
     stages: dict[str, Any] = {
         "rules": {"n_in": len(samples), "n_passed": sum(not s.hard for s in samples)}
     }
@@ -272,7 +282,8 @@ def assess(
         dataset = dataset_level.dataset_stats(
             [i.task_type or NO_GROUP for i in items],
             [i.output_format or NO_GROUP for i in items],
-            [rules.prompt_text(i) for i in items],
+            # prompt diversity on what differs: a shared dialogue is not diversity
+            [_outside_context(i, c) for i, c in zip(items, contexts, strict=True)],
             [rules.response_text(i) for i in items],
             seed,
         )
@@ -311,6 +322,7 @@ def assess(
         "flags": _flag_counts(samples, all_reasons=True),
         "n_hard_flagged": sum(s.hard for s in samples),
         "dataset": dataset,
+        "context_reuse": rules.context_reuse(contexts),
         "stages": stages,
         "thresholds": _thresholds(),
         "cost": {name: cost.as_dict() for name, cost in costs.items()},

@@ -12,9 +12,8 @@ import json
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from collapse_eval.domain.dataset import TrainingItem
 from collapse_eval.domain.scorers import (
@@ -27,6 +26,25 @@ from collapse_eval.domain.scorers import (
     score_span,
     score_yes_no,
 )
+from collapse_eval.quality.context import (
+    CONTEXT_MIN_TOKENS,
+    SampleContext,
+    context_reuse,
+    find_contexts,
+)
+from collapse_eval.quality.duplicates import (
+    NEAR_DUP_THRESHOLD,
+    NUM_PERM,
+    PROMPT_NEAR_DUP_THRESHOLD,
+    SHINGLE_SIZE,
+    SampleTexts,
+    Shingler,
+    codes,
+    jaccard,
+    minhash,
+    near_duplicates,
+    shingles,
+)
 from collapse_eval.records import canonical_json
 
 __all__ = [
@@ -37,12 +55,20 @@ __all__ = [
     "LENGTH_Z_MAX",
     "NEAR_DUP_THRESHOLD",
     "PROMPT_NEAR_DUP_THRESHOLD",
+    "SHINGLE_SIZE",
+    "NUM_PERM",
     "prompt_text",
     "response_text",
     "run_rules",
+    "sample_contexts",
+    "CONTEXT_MIN_TOKENS",
+    "context_reuse",
+    "SampleContext",
     "Shingler",
     "shingles",
     "minhash",
+    "jaccard",
+    "near_duplicates",
 ]
 
 # A label counts as part of its task type's label set when at least this many samples use it.
@@ -51,12 +77,8 @@ LABEL_MIN_COUNT = 2
 # least LENGTH_MIN_GROUP samples.
 LENGTH_Z_MAX = 3.5
 LENGTH_MIN_GROUP = 10
-# Near duplicates: Jaccard similarity of word 3-gram shingles (CJK: per character) at or
-# above these, found with MinHash LSH and confirmed on the exact shingle sets.
-NEAR_DUP_THRESHOLD = 0.85
-PROMPT_NEAR_DUP_THRESHOLD = 0.9
-SHINGLE_SIZE = 3
-NUM_PERM = 128
+# Near duplicates (NEAR_DUP_THRESHOLD, PROMPT_NEAR_DUP_THRESHOLD, SHINGLE_SIZE, NUM_PERM):
+# see duplicates.py, which compares samples on one shared context on what differs.
 # Prompt copying: a response equal to the prompt, containing the whole prompt (of at least
 # COPY_MIN_TOKENS tokens), or of at least COPY_MIN_TOKENS tokens whose 4-grams are at
 # least COPY_SHARE in the prompt.
@@ -333,94 +355,35 @@ def _length_outliers(
 # ------------------------------------------------------------------ duplicates
 
 
-class Shingler:
-    """Word ``size``-gram shingles of token lists as 32-bit integers.
-
-    Tokens get integer ids in order of first sight, a shingle packs its ids into one
-    32-bit integer (the tuple hash of its ids): fast, deterministic for one input order,
-    and what MinHash needs.
-    """
-
-    def __init__(self, size: int = SHINGLE_SIZE) -> None:
-        self.size = size
-        self.vocab: dict[str, int] = {}
-
-    def __call__(self, tokens: Sequence[str]) -> set[int]:
-        vocab, size = self.vocab, self.size
-        ids = [vocab.setdefault(t, len(vocab)) for t in tokens]
-        if len(ids) < size:
-            return {_mix(ids)} if ids else set()
-        return {hash(tuple(ids[i : i + size])) & 0xFFFFFFFF for i in range(len(ids) - size + 1)}
+def sample_contexts(items: Sequence[TrainingItem]) -> list[SampleContext | None]:
+    """Each sample's shared context in ``prompt_text(item)`` (see context.py), or None."""
+    prompts = [prompt_text(item) for item in items]
+    return find_contexts(items, prompts, lambda text: len(mixed_tokens(text)))
 
 
-def _mix(ids: Sequence[int]) -> int:
-    # Tuples of ints hash the same in every process (only str/bytes hashing is salted).
-    return hash(tuple(ids)) & 0xFFFFFFFF
+def _prompt_tokens(
+    prompts: Sequence[str], contexts: Sequence[SampleContext | None]
+) -> tuple[list[list[str]], list[tuple[int, int] | None]]:
+    """The prompts' tokens, each distinct context tokenised once, and where the context's
+    tokens are (contexts sit on token boundaries, so the pieces' tokens are the whole's)."""
+    cache: dict[str, list[str]] = {}
+    tokens: list[list[str]] = []
+    spans: list[tuple[int, int] | None] = []
+    for prompt, context in zip(prompts, contexts, strict=True):
+        if context is None:
+            tokens.append(mixed_tokens(prompt))
+            spans.append(None)
+            continue
+        if context.text not in cache:
+            cache[context.text] = mixed_tokens(context.text)
+        before = mixed_tokens(prompt[: context.start])
+        middle = cache[context.text]
+        tokens.append(before + middle + mixed_tokens(prompt[context.end :]))
+        spans.append((len(before), len(before) + len(middle)))
+    return tokens, spans
 
 
-def shingles(text: str, size: int = SHINGLE_SIZE) -> set[int]:
-    """The integer shingles of one text (its own token ids; compare texts with one Shingler)."""
-    return Shingler(size)(mixed_tokens(text))
-
-
-def _identity(value: int) -> int:
-    return value
-
-
-def minhash(shingle_sets: Sequence[set[int]], seed: int = 1) -> list[Any]:
-    """One datasketch MinHash per integer shingle set (bulk-built)."""
-    from datasketch import MinHash
-
-    return list(
-        MinHash.bulk(
-            [sorted(s) for s in shingle_sets], num_perm=NUM_PERM, seed=seed, hashfunc=_identity
-        )
-    )
-
-
-def jaccard(a: set[int], b: set[int]) -> float:
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
-
-
-def near_duplicates(
-    shingle_sets: Sequence[set[int]],
-    threshold: float,
-    groups: Sequence[str] | None = None,
-    skip: Iterable[int] = (),
-) -> dict[int, int]:
-    """index -> index of an earlier sample whose shingles have Jaccard >= ``threshold``.
-
-    MinHash LSH proposes candidates; the exact Jaccard of the shingle sets confirms them,
-    so the result does not depend on hash collisions. ``groups`` restricts matches to
-    samples of the same group; indices in ``skip`` are neither matched nor indexed.
-    """
-    from datasketch import MinHashLSH
-
-    skipped = set(skip)
-    todo = [i for i in range(len(shingle_sets)) if i not in skipped and shingle_sets[i]]
-    hashes = dict(zip(todo, minhash([shingle_sets[i] for i in todo]), strict=True))
-    lsh = MinHashLSH(threshold=max(threshold - 0.1, 0.1), num_perm=NUM_PERM)
-    found: dict[int, int] = {}
-    for i in todo:
-        candidates = sorted(int(c) for c in lsh.query(hashes[i]))
-        for j in candidates:
-            if (groups is None or groups[i] == groups[j]) and jaccard(
-                shingle_sets[i], shingle_sets[j]
-            ) >= threshold:
-                found[i] = j
-                break
-        lsh.insert(str(i), hashes[i])
-    return found
-
-
-def _duplicates(
-    items: Sequence[TrainingItem],
-    prompt_tokens: Sequence[list[str]],
-    response_tokens: Sequence[list[str]],
-    results: Sequence[RuleResult],
-) -> None:
+def _exact_duplicates(items: Sequence[TrainingItem], results: Sequence[RuleResult]) -> set[int]:
     first: dict[str, int] = {}
     exact: set[int] = set()
     for index, item in enumerate(items):
@@ -431,17 +394,21 @@ def _duplicates(
             results[index].duplicate_of = items[first[key]].id
         else:
             first[key] = index
-    shingler = Shingler()
-    sample_sets = [shingler(p + r) for p, r in zip(prompt_tokens, response_tokens, strict=True)]
-    near = near_duplicates(sample_sets, NEAR_DUP_THRESHOLD, skip=exact)
+    return exact
+
+
+def _duplicates(
+    items: Sequence[TrainingItem], texts: SampleTexts, results: Sequence[RuleResult]
+) -> None:
+    """duplicate, near_duplicate and near_duplicate_prompt (duplicates.py says what is
+    compared between samples on one context and between all others)."""
+    exact = _exact_duplicates(items, results)
+    near = texts.near_samples(exact)
     for i, j in near.items():
         results[i].add("near_duplicate")
         results[i].duplicate_of = items[j].id
-    prompt_sets = [shingler(p) for p in prompt_tokens]
-    tasks = [item.task_type or "" for item in items]
-    for i, j in near_duplicates(
-        prompt_sets, PROMPT_NEAR_DUP_THRESHOLD, groups=tasks, skip=exact | set(near)
-    ).items():
+    tasks = codes([item.task_type or "" for item in items])
+    for i, j in texts.near_prompts(exact | set(near), tasks).items():
         results[i].add("near_duplicate_prompt")
         results[i].duplicate_of = items[j].id
 
@@ -463,13 +430,20 @@ def _dimension_scores(result: RuleResult) -> dict[str, float]:
     }
 
 
-def run_rules(items: Sequence[TrainingItem]) -> list[RuleResult]:
-    """Flag reasons and rule dimension scores for every sample, in input order."""
+def run_rules(
+    items: Sequence[TrainingItem], contexts: Sequence[SampleContext | None] | None = None
+) -> list[RuleResult]:
+    """Flag reasons and rule dimension scores for every sample, in input order.
+
+    ``contexts`` (from ``sample_contexts``, found here when not given) are the shared
+    contexts the near-duplicate rules factor out."""
     prompts = [prompt_text(item) for item in items]
     texts = [response_text(item) for item in items]
     reference = FormatReference(items, texts)
     results = [RuleResult() for _ in items]
-    p_tokens = [mixed_tokens(p) for p in prompts]
+    if contexts is None:
+        contexts = sample_contexts(items)
+    p_tokens, spans = _prompt_tokens(prompts, contexts)
     r_tokens = [mixed_tokens(t) for t in texts]
     lengths = [len(t) for t in r_tokens]
     for index, (item, prompt, text, result) in enumerate(
@@ -490,7 +464,8 @@ def run_rules(items: Sequence[TrainingItem]) -> list[RuleResult]:
         if script_mismatch(item, prompt, text):
             result.add("script_mismatch")
     _length_outliers(items, lengths, results)
-    _duplicates(items, p_tokens, r_tokens, results)
+    keys = [None if c is None else c.text for c in contexts]
+    _duplicates(items, SampleTexts(p_tokens, r_tokens, spans, keys), results)
     for result in results:
         result.scores = _dimension_scores(result)
     return results
