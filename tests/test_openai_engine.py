@@ -173,7 +173,17 @@ def test_connection_refused_is_an_engine_error() -> None:
 
 
 def test_concurrency_is_bounded_and_order_kept(fake_server) -> None:
-    server = fake_server(lambda n, b: (200, completion(b["prompt"].upper()), {}), delay_s=0.05)
+    # The first three requests are answered only once all three are in the server at once
+    # (a barrier, not a delay that a loaded machine may outlast); a fourth in flight beside
+    # them would break the bound.
+    three_at_once = threading.Barrier(3, timeout=120)
+
+    def respond(n: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if n <= 3:
+            three_at_once.wait()
+        return 200, completion(body["prompt"].upper()), {}
+
+    server = fake_server(respond, delay_s=0.05)
     engine = engine_for(server, max_concurrency=3)
     prompts = [f"p{i}" for i in range(12)]
     assert engine.generate([GenRequest(prompt=p) for p in prompts]) == [p.upper() for p in prompts]
