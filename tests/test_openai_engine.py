@@ -24,7 +24,7 @@ import pytest
 from collapse_eval.engines.base import GenRequest
 from collapse_eval.engines.openai import OpenAIEngine
 from collapse_eval.errors import ConfigError, EngineError
-from tests.tinyllm import sharpened_copy
+from tests.tinyllm import ROLLING_TEXTS, gen_requests, ll_requests
 
 # ----------------------------------------------------------------- fake server (unit tests)
 
@@ -299,9 +299,6 @@ needs_vllm = pytest.mark.skipif(
 )
 
 
-ROLLING_TEXTS = ["The capital of France is Paris.", "Customer: I want to rent a flat."]
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -309,33 +306,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The transformers engine's answers on the sharpened tiny model."""
-    from collapse_eval.engines.hf import HFEngine
-    from tests.test_vllm_engine import _gen_requests, _ll_requests
-
-    checkpoint = sharpened_copy(tiny_model, tmp_path_factory.mktemp("served") / "ckpt")
-    engine = HFEngine(str(checkpoint), dtype="float32", max_length=512)
-    answers = {
-        "checkpoint": checkpoint,
-        "generate": engine.generate(_gen_requests()),
-        "loglikelihood": engine.loglikelihood(_ll_requests()),
-        "rolling": engine.loglikelihood_rolling(ROLLING_TEXTS),
-    }
-    engine.close()
-    return answers
-
-
-@pytest.fixture(scope="module")
 def served_model(
-    reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    sharp_model: Path, sharp_reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, str]]:
     """``vllm serve`` of the sharpened tiny model on a free loopback port (~60 s to start).
 
-    Depends on ``reference`` so that the transformers answers are computed before the
-    server starts: its CPU worker threads would otherwise slow torch in this process ~10x.
+    Depends on ``sharp_reference`` so that the transformers answers are computed before
+    the server starts: its CPU worker threads would otherwise slow torch in this process
+    ~10x.
     """
-    checkpoint = reference["checkpoint"]
+    checkpoint = sharp_model
     port = _free_port()
     log_path = tmp_path_factory.mktemp("served") / "server.log"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
@@ -395,14 +375,12 @@ def served_model(
 @needs_vllm
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_vllm_serve_generations_match_transformers(served_model, reference) -> None:
-    from tests.test_vllm_engine import _gen_requests
-
+def test_vllm_serve_generations_match_transformers(served_model, sharp_reference) -> None:
     checkpoint, url = served_model
     engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny", max_concurrency=8)
-    requests = _gen_requests()  # 105 demo prompts, about 40 % of the domain ones as messages
+    requests = gen_requests()  # 105 demo prompts, about 40 % of the domain ones as messages
     served = engine.generate(requests)
-    local = reference["generate"]
+    local = sharp_reference["generate"]
     same = sum(a == b for a, b in zip(served, local, strict=True))
     assert same / len(requests) >= 0.99
     assert len(set(served)) >= 20
@@ -411,19 +389,17 @@ def test_vllm_serve_generations_match_transformers(served_model, reference) -> N
 @needs_vllm
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_vllm_serve_loglikelihoods_match_transformers(served_model, reference) -> None:
-    from tests.test_vllm_engine import _ll_requests
-
+def test_vllm_serve_loglikelihoods_match_transformers(served_model, sharp_reference) -> None:
     checkpoint, url = served_model
-    requests = _ll_requests()
+    requests = ll_requests()
     engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny")
     assert engine.engine_args["scoring"] == "tokens"
     served = engine.loglikelihood(requests)
-    local = reference["loglikelihood"]
+    local = sharp_reference["loglikelihood"]
     assert max(abs(a[0] - b[0]) for a, b in zip(served, local, strict=True)) < 1e-3
     assert [a[1] for a in served] == [b[1] for b in local]
     rolling = engine.loglikelihood_rolling(ROLLING_TEXTS)
-    assert all(abs(a - b) < 1e-3 for a, b in zip(rolling, reference["rolling"], strict=True))
+    assert all(abs(a - b) < 1e-3 for a, b in zip(rolling, sharp_reference["rolling"], strict=True))
     # Without a local tokenizer the boundary comes from text offsets: equal wherever the
     # continuation starts a token (all multiple-choice requests, " Paris" etc.).
     remote = OpenAIEngine("tiny", base_url=url)
