@@ -2,8 +2,7 @@
 
 Its agreement with the transformers engine against a real ``vllm serve`` of the tiny model
 is in test_vllm_engine.py, beside the in-process vLLM engine: both compare with the same
-transformers answers, computed once (and pytest-xdist's --dist loadfile runs one file in
-one worker).
+transformers answers, computed once.
 """
 
 from __future__ import annotations

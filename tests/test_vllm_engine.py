@@ -9,8 +9,7 @@ scripts/install_vllm_cpu.sh).
 The tiny random-init checkpoint is sharpened first (the session fixture ``sharp_model``,
 ``tests.tinyllm.sharpened_copy``) so that the 105 prompts give ~30 distinct generations
 instead of one; transformers' answers to the shared requests (``sharp_reference``) are
-computed once, for the in-process engine and the served model alike. One file, so that
-pytest-xdist (--dist loadfile) runs all of it in one worker.
+computed once, for the in-process engine and the served model alike.
 """
 
 from __future__ import annotations
