@@ -244,7 +244,7 @@ def _installed_package(venv: Path, env: dict[str, str], cwd: Path) -> Path:
 
 @pytest.mark.slow
 def test_fresh_venv_base_install_runs_model_free_commands_without_torch(
-    tmp_path: Path, package_wheel: Path, wheelhouse: Path
+    tmp_path: Path, wheelhouse: Path, package_wheel: Path
 ) -> None:
     """The package's wheel (not editable, no extra) into an empty venv, with the base
     dependencies at their lowest supported versions: no torch there, and gate, report,
@@ -364,7 +364,7 @@ def test_an_import_error_maps_to_its_extra_or_to_nothing() -> None:
 
 @pytest.mark.slow
 def test_fresh_venv_installed_copy_runs_the_packaged_demo_tasks(
-    tmp_path: Path, tiny_model: Path, package_wheel: Path, wheelhouse: Path
+    tmp_path: Path, tiny_model: Path, wheelhouse: Path, package_wheel: Path
 ) -> None:
     """The package-data of a non-editable install: the demo suite (benchmarks file, lm-eval
     task YAMLs and their data) and the demo domain set, read from the installed copy, run
