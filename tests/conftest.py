@@ -6,6 +6,7 @@ import json
 import os
 import random
 import sys
+import time
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    cpu_s = item.stash.get(_PHASE_CPU, {}).get(call.when, 0.0)
+    report.user_properties.append((_CPU_PROPERTY, cpu_s))
     if ci_strict() and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = (
@@ -75,12 +78,109 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# ---------------------------------------------------------------- where the time goes
+# Each phase's CPU seconds (this process and the children it waited for) go with its
+# report (user_properties, so pytest-xdist carries them from the workers); the summary at
+# the end names the slowest tests and files by wall and CPU time. CPU seconds stay
+# comparable on a loaded machine, where wall times do not.
+
+_CPU_PROPERTY = "cpu_s"
+_PHASE_CPU = pytest.StashKey[dict[str, float]]()
+
+
+def _cpu_now() -> float:
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _timed_phase(item: pytest.Item, when: str) -> Generator[None, None, None]:
+    start = _cpu_now()
+    try:
+        yield
+    finally:
+        item.stash.setdefault(_PHASE_CPU, {})[when] = _cpu_now() - start
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _timed_phase(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _timed_phase(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _timed_phase(item, "teardown"))
+
+
+_times: dict[str, list[float]] = {}  # nodeid -> [wall s, CPU s], summed over phases
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    cpu = dict(report.user_properties).get(_CPU_PROPERTY, 0.0)
+    spent = _times.setdefault(report.nodeid, [0.0, 0.0])
+    spent[0] += report.duration
+    spent[1] += float(cpu)  # type: ignore[arg-type]
+
+
+def _slowest(times: dict[str, list[float]], n: int) -> list[str]:
+    ranked = sorted(times.items(), key=lambda kv: -kv[1][0])[:n]
+    return [f"{wall:8.1f} s {cpu:8.1f} s  {name}" for name, (wall, cpu) in ranked]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _times:
+        return
+    files: dict[str, list[float]] = {}
+    for nodeid, (wall, cpu) in _times.items():
+        spent = files.setdefault(nodeid.split("::")[0], [0.0, 0.0])
+        spent[0] += wall
+        spent[1] += cpu
+    write = terminalreporter.write_line
+    terminalreporter.section("test time: wall and CPU (this process and its children)")
+    wall, cpu = (sum(t[i] for t in _times.values()) for i in (0, 1))
+    elapsed = time.monotonic() - _SESSION_START
+    write(f"{len(_times)} tests: {wall:.1f} s wall, {cpu:.1f} s CPU; session {elapsed:.1f} s")
+    write("slowest tests (wall, CPU):")
+    for line in _slowest(_times, 15):
+        write(line)
+    write("slowest files (wall, CPU):")
+    for line in _slowest(files, 10):
+        write(line)
+
+
+_SESSION_START = time.monotonic()
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init ~100k-parameter Llama checkpoint, built once per test session."""
     from collapse_eval.demo.tinymodel import init_tiny_llama
 
     return init_tiny_llama(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def sharp_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_model`` with its weights sharpened (``tests.tinyllm.sharpened_copy``), built
+    once for the tests that compare vLLM (in process and `vllm serve`) with transformers."""
+    from tests.tinyllm import sharpened_copy
+
+    return sharpened_copy(tiny_model, tmp_path_factory.mktemp("sharp") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def sharp_reference(sharp_model: Path) -> dict[str, Any]:
+    """The transformers engine's answers on ``sharp_model``
+    (``tests.tinyllm.transformers_answers``), computed once for both of those modules."""
+    from tests.tinyllm import transformers_answers
+
+    return transformers_answers(sharp_model)
 
 
 def write_run(path: Path, model: str, rows: Iterable[dict], tasks: dict | None = None) -> Path:

@@ -3,15 +3,16 @@ lm-eval, vLLM or datasets; a command that needs them exits 2 naming the extra to
 
 Two levels: the model-free commands run in a subprocess where a meta-path finder makes
 those packages "not installed" and an audit hook records every attempt to import them;
-and a real fresh virtual environment gets ``pip install .`` (non-editable, base only) and
-runs them from the installed copy (marked slow).
+and a real fresh virtual environment gets the package's wheel (non-editable, base only)
+and runs them from the installed copy (marked slow). The fresh venvs install from a local
+wheel directory with ``--no-index`` (tests/wheelhouse.py fills it before the tests), so
+no test reaches the package index; the package's own wheel is built once per module.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -21,11 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from collapse_eval.extras import LOWEST_VERSIONS
 from tests.conftest import synthetic_rows, write_run
+from tests.wheelhouse import (
+    FILL_COMMAND,
+    LOWEST_BASE,
+    WHEELHOUSE,
+    base_constraints,
+    build_wheel,
+    lowest_lm_eval,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-LOWEST_BASE = REPO / "tests" / "lowest-base-constraints.txt"
 # What only the `run` and `vllm` extras install (and what those pull in).
 HEAVY = (
     "torch",
@@ -186,17 +192,19 @@ def test_an_engine_import_without_the_run_extra_exits_2_naming_it(tmp_path: Path
 # ---------------------------------------------------------------- a real fresh venv
 
 
-def _copy_source(dest: Path) -> Path:
-    """What building the package reads, copied out so the build leaves the tree clean."""
-    dest.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, dest / name)
-    shutil.copytree(
-        REPO / "collapse_eval",
-        dest / "collapse_eval",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    return dest
+@pytest.fixture(scope="module")
+def package_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package's wheel, built once from the source under test."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def wheelhouse() -> Path:
+    """The local wheel directory; missing, the fresh-venv tests cannot run offline (a skip,
+    so a failure under CI=true)."""
+    if not any(WHEELHOUSE.glob(f"lm_eval-{lowest_lm_eval()}-*.whl")):
+        pytest.skip(f"no local wheel directory {WHEELHOUSE}: fill it with {FILL_COMMAND}")
+    return WHEELHOUSE
 
 
 def _clean_env() -> dict[str, str]:
@@ -206,20 +214,25 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _fresh_venv(tmp: Path, env: dict[str, str], *pip_args: str) -> Path:
-    """An empty venv with the package installed from a copy of the source, non-editable.
-    The running interpreter's pip installs into it (--python): no ensurepip needed."""
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+def _pip_install(venv: Path, wheels: Path, env: dict[str, str], *args: str) -> None:
+    """The running interpreter's pip installs into ``venv`` (--python: no ensurepip
+    needed), from the local wheel directory only."""
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-        + ["-q", *pip_args, str(_copy_source(tmp / "src"))],
+        + ["-q", "--no-index", "--find-links", str(wheels), *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=600,
     )
     assert install.returncode == 0, install.stdout + install.stderr
+
+
+def _fresh_venv(tmp: Path, env: dict[str, str], wheel: Path, wheels: Path, *args: str) -> Path:
+    """An empty venv with the package's wheel installed (non-editable)."""
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    _pip_install(venv, wheels, env, *args, str(wheel))
     return venv
 
 
@@ -238,23 +251,17 @@ def _installed_package(venv: Path, env: dict[str, str], cwd: Path) -> Path:
     return package
 
 
-def _lowest_base_constraints() -> list[str]:
-    """pip arguments pinning the base dependencies to their lower bounds, where the
-    Python has wheels for them (numpy 1.26 stops at 3.12); the newest otherwise."""
-    if sys.version_info >= (3, 13):
-        return []
-    return ["-c", str(LOWEST_BASE)]
-
-
 @pytest.mark.slow
-def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path: Path) -> None:
-    """`pip install .` (not editable, no extra) into an empty venv, with the base
+def test_fresh_venv_base_install_runs_model_free_commands_without_torch(
+    tmp_path: Path, wheelhouse: Path, package_wheel: Path
+) -> None:
+    """The package's wheel (not editable, no extra) into an empty venv, with the base
     dependencies at their lowest supported versions: no torch there, and gate, report,
     compare of run directories, correlate, validate and quality on the packaged demo files
     all work from the installed copy."""
     env = _clean_env()
     start = time.monotonic()
-    venv = _fresh_venv(tmp_path, env, *_lowest_base_constraints())
+    venv = _fresh_venv(tmp_path, env, package_wheel, wheelhouse, *base_constraints())
     python = venv / "bin" / "python"
     installed_s = time.monotonic() - start
 
@@ -276,7 +283,7 @@ def test_fresh_venv_base_install_runs_model_free_commands_without_torch(tmp_path
         check=True,
     )
     assert heavy.stdout.strip() == "[]"
-    if _lowest_base_constraints():  # what pip installed is what the constraints pin
+    if base_constraints():  # what pip installed is what the constraints pin
         pins = dict(
             line.split("==")
             for line in LOWEST_BASE.read_text().splitlines()
@@ -366,7 +373,7 @@ def test_an_import_error_maps_to_its_extra_or_to_nothing() -> None:
 
 @pytest.mark.slow
 def test_fresh_venv_installed_copy_runs_the_packaged_demo_tasks(
-    tmp_path: Path, tiny_model: Path
+    tmp_path: Path, tiny_model: Path, wheelhouse: Path, package_wheel: Path
 ) -> None:
     """The package-data of a non-editable install: the demo suite (benchmarks file, lm-eval
     task YAMLs and their data) and the demo domain set, read from the installed copy, run
@@ -375,14 +382,12 @@ def test_fresh_venv_installed_copy_runs_the_packaged_demo_tasks(
     this interpreter's site-packages through a .pth file instead of being downloaded."""
     env = _clean_env()
     start = time.monotonic()
-    venv = _fresh_venv(tmp_path, env, "--no-deps")
+    venv = _fresh_venv(tmp_path, env, package_wheel, wheelhouse, "--no-deps")
     borrowed = sysconfig.get_paths()["purelib"]
     site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
     (site / "borrowed_run_extra.pth").write_text(borrowed + "\n", encoding="utf-8")
     # lm-eval at its lowest supported version, in front of the borrowed (newer) one.
-    lowest_lm_eval = ".".join(str(p) for p in LOWEST_VERSIONS["lm-eval"])
-    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-    subprocess.run([*pip, "-q", "--no-deps", f"lm-eval=={lowest_lm_eval}"], env=env, check=True)
+    _pip_install(venv, wheelhouse, env, "--no-deps", f"lm-eval=={lowest_lm_eval()}")
     package = _installed_package(venv, env, tmp_path)
     version = subprocess.run(
         [
@@ -395,7 +400,7 @@ def test_fresh_venv_installed_copy_runs_the_packaged_demo_tasks(
         env=env,
         check=True,
     )
-    assert version.stdout.strip() == lowest_lm_eval
+    assert version.stdout.strip() == lowest_lm_eval()
     domain = tmp_path / "realestate.jsonl"
     lines = (package / "tasks" / "demo" / "realestate_test.jsonl").read_text().splitlines()
     domain.write_text("\n".join(lines[:12]) + "\n", encoding="utf-8")

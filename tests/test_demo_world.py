@@ -35,6 +35,14 @@ def _tiny_world(**overrides: object) -> WorldConfig:
     return dataclasses.replace(WorldConfig.test(), **{**cut, **overrides})
 
 
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The base checkpoint of ``_tiny_world()``, trained once for the tests that evaluate,
+    fine-tune or re-train it (read it, or copy it to change it). The overrides those
+    tests give (fine-tune steps, graded levels) do not reach the base's training."""
+    return train.build_base(tmp_path_factory.mktemp("tiny-world") / "base", _tiny_world())
+
+
 def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     cache, built, messages = small_world
     root = cache / world_key(WorldConfig.test())
@@ -129,7 +137,9 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
     assert "95% CI [" in lines[0] and lines[0].endswith("n = 3")
 
 
-def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: Path) -> None:
+def test_checkpoints_evaluated_in_worker_processes_match_one_process(
+    tmp_path: Path, tiny_base: Path
+) -> None:
     """The demo evaluates its checkpoints in two single-threaded workers: the runs they
     write hold the records an in-process run gives, and a complete run is reused."""
     from collapse_eval.demo.run import _log_evaluated, evaluation_tasks
@@ -137,8 +147,7 @@ def test_checkpoints_evaluated_in_worker_processes_match_one_process(tmp_path: P
     from collapse_eval.records import load_run
     from collapse_eval.runner import RunSpec, run_model
 
-    tiny = _tiny_world()
-    base = train.build_base(tmp_path / "base", tiny)
+    base = tiny_base
     shutil.copytree(base, tmp_path / "copy")
     domain = tmp_path / "domain.jsonl"
     lines = world.DOMAIN_TEST_FILE.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -245,12 +254,11 @@ def test_an_interrupted_build_leaves_no_half_checkpoint_and_resumes(
     assert sorted(stages) == ["domain-only", "mixed"]  # what this call trained
 
 
-def test_training_is_bit_identical_across_runs(tmp_path: Path) -> None:
-    tiny = _tiny_world(base_steps=3)
-    first = train.build_base(tmp_path / "a", tiny)
-    second = train.build_base(tmp_path / "b", tiny)
-    weights = (first / "model.safetensors").read_bytes()
-    assert weights == (second / "model.safetensors").read_bytes()
+def test_training_is_bit_identical_across_runs(tmp_path: Path, tiny_base: Path) -> None:
+    again = train.build_base(tmp_path / "again", _tiny_world())
+    weights = (tiny_base / "model.safetensors").read_bytes()
+    assert weights == (again / "model.safetensors").read_bytes()
+    assert (tiny_base / "tokenizer.json").read_bytes() == (again / "tokenizer.json").read_bytes()
 
 
 @pytest.mark.slow
@@ -277,12 +285,12 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
     assert (out / "overview.png").is_file()
 
 
-def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path) -> None:
+def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path, tiny_base: Path) -> None:
     """Two single-threaded worker processes give the weights one process gives."""
     tiny = _tiny_world(finetune_steps=2, graded_levels=(0.5,), graded_steps=2)
     roots = tmp_path / "one", tmp_path / "two"
-    train.build_base(roots[0] / "base", tiny)
-    shutil.copytree(roots[0] / "base", roots[1] / "base")
+    for root in roots:
+        shutil.copytree(tiny_base, root / "base")
     tasks = [world._world_tasks(root, tiny, None) for root in roots]
     assert [t.name for t in tasks[0]] == ["mixed", "domain-only", "graded-50"]
     one = run_tasks(tasks[0], 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -447,10 +447,27 @@ def _no_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("collapse_eval.engines.registry.vllm_available", lambda: False)
 
 
+class _LinesSeen(io.StringIO):
+    """A log stream that sets ``enough`` once ``want`` lines start with ``prefix``."""
+
+    def __init__(self, prefix: str, want: int) -> None:
+        super().__init__()
+        self.prefix, self.want = prefix, want
+        self.enough = threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if sum(line.startswith(self.prefix) for line in self.getvalue().splitlines()) >= self.want:
+            self.enough.set()
+        return written
+
+
 def test_plain_progress_says_when_a_bar_starts_beats_while_it_waits_and_ends() -> None:
-    stream = io.StringIO()
+    # The opening line and two heartbeats, however long the heartbeat thread waits for a
+    # core on a loaded machine: one long engine call, no advance until they are written.
+    stream = _LinesSeen("general t: 0/5 items", 3)
     with PlainProgress(stream, interval=0.05).bar("general t", 5) as bar:
-        time.sleep(0.3)  # one long engine call: no advance
+        assert stream.enough.wait(timeout=120), stream.getvalue()
         bar.advance(5)
     lines = stream.getvalue().splitlines()
     assert lines[0] == "general t: 0/5 items, 0s"

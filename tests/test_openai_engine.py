@@ -1,22 +1,18 @@
-"""OpenAI-compatible engine: retry/backoff/concurrency against a loopback fake server, and
-agreement with the transformers engine against a real ``vllm serve`` of the tiny model.
+"""OpenAI-compatible engine: retry/backoff/concurrency against a loopback fake server.
+
+Its agreement with the transformers engine against a real ``vllm serve`` of the tiny model
+is in test_vllm_engine.py, beside the in-process vLLM engine: both compare with the same
+transformers answers, computed once.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +20,6 @@ import pytest
 from collapse_eval.engines.base import GenRequest
 from collapse_eval.engines.openai import OpenAIEngine
 from collapse_eval.errors import ConfigError, EngineError
-from tests.tinyllm import sharpened_copy
 
 # ----------------------------------------------------------------- fake server (unit tests)
 
@@ -173,7 +168,17 @@ def test_connection_refused_is_an_engine_error() -> None:
 
 
 def test_concurrency_is_bounded_and_order_kept(fake_server) -> None:
-    server = fake_server(lambda n, b: (200, completion(b["prompt"].upper()), {}), delay_s=0.05)
+    # The first three requests are answered only once all three are in the server at once
+    # (a barrier, not a delay that a loaded machine may outlast); a fourth in flight beside
+    # them would break the bound.
+    three_at_once = threading.Barrier(3, timeout=120)
+
+    def respond(n: int, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if n <= 3:
+            three_at_once.wait()
+        return 200, completion(body["prompt"].upper()), {}
+
+    server = fake_server(respond, delay_s=0.05)
     engine = engine_for(server, max_concurrency=3)
     prompts = [f"p{i}" for i in range(12)]
     assert engine.generate([GenRequest(prompt=p) for p in prompts]) == [p.upper() for p in prompts]
@@ -279,144 +284,3 @@ def test_unknown_engine_args_are_config_errors() -> None:
         },
     )
     assert engine.engine_args == {"served_model": "served", "scoring": "text"}
-
-
-# ----------------------------------------------------------------- real `vllm serve`
-
-needs_vllm = pytest.mark.skipif(
-    importlib.util.find_spec("vllm") is None,
-    reason="vLLM is not installed (CPU-only machines: scripts/install_vllm_cpu.sh)",
-)
-
-
-ROLLING_TEXTS = ["The capital of France is Paris.", "Customer: I want to rent a flat."]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The transformers engine's answers on the sharpened tiny model."""
-    from collapse_eval.engines.hf import HFEngine
-    from tests.test_vllm_engine import _gen_requests, _ll_requests
-
-    checkpoint = sharpened_copy(tiny_model, tmp_path_factory.mktemp("served") / "ckpt")
-    engine = HFEngine(str(checkpoint), dtype="float32", max_length=512)
-    answers = {
-        "checkpoint": checkpoint,
-        "generate": engine.generate(_gen_requests()),
-        "loglikelihood": engine.loglikelihood(_ll_requests()),
-        "rolling": engine.loglikelihood_rolling(ROLLING_TEXTS),
-    }
-    engine.close()
-    return answers
-
-
-@pytest.fixture(scope="module")
-def served_model(
-    reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Path, str]]:
-    """``vllm serve`` of the sharpened tiny model on a free loopback port (~60 s to start).
-
-    Depends on ``reference`` so that the transformers answers are computed before the
-    server starts: its CPU worker threads would otherwise slow torch in this process ~10x.
-    """
-    checkpoint = reference["checkpoint"]
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("served") / "server.log"
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
-    # The API server module, not the `vllm` script: the script asks importlib.metadata for
-    # a "vllm" distribution, which the vllm-cpu package does not provide.
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(checkpoint),
-        "--served-model-name",
-        "tiny",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "512",
-        "--enforce-eager",
-        "--seed",
-        "0",
-    ]
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                pytest.fail(
-                    f"vllm serve exited with {server.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"vllm serve did not start in 300 s:\n{log_path.read_text()[-3000:]}"
-                    )
-                time.sleep(1)
-        yield checkpoint, url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-@needs_vllm
-@pytest.mark.slow
-@pytest.mark.vllm
-def test_vllm_serve_generations_match_transformers(served_model, reference) -> None:
-    from tests.test_vllm_engine import _gen_requests
-
-    checkpoint, url = served_model
-    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny", max_concurrency=8)
-    requests = _gen_requests()  # 105 demo prompts, about 40 % of the domain ones as messages
-    served = engine.generate(requests)
-    local = reference["generate"]
-    same = sum(a == b for a, b in zip(served, local, strict=True))
-    assert same / len(requests) >= 0.99
-    assert len(set(served)) >= 20
-
-
-@needs_vllm
-@pytest.mark.slow
-@pytest.mark.vllm
-def test_vllm_serve_loglikelihoods_match_transformers(served_model, reference) -> None:
-    from tests.test_vllm_engine import _ll_requests
-
-    checkpoint, url = served_model
-    requests = _ll_requests()
-    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny")
-    assert engine.engine_args["scoring"] == "tokens"
-    served = engine.loglikelihood(requests)
-    local = reference["loglikelihood"]
-    assert max(abs(a[0] - b[0]) for a, b in zip(served, local, strict=True)) < 1e-3
-    assert [a[1] for a in served] == [b[1] for b in local]
-    rolling = engine.loglikelihood_rolling(ROLLING_TEXTS)
-    assert all(abs(a - b) < 1e-3 for a, b in zip(rolling, reference["rolling"], strict=True))
-    # Without a local tokenizer the boundary comes from text offsets: equal wherever the
-    # continuation starts a token (all multiple-choice requests, " Paris" etc.).
-    remote = OpenAIEngine("tiny", base_url=url)
-    assert remote.engine_args["scoring"] == "text"
-    by_text = remote.loglikelihood(requests[:100])
-    assert max(abs(a[0] - b[0]) for a, b in zip(by_text, local[:100], strict=True)) < 1e-3

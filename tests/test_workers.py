@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,22 @@ from collapse_eval.errors import Terminated
 from collapse_eval.workers import Task, process_pool, run_tasks
 
 
-def _sleep_then_touch(marker: str, seconds: float) -> int:
+def _sleep_then_touch(marker: str, seconds: float, started: str | None = None) -> int:
+    if started is not None:
+        Path(started).write_text("running", encoding="utf-8")
     time.sleep(seconds)
     Path(marker).write_text("finished", encoding="utf-8")
     return os.getpid()
+
+
+def _wait_for(done: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    """Poll ``done`` until it holds: synchronisation with another process, not a guess of
+    how long it takes to start on a loaded machine (the timeout only bounds a failure)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s} s waiting for {what}")
+        time.sleep(0.01)
 
 
 def _pid() -> int:
@@ -23,12 +36,12 @@ def _pid() -> int:
 
 
 def test_leaving_the_block_by_an_exception_terminates_running_workers(tmp_path: Path) -> None:
-    marker = tmp_path / "finished"
+    marker, running = tmp_path / "finished", tmp_path / "running"
     started = time.monotonic()
     with pytest.raises(Terminated), process_pool(2) as pool:
         pids = {pool.submit(_pid).result() for _ in range(4)}
-        future = pool.submit(_sleep_then_touch, str(marker), 30.0)
-        time.sleep(1.0)  # the job is running
+        future = pool.submit(_sleep_then_touch, str(marker), 30.0, str(running))
+        _wait_for(running.exists, "the job to start")
         assert not future.done()
         raise Terminated("SIGTERM")
     # ProcessPoolExecutor alone would wait the 30 s job out and then write the marker
@@ -46,10 +59,16 @@ def test_a_normal_exit_waits_for_the_jobs(tmp_path: Path) -> None:
     assert marker.read_text(encoding="utf-8") == "finished"
 
 
-def _stamp(log: str, name: str, seconds: float) -> str:
-    """Append 'start NAME' and 'end NAME' lines to ``log`` around a sleep."""
+def _log_lines(log: str) -> list[str]:
+    return Path(log).read_text(encoding="utf-8").splitlines() if Path(log).exists() else []
+
+
+def _stamp(log: str, name: str, seconds: float, wait_for: tuple[str, ...] = ()) -> str:
+    """Append 'start NAME' and 'end NAME' lines to ``log`` around a sleep; with
+    ``wait_for``, end only once ``log`` holds those lines too (another task has started)."""
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"start {name}\n")
+    _wait_for(lambda: set(wait_for) <= set(_log_lines(log)), f"{wait_for} in the log")
     time.sleep(seconds)
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"end {name}\n")
@@ -63,9 +82,12 @@ def _fail(message: str) -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tasks_start_after_what_they_wait_for(tmp_path: Path, workers: int) -> None:
     log = str(tmp_path / "log")
+    # With two workers, base ends only once side has started: side (which waits for
+    # nothing) must run beside it, however slowly the second worker starts.
+    beside = ("start side",) if workers == 2 else ()
     tasks = [
-        Task("base", _stamp, (log, "base", 0.3)),
-        Task("side", _stamp, (log, "side", 0.1)),  # waits for nothing: runs beside base
+        Task("base", _stamp, (log, "base", 0.0, beside)),
+        Task("side", _stamp, (log, "side", 0.1)),
         Task("ft", _stamp, (log, "ft", 0.1), after=("base",)),
         Task("eval-ft", _stamp, (log, "eval-ft", 0.0), after=("ft",)),
     ]
@@ -86,7 +108,11 @@ def test_tasks_start_after_what_they_wait_for(tmp_path: Path, workers: int) -> N
 
 def test_the_earliest_listed_ready_task_starts_first(tmp_path: Path) -> None:
     log = str(tmp_path / "log")
-    tasks = [Task(n, _stamp, (log, n, 0.2)) for n in ("a", "b", "c", "d")]
+    # a and b each end only once both have started: on a loaded machine a first worker
+    # that finishes a before the second worker is up must not let c start before b.
+    both = ("start a", "start b")
+    tasks = [Task(n, _stamp, (log, n, 0.0, both)) for n in ("a", "b")]
+    tasks += [Task(n, _stamp, (log, n, 0.0)) for n in ("c", "d")]
     run_tasks(tasks, 2)
     starts = [line for line in Path(log).read_text().splitlines() if line.startswith("start")]
     assert starts[:2] in (["start a", "start b"], ["start b", "start a"])
