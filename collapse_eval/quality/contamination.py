@@ -25,7 +25,8 @@ from typing import Any, Literal
 
 from collapse_eval.domain.dataset import DomainItem, TrainingItem
 from collapse_eval.domain.scorers import mixed_tokens, normalize_text
-from collapse_eval.quality.rules import NUM_PERM, SHINGLE_SIZE, Shingler, jaccard, minhash
+from collapse_eval.quality import lsh
+from collapse_eval.quality.rules import NUM_PERM, SHINGLE_SIZE, Shingler, jaccard
 from collapse_eval.records import atomic_write_json
 
 __all__ = [
@@ -82,41 +83,19 @@ def _shingle_sets(texts: Sequence[str], shingler: Shingler) -> list[set[int]]:
 
 
 def lsh_params(threshold: float) -> tuple[int, int]:
-    """(bands, rows) of the LSH index: the most rows per band (fewest candidates to
-    confirm) that still miss a pair exactly at ``threshold`` with probability <= LSH_MISS.
-
-    A band of r rows matches with probability J^r, so a pair of Jaccard J is missed with
-    probability (1 - J^r)^bands; datasketch's own choice for a 0.6 index missed the demo's
-    0.77 pair of dialogues (4 % at 0.77, 21 % at 0.7).
-    """
-    for rows in range(8, 0, -1):
-        bands = NUM_PERM // rows
-        if (1 - threshold**rows) ** bands <= LSH_MISS:
-            return bands, rows
-    return NUM_PERM, 1
+    """(bands, rows) of the LSH index: the most rows per band that still miss a pair
+    exactly at ``threshold`` with probability <= LSH_MISS (see ``lsh.bands``)."""
+    return lsh.bands(threshold, miss=LSH_MISS)
 
 
 def similar_pairs(
     index: Sequence[set[int]], queries: Sequence[set[int]], threshold: float
 ) -> list[tuple[int, int, float]]:
     """(query, index entry, Jaccard) for every pair at or above ``threshold``, in query
-    order; empty sets (texts without a token) match nothing."""
-    from datasketch import MinHashLSH
-
-    if not any(index) or not any(queries):
-        return []
-    lsh = MinHashLSH(num_perm=NUM_PERM, params=lsh_params(threshold))
-    filled = [i for i, s in enumerate(index) if s]
-    for i, hashed in zip(filled, minhash([index[i] for i in filled]), strict=True):
-        lsh.insert(str(i), hashed)
-    asked = [q for q, s in enumerate(queries) if s]
-    pairs = []
-    for q, hashed in zip(asked, minhash([queries[q] for q in asked]), strict=True):
-        for i in sorted(int(c) for c in lsh.query(hashed)):
-            similarity = jaccard(queries[q], index[i])
-            if similarity >= threshold:
-                pairs.append((q, i, similarity))
-    return pairs
+    order; empty sets (texts without a token) match nothing. Stricter bands than the
+    near-duplicate rules' (LSH_MISS): here the query is at the threshold itself, and a
+    missed pair is a leak or a split that puts near-identical dialogues on both sides."""
+    return lsh.similar_pairs(index, queries, threshold, miss=LSH_MISS)
 
 
 @dataclass(frozen=True)
