@@ -25,7 +25,9 @@ from typing import Any, Literal
 
 from collapse_eval.domain.dataset import DomainItem, TrainingItem
 from collapse_eval.domain.scorers import mixed_tokens, normalize_text
-from collapse_eval.quality.rules import NUM_PERM, SHINGLE_SIZE, Shingler, jaccard, minhash
+from collapse_eval.quality import lsh
+from collapse_eval.quality.context import CONTEXT_MIN_TOKENS, metadata_key
+from collapse_eval.quality.rules import NUM_PERM, SHINGLE_SIZE, Shingler, jaccard
 from collapse_eval.records import atomic_write_json
 
 __all__ = [
@@ -59,14 +61,9 @@ CONTAMINATION_FILE = "contamination.json"
 CONTEXT_THRESHOLD = 0.7
 # The same for whole prompts (inputs without a detected context, or context + question).
 PROMPT_THRESHOLD = 0.7
-# A shared text shorter than this (in tokens) is not a context (a common "Question:").
-CONTEXT_MIN_TOKENS = 20
 # Items without a context key whose inputs begin with the same this many characters share
 # a context: the longest prefix common to all of them.
 PREFIX_CHARS = 200
-# metadata keys naming the context an item asks about, in order of preference.
-CONTEXT_KEYS = ("dialogue_id", "cluster", "context_id")
-
 # Largest chance that LSH fails to propose a pair exactly at the threshold (higher
 # similarities are missed far less often: 5e-6 at 0.75 for the 0.7 threshold).
 LSH_MISS = 1e-3
@@ -82,41 +79,19 @@ def _shingle_sets(texts: Sequence[str], shingler: Shingler) -> list[set[int]]:
 
 
 def lsh_params(threshold: float) -> tuple[int, int]:
-    """(bands, rows) of the LSH index: the most rows per band (fewest candidates to
-    confirm) that still miss a pair exactly at ``threshold`` with probability <= LSH_MISS.
-
-    A band of r rows matches with probability J^r, so a pair of Jaccard J is missed with
-    probability (1 - J^r)^bands; datasketch's own choice for a 0.6 index missed the demo's
-    0.77 pair of dialogues (4 % at 0.77, 21 % at 0.7).
-    """
-    for rows in range(8, 0, -1):
-        bands = NUM_PERM // rows
-        if (1 - threshold**rows) ** bands <= LSH_MISS:
-            return bands, rows
-    return NUM_PERM, 1
+    """(bands, rows) of the LSH index: the most rows per band that still miss a pair
+    exactly at ``threshold`` with probability <= LSH_MISS (see ``lsh.bands``)."""
+    return lsh.bands(threshold, miss=LSH_MISS)
 
 
 def similar_pairs(
     index: Sequence[set[int]], queries: Sequence[set[int]], threshold: float
 ) -> list[tuple[int, int, float]]:
     """(query, index entry, Jaccard) for every pair at or above ``threshold``, in query
-    order; empty sets (texts without a token) match nothing."""
-    from datasketch import MinHashLSH
-
-    if not any(index) or not any(queries):
-        return []
-    lsh = MinHashLSH(num_perm=NUM_PERM, params=lsh_params(threshold))
-    filled = [i for i, s in enumerate(index) if s]
-    for i, hashed in zip(filled, minhash([index[i] for i in filled]), strict=True):
-        lsh.insert(str(i), hashed)
-    asked = [q for q, s in enumerate(queries) if s]
-    pairs = []
-    for q, hashed in zip(asked, minhash([queries[q] for q in asked]), strict=True):
-        for i in sorted(int(c) for c in lsh.query(hashed)):
-            similarity = jaccard(queries[q], index[i])
-            if similarity >= threshold:
-                pairs.append((q, i, similarity))
-    return pairs
+    order; empty sets (texts without a token) match nothing. Stricter bands than the
+    near-duplicate rules' (LSH_MISS): here the query is at the threshold itself, and a
+    missed pair is a leak or a split that puts near-identical dialogues on both sides."""
+    return lsh.similar_pairs(index, queries, threshold, miss=LSH_MISS)
 
 
 @dataclass(frozen=True)
@@ -185,14 +160,6 @@ def _input_text(prompt: str | None, messages: Sequence[tuple[str, str]] | None) 
     return "\n".join(shown or [content for _, content in messages or ()])
 
 
-def _context_key(metadata: Mapping[str, Any]) -> str | None:
-    for key in CONTEXT_KEYS:
-        value = metadata.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
-            return f"{key}:{value}"
-    return None
-
-
 def _cut(shared: str) -> str:
     """A shared prefix cut back to where the context ends: its last blank line, else its
     last line break, else its last space (so a question's first words stay out)."""
@@ -208,6 +175,12 @@ def _before_last_blank_line(text: str) -> str:
     return text[:end] if end > 0 else ""
 
 
+# Not context.find_contexts (the near-duplicate rules'), on purpose: here a context must be
+# a prefix of the input (the question is what follows it), cut back to a blank line first,
+# and an item alone in its group (a test set often asks one question per dialogue) still
+# gets the text before its last blank line, where find_contexts needs a second sample
+# sharing the text. Only the metadata keys (context.metadata_key) and CONTEXT_MIN_TOKENS
+# are shared, so both find the same named dialogues.
 def detect_contexts(
     texts: Sequence[str], metadata: Sequence[Mapping[str, Any]]
 ) -> list[str | None]:
@@ -221,9 +194,13 @@ def detect_contexts(
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for i, (text, meta) in enumerate(zip(texts, metadata, strict=True)):
-        key = _context_key(meta)
-        if key is None:
-            key = f"prefix:{text[:PREFIX_CHARS]}" if len(text) > PREFIX_CHARS else f"item:{i}"
+        named = metadata_key(meta)
+        if named is not None:
+            key = ":".join(named)
+        elif len(text) > PREFIX_CHARS:
+            key = f"prefix:{text[:PREFIX_CHARS]}"
+        else:
+            key = f"item:{i}"
         groups[key].append(i)
     contexts: list[str | None] = [None] * len(texts)
     for members in groups.values():

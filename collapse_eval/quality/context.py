@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "CONTEXT_METADATA_KEYS",
     "SampleContext",
     "find_contexts",
+    "metadata_key",
     "context_reuse",
 ]
 
@@ -142,9 +143,11 @@ class _Finder:
         return None
 
 
-def _metadata_key(item: TrainingItem) -> tuple[str, str] | None:
+def metadata_key(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(key, value) of the first CONTEXT_METADATA_KEYS entry naming a context, or None
+    (also used by the contamination check, on test items as on training samples)."""
     for key in CONTEXT_METADATA_KEYS:
-        value = item.metadata.get(key)
+        value = metadata.get(key)
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
             return key, str(value)
     return None
@@ -169,7 +172,7 @@ def _metadata_contexts(
     """Contexts of samples that share a metadata id with at least one other sample."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for index, item in enumerate(items):
-        group = _metadata_key(item)
+        group = metadata_key(item.metadata)
         if group is not None:
             groups[group].append(index)
     found: dict[int, SampleContext] = {}

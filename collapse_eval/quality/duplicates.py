@@ -35,7 +35,6 @@ __all__ = [
     "Shingler",
     "shingles",
     "bag",
-    "minhash",
     "jaccard",
     "near_duplicates",
     "codes",
@@ -107,21 +106,6 @@ def bag(ids: Sequence[int], salt: int) -> set[int]:
         seen[token] = k + 1
         out.add(hash((salt, token, k)) & 0xFFFFFFFF)
     return out
-
-
-def _identity(value: int) -> int:
-    return value
-
-
-def minhash(shingle_sets: Sequence[set[int]], seed: int = 1) -> list[Any]:
-    """One datasketch MinHash per integer shingle set (bulk-built)."""
-    from datasketch import MinHash
-
-    return list(
-        MinHash.bulk(
-            [sorted(s) for s in shingle_sets], num_perm=NUM_PERM, seed=seed, hashfunc=_identity
-        )
-    )
 
 
 def _matches(

@@ -16,7 +16,16 @@ from collections.abc import Set as AbstractSet
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NUM_PERM", "signatures", "candidate_pairs", "first_matches", "jaccard"]
+__all__ = [
+    "NUM_PERM",
+    "bands",
+    "signatures",
+    "candidate_pairs",
+    "cross_pairs",
+    "similar_pairs",
+    "first_matches",
+    "jaccard",
+]
 
 NUM_PERM = 128
 # Shingles hashed per numpy pass: the (chunk x NUM_PERM) uint64 buffer is 32 MiB.
@@ -80,12 +89,43 @@ def signatures(sets: Sequence[Collection[int]]) -> npt.NDArray[np.uint64]:
     return out
 
 
-def _bands(threshold: float) -> tuple[int, int]:
-    """(bands, rows per band) that datasketch's MinHashLSH would use for ``threshold``."""
-    from datasketch.lsh import _optimal_param
+def bands(threshold: float, miss: float | None = None) -> tuple[int, int]:
+    """(bands, rows per band) of the LSH index for ``threshold``.
 
-    bands, rows = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
-    return int(bands), int(rows)
+    ``miss=None``: the bands datasketch's MinHashLSH would use (false positives and
+    negatives weighed equally: fast). The near-duplicate rules use these, queried at
+    their threshold minus duplicates.LSH_MARGIN, so a pair at their threshold is rarely
+    missed anyway.
+
+    ``miss=p``: the most rows per band (fewest candidates to confirm) that still miss a
+    pair exactly at ``threshold`` with probability <= p. The contamination check and the
+    data build's split query at the threshold itself, where a missed pair is a leak:
+    a band of r rows matches with probability J^r, so a pair of Jaccard J is missed with
+    probability (1 - J^r)^bands; datasketch's choice for a 0.6 index missed the demo's
+    0.77 pair of dialogues (4 % at 0.77, 21 % at 0.7).
+    """
+    if miss is None:
+        from datasketch.lsh import _optimal_param
+
+        b, r = _optimal_param(threshold, NUM_PERM, 0.5, 0.5)
+        return int(b), int(r)
+    for rows in range(8, 0, -1):
+        if (1 - threshold**rows) ** (NUM_PERM // rows) <= miss:
+            return NUM_PERM // rows, rows
+    return NUM_PERM, 1
+
+
+def _band_keys(
+    sig: npt.NDArray[np.uint64], n_bands: int, rows: int
+) -> list[npt.NDArray[np.uint64]]:
+    """Each band's key per row: a random linear combination of its values mod 2^64 (a
+    collision only adds a candidate, which the exact check then rejects)."""
+    rng = np.random.default_rng(7)
+    keys = []
+    for band in range(n_bands):
+        coeffs = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+        keys.append((sig[:, band * rows : (band + 1) * rows] * coeffs).sum(axis=1, dtype=np.uint64))
+    return keys
 
 
 def _bucket_pairs(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
@@ -109,18 +149,10 @@ def _bucket_pairs(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
 
 def candidate_pairs(sig: npt.NDArray[np.uint64], threshold: float) -> npt.NDArray[np.int64]:
     """Unique (later, earlier) row pairs that share at least one LSH band, sorted."""
-    bands, rows = _bands(threshold)
     n = len(sig)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    rng = np.random.default_rng(7)
-    found = []
-    for band in range(bands):
-        # A band's key: a random linear combination of its values mod 2^64 (a collision
-        # only adds a candidate, which the exact check then rejects).
-        coeffs = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
-        keys = (sig[:, band * rows : (band + 1) * rows] * coeffs).sum(axis=1, dtype=np.uint64)
-        found.append(_bucket_pairs(keys))
+    found = [_bucket_pairs(keys) for keys in _band_keys(sig, *bands(threshold))]
     pairs = np.concatenate(found)
     codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
     pairs = np.stack([codes // n, codes % n], axis=1)
@@ -137,6 +169,66 @@ def candidate_pairs(sig: npt.NDArray[np.uint64], threshold: float) -> npt.NDArra
     )
     kept: npt.NDArray[np.int64] = pairs[agree >= threshold]
     return kept
+
+
+def cross_pairs(
+    index_sig: npt.NDArray[np.uint64],
+    query_sig: npt.NDArray[np.uint64],
+    threshold: float,
+    miss: float | None = None,
+) -> npt.NDArray[np.int64]:
+    """Unique (query row, index row) pairs that share at least one LSH band (bands from
+    ``bands(threshold, miss)``), sorted. Unlike ``candidate_pairs`` every pair of a
+    bucket is kept and none is dropped on its signature agreement: a caller that counts
+    all matches, at the threshold itself, needs them all."""
+    n = len(index_sig)
+    if n == 0 or len(query_sig) == 0:
+        return np.empty((0, 2), dtype=np.int64)
+    shape = bands(threshold, miss)
+    found = []
+    for index_keys, query_keys in zip(
+        _band_keys(index_sig, *shape), _band_keys(query_sig, *shape), strict=True
+    ):
+        order = np.argsort(index_keys, kind="stable")
+        ordered = index_keys[order]
+        lo = np.searchsorted(ordered, query_keys, side="left")
+        counts = np.searchsorted(ordered, query_keys, side="right") - lo
+        total = int(counts.sum())
+        if total == 0:
+            continue
+        queries = np.repeat(np.arange(len(query_keys)), counts)
+        step = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        found.append(queries * n + order[np.repeat(lo, counts) + step])
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    codes = np.unique(np.concatenate(found))
+    return np.stack([codes // n, codes % n], axis=1)
+
+
+def similar_pairs(
+    index: Sequence[AbstractSet[int]],
+    queries: Sequence[AbstractSet[int]],
+    threshold: float,
+    miss: float | None = None,
+) -> list[tuple[int, int, float]]:
+    """(query, index entry, exact Jaccard) for every LSH candidate pair at or above
+    ``threshold``, in (query, index entry) order; empty sets match nothing."""
+    filled = np.array([i for i, s in enumerate(index) if s], dtype=np.int64)
+    asked = np.array([q for q, s in enumerate(queries) if s], dtype=np.int64)
+    if len(filled) == 0 or len(asked) == 0:
+        return []
+    found = cross_pairs(
+        signatures([index[i] for i in filled]),
+        signatures([queries[q] for q in asked]),
+        threshold,
+        miss,
+    )
+    pairs = []
+    for q, i in zip(asked[found[:, 0]].tolist(), filled[found[:, 1]].tolist(), strict=True):
+        similarity = jaccard(queries[q], index[i])
+        if similarity >= threshold:
+            pairs.append((q, i, similarity))
+    return pairs
 
 
 def jaccard(a: AbstractSet[int], b: AbstractSet[int]) -> float:

@@ -41,7 +41,6 @@ from collapse_eval.quality.duplicates import (
     Shingler,
     codes,
     jaccard,
-    minhash,
     near_duplicates,
     shingles,
 )
@@ -66,7 +65,6 @@ __all__ = [
     "SampleContext",
     "Shingler",
     "shingles",
-    "minhash",
     "jaccard",
     "near_duplicates",
 ]
