@@ -230,3 +230,19 @@ def test_openai_engine_counts_answers_not_windows(count: bool) -> None:
         OpenAIEngine._counted(iter(["a", "b", "c"]), count)
         requests_answered(0)
         assert seen == ([1, 1, 1] if count else [])
+
+
+def test_a_rich_bar_learns_its_total_and_counts_requests() -> None:
+    from rich.console import Console
+
+    from collapse_eval.progress import RichProgress
+
+    progress = RichProgress()
+    progress.console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    with progress.bar("general t", None) as bar:
+        bar.expect(4)
+        bar.advance(2)
+        bar.expect(2)
+        bar.advance(4)
+    shown = progress.console.file.getvalue()  # type: ignore[attr-defined]
+    assert "general t" in shown and "6/6" in shown and "requests/s" in shown
