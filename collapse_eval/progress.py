@@ -155,7 +155,8 @@ class _PlainBar:
                 self._write()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval / 4):
+        # At most 20 checks a second, so that a tiny interval does not spin a core.
+        while not self._stop.wait(max(self.interval / 4, 0.05)):
             self.beat()
 
     def beat(self) -> None:
