@@ -31,13 +31,14 @@ import traceback
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from lm_eval.api.model import LM
 
 from collapse_eval.engines.base import Engine, GenRequest
 from collapse_eval.errors import CollapseEvalError, ConfigError, did_you_mean
+from collapse_eval.progress import QuietBar, counting_requests
 from collapse_eval.records import ItemRecord, TaskInfo, canonical_json, sha256_text
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ LM_EVAL_OTHER_SEED = 1234
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow", "pandas")
 
 OnTask = Callable[[str, list[ItemRecord], TaskInfo], None]
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 # ---------------------------------------------------------------------- the LM adapter
@@ -93,22 +96,31 @@ class EngineLM(LM):  # type: ignore[misc]
         super().__init__()
         self.engine = engine
         self.max_gen_toks = max_gen_toks or int(engine.max_gen_toks)
+        self.bar: Bar = QuietBar()  # counts the requests of the task being evaluated
 
     def loglikelihood(
         self, requests: list[Instance], disable_tqdm: bool = False
     ) -> list[tuple[float, bool]]:
         pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
-        return self.engine.loglikelihood(pairs) if pairs else []
+        return self._counted(self.engine.loglikelihood, pairs)
 
     def loglikelihood_rolling(
         self, requests: list[Instance], disable_tqdm: bool = False
     ) -> list[float]:
         texts = [str(r.args[0]) for r in requests]
-        return self.engine.loglikelihood_rolling(texts) if texts else []
+        return self._counted(self.engine.loglikelihood_rolling, texts)
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
         gen = [self.gen_request(str(r.args[0]), r.args[1]) for r in requests]
-        return self.engine.generate(gen) if gen else []
+        return self._counted(self.engine.generate, gen)
+
+    def _counted(self, call: Callable[[list[_In]], list[_Out]], requests: list[_In]) -> list[_Out]:
+        """One engine call, its requests counted on ``bar`` as the engine answers them."""
+        if not requests:
+            return []
+        self.bar.expect(len(requests))
+        with counting_requests(self.bar.advance, len(requests)):
+            return call(requests)
 
     def gen_request(self, context: str, gen_kwargs: Mapping[str, Any] | None) -> GenRequest:
         """lm-eval generation kwargs -> GenRequest, normalised as HFLM normalises them."""
@@ -559,19 +571,14 @@ def _run_entry(
     todo = {name: task for name, task in loaded["tasks"].items() if name not in done_tasks}
     if not todo:
         return
-    counts = [_doc_count(task, _effective_limit(entry, limit)) for task in todo.values()]
-    total = None if None in counts else sum(c for c in counts if c is not None)
-    with progress.bar(f"general {entry.task}", total) as bar:
-        _evaluate_entry(lm, manager, entry, todo, limit=limit, seed=seed, on_task=on_task, bar=bar)
-
-
-def _doc_count(task: Any, limit: int | None) -> int | None:
-    """How many documents lm-eval will evaluate for ``task`` (None when it cannot say)."""
-    try:
-        count = len(task.eval_docs)
-    except Exception:  # a task without sized eval docs: the bar counts without a total
-        return None
-    return count if limit is None else min(count, limit)
+    # The bar counts engine requests; lm-eval builds them inside simple_evaluate, so the
+    # total is learnt as each request type reaches the adapter.
+    with progress.bar(f"general {entry.task}", None) as bar:
+        lm.bar = bar
+        try:
+            _evaluate_entry(lm, manager, entry, todo, limit=limit, seed=seed, on_task=on_task)
+        finally:
+            lm.bar = QuietBar()
 
 
 def _evaluate_entry(
@@ -583,7 +590,6 @@ def _evaluate_entry(
     limit: int | None,
     seed: int,
     on_task: OnTask,
-    bar: Bar,
 ) -> None:
     import lm_eval
 
@@ -635,7 +641,6 @@ def _evaluate_entry(
             config_hash=config_hash(results.get("configs", {}).get(name, {})),
             higher_is_better=_higher_is_better(results, name, primary),
         )
-        bar.advance(info.n or 0)
         on_task(name, records, info)
 
 

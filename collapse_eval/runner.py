@@ -355,8 +355,12 @@ def _file_hash(path: Path) -> str:
 
 def domain_task_spec(path: Path, limit: int | None = None) -> dict[str, Any]:
     """A domain task's results are decided by its file's content, the --domain-limit (a key
-    only when given, so the specs of earlier runs stay as they were) and the run settings."""
-    spec: dict[str, Any] = {"content": _file_hash(path)}
+    only when given, so the specs of earlier runs stay as they were), how its generation
+    budgets and stops are chosen (from the content and the model's tokenizer, which the
+    fingerprint covers), and the run settings."""
+    from collapse_eval.domain.runner import generation_rule
+
+    spec: dict[str, Any] = {"content": _file_hash(path), "generation": generation_rule()}
     if limit is not None:
         spec["limit"] = limit
     return spec
@@ -872,12 +876,16 @@ def _run_domain_task(
     writer: RecordWriter,
     progress: Progress,
 ) -> None:
-    from collapse_eval.domain.runner import evaluate_domain
+    from collapse_eval.domain.runner import evaluate_domain, generation_budgets, request_count
 
-    todo = len(items) - len(done & {item.id for item in items})
-    if todo == 0:
+    todo = [item for item in items if item.id not in done]
+    if not todo:
         return
-    with progress.bar(f"domain {task}", todo) as bar:
+    budgets = generation_budgets(items, engine)
+    if budgets:
+        said = ", ".join(f"{fmt} {n}" for fmt, n in budgets.items())
+        progress.log(f"domain {task}: new-token budgets by output format: {said}")
+    with progress.bar(f"domain {task}", request_count(todo)) as bar:
         evaluate_domain(
             engine,
             items,
@@ -885,6 +893,7 @@ def _run_domain_task(
             done_item_ids=done,
             on_batch=writer.write_batch,
             on_progress=bar.advance,
+            budgets=budgets,
         )
 
 

@@ -14,6 +14,7 @@ from collapse_eval.domain.runner import (
     MAX_TOKENS_BY_FORMAT,
     choice_continuation,
     evaluate_domain,
+    generation_budgets,
     stop_strings,
 )
 from collapse_eval.engines.base import GenRequest
@@ -141,7 +142,10 @@ def test_generation_requests_per_format() -> None:
     engine = RecordingEngine(answers=ANSWERS)
     run(engine, make_items()[:4])
     requests = engine.gen_requests
-    assert [r.max_tokens for r in requests] == [16, 8, 24, 160]
+    # Budgets fit the references (the fake engine has no tokenizer: UTF-8 bytes x 1.5 + 8),
+    # capped per format: label 13 bytes and yes_no 2 hit their caps of 16 and 8, the
+    # number 3500000 (7 bytes) gets 19, the indented JSON reference (39 bytes) 67.
+    assert [r.max_tokens for r in requests] == [16, 8, 19, 67]
     assert [r.until for r in requests] == [("\n\n", "\n")] * 3 + [("\n\n",)]
     assert requests[0].prompt == "Intent of: how much?\nIntent:" and requests[0].messages is None
     assert requests[2].prompt is None and requests[2].messages == (("user", "这套房子多少钱？"),)
@@ -215,7 +219,7 @@ def test_batches_progress_and_resume() -> None:
     progress: list[int] = []
     batches = run(engine, items, batch_size=2, on_progress=progress.append)
     assert [[r.item_id for r in b] for b in batches] == [["n0", "n1"], ["n2", "n3"], ["n4"]]
-    assert progress == [2, 2, 1]
+    assert progress == [2, 2, 1]  # requests answered: one generation per open item
     assert engine.calls == [("generate", 2), ("generate", 2), ("generate", 1)]
     assert all(r.score == 1.0 and r.format_ok for b in batches for r in b)
 
@@ -299,12 +303,17 @@ def test_evaluate_domain_with_a_tiny_real_model(tiny_model: Path, tmp_path: Path
         batches: list[list[ItemRecord]] = []
         evaluate_domain(engine, items, "tiny", on_batch=batches.append)
         (batch,) = batches
-        # Batched results equal what the engine gives for the same requests directly.
+        # Batched results equal what the engine gives for the same requests directly,
+        # with the budgets the references fit (the number's is below its cap of 24).
+        budgets = generation_budgets(items, engine)
+        assert budgets["label"] == 16 and 8 < budgets["number"] < 24
         direct = engine.generate(
             [
                 GenRequest(prompt="Intent: price?", until=("\n\n", "\n"), max_tokens=16),
                 GenRequest(
-                    messages=(("user", "客户的预算是多少？"),), until=("\n\n", "\n"), max_tokens=24
+                    messages=(("user", "客户的预算是多少？"),),
+                    until=("\n\n", "\n"),
+                    max_tokens=budgets["number"],
                 ),
             ]
         )

@@ -465,14 +465,14 @@ class _LinesSeen(io.StringIO):
 def test_plain_progress_says_when_a_bar_starts_beats_while_it_waits_and_ends() -> None:
     # The opening line and two heartbeats, however long the heartbeat thread waits for a
     # core on a loaded machine: one long engine call, no advance until they are written.
-    stream = _LinesSeen("general t: 0/5 items", 3)
-    with PlainProgress(stream, interval=0.05).bar("general t", 5) as bar:
+    stream = _LinesSeen("general t: 0/5 requests", 3)
+    with PlainProgress(stream, interval=0.05, quiet_interval=0.1).bar("general t", 5) as bar:
         assert stream.enough.wait(timeout=120), stream.getvalue()
         bar.advance(5)
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "general t: 0/5 items, 0s"
-    assert len([line for line in lines if line.startswith("general t: 0/5 items")]) >= 3
-    assert lines[-1].startswith("general t: 5/5 items, ") and "items/s" in lines[-1]
+    assert lines[0] == "general t: 0/5 requests, 0s"
+    assert len([line for line in lines if line.startswith("general t: 0/5 requests")]) >= 3
+    assert lines[-1].startswith("general t: 5/5 requests, ") and "requests/s" in lines[-1]
 
 
 def test_general_tasks_get_progress_lines_when_they_load_start_and_end() -> None:
@@ -487,8 +487,9 @@ def test_general_tasks_get_progress_lines_when_they_load_start_and_end() -> None
     )
     lines = stream.getvalue().splitlines()
     assert lines[0] == "general demo_arithmetic: loading the lm-eval task and its data"
-    assert lines[1] == "general demo_arithmetic: 0/4 items, 0s"
-    assert lines[2].startswith("general demo_arithmetic: 4/4 items, ")
+    # The total (one generation per item) is known when lm-eval hands the requests over.
+    assert lines[1] == "general demo_arithmetic: 0 requests, 0s"
+    assert lines[2].startswith("general demo_arithmetic: 4/4 requests, ")
     assert lines[3] == "done demo_arithmetic"
 
 
@@ -511,7 +512,7 @@ def test_tasks_end_to_end_on_a_real_checkpoint_outside_a_git_checkout(
     assert "fatal" not in done.stderr and "not a git repository" not in done.stderr
     log = done.stderr.splitlines()
     assert log[0].startswith("ad-hoc suite from --tasks: demo_arithmetic, demo_copy")
-    assert log.index("general demo_arithmetic: 0/4 items, 0s") < log.index(
+    assert log.index("general demo_arithmetic: 0 requests, 0s") < log.index(
         "general demo_arithmetic: 4 items"
     )
     manifest = read_json(tmp_path / "run" / "manifest.json")

@@ -43,6 +43,7 @@ from collapse_eval.engines.tokenization import (
     rolling_loglikelihoods,
 )
 from collapse_eval.errors import CollapseEvalWarning, ConfigError, EngineError, InputError
+from collapse_eval.progress import requests_answered
 
 log = logging.getLogger("collapse_eval.engines.hf")
 
@@ -225,16 +226,25 @@ class HFEngine(EngineDefaults):
         """Whole-text log-likelihood in disjoint max_length windows (HFLM, context_len=1);
         HFLM scores the windows of all texts in consecutive slices of batch_size."""
         return rolling_loglikelihoods(
-            self._tokenizer, texts, self.max_length, self._score_tokens, self.batch_size
+            self._tokenizer, texts, self.max_length, self._score_windows, self.batch_size
         )
 
-    def _score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
-        """HFLM._loglikelihood_tokens with logits_cache: same groups, order and batches."""
+    def _score_windows(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
+        # Windows are not requests (a text has one or more): its caller counts the texts.
+        return self._score_tokens(pairs, report=False)
+
+    def _score_tokens(
+        self, pairs: Sequence[TokenPair], *, report: bool = True
+    ) -> list[tuple[float, bool]]:
+        """HFLM._loglikelihood_tokens with logits_cache: same groups, order and batches.
+
+        With ``report``, each finished batch's requests (its groups' members) are counted
+        for the progress bar."""
         # Requests whose inputs are identical (same context + continuation[:-1]) share one
         # forward pass; the member with the longest continuation represents the group.
         groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (ctx, cont) in enumerate(pairs):
-            groups.setdefault(tuple(ctx + cont[:-1]), []).append(i)
+        for i, pair in enumerate(pairs):
+            groups.setdefault(_group_key(pair), []).append(i)
         representatives = [
             max(members, key=lambda i: len(pairs[i][1])) for members in groups.values()
         ]
@@ -246,6 +256,8 @@ class HFEngine(EngineDefaults):
             chunk = representatives[start : start + self.batch_size]
             with self._runtime_errors("log-likelihood"):
                 self._score_chunk(pairs, chunk, groups, results)
+            if report:
+                requests_answered(sum(len(groups[_group_key(pairs[i])]) for i in chunk))
         return [r for r in results if r is not None]
 
     def _score_chunk(
@@ -275,7 +287,7 @@ class HFEngine(EngineDefaults):
                 inplen = len(inputs[row])
                 scored = logprobs[row, inplen - len(cont) : inplen].unsqueeze(0)  # [1, cont, vocab]
                 greedy = scored.argmax(dim=-1)
-                for member in groups[tuple(ctx + cont[:-1])]:
+                for member in groups[_group_key(pairs[i])]:
                     member_cont = torch.tensor(
                         pairs[member][1], dtype=torch.long, device=self._device
                     ).unsqueeze(0)
@@ -308,6 +320,7 @@ class HFEngine(EngineDefaults):
                     )
                 for i, text in zip(chunk, outputs, strict=True):
                     results[i] = text
+                requests_answered(len(chunk))
         return [r if r is not None else "" for r in results]
 
     def _generate_batch(
@@ -414,6 +427,12 @@ class HFEngine(EngineDefaults):
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _group_key(pair: TokenPair) -> tuple[int, ...]:
+    """Requests with the same model input (context + continuation[:-1]) share a forward pass."""
+    context, continuation = pair
+    return tuple(context + continuation[:-1])
 
 
 @functools.lru_cache(maxsize=1)

@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from collapse_eval.engines.tokenization import (
     score_continuation,
 )
 from collapse_eval.errors import ConfigError, EngineError
+from collapse_eval.progress import requests_answered
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
@@ -236,12 +237,26 @@ class OpenAIEngine(EngineDefaults):
                     self._is_vllm = False
             return self._is_vllm
 
-    def _map(self, function: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """Run ``function`` over ``items`` with at most ``max_concurrency`` in flight."""
+    def _map(
+        self, function: Callable[[Any], Any], items: Sequence[Any], *, count: bool = True
+    ) -> list[Any]:
+        """Run ``function`` over ``items`` with at most ``max_concurrency`` in flight.
+
+        With ``count``, each answer is counted for the progress bar as it arrives (here, in
+        the calling thread: the pool's threads do not see the caller's count)."""
         if len(items) <= 1:
-            return [function(item) for item in items]
+            return self._counted(map(function, items), count)
         with ThreadPoolExecutor(max_workers=min(self._max_concurrency, len(items))) as pool:
-            return list(pool.map(function, items))
+            return self._counted(pool.map(function, items), count)
+
+    @staticmethod
+    def _counted(answers: Iterator[Any], count: bool) -> list[Any]:
+        out = []
+        for answer in answers:
+            out.append(answer)
+            if count:
+                requests_answered(1)
+        return out
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -304,7 +319,11 @@ class OpenAIEngine(EngineDefaults):
             return [score for score, _ in self._map(self._score_text, [("", t) for t in texts])]
         max_seq = (self._max_length - 2) if self._max_length else 1 << 30
         return rolling_loglikelihoods(
-            self._tokenizer, texts, max_seq, lambda windows: self._map(self._score_ids, windows)
+            self._tokenizer,
+            texts,
+            max_seq,
+            # Windows are not requests (a text has one or more): the caller counts texts.
+            lambda windows: self._map(self._score_ids, windows, count=False),
         )
 
     # -- generation ---------------------------------------------------------------------
