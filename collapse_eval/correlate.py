@@ -366,18 +366,13 @@ def dimension_lines(report: dict[str, Any]) -> list[str]:
     if not table:
         return []
     measures = [m for m in PERFORMANCE if any(m in row for row in table.values())]
-    width = max(len(name) for name in table)
-    cols = [max(len(PERFORMANCE_LABELS[m]), 28) for m in measures]
-    head = "  ".join(f"{PERFORMANCE_LABELS[m]:<{w}}" for m, w in zip(measures, cols, strict=True))
-    lines = [
-        "each quality dimension vs performance (spearman, 95% CI, p):",
-        f"  {'dimension':<{width}}  {head}".rstrip(),
-    ]
-    for name, row in table.items():
-        texts = "  ".join(
-            f"{_rho_text(row.get(m)):<{w}}" for m, w in zip(measures, cols, strict=True)
-        )
-        lines.append(f"  {name:<{width}}  {texts}".rstrip())
+    cells = [["dimension", *(PERFORMANCE_LABELS[m] for m in measures)]]
+    cells += [[name, *(_rho_text(row.get(m)) for m in measures)] for name, row in table.items()]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    lines = ["each quality dimension vs performance (spearman, 95% CI, p):"]
+    for line in cells:
+        text = "  ".join(f"{c:<{w}}" for c, w in zip(line, widths, strict=True))
+        lines.append(f"  {text}".rstrip())
     return lines
 
 

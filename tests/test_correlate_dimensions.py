@@ -87,7 +87,12 @@ def test_the_dimension_table_in_markdown_and_printed(tmp_path: Path) -> None:
     lines = dimension_lines(report)
     assert lines[0] == "each quality dimension vs performance (spearman, 95% CI, p):"
     assert lines[1].split() == ["dimension", "domain", "score", "general", "score"]
-    assert lines[2].startswith("  completeness  +1.00 [1.00, 1.00] p = 0.017 ")
+    assert (
+        lines[2] == "  completeness  +1.00 [1.00, 1.00] p = 0.017    +0.10 [-1.00, 1.00] p = 0.95"
+    )
+    assert (
+        lines[3] == "  format        -1.00 [-1.00, -1.00] p = 0.017  -0.10 [-1.00, 1.00] p = 0.95"
+    )
     assert lines[4].split() == ["uniqueness", "constant", "constant"]
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["correlate", str(tmp_path / "table.csv"), "--out", str(out)])
