@@ -9,7 +9,9 @@ general task score (primary metrics), plus, for compare directories, the general
 retention (mean general score minus the base run's), so the question "does better data
 give a better model without losing general ability?" is answered for both suites with
 Spearman, Pearson and Kendall correlations (bootstrap CIs, permutation p-values; exact
-permutations when there are at most 8 runs).
+permutations when there are at most 8 runs). When the quality cells are quality.json
+files, each quality dimension is also correlated with each performance measure (Spearman,
+``by_dimension``), so a table shows which dimension predicts the fine-tune's score.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class RunPerformance:
     general: float | None
     general_retention: float | None = None
     quality_source: str | None = None  # the quality.json read, None for a number
+    # Every dimension of that quality.json (name -> 0..1); None for a number cell.
+    dimensions: dict[str, float] | None = None
 
 
 def _resolve_run(value: str, base_dir: Path, path: Path, line: int) -> tuple[Run, Run | None]:
@@ -102,13 +106,14 @@ def run_performance(run: Run) -> tuple[float | None, float | None]:
 
 def _quality_value(
     value: str, dimension: str | None, base_dir: Path, path: Path, line: int
-) -> tuple[float, str | None]:
-    """A quality cell: a number as is, or a quality.json (or its directory) -> the score."""
+) -> tuple[float, str | None, dict[str, float] | None]:
+    """A quality cell: a number as is, or a quality.json (or its directory) -> the score,
+    the file read and all its numeric dimensions."""
     from collapse_eval.quality import load_quality
     from collapse_eval.quality.report import QUALITY_FILE
 
     try:
-        return float(value), None
+        return float(value), None, None
     except ValueError:
         pass
     source = Path(value)
@@ -139,7 +144,12 @@ def _quality_value(
         )
     if isinstance(score, bool) or not isinstance(score, (int, float)):
         raise InputError(file, f"must be a number, got {score!r}", field=dimension or "overall")
-    return float(score), str(file)
+    dimensions = {
+        name: float(v)
+        for name, v in quality["dimensions"].items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    return float(score), str(file), dimensions
 
 
 def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPerformance]:
@@ -162,7 +172,9 @@ def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPer
             )
     rows = []
     for line, row in enumerate(reader, start=2):
-        quality, source = _quality_value(row["quality"] or "", dimension, path.parent, path, line)
+        quality, source, dims = _quality_value(
+            row["quality"] or "", dimension, path.parent, path, line
+        )
         if not math.isfinite(quality):
             raise InputError(path, "must be a finite number", line=line, field="quality")
         run, base = _resolve_run(row["run"] or "", path.parent, path, line)
@@ -179,6 +191,7 @@ def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPer
                     None if general is None or base_general is None else general - base_general
                 ),
                 quality_source=source,
+                dimensions=dims,
             )
         )
     if len(rows) < 3:
@@ -190,12 +203,62 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def _correlation_row(
+    x: list[float], y: list[float], method: str, n_boot: int, seed: int
+) -> dict[str, Any]:
+    from collapse_eval.stats import correlation
+
+    res = correlation(x, y, method, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
+    return {
+        "method": method,
+        "n": res.n,
+        "estimate": _clean(res.estimate),
+        "ci_low": _clean(res.ci_low),
+        "ci_high": _clean(res.ci_high),
+        "p_value": _clean(res.p_value),
+        "p_method": res.p_method,
+    }
+
+
+def _pairs(rows: list[RunPerformance], target: str, quality: Any) -> list[tuple[float, float]]:
+    """(quality(row), performance) for the rows with both."""
+    pairs = []
+    for row in rows:
+        x, y = quality(row), getattr(row, target)
+        if x is not None and y is not None:
+            pairs.append((x, y))
+    return pairs
+
+
+def shared_dimensions(rows: list[RunPerformance]) -> list[str]:
+    """The quality dimensions every run's quality.json has, in the first one's order."""
+    if not rows or any(r.dimensions is None for r in rows):
+        return []
+    first = rows[0].dimensions or {}
+    return [name for name in first if all(name in (r.dimensions or {}) for r in rows)]
+
+
+def dimension_correlations(
+    rows: list[RunPerformance], *, n_boot: int = 10_000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Spearman of each quality dimension with each performance measure (a constant
+    dimension gives estimate None: it cannot predict anything here)."""
+    out = []
+    for name in shared_dimensions(rows):
+        for target in PERFORMANCE:
+            pairs = _pairs(rows, target, lambda r, n=name: (r.dimensions or {}).get(n))
+            if len(pairs) < 3:
+                continue
+            x, y = [p[0] for p in pairs], [p[1] for p in pairs]
+            row = _correlation_row(x, y, "spearman", n_boot, seed)
+            out.append({"dimension": name, "performance": target, **row})
+    return out
+
+
 def correlate_table(
     path: str | Path, *, n_boot: int = 10_000, seed: int = 0, dimension: str | None = None
 ) -> dict[str, Any]:
     """The correlation report (JSON-ready) for a CSV of runs and quality scores."""
-    from collapse_eval.stats import correlation
-
     rows = read_table(path, dimension=dimension)
     result: dict[str, Any] = {
         "schema_version": 1,
@@ -204,24 +267,14 @@ def correlate_table(
         "correlations": [],
     }
     for target in PERFORMANCE:
-        pairs = [(r.quality, getattr(r, target)) for r in rows if getattr(r, target) is not None]
+        pairs = _pairs(rows, target, lambda r: r.quality)
         if len(pairs) < 3:
             continue
         x, y = [p[0] for p in pairs], [p[1] for p in pairs]
         for method in METHODS:
-            res = correlation(x, y, method, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
-            result["correlations"].append(
-                {
-                    "performance": target,
-                    "method": method,
-                    "n": res.n,
-                    "estimate": _clean(res.estimate),
-                    "ci_low": _clean(res.ci_low),
-                    "ci_high": _clean(res.ci_high),
-                    "p_value": _clean(res.p_value),
-                    "p_method": res.p_method,
-                }
-            )
+            row = _correlation_row(x, y, method, n_boot, seed)
+            result["correlations"].append({"performance": target, **row})
+    result["by_dimension"] = dimension_correlations(rows, n_boot=n_boot, seed=seed)
     return result
 
 
@@ -263,7 +316,64 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {c['performance']} | {c['method']} | {c['n']} | {cell(c['estimate'])} "
             f"| {ci} | {cell(c['p_value'], '.3g')} | {c['p_method']} |"
         )
+    lines += _dimension_markdown(report, cell)
     return "\n".join(lines) + "\n"
+
+
+def _by_dimension(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """dimension -> performance -> its Spearman row (report order)."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in report.get("by_dimension", []):
+        table.setdefault(row["dimension"], {})[row["performance"]] = row
+    return table
+
+
+def _rho_text(row: dict[str, Any] | None) -> str:
+    """``+1.00 [1.00, 1.00] p = 0.0028``; ``constant`` when undefined."""
+    if row is None:
+        return ""
+    if row["estimate"] is None:
+        return "constant"
+    ci = "" if row["ci_low"] is None else f" [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    p = "" if row["p_value"] is None else f" p = {row['p_value']:.2g}"
+    return f"{row['estimate']:+.2f}{ci}{p}"
+
+
+def _dimension_markdown(report: dict[str, Any], cell: Any) -> list[str]:
+    table = _by_dimension(report)
+    if not table:
+        return []
+    measures = [m for m in PERFORMANCE if any(m in row for row in table.values())]
+    first = next(iter(table.values()))
+    n, p_method = next(iter(first.values()))["n"], next(iter(first.values()))["p_method"]
+    lines = [
+        "",
+        f"Each quality dimension vs performance: Spearman, 95% CI, p ({p_method}), n = {n}; "
+        "`constant`: the dimension does not vary across the runs.",
+        "",
+        "| dimension | " + " | ".join(PERFORMANCE_LABELS[m] for m in measures) + " |",
+        "|---|" + "---|" * len(measures),
+    ]
+    for name, row in table.items():
+        texts = " | ".join(_rho_text(row.get(m)) for m in measures)
+        lines.append(f"| {cell(name)} | {texts} |")
+    return lines
+
+
+def dimension_lines(report: dict[str, Any]) -> list[str]:
+    """The per-dimension Spearman table as aligned text lines (for printing)."""
+    table = _by_dimension(report)
+    if not table:
+        return []
+    measures = [m for m in PERFORMANCE if any(m in row for row in table.values())]
+    cells = [["dimension", *(PERFORMANCE_LABELS[m] for m in measures)]]
+    cells += [[name, *(_rho_text(row.get(m)) for m in measures)] for name, row in table.items()]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    lines = ["each quality dimension vs performance (spearman, 95% CI, p):"]
+    for line in cells:
+        text = "  ".join(f"{c:<{w}}" for c, w in zip(line, widths, strict=True))
+        lines.append(f"  {text}".rstrip())
+    return lines
 
 
 def _scatter(ax: Any, report: dict[str, Any], target: str) -> None:

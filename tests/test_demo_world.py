@@ -49,9 +49,9 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     assert built.base == root / "base" and built.mixed == root / "mixed"
     assert built.domain_only == root / "domain-only"
     assert built.graded == (
-        GradedCandidate("graded-00", 0.0, root / "graded-00"),
-        GradedCandidate("graded-25", 0.25, root / "graded-25"),
-        GradedCandidate("graded-75", 0.75, root / "graded-75"),
+        GradedCandidate("graded-00", 0, root / "graded-00", 0.0),
+        GradedCandidate("graded-34", 2, root / "graded-34", 647 / 1920),
+        GradedCandidate("graded-100", 5, root / "graded-100", 1911 / 1920),
     )
     assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
     assert built.domain_test.name == "realestate_test.jsonl" and built.domain_test.is_file()
@@ -60,7 +60,7 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
     assert messages[0].startswith("building the demo world")
     assert any(m.startswith("mixed: step 240/240") for m in messages)  # 120 domain + 120 replay
-    assert any(m.startswith("graded-75: step 120/120") for m in messages)  # 60 + 60 replay
+    assert any(m.startswith("graded-100: step 120/120") for m in messages)  # 60 + 60 replay
     # Only the finished world is left: no temporary build directories.
     assert sorted(p.name for p in cache.iterdir()) == [root.name]
     manifest = json.loads((root / "world.json").read_text())
@@ -71,8 +71,8 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
         "domain-only",
         "mixed",
         "graded-00",
-        "graded-25",
-        "graded-75",
+        "graded-34",
+        "graded-100",
     }
     assert all(s["wall_s"] > 0 and s["cpu_s"] > 0 for s in manifest["stages"].values())
 
@@ -120,7 +120,7 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
     )
     out = tmp_path / "demo"
     rows = run_graded_study(built, spec, out, QuietProgress())
-    assert [r.name for r in rows] == ["graded-00", "graded-25", "graded-75"]
+    assert [r.name for r in rows] == ["graded-00", "graded-34", "graded-100"]
     assert all((out / r.name / "summary.json").is_file() for r in rows)
     overall = [
         json.loads((out / "quality" / r.name / "quality.json").read_text())["overall"] for r in rows
@@ -133,8 +133,18 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
     assert {c["performance"] for c in report["correlations"]} == {"domain"}
     assert (out / "correlation" / "plots" / "correlation_domain.png").is_file()
     lines = correlation_lines(out)
-    assert len(lines) == 1 and lines[0].startswith("quality vs domain score: spearman ")
+    assert lines[0].startswith("quality vs domain score: spearman ")
     assert "95% CI [" in lines[0] and lines[0].endswith("n = 3")
+    # then each quality dimension's Spearman with the domain score, one line each
+    assert lines[1] == "each quality dimension vs performance (spearman, 95% CI, p):"
+    assert lines[2].split() == ["dimension", "domain", "score"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
+    assert list(rows) == list(report["runs"][0]["dimensions"])
+    assert {"format", "completeness", "uniqueness", "balance"} <= set(rows)
+    # duplicates copy samples of their own task type: the task-type balance stays put
+    assert rows["balance"] == ["constant"]
+    by_dim = {r["dimension"]: r for r in report["by_dimension"]}
+    assert by_dim["balance"]["estimate"] is None and by_dim["completeness"]["n"] == 3
 
 
 def test_checkpoints_evaluated_in_worker_processes_match_one_process(
@@ -268,7 +278,7 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
     cache, _, _ = small_world
     out = tmp_path / "demo"
     rows = run_demo(out, cache_dir=cache, world_config=WorldConfig.test())
-    graded = ["graded-00", "graded-25", "graded-75"]
+    graded = ["graded-00", "graded-34", "graded-100"]
     assert [r.name for r in rows] == ["domain-only", "mixed", *graded]
     assert [r.summary for r in rows[:2]] == [
         out / "domain-only" / "summary.json",
@@ -287,19 +297,19 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
 
 def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path, tiny_base: Path) -> None:
     """Two single-threaded worker processes give the weights one process gives."""
-    tiny = _tiny_world(finetune_steps=2, graded_levels=(0.5,), graded_steps=2)
+    tiny = _tiny_world(finetune_steps=2, graded_levels=(3,), graded_steps=2)
     roots = tmp_path / "one", tmp_path / "two"
     for root in roots:
         shutil.copytree(tiny_base, root / "base")
-    tasks = [world._world_tasks(root, tiny, None) for root in roots]
-    assert [t.name for t in tasks[0]] == ["mixed", "domain-only", "graded-50"]
+    tasks = [world.world_tasks(root, tiny, None) for root in roots]
+    assert [t.name for t in tasks[0]] == ["mixed", "domain-only", "graded-59"]
     one = run_tasks(tasks[0], 1)
     two = run_tasks(tasks[1], 2)
-    assert sorted(one) == sorted(two) == ["domain-only", "graded-50", "mixed"]
+    assert sorted(one) == sorted(two) == ["domain-only", "graded-59", "mixed"]
     for job in world._jobs(tiny):
         weights = (roots[0] / job.name / "model.safetensors").read_bytes()
         assert weights == (roots[1] / job.name / "model.safetensors").read_bytes()
     # the graded candidate trained on its own (corrupted) set: other weights than mixed
-    assert (roots[0] / "graded-50" / "model.safetensors").read_bytes() != (
+    assert (roots[0] / "graded-59" / "model.safetensors").read_bytes() != (
         roots[0] / "mixed" / "model.safetensors"
     ).read_bytes()

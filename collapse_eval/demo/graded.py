@@ -1,25 +1,41 @@
 """Graded-quality domain training sets for the demo's quality -> performance study.
 
-``graded_training_set(level)`` corrupts a deterministic share ``level`` of the demo's clean
-domain training split, cycling through three defects that the quality rules detect and
-that hurt a model trained on them:
+``graded_training_set(k)`` corrupts every sample of the first ``k`` groups of task types
+(``TASK_GROUPS``) of the demo's clean domain training split, as when a labeling prompt
+breaks for some task types. Each task type has one defect kind, one that the quality
+rules detect and that a model trained on it carries into its answers for that task type:
 
 - ``empty``: the response is the empty string (flagged ``empty_response``);
 - ``malformed``: JSON targets lose their closing brace, one-sentence summaries are cut off
   before the end, every other target opens a code fence it never closes (``truncated``,
   JSON also ``invalid_format``);
-- ``duplicate``: the sample is replaced by a copy of a clean sample (prompt and response;
-  flagged ``duplicate``), so the set holds fewer distinct examples.
+- ``duplicate``: the sample is replaced by a copy of one of ``DUPLICATE_SOURCES`` samples
+  of its task type (prompt and response; flagged ``duplicate``), as when a generator
+  collapses onto a few outputs.
 
-The corrupted samples of a level are a prefix of one seeded order, so a higher level
-corrupts every sample a lower level does, plus more. ``score_graded_sets`` scores each set
-with the rule and dataset stages of the quality pipeline (no model needed).
+Why whole task types: spread uniformly over the set, a few percent of empty (or fenced)
+answers become the model's greedy answer for every item whose right answer it is unsure
+of, so the domain score fell steeply at the first level and then hardly moved (levels 25
+to 75 % sat inside each other's noise). Corrupted whole, a task type the model was taught
+wrongly scores about zero, so each group removes what the model learned for it (on world
+seed 0 the domain score fell 13, 0.4, 5, 2 and 10 points from one level to the next: the
+uncorrupted label tasks, answered near chance, swing between fine-tunes; the seed bench,
+bench/demo_graded_seeds.py, measures how often that reorders levels). The tiny model
+never learns three task types even from clean data (span, number and JSON answers:
+domain scores near 0), so each of those shares a group with one it does learn; every
+group removes one learned task type.
+
+A higher level corrupts every sample a lower level does, in the same way, plus more.
+``score_graded_sets`` scores each set with the rule and dataset stages of the quality
+pipeline (no model needed).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +45,11 @@ from collapse_eval.demo import data
 
 __all__ = [
     "DEFECT_KINDS",
+    "DUPLICATE_SOURCES",
     "GRADED_SEED",
+    "TASK_GROUPS",
     "GradedSet",
+    "corrupted_share",
     "defect_counts",
     "graded_name",
     "graded_training_set",
@@ -40,17 +59,57 @@ __all__ = [
 
 DEFECT_KINDS = ("empty", "malformed", "duplicate")
 GRADED_SEED = 5005
+DUPLICATE_SOURCES = 3
+# Groups of (task type, defect kind), corrupted in this order. The free-text summary gets
+# ``empty`` (a summary cut short by two words keeps most of its ROUGE); a one-line answer
+# behind an unclosed fence leaves only the fence, as generation stops at the line end.
+# ``duplicate`` goes to the task types the model does not learn anyway: a label task
+# taught from three examples still answers one of their labels, often right by chance.
+TASK_GROUPS: tuple[tuple[tuple[str, str], ...], ...] = (
+    (("summary", "empty"),),
+    (("compliance", "malformed"), ("entity_extraction", "duplicate")),
+    (("intent_classification", "empty"), ("district", "duplicate")),
+    (("satisfaction", "malformed"), ("area", "duplicate")),
+    (("next_action", "empty"), ("amenities", "malformed")),
+)
 
 
-def graded_name(level: float) -> str:
-    """Checkpoint / directory name of a graded candidate: ``graded-25`` for 0.25."""
-    return f"graded-{round(level * 100):02d}"
+def defect_counts(samples: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many samples of each defect kind a graded set holds (``metadata.defect``)."""
+    counts = Counter(str(s.get("metadata", {}).get("defect")) for s in samples)
+    return {kind: counts[kind] for kind in DEFECT_KINDS}
 
 
-def defect_counts(n: int, level: float) -> dict[str, int]:
-    """How many samples of each defect kind a set of ``n`` samples gets at ``level``."""
-    k = round(level * n)
-    return {kind: len(range(i, k, len(DEFECT_KINDS))) for i, kind in enumerate(DEFECT_KINDS)}
+def _groups(samples: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str], ...]]:
+    """``TASK_GROUPS`` (task types absent from ``samples`` left out), then each task type
+    of ``samples`` they do not list as a group of its own, kinds cycling."""
+    present = {str(s.get("task_type")) for s in samples}
+    groups = [tuple(p for p in group if p[0] in present) for group in TASK_GROUPS]
+    listed = {task for group in TASK_GROUPS for task, _ in group}
+    others = sorted(present - listed)
+    extra = [((t, DEFECT_KINDS[i % len(DEFECT_KINDS)]),) for i, t in enumerate(others)]
+    return [g for g in groups if g] + extra
+
+
+def _corruption_plan(
+    samples: Sequence[dict[str, Any]], groups: int, seed: int
+) -> tuple[list[tuple[int, str]], dict[str, list[int]]]:
+    """(index, kind) of every sample the first ``groups`` groups corrupt, and the indices
+    of each ``duplicate`` task type's source samples (kept as they are)."""
+    plan = _groups(samples)
+    if not 0 <= groups <= len(plan):
+        raise ValueError(f"level must be a number of task-type groups, 0 to {len(plan)}")
+    rng = random.Random(seed)
+    corrupt: list[tuple[int, str]] = []
+    sources: dict[str, list[int]] = {}
+    for task, kind in (pair for group in plan[:groups] for pair in group):
+        indices = [i for i, s in enumerate(samples) if str(s.get("task_type")) == task]
+        if kind == "duplicate":
+            picked = rng.sample(indices, min(DUPLICATE_SOURCES, len(indices)))
+            sources[task] = picked
+            indices = [i for i in indices if i not in picked]
+        corrupt += [(i, kind) for i in indices]
+    return corrupt, sources
 
 
 def _malformed(sample: dict[str, Any]) -> str:
@@ -63,33 +122,41 @@ def _malformed(sample: dict[str, Any]) -> str:
 
 
 def graded_training_set(
-    level: float, samples: Sequence[dict[str, Any]] | None = None, *, seed: int = GRADED_SEED
+    groups: int, samples: Sequence[dict[str, Any]] | None = None, *, seed: int = GRADED_SEED
 ) -> list[dict[str, Any]]:
-    """The clean training split with a share ``level`` (0 to 0.75) of its samples corrupted.
+    """The clean training split with every sample of the first ``groups`` task-type
+    groups corrupted (0: clean; 5: every sample but the duplicates' sources).
 
     Sample ids and order are kept; each corrupted sample carries ``metadata.defect``.
     """
-    if not 0.0 <= level <= 0.75:
-        raise ValueError(f"level must be between 0 and 0.75, got {level}")
     clean = [dict(s) for s in (samples if samples is not None else data.domain_train_set())]
-    order = list(range(len(clean)))
-    random.Random(seed).shuffle(order)
+    corrupt, sources = _corruption_plan(clean, groups, seed)
     out = [dict(s) for s in clean]
-    k = round(level * len(clean))
-    # Duplicate sources come from the end of the order: never corrupted at level <= 0.75.
-    sources = iter(reversed(order))
-    for position, index in enumerate(order[:k]):
-        kind = DEFECT_KINDS[position % len(DEFECT_KINDS)]
+    for position, (index, kind) in enumerate(corrupt):
         if kind == "empty":
             out[index]["response"] = ""
         elif kind == "malformed":
             out[index]["response"] = _malformed(clean[index])
         else:
-            source = clean[next(sources)]
+            pool = sources[str(clean[index].get("task_type"))]
+            source = clean[pool[position % len(pool)]]
             copy = {key: value for key, value in source.items() if key != "id"}
             out[index] = {"id": clean[index]["id"], **copy}
         out[index]["metadata"] = {**out[index].get("metadata", {}), "defect": kind}
     return out
+
+
+@functools.cache
+def corrupted_share(groups: int) -> float:
+    """The share of the demo's training split that ``groups`` corrupts."""
+    clean = data.domain_train_set()
+    return len(_corruption_plan(clean, groups, GRADED_SEED)[0]) / len(clean)
+
+
+def graded_name(groups: int) -> str:
+    """Checkpoint / directory name of a graded candidate: its corrupted share in percent
+    (``graded-34``: 34 % of the samples corrupted)."""
+    return f"graded-{round(corrupted_share(groups) * 100):02d}"
 
 
 def write_graded_set(path: Path, samples: Sequence[dict[str, Any]]) -> Path:
@@ -104,13 +171,13 @@ class GradedSet:
     """A scored graded training set: where it and its quality.json were written."""
 
     name: str
-    level: float
+    level: int  # task-type groups corrupted
     train: Path
     quality_dir: Path
     overall: float
 
 
-def score_graded_sets(levels: Sequence[float], out_dir: Path) -> list[GradedSet]:
+def score_graded_sets(levels: Sequence[int], out_dir: Path) -> list[GradedSet]:
     """Write each level's training set to ``out_dir/<name>/train.jsonl`` and score it
     (rules + dataset level) into ``out_dir/<name>/quality.json`` (and samples, HTML)."""
     from collapse_eval.quality import assess_file, write_outputs

@@ -214,7 +214,7 @@ def run_graded_study(
     ``scored`` has them already), compare each graded candidate against the base
     (OUT/<name>/) and correlate quality with domain score and general retention
     (OUT/correlation/)."""
-    from collapse_eval.correlate import correlate_table, headline, write_outputs
+    from collapse_eval.correlate import correlate_table, dimension_lines, headline, write_outputs
     from collapse_eval.demo.graded import score_graded_sets
     from collapse_eval.policy import default_policy
     from collapse_eval.runner import compare
@@ -260,15 +260,19 @@ def run_graded_study(
     table.write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = correlate_table(table, seed=0)
     write_outputs(report, table.parent)
-    for line in headline(report):
+    for line in headline(report) + dimension_lines(report):
         progress.log(f"demo: {line}")
     return rows
 
 
 def correlation_lines(out: str | Path) -> list[str]:
-    """The graded study's headline correlations from OUT/correlation/ (empty if absent)."""
-    from collapse_eval.correlate import headline
+    """The graded study's headline correlations from OUT/correlation/, then each quality
+    dimension's Spearman table (empty if absent)."""
+    from collapse_eval.correlate import dimension_lines, headline
     from collapse_eval.records import read_json
 
     path = Path(out) / "correlation" / "correlation.json"
-    return headline(read_json(path)) if path.is_file() else []
+    if not path.is_file():
+        return []
+    report = read_json(path)
+    return headline(report) + dimension_lines(report)

@@ -42,6 +42,7 @@ __all__ = [
     "WorldConfig",
     "ensure_demo_world",
     "world_key",
+    "world_tasks",
     "default_cache_dir",
     "DEMO_SUITE",
     "BENCHMARKS_FILE",
@@ -64,11 +65,13 @@ _CODE_FILES = ("train.py", "tinymodel.py", "graded.py")
 
 @dataclass(frozen=True, slots=True)
 class GradedCandidate:
-    """A mixed-replay fine-tune on a training set with a share ``level`` corrupted."""
+    """A mixed-replay fine-tune on a training set whose first ``level`` task-type groups
+    are corrupted (``share``: the share of its samples that are)."""
 
     name: str
-    level: float
+    level: int
     checkpoint: Path
+    share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,12 @@ def _world_at(root: Path, config: WorldConfig) -> DemoWorld:
         benchmarks=BENCHMARKS_FILE,
         suite=DEMO_SUITE,
         graded=tuple(
-            GradedCandidate(graded.graded_name(lv), lv, root / graded.graded_name(lv))
+            GradedCandidate(
+                graded.graded_name(lv),
+                lv,
+                root / graded.graded_name(lv),
+                graded.corrupted_share(lv),
+            )
             for lv in config.graded_levels
         ),
     )
@@ -142,7 +150,7 @@ class _Job:
 
     name: str
     replay: bool
-    level: float | None = None
+    level: int | None = None
 
 
 def _jobs(config: WorldConfig) -> list[_Job]:
@@ -218,19 +226,25 @@ def _run_job(root: Path, config: WorldConfig, job: _Job, say: Progress | None) -
                 steps=config.graded_steps,
                 replay_ratio=config.graded_replay_ratio,
                 label=job.name,
+                batch=config.graded_batch,
             )
 
     return timed(lambda: _into_place(root, job.name, build))
 
 
-def _world_tasks(root: Path, config: WorldConfig, say: Progress | None) -> list[Task]:
+def world_tasks(
+    root: Path, config: WorldConfig, say: Progress | None, *, graded_only: bool = False
+) -> list[Task]:
     """The training tasks of the checkpoints ``root`` does not hold yet: the base first,
     then the fine-tunes (each after the base), longest first. Task names are the
-    checkpoint names."""
+    checkpoint names. ``graded_only``: the base and the graded candidates only (what the
+    seed bench needs: the same checkpoints as in the demo world, minus two)."""
     tasks = []
     if not (root / "base").is_dir():
         tasks.append(Task("base", _build_base_job, (root, config, say)))
     for job in _jobs(config):
+        if graded_only and job.level is None:
+            continue
         if not (root / job.name).is_dir():
             after = ("base",) if tasks and tasks[0].name == "base" else ()
             tasks.append(Task(job.name, _run_job, (root, config, job, say), after))
@@ -298,7 +312,7 @@ def ensure_demo_world(
         if n_workers > 1 and not complete:  # training reports its steps from the workers
             queue = stack.enter_context(multiprocessing.get_context("spawn").Manager()).Queue()
             relay = queue.put
-        tasks = [] if complete else _world_tasks(root, config, relay)
+        tasks = [] if complete else world_tasks(root, config, relay)
         building = frozenset(t.name for t in tasks)
         tasks += list(extra(built, building)) if extra is not None else []
         if tasks and n_workers > 1:

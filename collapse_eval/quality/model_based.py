@@ -10,6 +10,15 @@ Both losses are over the same continuation tokens, so IFD is also the ratio of t
 summed log-likelihoods. IFD < 1: the prompt makes the response easier to predict;
 IFD > 1: it does not help (flag ``ifd_high``). ``nll`` is L(R | P) and ``ppl`` is
 exp(L(R | P)). Works through any Engine; the caller wraps it in the request cache.
+
+Two directions. The ``instruction_following`` dimension is 1 - IFD (clipped to 0..1):
+high when the prompt explains the response, so a set whose answers do not follow from
+their prompts scores low. The literature that selects training data with IFD goes the
+other way: Cherry LLM (Li et al., "From Quantity to Quality", NAACL 2024) and
+Superfiltering (Li et al., ACL 2024) keep the samples with the HIGHEST IFD below 1 (the
+prompt helps, but the response is still hard for the model to produce, so the sample
+teaches it most) and drop those with IFD > 1. ``ifd_percentile`` reports each sample's
+place in that order (1.0: picked first) and ``ifd_summary`` the IFD per group.
 """
 
 from __future__ import annotations
@@ -23,7 +32,15 @@ from collapse_eval.domain.dataset import TrainingItem
 from collapse_eval.engines.base import Engine
 from collapse_eval.quality.rules import response_text, robust_z
 
-__all__ = ["IFD_MAX", "NLL_Z_MAX", "ModelScore", "ifd_requests", "score_with_model"]
+__all__ = [
+    "IFD_MAX",
+    "NLL_Z_MAX",
+    "ModelScore",
+    "ifd_percentiles",
+    "ifd_requests",
+    "ifd_summary",
+    "score_with_model",
+]
 
 # ifd_high when IFD > IFD_MAX (the prompt does not make the response more likely).
 IFD_MAX = 1.0
@@ -116,3 +133,35 @@ def model_flags(items: Sequence[TrainingItem], scores: Sequence[ModelScore]) -> 
             if z > NLL_Z_MAX:
                 flags[i].append("ppl_high")
     return flags
+
+
+def ifd_percentiles(ifds: Sequence[float | None]) -> list[float | None]:
+    """Each sample's place in the order Cherry LLM / Superfiltering select in: among the
+    samples with IFD <= IFD_MAX, the share with an IFD at most its own (1.0: the highest
+    IFD, selected first). None above IFD_MAX (those methods drop them) or without IFD."""
+    kept = sorted(v for v in ifds if v is not None and v <= IFD_MAX)
+    if not kept:
+        return [None for _ in ifds]
+    from bisect import bisect_right
+
+    return [
+        None if v is None or v > IFD_MAX else round(bisect_right(kept, v) / len(kept), 6)
+        for v in ifds
+    ]
+
+
+def ifd_summary(ifds: Sequence[float | None]) -> dict[str, float | int | None]:
+    """IFD over a group of samples: how many have one, its mean and median, and how many
+    are above IFD_MAX (flagged ``ifd_high``; the samples IFD-based selection drops)."""
+    values = sorted(v for v in ifds if v is not None)
+    n = len(values)
+    if not n:
+        return {"n": 0, "mean": None, "median": None, "n_above_1": 0}
+    middle = n // 2
+    median = values[middle] if n % 2 else (values[middle - 1] + values[middle]) / 2
+    return {
+        "n": n,
+        "mean": round(sum(values) / n, 6),
+        "median": round(median, 6),
+        "n_above_1": sum(v > IFD_MAX for v in values),
+    }

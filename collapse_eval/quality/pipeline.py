@@ -158,6 +158,9 @@ def _model_stage(
         if score.instruction_following is not None:
             sample.dimensions["instruction_following"] = score.instruction_following
         sample.flags += extra
+    percentiles = model_based.ifd_percentiles([s.detail.get("ifd") for s in todo])
+    for sample, percentile in zip(todo, percentiles, strict=True):
+        sample.detail["ifd_percentile"] = percentile
 
 
 def _judge_stage(
@@ -222,6 +225,12 @@ def _flag_counts(samples: Iterable[SampleQuality], all_reasons: bool) -> dict[st
     return {reason: counts.get(reason, 0) for reason in ALL_FLAGS}
 
 
+def _ifd(samples: Sequence[SampleQuality]) -> dict[str, Any]:
+    """``{"ifd": summary}`` when the model stage scored any of ``samples``, else ``{}``."""
+    ifds = [s.detail.get("ifd") for s in samples]
+    return {"ifd": model_based.ifd_summary(ifds)} if any(v is not None for v in ifds) else {}
+
+
 def _breakdown(samples: Sequence[SampleQuality], key: str) -> dict[str, Any]:
     groups: dict[str, list[SampleQuality]] = defaultdict(list)
     for sample in samples:
@@ -232,6 +241,7 @@ def _breakdown(samples: Sequence[SampleQuality], key: str) -> dict[str, Any]:
             "dimensions": _dimension_means(group),
             "score": round(sum(s.score for s in group) / len(group), 6),
             "flags": _flag_counts(group, all_reasons=False),
+            **_ifd(group),
         }
         for name, group in sorted(groups.items())
     }
@@ -326,6 +336,7 @@ def assess(
         "stages": stages,
         "thresholds": _thresholds(),
         "cost": {name: cost.as_dict() for name, cost in costs.items()},
+        **_ifd(samples),
     }
     return QualityResult(quality, samples)
 
