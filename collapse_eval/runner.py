@@ -1081,14 +1081,19 @@ def check_models_first(models: Sequence[str], spec: RunSpec) -> None:
     before its model loads."""
     from collapse_eval.engines.registry import check_engine_args, resolve_engine_kind
 
-    kind, _notice = resolve_engine_kind(spec.engine)  # the run prints the notice
+    checkpoints = []
     for model in models:
         if is_run_dir(model):
             manifest = read_run_manifest(model)
             if not manifest.complete:
                 raise _incomplete_run(Path(model), manifest.model, _NOT_COMPLETE)
-            continue
-        _refuse_other_directories(Path(model))
+        else:
+            _refuse_other_directories(Path(model))
+            checkpoints.append(model)
+    if not checkpoints:
+        return  # run directories only: no engine is chosen, so none may be required
+    kind, _notice = resolve_engine_kind(spec.engine)  # the run prints the notice
+    for model in checkpoints:
         check_engine_args(kind, model, spec.engine_args)
         _check_model_source(kind, model, spec.engine_args)
 

@@ -55,6 +55,9 @@ class Engine(FakeEngine):
         return super().generate(requests)
 
 registry.make_engine = lambda k, model, engine_args: Engine(name=model, answers=answer)
+# the made-up model names are not checkpoints: skip compare's check that they exist
+from collapse_eval import runner
+runner._check_model_source = lambda *args: None
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
