@@ -28,21 +28,7 @@ from collapse_eval.errors import UsageError
 from collapse_eval.progress import PlainProgress
 from collapse_eval.records import load_run, read_json
 from collapse_eval.runner import RunSpec, run_model
-
-
-class Log:
-    """A Progress that keeps the log lines (bars say nothing)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-    def bar(self, label: str, total: int | None) -> Any:
-        from collapse_eval.progress import QuietProgress
-
-        return QuietProgress().bar(label, total)
+from tests.progresslog import Log
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from collapse_eval.cli import main
 from tests.conftest import write_run
+from tests.progresslog import Log
 
 
 def _domain(path: Path, n: int = 8) -> Path:
@@ -235,21 +236,6 @@ def test_report_takes_the_summary_json_path_too(
     assert (out / "report.html").is_file()
 
 
-class _Log:
-    """A Progress that keeps the log lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-    def bar(self, label: str, total: int | None) -> Any:
-        from collapse_eval.progress import QuietProgress
-
-        return QuietProgress().bar(label, total)
-
-
 def test_the_loading_line_does_not_pass_a_first_batch_off_as_the_total(
     tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -263,7 +249,7 @@ def test_the_loading_line_does_not_pass_a_first_batch_off_as_the_total(
         run_general=False,
         cache_dir=tmp_path / "cache",
     )
-    log = _Log()
+    log = Log()
     run_model(spec, tmp_path / "run", progress=log)
     loading = [line for line in log.lines if line.startswith("loading")]
     assert loading == [

@@ -18,23 +18,9 @@ from collapse_eval.engines.fake import FakeEngine
 from collapse_eval.errors import UsageError
 from collapse_eval.records import load_run, read_json
 from collapse_eval.runner import RunSpec, compare, run_model
+from tests.progresslog import Log
 
 QUICK_TASKS = {"demo_arithmetic", "demo_capitals", "demo_copy", "demo_sort"}
-
-
-class Log:
-    """A Progress that keeps the log lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-    def bar(self, label: str, total: int | None) -> Any:
-        from collapse_eval.progress import QuietProgress
-
-        return QuietProgress().bar(label, total)
 
 
 class ArgsEngine(FakeEngine):
