@@ -96,8 +96,13 @@ def test_fine_tuning_moves_the_weights_and_the_domain_score(small_world) -> None
     _, built, _ = small_world
     base = train.evaluate_checkpoint(built.base, limit=240, general=False)
     domain_only = train.evaluate_checkpoint(built.domain_only, limit=240, general=False)
-    # Even the small world learns the domain's answer formats (summaries, labels).
-    assert domain_only["domain"] > base["domain"] + 0.05
+    # Even the small world learns the domain's answer formats (summaries, labels). On
+    # world seeds 0-4 the base scores 0.04 to 0.06 domain and 0.00 to 0.01 on summaries,
+    # the domain-only fine-tune 0.27 to 0.35 and 0.52 to 0.69 (240 items: a standard
+    # error of about 0.03 on the domain score). A fine-tune that only learns to start
+    # with "The customer" and then repeats itself gets 0.1 to 0.3 of a summary's ROUGE-L.
+    assert domain_only["domain"] > base["domain"] + 0.10
+    assert domain_only["domain/summary"] > base["domain/summary"] + 0.35
     assert {"domain", "domain/summary", "domain/entity_extraction"} <= set(base)
     assert "demo_copy" not in base
 
