@@ -577,10 +577,10 @@ def test_build_progress_counts_requests_per_stage(tmp_path: Path) -> None:
     ends = {line.split(":")[0] + ":" + line.split(":")[1]: line for line in lines}
     # 3 task types x 3 styles; 6 training dialogues x 2 prompts; 2 test dialogues x 3 types.
     assert re.match(
-        r"construction: prompt variants: 9/9 items", ends["construction: prompt variants"]
+        r"construction: prompt variants: 9/9 requests", ends["construction: prompt variants"]
     )
-    assert re.match(r"labeling: train labels: 12/12 items", ends["labeling: train labels"])
-    assert re.match(r"labeling: test labels: 6/6 items", ends["labeling: test labels"])
+    assert re.match(r"labeling: train labels: 12/12 requests", ends["labeling: train labels"])
+    assert re.match(r"labeling: test labels: 6/6 requests", ends["labeling: test labels"])
     assert any(line.startswith("evolution 1/2: rewrites: ") for line in lines)
     assert any(line.startswith("evolution 1/2: probes: ") for line in lines)
     assert any(line.startswith("evolution 2/2: rewrites: ") for line in lines)
@@ -591,7 +591,7 @@ def test_step_progress_writes_when_the_count_moves_a_tenth_not_on_every_item() -
     with StepProgress(stream, interval=3600.0, step=0.1).bar("labeling: train labels", 100) as bar:
         for _ in range(100):
             bar.advance()
-    counts = [int(m.group(1)) for m in re.finditer(r": (\d+)/100 items", stream.getvalue())]
+    counts = [int(m.group(1)) for m in re.finditer(r": (\d+)/100 requests", stream.getvalue())]
     assert counts == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
 
 

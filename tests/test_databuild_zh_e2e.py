@@ -93,8 +93,8 @@ def test_a_chinese_build_with_the_real_small_model_screens_in_chinese_and_its_la
     assert main(args) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     # Progress per request, not just "labeling: running".
-    assert re.search(r"labeling: train labels: 3/3 items", err)
-    assert re.search(r"construction: prompt variants: 4/4 items", err)
+    assert re.search(r"labeling: train labels: 3/3 requests", err)
+    assert re.search(r"construction: prompt variants: 4/4 requests", err)
     report = json.loads((out / "build.json").read_text())
     prompts = read_jsonl(out / "prompts.jsonl")
     assert report["cost"]["this_run"]["calls"] > 0
