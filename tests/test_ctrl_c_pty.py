@@ -11,7 +11,6 @@ status was 141 (a broken pipe) instead of the 130 the README promises.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pty
 import select
@@ -24,23 +23,9 @@ import pytest
 
 from collapse_eval.records import read_records
 from tests.conftest import cli_run_argv
+from tests.testdata import rent_domain_file
 
 N_ITEMS = 2000
-
-
-def _domain_file(path: Path) -> Path:
-    rows = (
-        {
-            "id": f"k{i}",
-            "task_type": "intent",
-            "output_format": "label",
-            "prompt": f"Customer {i}: I want to rent. Intent:",
-            "reference": "rent",
-        }
-        for i in range(N_ITEMS)
-    )
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def _drain(fd: int, seconds: float) -> bytes:
@@ -98,7 +83,7 @@ def test_ctrl_c_in_a_terminal_under_tee_exits_130_and_keeps_what_was_computed(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    argv = cli_run_argv(tiny_model, _domain_file(tmp_path / "d.jsonl"), out)
+    argv = cli_run_argv(tiny_model, rent_domain_file(tmp_path / "d.jsonl", N_ITEMS, "k"), out)
     argv.remove("--no-cache")  # the request cache's last line is written after the ^C
     argv += ["--cache-dir", str(tmp_path / "cache")]
     term = Terminal(tmp_path)

