@@ -57,7 +57,7 @@ class CountingEngine(EngineWrapper):
     def __init__(self, inner: Engine, cost: StageCost) -> None:
         super().__init__(inner)
         self.cost = cost
-        self.count_tokens, self.token_unit = token_counter(inner)
+        self.count_tokens, _unit = token_counter(inner)
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         self.cost.calls += len(requests)

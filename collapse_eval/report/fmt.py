@@ -46,7 +46,6 @@ def status_meanings(alpha: float) -> dict[str, str]:
     }
 
 
-UNIT = "points"
 UNIT_NOTE = "scores, deltas, CIs and margins in points (score scale 0..1 times 100)"
 
 # XML 1.0 allows tab, newline, carriage return and U+0020..U+D7FF, U+E000..U+FFFD, ...
