@@ -51,7 +51,12 @@ from collapse_eval.quality import contamination
 from collapse_eval.quality import pipeline as quality_pipeline
 from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
-from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
+from collapse_eval.records import (
+    atomic_write_json,
+    atomic_write_text,
+    canonical_json,
+    iter_jsonl,
+)
 
 __all__ = [
     "BUILD_SCHEMA_VERSION",
@@ -172,8 +177,7 @@ def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [row for _, row in iter_jsonl(path)]
 
 
 class _State:
@@ -250,13 +254,7 @@ def _review_lines(
     that is not such an object is exit 2 naming the line and the field."""
     if not path.exists():
         return
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = decode_json(raw)
-        except ValueError:
-            raise InputError(path, "not a JSON line", line=lineno) from None
+    for lineno, obj in iter_jsonl(path):
         if not isinstance(obj, dict):
             shape = ", ".join(f'"{f}": ...' for f in ["id", *sorted(fields)])
             raise InputError(path, f"expected {{{shape}}}", line=lineno)
