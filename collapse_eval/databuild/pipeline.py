@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from collapse_eval.cache import CachedEngine, RequestCache
+from collapse_eval.cache import RequestCache
+from collapse_eval.cost import CountedEngine, StageCost, Timer, count_and_cache
 from collapse_eval.databuild import construct as construct_mod
 from collapse_eval.databuild import evolve as evolve_mod
 from collapse_eval.databuild import label as label_mod
@@ -49,7 +50,6 @@ from collapse_eval.errors import CollapseEvalError, InputError, did_you_mean
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality import contamination
 from collapse_eval.quality import pipeline as quality_pipeline
-from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
 from collapse_eval.records import (
     atomic_write_json,
@@ -224,24 +224,21 @@ class _Engines:
     def __init__(self, factory: EngineFactory, cache: RequestCache | None) -> None:
         self.factory = factory
         self.cache = cache
-        self.built: dict[str, tuple[Engine, CountingEngine, CachedEngine | None]] = {}
+        self.built: dict[str, CountedEngine] = {}
 
     def get(self, model: str, cost: StageCost) -> Engine:
         if model not in self.built:
-            engine = self.factory(model)
-            counting = CountingEngine(engine, cost)
-            cached = CachedEngine(counting, self.cache) if self.cache is not None else None
-            self.built[model] = (engine, counting, cached)
-        _, counting, cached = self.built[model]
-        counting.cost = cost
-        return cached if cached is not None else counting
+            self.built[model] = count_and_cache(self.factory(model), self.cache, cost)
+        wrapped = self.built[model]
+        wrapped.counting.cost = cost
+        return wrapped.outer
 
     def hits(self) -> int:
-        return sum(c.stats.hits for _, _, c in self.built.values() if c is not None)
+        return sum(wrapped.hits for wrapped in self.built.values())
 
     def close(self) -> None:
-        for engine, _, _ in self.built.values():
-            engine.close()
+        for wrapped in self.built.values():
+            wrapped.engine.close()
 
 
 # ------------------------------------------------------------------ review
