@@ -337,7 +337,7 @@ def robust_z(values: Sequence[float]) -> list[float]:
     if mad > 0:
         z: list[float] = (0.6745 * (x - median) / mad).tolist()
         return z
-    # Summed in sorted order, as before the MAD came from scipy (the same last digit).
+    # Summed over the sorted deviations, as before scipy, so z keeps its last digit.
     mean_ad = sum(sorted(abs(v - median) for v in values)) / len(values)
     if mean_ad == 0:
         return [0.0] * len(values)
