@@ -83,10 +83,10 @@ def bench_rules(rows: list[dict[str, Any]], directory: Path) -> None:
 
 
 def bench_ifd(rows: list[dict[str, Any]], directory: Path, n: int, batch_size: int) -> None:
+    from collapse_eval.cost import token_counter
     from collapse_eval.demo.tinymodel import init_tiny_llama
     from collapse_eval.domain.dataset import load_training_set
     from collapse_eval.engines.hf import HFEngine
-    from collapse_eval.quality.cost import token_counter
     from collapse_eval.quality.model_based import score_with_model
 
     path = directory / "ifd.jsonl"

@@ -39,7 +39,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -468,13 +468,3 @@ def offline_data_status(data_dir: Path | None = None) -> dict[str, int]:
     except ConfigError:
         return {}
     return {key: int(info["n"]) for key, info in sorted(manifest["files"].items())}
-
-
-def iter_offline_jsonl(dataset: str, split: str, data_dir: Path | None = None) -> Iterator[Row]:
-    """The prepared rows of one dataset split (for tests and tools), in doc_id order."""
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    _load_manifest(data_dir)
-    path = data_dir / "jsonl" / dataset / f"{split}.jsonl"
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            yield json.loads(line)

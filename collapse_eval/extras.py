@@ -25,6 +25,7 @@ EXTRA_MODULES: Mapping[str, Mapping[str, str]] = {
         "lm_eval": "lm-eval",
         "datasets": "datasets",
         "rouge_score": "rouge-score",
+        "tenacity": "tenacity",
     },
     "vllm": {"vllm": "vllm"},
 }

@@ -91,9 +91,6 @@ class Policy:
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     given: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
-    def general_margin(self, task: str, benchmark_margin: float | None = None) -> float:
-        return self.general_margin_source(task, benchmark_margin).value
-
     def general_margin_source(self, task: str, benchmark_margin: float | None = None) -> Margin:
         """The margin of a general task and where it comes from. Precedence, most specific
         first, the gate owner's file before the benchmark file: policy general.margins[task]

@@ -331,35 +331,74 @@ def read_json(path: str | Path) -> Any:
         raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield (line_number, decoded object) for each non-blank line; InputError on bad JSON."""
+# One item is a prompt and a reference (or a dialogue, a review line); a line this long is
+# a whole document or a binary pasted by mistake, and would only waste memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def iter_jsonl(
+    path: str | Path, problems: list[InputError] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded JSON) per non-blank line of a JSONL file.
+
+    A bad line (over MAX_LINE_BYTES, not UTF-8, not JSON) is an InputError naming the file,
+    line and what to do: raised, or, given ``problems``, appended there and skipped, so a
+    reader can report every problem at once. Lines end at "\n" only: a JSON string written
+    with ``ensure_ascii=False`` may hold U+2028 or a lone "\r", which ``splitlines`` would
+    cut at. A byte-order mark (from some editors) before the first line is dropped.
+    """
     path = Path(path)
     try:
-        fh = path.open(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, expected a .jsonl file") from None
     except OSError as exc:
         raise os_error(exc) from None
-    with fh:
-        lineno = 0
-        while True:
-            try:
-                raw = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise InputError(path, f"not UTF-8 text ({exc.reason})", line=lineno + 1) from None
-            except OSError as exc:
-                raise os_error(exc) from None
-            if not raw:
-                return
-            lineno += 1
-            if not raw.strip():
-                continue
-            try:
-                yield lineno, decode_json(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno
-                ) from None
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = _jsonl_value(path, lineno, raw)
+        except InputError as problem:
+            if problems is None:
+                raise
+            problems.append(problem)
+            continue
+        yield lineno, value
+
+
+def _jsonl_value(path: Path, lineno: int, raw: bytes) -> Any:
+    """One line of ``iter_jsonl`` decoded, or the InputError that says what is wrong."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise InputError(
+            path,
+            f"line is {len(raw) / 2**20:.0f} MB, over the "
+            f"{MAX_LINE_BYTES // 2**20} MB limit for one item",
+            line=lineno,
+            hint="one item per line: a prompt and its reference, not a whole document",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            path,
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+            line=lineno,
+            hint="save the file as UTF-8",
+        ) from None
+    if lineno == 1:
+        text = text.removeprefix("\ufeff")
+    try:
+        return decode_json(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            path,
+            f"invalid JSON: {exc.msg} (column {exc.colno})",
+            line=lineno,
+            hint="each line must be one JSON object",
+        ) from None
 
 
 def _record_lines(path: Path) -> tuple[list[bytes], bool]:

@@ -687,27 +687,24 @@ LOCK_FILE = ".lock"
 
 @contextmanager
 def directory_lock(directory: Path, progress: Progress) -> Iterator[None]:
-    """Hold an exclusive lock (flock on ``directory/.lock``) while writing ``directory``.
+    """Hold an exclusive lock (filelock on ``directory/.lock``) while writing ``directory``.
 
-    The kernel drops the lock when its process dies, even by SIGKILL, so a lock is never
-    left behind. Where flock does not exist (Windows), nothing is locked.
+    The lock is the OS's (flock, or msvcrt on Windows): it is dropped when its process
+    dies, even by SIGKILL, so a lock is never left behind.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
+    import filelock
+
     directory.mkdir(parents=True, exist_ok=True)
-    with (directory / LOCK_FILE).open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress.log(f"{directory}: another collapse-eval process is writing here; waiting")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    lock = filelock.FileLock(directory / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        progress.log(f"{directory}: another collapse-eval process is writing here; waiting")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def without_url_credentials(value: Any) -> Any:

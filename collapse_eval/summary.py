@@ -49,16 +49,6 @@ _NUMBERS = ("delta",)  # judged by gate: must be numbers
 _NULLABLE_NUMBERS = ("ci_low", "ci_high", "p_value", "p_adjusted")
 
 
-def summary_from_json(
-    obj: Any,
-    *,
-    path: str | Path = SUMMARY_FILE,
-    migrations: Mapping[int, Migration] = SUMMARY_MIGRATIONS,
-) -> Summary:
-    """A decoded summary.json at the current version, checked (``Summary.from_json``)."""
-    return Summary.from_json(obj, path, migrations=migrations)
-
-
 def _checked(obj: Any, path: str | Path, migrations: Mapping[int, Migration]) -> dict[str, Any]:
     """``obj`` migrated to the current version, with the keys and types readers rely on."""
     if not isinstance(obj, dict):

@@ -39,7 +39,8 @@ from typing import Literal, NamedTuple
 
 from collapse_eval.errors import ConfigError
 from collapse_eval.policy import Policy
-from collapse_eval.report.fmt import (
+from collapse_eval.spelling import (
+    STATUSES,
     ci_label,
     ci_points,
     margin_points,
@@ -49,7 +50,6 @@ from collapse_eval.report.fmt import (
 )
 from collapse_eval.summary import Comparison, DomainGain, Summary
 
-STATUSES = ("improved", "regressed", "non_inferior", "inconclusive", "equivalent")
 FORMAT_METRIC = "format_ok"
 
 

@@ -20,26 +20,48 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from multiprocessing.context import BaseContext
+from typing import Any, cast
 
 
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class _RecordingContext:
+    """A multiprocessing context that keeps every Process it makes: the pool's workers,
+    known from the moment they are made (before they start), through public interfaces
+    only (``mp_context`` takes any context; Python 3.14's ``terminate_workers`` is newer
+    than the Pythons supported here)."""
+
+    def __init__(self, base: Any) -> None:
+        self._base = base
+        self.processes: list[Any] = []
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (the context's name)
+        process = self._base.Process(*args, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
 @contextmanager
 def process_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A spawn-context pool of ``workers`` processes, terminated (not awaited) when the
     ``with`` block raises; on a normal exit it shuts down as usual."""
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    context = _RecordingContext(multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=cast(BaseContext, context),  # duck-typed: delegates the rest
+        initializer=_ignore_sigint,
+    )
     try:
         yield pool
     except BaseException:
-        # ProcessPoolExecutor has no public way to stop running jobs; its process table
-        # (``_processes``, pid -> Process) has been there since Python 3.2.
-        table = dict(getattr(pool, "_processes", None) or {})
-        for process in table.values():
+        # ProcessPoolExecutor stops no running job of its own: its workers are stopped here.
+        for process in list(context.processes):
             if process.is_alive():
                 process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -13,6 +13,7 @@ import pytest
 from collapse_eval.cli import main
 from collapse_eval.domain.dataset import load_domain_set, load_training_set
 from collapse_eval.domain.scorers import mixed_tokens
+from collapse_eval.quality import lsh
 from collapse_eval.quality.contamination import (
     CONTAMINATION_SCHEMA_VERSION,
     LSH_MISS,
@@ -21,7 +22,6 @@ from collapse_eval.quality.contamination import (
     detect_contexts,
     find_contamination,
     jaccard,
-    lsh_params,
     near_identical_groups,
 )
 
@@ -218,7 +218,7 @@ def test_near_identical_texts_chain_into_one_group_with_its_links() -> None:
 
 @pytest.mark.parametrize("threshold", [0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
 def test_lsh_bands_miss_a_pair_at_the_threshold_rarely(threshold: float) -> None:
-    bands, rows = lsh_params(threshold)
+    bands, rows = lsh.bands(threshold, miss=LSH_MISS)
     assert bands * rows <= NUM_PERM
     assert (1 - threshold**rows) ** bands <= LSH_MISS
     if rows < 8:  # the next longer band would miss more often

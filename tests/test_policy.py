@@ -26,9 +26,9 @@ def test_defaults_and_full_file(tmp_path: Path) -> None:
     assert pol.general.fail_on == ("regressed", "inconclusive")
     assert pol.domain.fail_on == ("regressed",) and not pol.domain.require_gain
     # Margin precedence: policy margins[task] > benchmarks.yaml margin > policy margin.
-    assert pol.general_margin("gsm8k", 0.01) == 0.05
-    assert pol.general_margin("arc_easy", 0.01) == 0.01
-    assert pol.general_margin("arc_easy", None) == 0.03
+    assert pol.general_margin_source("gsm8k", 0.01).value == 0.05
+    assert pol.general_margin_source("arc_easy", 0.01).value == 0.01
+    assert pol.general_margin_source("arc_easy", None).value == 0.03
     assert pol.to_json()["general"]["margins"] == {"gsm8k": 0.05}
 
 

@@ -14,7 +14,7 @@ from collapse_eval import __version__
 from collapse_eval.cli import cli
 from collapse_eval.errors import InputError
 from collapse_eval.records import load_run, manifest_from_json, record_from_json
-from collapse_eval.summary import SUMMARY_SCHEMA_VERSION, load_summary, summary_from_json
+from collapse_eval.summary import SUMMARY_SCHEMA_VERSION, Summary, load_summary
 from collapse_eval.versioning import upgrade
 from tests.conftest import synthetic_rows, write_run
 
@@ -85,11 +85,11 @@ def test_missing_key_and_non_number(summary_path: Path) -> None:
     data = json.loads(summary_path.read_text())
     del data["verdict"]
     with pytest.raises(InputError, match="field 'verdict': missing required field"):
-        summary_from_json(data)
+        Summary.from_json(data)
     data = json.loads(summary_path.read_text())
     data["comparisons"][1]["delta"] = "-0.1"
     with pytest.raises(InputError, match=r"field 'comparisons\[1\].delta': must be a number"):
-        summary_from_json(data)
+        Summary.from_json(data)
 
 
 def test_older_summary_is_migrated_step_by_step(summary_path: Path) -> None:
@@ -106,13 +106,13 @@ def test_older_summary_is_migrated_step_by_step(summary_path: Path) -> None:
             "comparisons": s["results"],
         },
     }
-    migrated = summary_from_json(older, migrations=steps).to_json()
+    migrated = Summary.from_json(older, migrations=steps).to_json()
     assert migrated["schema_version"] == SUMMARY_SCHEMA_VERSION
     assert migrated["comparisons"] == current["comparisons"] and migrated["unpaired"] == []
     assert "results" not in migrated and older["schema_version"] == SUMMARY_SCHEMA_VERSION - 2
     oldest = SUMMARY_SCHEMA_VERSION - 2
     with pytest.raises(InputError, match=f"it reads {oldest} to {SUMMARY_SCHEMA_VERSION}"):
-        summary_from_json({**older, "schema_version": oldest - 1}, migrations=steps)
+        Summary.from_json({**older, "schema_version": oldest - 1}, migrations=steps)
 
 
 def test_upgrade_without_version_uses_the_default() -> None:

@@ -29,7 +29,7 @@ from collapse_eval.quality.contamination import (
     Link,
     near_identical_groups,
 )
-from collapse_eval.records import decode_json
+from collapse_eval.records import iter_jsonl
 
 __all__ = [
     "Dialogue",
@@ -72,14 +72,7 @@ def load_dialogues(path: Path) -> list[Dialogue]:
     problems: list[InputError] = []
     dialogues: list[Dialogue] = []
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = decode_json(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            problems.append(InputError(path, f"not a JSON line ({exc})", line=lineno))
-            continue
+    for lineno, obj in iter_jsonl(path, problems):
         if not isinstance(obj, dict):
             problems.append(InputError(path, "expected an object {id, text}", line=lineno))
             continue

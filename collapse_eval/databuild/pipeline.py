@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from collapse_eval.cache import CachedEngine, RequestCache
+from collapse_eval.cache import RequestCache
+from collapse_eval.cost import CountedEngine, StageCost, Timer, count_and_cache
 from collapse_eval.databuild import construct as construct_mod
 from collapse_eval.databuild import evolve as evolve_mod
 from collapse_eval.databuild import label as label_mod
@@ -49,9 +50,13 @@ from collapse_eval.errors import CollapseEvalError, InputError, did_you_mean
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality import contamination
 from collapse_eval.quality import pipeline as quality_pipeline
-from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 from collapse_eval.quality.pipeline import HARD_FLAGS, assess
-from collapse_eval.records import atomic_write_json, atomic_write_text, canonical_json, decode_json
+from collapse_eval.records import (
+    atomic_write_json,
+    atomic_write_text,
+    canonical_json,
+    iter_jsonl,
+)
 
 __all__ = [
     "BUILD_SCHEMA_VERSION",
@@ -172,8 +177,7 @@ def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [row for _, row in iter_jsonl(path)]
 
 
 class _State:
@@ -220,24 +224,21 @@ class _Engines:
     def __init__(self, factory: EngineFactory, cache: RequestCache | None) -> None:
         self.factory = factory
         self.cache = cache
-        self.built: dict[str, tuple[Engine, CountingEngine, CachedEngine | None]] = {}
+        self.built: dict[str, CountedEngine] = {}
 
     def get(self, model: str, cost: StageCost) -> Engine:
         if model not in self.built:
-            engine = self.factory(model)
-            counting = CountingEngine(engine, cost)
-            cached = CachedEngine(counting, self.cache) if self.cache is not None else None
-            self.built[model] = (engine, counting, cached)
-        _, counting, cached = self.built[model]
-        counting.cost = cost
-        return cached if cached is not None else counting
+            self.built[model] = count_and_cache(self.factory(model), self.cache, cost)
+        wrapped = self.built[model]
+        wrapped.counting.cost = cost
+        return wrapped.outer
 
     def hits(self) -> int:
-        return sum(c.stats.hits for _, _, c in self.built.values() if c is not None)
+        return sum(wrapped.hits for wrapped in self.built.values())
 
     def close(self) -> None:
-        for engine, _, _ in self.built.values():
-            engine.close()
+        for wrapped in self.built.values():
+            wrapped.engine.close()
 
 
 # ------------------------------------------------------------------ review
@@ -250,13 +251,7 @@ def _review_lines(
     that is not such an object is exit 2 naming the line and the field."""
     if not path.exists():
         return
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = decode_json(raw)
-        except ValueError:
-            raise InputError(path, "not a JSON line", line=lineno) from None
+    for lineno, obj in iter_jsonl(path):
         if not isinstance(obj, dict):
             shape = ", ".join(f'"{f}": ...' for f in ["id", *sorted(fields)])
             raise InputError(path, f"expected {{{shape}}}", line=lineno)

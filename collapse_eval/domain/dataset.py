@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +18,7 @@ from typing import Any, Literal
 from collapse_eval.domain.scorers import check_reference, output_formats
 from collapse_eval.engines.base import Message
 from collapse_eval.errors import InputError, InputErrors, did_you_mean
-from collapse_eval.records import canonical_json, decode_json, sha256_text
+from collapse_eval.records import canonical_json, decode_json, iter_jsonl, sha256_text
 
 __all__ = [
     "DomainItem",
@@ -40,9 +40,6 @@ _REQUIRED_HINTS = {
     "output_format": 'add "output_format": how the answer is scored, e.g. "label"',
     "reference": 'add "reference": the correct answer the prediction is scored against',
 }
-# One item is a prompt and a reference; a line this long is a whole document or a binary
-# pasted by mistake, and would only waste memory and the model's context.
-MAX_LINE_BYTES = 16 * 1024 * 1024
 _DOMAIN_FIELDS = {
     "id",
     "task_type",
@@ -122,55 +119,6 @@ def item_doc_hash(item: DomainItem) -> str:
 
 
 # ------------------------------------------------------------------ reading lines
-
-
-def _read_lines(path: Path, problems: list[InputError]) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded JSON) per non-blank line; bad lines become problems."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a directory, expected a .jsonl file") from None
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        if len(raw) > MAX_LINE_BYTES:
-            problems.append(
-                InputError(
-                    path,
-                    f"line is {len(raw) / 2**20:.0f} MB, over the "
-                    f"{MAX_LINE_BYTES // 2**20} MB limit for one item",
-                    line=lineno,
-                    hint="one item per line: a prompt and its reference, not a whole document",
-                )
-            )
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(
-                InputError(
-                    path,
-                    f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                    line=lineno,
-                    hint="save the file as UTF-8",
-                )
-            )
-            continue
-        if lineno == 1:
-            text = text.removeprefix("\ufeff")  # a byte-order mark from some editors
-        try:
-            yield lineno, decode_json(text)
-        except json.JSONDecodeError as exc:
-            problems.append(
-                InputError(
-                    path,
-                    f"invalid JSON: {exc.msg} (column {exc.colno})",
-                    line=lineno,
-                    hint="each line must be one JSON object",
-                )
-            )
 
 
 class _LineChecker:
@@ -396,7 +344,7 @@ def _load(
     problems: list[InputError] = []
     items: list[Any] = []
     seen: dict[str, int] = {}
-    for lineno, obj in _read_lines(path, problems):
+    for lineno, obj in iter_jsonl(path, problems):
         item = parse(obj, _LineChecker(path, lineno, problems), seen)
         if item is not None:
             items.append(item)

@@ -188,38 +188,61 @@ class OpenAIEngine(EngineDefaults):
 
     def _post(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST JSON with retries on 429/5xx/connection errors; EngineError when it gives up."""
-        url = f"{self._base_url}/{path}"
+        # Imported here: the base install (no `run` extra) imports this module for its
+        # ENGINE_ARGS schema alone.
+        import tenacity
+
         data = json.dumps(body).encode("utf-8")
-        problem = ""
-        for attempt in range(self._max_retries + 1):
-            with self._count_lock:
-                self.requests_sent += 1
-            delay = min(self._max_backoff_s, self._backoff_s * (2**attempt))
-            request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
-                    answer: dict[str, Any] = json.loads(response.read().decode("utf-8"))
-                    return answer
-            except urllib.error.HTTPError as exc:
-                problem = f"HTTP {exc.code}: {_server_message(exc)}"
-                if exc.code not in RETRY_STATUSES:
-                    raise EngineError(
-                        f"{self._public_url}/{path} rejected the request ({problem})"
-                    ) from exc
-                retry_after = _retry_after_seconds(exc.headers.get("Retry-After"))
-                if retry_after is not None:
-                    delay = min(self._max_backoff_s, retry_after)
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
-                problem = f"{type(reason).__name__}: {reason}"
-            except json.JSONDecodeError as exc:
-                problem = f"the answer is not JSON ({exc})"
-            if attempt < self._max_retries:
-                self._sleep(delay)
-        raise EngineError(
-            f"{self._public_url}/{path} failed after {self._max_retries + 1} attempts "
-            f"(last: {problem}). Is the server running and serving '{self._served}'?"
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._max_retries + 1),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            reraise=True,
         )
+        try:
+            answer: dict[str, Any] = retrying(self._attempt, path, data)
+        except _Retryable as last:
+            raise EngineError(
+                f"{self._public_url}/{path} failed after {self._max_retries + 1} attempts "
+                f"(last: {last}). Is the server running and serving '{self._served}'?"
+            ) from last
+        return answer
+
+    def _attempt(self, path: str, data: bytes) -> dict[str, Any]:
+        """One POST: the answer, EngineError for a client error, _Retryable otherwise."""
+        with self._count_lock:
+            self.requests_sent += 1
+        url = f"{self._base_url}/{path}"
+        request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                answer: dict[str, Any] = json.loads(response.read().decode("utf-8"))
+                return answer
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}: {_server_message(exc)}"
+            if exc.code not in RETRY_STATUSES:
+                raise EngineError(
+                    f"{self._public_url}/{path} rejected the request ({problem})"
+                ) from exc
+            retry_after = _retry_after_seconds(exc.headers.get("Retry-After"))
+            raise _Retryable(problem, retry_after) from exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise _Retryable(f"{type(reason).__name__}: {reason}") from exc
+        except json.JSONDecodeError as exc:
+            raise _Retryable(f"the answer is not JSON ({exc})") from exc
+
+    def _wait(self, state: Any) -> float:
+        """Seconds before the next attempt: the server's Retry-After, else exponential
+        backoff (``backoff_s`` doubling per attempt); never over ``max_backoff_s``."""
+        import tenacity
+
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, _Retryable) and failure.retry_after is not None:
+            return min(self._max_backoff_s, failure.retry_after)
+        backoff = tenacity.wait_exponential(multiplier=self._backoff_s, max=self._max_backoff_s)
+        return float(backoff(state))
 
     def _server_is_vllm(self) -> bool:
         """Whether the server is vLLM (its /models lists owned_by "vllm"); asked once."""
@@ -396,6 +419,14 @@ def _server_message(exc: urllib.error.HTTPError) -> str:
     if isinstance(error, dict):
         return str(error.get("message") or error)[:500]
     return str(error)[:500]
+
+
+class _Retryable(Exception):
+    """A failed attempt worth another: what went wrong, and the server's Retry-After."""
+
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
+        super().__init__(problem)
+        self.retry_after = retry_after
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

@@ -36,7 +36,6 @@ __all__ = [
     "notice_once",
     "parse_engine_arg_strings",
     "resolve_engine_kind",
-    "typed_engine_args",
     "typed_value",
 ]
 
@@ -84,14 +83,6 @@ def _split_comma_form(item: str) -> list[str]:
             return [*pieces, rest]
         pieces.append(f"{key}={value[: match.start()]}")
         rest = value[match.start() + 1 :]
-
-
-def typed_engine_args(engine_args: Mapping[str, Any]) -> dict[str, Any]:
-    """Type every string value with :func:`typed_value`; non-strings are kept as given."""
-    return {
-        key.replace("-", "_"): typed_value(value) if isinstance(value, str) else value
-        for key, value in engine_args.items()
-    }
 
 
 def vllm_available() -> bool:

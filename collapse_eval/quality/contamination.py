@@ -36,7 +36,6 @@ __all__ = [
     "Shingler",
     "jaccard",
     "detect_contexts",
-    "lsh_params",
     "similar_pairs",
     "summary_lines",
     "CONTAMINATION_FILE",
@@ -76,12 +75,6 @@ Matched = Literal["context", "prompt"]
 
 def _shingle_sets(texts: Sequence[str], shingler: Shingler) -> list[set[int]]:
     return [shingler(mixed_tokens(t)) for t in texts]
-
-
-def lsh_params(threshold: float) -> tuple[int, int]:
-    """(bands, rows) of the LSH index: the most rows per band that still miss a pair
-    exactly at ``threshold`` with probability <= LSH_MISS (see ``lsh.bands``)."""
-    return lsh.bands(threshold, miss=LSH_MISS)
 
 
 def similar_pairs(

@@ -41,7 +41,6 @@ __all__ = [
 # Shortest shared text (tokens: words, CJK characters) that counts as a context.
 CONTEXT_MIN_TOKENS = 20
 CONTEXT_METADATA_KEYS = ("dialogue_id", "cluster", "context_id")
-DETECTED_SOURCES = ("common_prefix", "common_suffix", "shared_block")
 
 _PARAGRAPH_RE = re.compile(r"\n[ \t]*\n")
 # A letter or digit (not "_", which tokenisation strips as punctuation).

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collapse_eval.cache import CachedEngine, CacheStats, RequestCache
+from collapse_eval.cache import RequestCache
+from collapse_eval.cost import StageCost, Timer, count_and_cache
 from collapse_eval.domain.dataset import TrainingItem, load_training_set
 from collapse_eval.engines.base import Engine
 from collapse_eval.quality import dataset_level, judge, model_based, rules
-from collapse_eval.quality.cost import CountingEngine, StageCost, Timer
 
 __all__ = [
     "QUALITY_SCHEMA_VERSION",
@@ -106,17 +106,6 @@ def weighted_mean(values: Mapping[str, float]) -> float:
     return sum(WEIGHTS[k] * v for k, v in values.items() if k in WEIGHTS) / total
 
 
-def _wrap(
-    engine: Engine, cache: RequestCache | None, cost: StageCost
-) -> tuple[Engine, CountingEngine, CacheStats | None]:
-    """The engine to call (cache in front of a counter in front of ``engine``)."""
-    counting = CountingEngine(engine, cost)
-    if cache is None:
-        return counting, counting, None
-    cached = CachedEngine(counting, cache)
-    return cached, counting, cached.stats
-
-
 # ------------------------------------------------------------------ stages
 
 
@@ -141,12 +130,11 @@ def _model_stage(
 ) -> None:
     todo = [s for s in samples if not s.hard]
     with Timer(cost):
-        wrapped, counting, stats = _wrap(engine, cache, cost)
+        wrapped = count_and_cache(engine, cache, cost)
         items = [s.item for s in todo]
-        scores = model_based.score_with_model(items, wrapped, counting.count_tokens)
+        scores = model_based.score_with_model(items, wrapped.outer, wrapped.counting.count_tokens)
         flags = model_based.model_flags(items, scores)
-    if stats is not None:
-        cost.cached += stats.hits
+    cost.cached += wrapped.hits
     for sample, score, extra in zip(todo, scores, flags, strict=True):
         sample.stage = "model"
         sample.detail.update(
@@ -177,10 +165,9 @@ def _judge_stage(
         picked = sorted(random.Random(seed).sample(range(len(todo)), sample_size))
         todo = [todo[i] for i in picked]
     with Timer(cost):
-        wrapped, _, stats = _wrap(engine, cache, cost)
-        verdicts = judge.run_judge([s.item for s in todo], wrapped)
-    if stats is not None:
-        cost.cached += stats.hits
+        wrapped = count_and_cache(engine, cache, cost)
+        verdicts = judge.run_judge([s.item for s in todo], wrapped.outer)
+    cost.cached += wrapped.hits
     for sample, verdict in zip(todo, verdicts, strict=True):
         sample.stage = "judge"
         if verdict.scores is None:

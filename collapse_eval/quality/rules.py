@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from collapse_eval.domain.dataset import TrainingItem
 from collapse_eval.domain.scorers import (
     extract_json_object,
@@ -320,17 +322,25 @@ def script_mismatch(item: TrainingItem, prompt: str, text: str) -> bool:
 
 def robust_z(values: Sequence[float]) -> list[float]:
     """0.6745 (x - median) / MAD; with MAD 0, the mean absolute deviation x 1.2533 instead
-    (all zeros when both are 0)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
-    deviations = sorted(abs(v - median) for v in values)
-    mad = (deviations[(n - 1) // 2] + deviations[n // 2]) / 2
+    (all zeros when both are 0).
+
+    scipy computes the MAD. The constant stays Iglewicz and Hoaglin's rounded 0.6745 rather
+    than ``scale="normal"`` (0.674490): the exact one would move ``length_z`` in
+    quality.json's fourth decimal and could move a sample across the flag threshold.
+    """
+    # Imported here: scipy.stats costs 0.6 s, and only groups big enough get here.
+    from scipy.stats import median_abs_deviation
+
+    x = np.asarray(values, dtype=float)
+    median = float(np.median(x))
+    mad = float(median_abs_deviation(x))
     if mad > 0:
-        return [0.6745 * (v - median) / mad for v in values]
-    mean_ad = sum(deviations) / n
+        z: list[float] = (0.6745 * (x - median) / mad).tolist()
+        return z
+    # Summed over the sorted deviations, as before scipy, so z keeps its last digit.
+    mean_ad = sum(sorted(abs(v - median) for v in values)) / len(values)
     if mean_ad == 0:
-        return [0.0] * n
+        return [0.0] * len(values)
     return [(v - median) / (1.253314 * mean_ad) for v in values]
 
 

@@ -1,25 +1,32 @@
-"""One spelling and one unit for every report: HTML, Markdown, JUnit, plots, the terminal
-and the verdict's reasons (``verdict.py`` writes them with these functions).
+"""One spelling and one unit for every report: HTML, Markdown, JUnit, plots and the
+terminal.
 
-Scores and deltas are shown in points (0..100, i.e. the 0..1 score scale times 100), the
-unit the verdict's reasons use; statuses keep their summary.json spelling. A p-value has
-two spellings: ``p_value`` for a table cell (three significant digits) and ``p_phrase``
-for a sentence ("p = 0.004", "p < 0.001"). Standard library only, so that the verdict can
-use it without importing any report code.
+The statuses and the number spellings the verdict's reasons share live one level down,
+in ``collapse_eval/spelling.py`` (re-exported here, so report code has one place to import
+from). Scores and deltas are shown in points (0..100, i.e. the 0..1 score scale times
+100); statuses keep their summary.json spelling. A p-value has two spellings: ``p_value``
+for a table cell (three significant digits) and ``p_phrase`` for a sentence
+("p = 0.004", "p < 0.001").
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
+
+from collapse_eval.spelling import STATUSES as STATUSES
+from collapse_eval.spelling import ci_label as ci_label
+from collapse_eval.spelling import ci_points as ci_points
+from collapse_eval.spelling import is_number as is_number
+from collapse_eval.spelling import margin_points as margin_points
+from collapse_eval.spelling import p_phrase as p_phrase
+from collapse_eval.spelling import points as points
+from collapse_eval.spelling import signed_points as signed_points
 
 if TYPE_CHECKING:
     from collapse_eval.summary import Comparison, Summary
-
-STATUSES = ("improved", "non_inferior", "equivalent", "inconclusive", "regressed")
 
 # Okabe-Ito, distinguishable with the common colour-vision deficiencies.
 STATUS_COLOURS = {
@@ -46,15 +53,10 @@ def status_meanings(alpha: float) -> dict[str, str]:
     }
 
 
-UNIT = "points"
 UNIT_NOTE = "scores, deltas, CIs and margins in points (score scale 0..1 times 100)"
 
 # XML 1.0 allows tab, newline, carriage return and U+0020..U+D7FF, U+E000..U+FFFD, ...
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def is_number(x: Any) -> TypeGuard[float]:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def alpha_of(summary: Summary) -> float:
@@ -62,12 +64,6 @@ def alpha_of(summary: Summary) -> float:
     if not is_number(alpha):
         alpha = summary.policy.get("alpha") if isinstance(summary.policy, dict) else None
     return float(alpha) if is_number(alpha) and 0 < float(alpha) < 1 else 0.05
-
-
-def ci_label(alpha: float) -> str:
-    """'95% CI' for alpha 0.05, '90% CI' for 0.1, '99.5% CI' for 0.005."""
-    level = round((1 - alpha) * 100, 6)
-    return f"{level:g}% CI"
 
 
 def interval_note(rows: Sequence[Comparison], alpha: float) -> str:
@@ -126,25 +122,6 @@ def interval_cell(interval: Interval, header: str) -> str:
     return f"{text}, {interval.label}"
 
 
-def points(x: Any) -> str:
-    """A score on the 0..1 scale as points: 0.613 -> '61.3'."""
-    return f"{x * 100:.1f}" if is_number(x) else "n/a"
-
-
-def signed_points(x: Any) -> str:
-    return f"{x * 100:+.1f}" if is_number(x) else "n/a"
-
-
-def margin_points(x: Any) -> str:
-    return f"{x * 100:g}" if is_number(x) else "n/a"
-
-
-def ci_points(low: Any, high: Any) -> str:
-    if not (is_number(low) and is_number(high)):
-        return "n/a"
-    return f"{signed_points(low)} to {signed_points(high)}"
-
-
 def row_margin(row: Comparison) -> str:
     """A row's margin: '2', or '±2' on an equivalence row (judged against both margins)."""
     text = margin_points(row.margin)
@@ -160,15 +137,6 @@ def p_value(x: Any) -> str:
     if x < 1e-300:
         return "< 1e-300"
     return f"{x:.3g}"
-
-
-def p_phrase(x: Any) -> str:
-    """A p-value in a sentence, after "p": '< 0.001', '= 0.004' (below 0.01), '= 0.70'."""
-    if x is None:
-        return "n/a"
-    if x < 0.001:
-        return "< 0.001"
-    return f"= {x:.3f}" if x < 0.01 else f"= {x:.2f}"
 
 
 def short_model(model: Any) -> str:

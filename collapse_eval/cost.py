@@ -1,8 +1,10 @@
-"""Counting what reaches an engine: calls, tokens and seconds per stage.
+"""Counting what reaches an engine: calls, tokens and seconds per stage (the quality
+cascade's and the data build's).
 
-``CountingEngine`` sits between the request cache and the real engine, so it only sees
-the requests the cache could not answer: a re-run answered from the cache counts zero
-calls and zero tokens.
+``count_and_cache`` wraps an engine as cache -> counter -> engine: ``CountingEngine``
+sits between the request cache and the real engine, so it only sees the requests the
+cache could not answer, and a re-run answered from the cache counts zero calls and zero
+tokens. Below both ``quality/`` and ``databuild/``, which share it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from collapse_eval.cache import CachedEngine, RequestCache
 from collapse_eval.domain.scorers import mixed_tokens
 from collapse_eval.engines.base import Engine, EngineWrapper, GenRequest
 
-__all__ = ["StageCost", "CountingEngine", "token_counter"]
+__all__ = ["StageCost", "CountingEngine", "CountedEngine", "count_and_cache", "token_counter"]
 
 TokenCounter = Callable[[str], int]
 
@@ -57,7 +60,7 @@ class CountingEngine(EngineWrapper):
     def __init__(self, inner: Engine, cost: StageCost) -> None:
         super().__init__(inner)
         self.cost = cost
-        self.count_tokens, self.token_unit = token_counter(inner)
+        self.count_tokens, _unit = token_counter(inner)
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         self.cost.calls += len(requests)
@@ -76,6 +79,32 @@ class CountingEngine(EngineWrapper):
             prompt = req.prompt if req.prompt is not None else self.render_chat(req.messages or ())
             self.cost.tokens += self.count_tokens(prompt) + self.count_tokens(out)
         return outputs
+
+
+@dataclass(frozen=True, slots=True)
+class CountedEngine:
+    """``engine`` behind a counter, and the request cache in front of it when there is one."""
+
+    engine: Engine  # the wrapped engine (its owner closes it)
+    counting: CountingEngine
+    cached: CachedEngine | None
+
+    @property
+    def outer(self) -> Engine:
+        """What to call: the cache, else the counter."""
+        return self.cached if self.cached is not None else self.counting
+
+    @property
+    def hits(self) -> int:
+        """Requests the cache answered so far (0 without a cache)."""
+        return self.cached.stats.hits if self.cached is not None else 0
+
+
+def count_and_cache(engine: Engine, cache: RequestCache | None, cost: StageCost) -> CountedEngine:
+    """``engine`` wrapped as cache -> counter -> engine, counting into ``cost``."""
+    counting = CountingEngine(engine, cost)
+    cached = CachedEngine(counting, cache) if cache is not None else None
+    return CountedEngine(engine, counting, cached)
 
 
 class Timer:
