@@ -109,8 +109,7 @@ def _quality_value(
 ) -> tuple[float, str | None, dict[str, float] | None]:
     """A quality cell: a number as is, or a quality.json (or its directory) -> the score,
     the file read and all its numeric dimensions."""
-    from collapse_eval.quality import load_quality
-    from collapse_eval.quality.report import QUALITY_FILE
+    from collapse_eval.quality.report import QUALITY_FILE, read_quality_scores
 
     try:
         return float(value), None, None
@@ -127,14 +126,14 @@ def _quality_value(
             line=line,
             field="quality",
         )
-    quality = load_quality(source)
+    quality = read_quality_scores(source)
     file = source if source.is_file() else source / QUALITY_FILE
     if dimension is None:
-        score = quality["overall"]
-    elif dimension in quality["dimensions"]:
-        score = quality["dimensions"][dimension]
+        score = quality.overall
+    elif dimension in quality.dimensions:
+        score = quality.dimensions[dimension]
     else:
-        present = sorted(quality["dimensions"])
+        present = sorted(quality.dimensions)
         raise InputError(
             file,
             f"no quality dimension '{dimension}'.{did_you_mean(dimension, present)} "
@@ -142,14 +141,7 @@ def _quality_value(
             field="dimensions",
             hint="pick one with --dimension, or leave it out for the overall score",
         )
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise InputError(file, f"must be a number, got {score!r}", field=dimension or "overall")
-    dimensions = {
-        name: float(v)
-        for name, v in quality["dimensions"].items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    return float(score), str(file), dimensions
+    return float(score), str(file), dict(quality.dimensions)
 
 
 def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPerformance]:

@@ -640,7 +640,7 @@ def _quality(b: _Build) -> dict[str, Any]:
         write_jsonl(b.path("train"), kept)
         write_jsonl(b.path("rejected"), rejected)
         atomic_write_json(b.path("quality"), result.quality)
-        return {"overall": result.quality["overall"], "flags": result.quality["flags"]}
+        return {"overall": result.report.overall, "flags": dict(result.report.flags)}
 
     return b.stage("quality", inputs, ["train", "rejected", "quality"], compute)
 

@@ -23,6 +23,7 @@ __all__ = ["input_error", "to_plain"]
 # errors name as "field 'a.b[0]'".
 _AT = re.compile(r" - at `\$\.?(?P<field>[^`]*)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 
 
 def input_error(
@@ -35,10 +36,11 @@ def input_error(
     if match:
         message = message[: match.start()]
         field = match.group("field") or None
-    unknown = _UNKNOWN.match(message)
-    if unknown:  # msgspec names the object; the field is the unknown key in it
-        field = ".".join(filter(None, (field, unknown.group("name"))))
-        message = "unknown field"
+    for pattern, wording in ((_UNKNOWN, "unknown field"), (_MISSING, "missing required field")):
+        named = pattern.match(message)
+        if named:  # msgspec names the object; the field is the key in it
+            field = ".".join(filter(None, (field, named.group("name"))))
+            message = wording
     if isinstance(exc, msgspec.ValidationError):
         return InputError(path, message, line=line, field=field)
     return InputError(path, f"invalid JSON: {message}", line=line, field=field)
