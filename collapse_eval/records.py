@@ -439,23 +439,8 @@ def decode_record_line(raw: bytes, *, path: Path, line: int) -> RecordLine | Non
 
 
 def item_record(line: RecordLine) -> ItemRecord:
-    return ItemRecord(
-        suite=line.suite,
-        task=line.task,
-        item_id=line.item_id,
-        metric=line.metric,
-        score=float(line.score),
-        task_type=line.task_type,
-        output_format=line.output_format,
-        format_ok=line.format_ok,
-        prediction=line.prediction,
-        reference=line.reference,
-        prompt_hash=line.prompt_hash,
-        doc_hash=line.doc_hash,
-        cluster=line.cluster,
-        metadata=line.metadata,
-        schema_version=line.schema_version,
-    )
+    # The two have the same fields; a line the reference check took may hold an int score.
+    return ItemRecord(**{**msgspec.structs.asdict(line), "score": float(line.score)})
 
 
 def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[ItemRecord]:

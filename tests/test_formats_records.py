@@ -133,3 +133,11 @@ def test_a_line_nested_too_deeply_is_invalid_json_for_compare_too(tmp_path: Path
             2,
             "invalid JSON: nested too deeply (over ~1000 levels)",
         )
+
+
+def test_the_record_model_and_item_record_have_the_same_fields() -> None:
+    import dataclasses
+
+    from collapse_eval.records import ItemRecord
+
+    assert set(RecordLine.__struct_fields__) == {f.name for f in dataclasses.fields(ItemRecord)}
