@@ -91,3 +91,21 @@ def test_contamination_json_validates_and_keeps_its_key_order() -> None:
     assert found["by_task_type"] == {"qa": {"n_test": 1, "contaminated": 1, "context": 0,
                                             "prompt": 1}}  # fmt: skip
     assert found["pairs"][0]["matched"] == "prompt" and found["pairs"][0]["similarity"] == 1.0
+
+
+def test_correlation_json_validates_with_its_dimension_rows(tmp_path: Path) -> None:
+    from collapse_eval.correlate import correlate_table
+    from tests.test_correlate_dimensions import _table
+
+    report = correlate_table(_table(tmp_path), n_boot=200)
+    jsonschema.validate(report, _schema("correlation"))
+    assert list(report) == [
+        "schema_version", "quality_dimension", "runs", "correlations", "by_dimension",
+    ]  # fmt: skip
+    row = report["by_dimension"][0]
+    assert list(row)[:3] == ["dimension", "performance", "method"]
+    assert "dimension" not in report["correlations"][0]
+    assert all(type(c["estimate"]) in (float, type(None)) for c in report["correlations"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**report, "correlations": [{**row, "method": "tau"}]},
+                            _schema("correlation"))  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from collapse_eval.formats.contamination import ContaminationReport
+from collapse_eval.formats.correlation import CorrelationReport
 from collapse_eval.formats.quality import QualityReport
 from collapse_eval.formats.record import RecordLine
 
@@ -40,6 +41,11 @@ GENERATED: dict[str, tuple[type[msgspec.Struct], str, str]] = {
         ContaminationReport,
         "https://collapse-eval.dev/schemas/contamination.schema.json",
         "collapse-eval contamination.json (schema_version 1)",
+    ),
+    "correlation": (
+        CorrelationReport,
+        "https://collapse-eval.dev/schemas/correlation.schema.json",
+        "collapse-eval correlation.json (schema_version 1)",
     ),
 }
 
