@@ -109,3 +109,22 @@ def test_correlation_json_validates_with_its_dimension_rows(tmp_path: Path) -> N
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**report, "correlations": [{**row, "method": "tau"}]},
                             _schema("correlation"))  # fmt: skip
+
+
+def test_build_json_validates_and_the_schema_refuses_unknown_blocks(tmp_path: Path) -> None:
+    from tests.test_databuild import run_build, write_spec
+
+    report = run_build(write_spec(tmp_path), tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "build.json").read_text(encoding="utf-8"))
+    assert written == report
+    schema = _schema("build")
+    jsonschema.validate(written, schema)
+    assert list(written)[:3] == ["schema_version", "spec", "generator"]
+    for broken in (
+        {**written, "extra": 1},
+        {**written, "counts": {**written["counts"], "test_bronze": 0}},
+        {**written, "split": {**written["split"], "merged": [{"dialogues": [], "side": "x",
+                                                               "links": []}]}},
+    ):  # fmt: skip
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from collapse_eval.formats.build import BuildReport
 from collapse_eval.formats.contamination import ContaminationReport
 from collapse_eval.formats.correlation import CorrelationReport
 from collapse_eval.formats.quality import QualityReport
@@ -41,6 +42,11 @@ GENERATED: dict[str, tuple[type[msgspec.Struct], str, str]] = {
         ContaminationReport,
         "https://collapse-eval.dev/schemas/contamination.schema.json",
         "collapse-eval contamination.json (schema_version 1)",
+    ),
+    "build": (
+        BuildReport,
+        "https://collapse-eval.dev/schemas/build.schema.json",
+        "collapse-eval build.json (schema_version 1)",
     ),
     "correlation": (
         CorrelationReport,
