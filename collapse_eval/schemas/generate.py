@@ -56,10 +56,24 @@ GENERATED: dict[str, tuple[type[msgspec.Struct], str, str]] = {
 }
 
 
+def _one_line(node: Any) -> Any:
+    """Descriptions (docstrings) on one line: msgspec versions indent them differently,
+    and the committed files must not depend on which one generated them."""
+    if isinstance(node, dict):
+        return {
+            k: " ".join(v.split()) if k == "description" and isinstance(v, str) else _one_line(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_one_line(v) for v in node]
+    return node
+
+
 def schema_of(model: type[msgspec.Struct], schema_id: str, title: str) -> dict[str, Any]:
     """The model's schema as one document: the model itself at the top, what it uses in
     ``$defs``."""
     (_,), defs = msgspec.json.schema_components([model], ref_template="#/$defs/{name}")
+    defs = _one_line(defs)
     root = dict(defs.pop(model.__name__))
     root.pop("title", None)
     out: dict[str, Any] = {"$schema": DRAFT, "$id": schema_id, "title": title, **root}
