@@ -15,6 +15,10 @@ prediction, a reference, a prompt hash and a document hash, as `collapse-eval ru
 
     python bench/compare_scale.py [--sizes 10000,100000,1000000] [--keep DIR]
 
+Before the compare, one run's records.jsonl is read alone (``read_record_columns``, the
+validating reader compare uses) in a fresh process, and its CPU seconds are printed: the
+reading speed, without the statistics and the report around it.
+
 Peak RSS is the largest process of the compare (the parent; run directories of more
 than 32 MB are parsed in a forked child in parallel, whose peak is lower).
 
@@ -131,6 +135,24 @@ def time_command(args: list[str]) -> tuple[float, float, float, int]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, code
 
 
+READ_ONLY = (
+    "import sys, time\n"
+    "from collapse_eval.columns import read_record_columns\n"
+    "start = time.process_time()\n"
+    "read_record_columns(sys.argv[1])\n"
+    "print(time.process_time() - start)\n"
+)
+
+
+def time_read(records: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of reading one records.jsonl in a fresh process."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", READ_ONLY, str(records)], check=True, capture_output=True, text=True
+    )
+    return time.perf_counter() - start, float(done.stdout)
+
+
 def time_compare(base: Path, tuned: Path, out: Path) -> tuple[float, float, float, int]:
     """`collapse-eval compare BASE TUNED --out OUT -q`, timed as ``time_command``."""
     return time_command(["compare", str(base), str(tuned), "--out", str(out), "-q"])
@@ -165,6 +187,8 @@ def main() -> None:
                 write_synthetic_run(base, n, seed=1, shift=0.0)
                 write_synthetic_run(tuned, n, seed=2, shift=-0.01)
             out = root / f"n{n}" / "out"
+            wall, cpu = time_read(base / "records.jsonl")
+            print(f"{n:>9,} records/run: read   {wall:7.1f} s wall  {cpu:7.1f} s CPU", flush=True)
             wall, cpu, rss, code = time_compare(base, tuned, out)
             results.append((n, wall, rss))
             print(

@@ -12,7 +12,6 @@ instead of several GB.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import warnings
@@ -26,14 +25,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors
+from collapse_eval.formats.record import RecordLine
 from collapse_eval.records import (
     RECORDS_FILE,
-    SCHEMA_VERSION,
-    SUITES,
     ItemRecord,
     Run,
     RunManifest,
-    check_record_json,
+    decode_record_line,
     read_run_manifest,
     torn_line_message,
 )
@@ -96,36 +94,10 @@ class RunColumns:
         return self.items.get(key) or _EMPTY
 
 
-_FIELDS = frozenset(f.name for f in dataclasses.fields(ItemRecord))
-
-
-def _plainly_valid(obj: Any) -> bool:
-    """A quick check that accepts only valid records (the common case); anything it
-    rejects goes through ``check_record_json``, which names the exact problem."""
-    if type(obj) is not dict or not obj.keys() <= _FIELDS:
-        return False
-    score, format_ok = obj.get("score"), obj.get("format_ok")
-    return (
-        obj.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION
-        and obj.get("suite") in SUITES
-        and _nonempty_str(obj.get("task"))
-        and _nonempty_str(obj.get("item_id"))
-        and _nonempty_str(obj.get("metric"))
-        and (type(score) is float or type(score) is int)
-        and score == score
-        and (format_ok is None or format_ok is True or format_ok is False)
-    )
-
-
-def _nonempty_str(value: Any) -> bool:
-    return type(value) is str and value != ""
-
-
-def _cluster_of(obj: Mapping[str, Any]) -> str | None:
-    cluster = obj.get("cluster")
-    if cluster is not None:
-        return str(cluster)
-    meta = obj.get("metadata")
+def _cluster_of(rec: RecordLine) -> str | None:
+    if rec.cluster is not None:
+        return str(rec.cluster)
+    meta = rec.metadata
     value = meta.get("cluster") if isinstance(meta, Mapping) else None
     return None if value is None else str(value)
 
@@ -214,8 +186,8 @@ class _Collector:
             return self._intern.setdefault(value, value)
         return value
 
-    def add(self, obj: Mapping[str, Any], line: int) -> None:
-        suite, task, metric = obj["suite"], obj["task"], obj["metric"]
+    def add(self, rec: RecordLine, line: int) -> None:
+        suite, task, metric = rec.suite, rec.task, rec.metric
         key = (suite, task, metric)
         builder = self.builders.get(key)
         if builder is None:
@@ -223,18 +195,18 @@ class _Collector:
             self.group_values[key] = set()
             self.order.setdefault((suite, task), None)
             self.metrics.setdefault(task, {})[metric] = None
-        meta = obj.get("metadata")
+        meta = rec.metadata
         self.group_values[key].add(meta.get("group") if isinstance(meta, Mapping) else None)
         if isinstance(meta, Mapping):
             builder.note_provenance(meta)
-        builder.ids.append(obj["item_id"])
-        builder.scores.append(float(obj["score"]))
-        builder.clusters.append(self._interned(_cluster_of(obj)))
-        builder.types.append(self._interned(obj.get("task_type")))
-        builder.formats.append(self._interned(obj.get("output_format")))
-        format_ok = obj.get("format_ok")
+        builder.ids.append(rec.item_id)
+        builder.scores.append(float(rec.score))
+        builder.clusters.append(self._interned(_cluster_of(rec)))
+        builder.types.append(self._interned(rec.task_type))
+        builder.formats.append(self._interned(rec.output_format))
+        format_ok = rec.format_ok
         builder.format_ok.append(FORMAT_UNKNOWN if format_ok is None else int(bool(format_ok)))
-        doc_hash = obj.get("doc_hash")
+        doc_hash = rec.doc_hash
         builder.hashed.append(doc_hash is not None)
         builder.hashes.append(_doc_hash_code(doc_hash))
         builder.lines.append(line)
@@ -289,20 +261,16 @@ def read_record_columns(path: str | Path, *, tolerate_torn_tail: bool = True) ->
         raise InputError(path, "file not found") from None
     collector = _Collector()
     problems: list[InputError] = []
-    loads, check, add = json.loads, check_record_json, collector.add
+    decode, add = decode_record_line, collector.add
     sha, torn = hashlib.sha256(), False
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             sha.update(raw)
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(InputError(path, f"not UTF-8 text ({exc.reason})", line=lineno))
+                rec = decode(raw, path=path, line=lineno)
+            except InputError as err:
+                problems.append(err)
                 continue
-            if not text.strip():
-                continue
-            try:
-                obj = loads(text)
             except json.JSONDecodeError as exc:
                 if tolerate_torn_tail and not raw.endswith(b"\n"):
                     # The last line of a run killed mid-write: skipped, and said.
@@ -313,13 +281,8 @@ def read_record_columns(path: str | Path, *, tolerate_torn_tail: bool = True) ->
                     break
                 problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=lineno))
                 continue
-            if not _plainly_valid(obj):
-                try:
-                    check(obj, path=path, line=lineno)
-                except InputError as err:
-                    problems.append(err)
-                    continue
-            add(obj, lineno)
+            if rec is not None:
+                add(rec, lineno)
     items = collector.columns()
     problems += _duplicate_problems(path, items)
     if len(problems) == 1:
@@ -397,20 +360,20 @@ def columns_from_run(run: Run) -> RunColumns:
     """The columns of an already loaded Run (``lines`` index ``run.records``)."""
     collector = _Collector()
     for index, rec in enumerate(run.records):
-        obj = {
-            "suite": rec.suite,
-            "task": rec.task,
-            "item_id": rec.item_id,
-            "metric": rec.metric,
-            "score": rec.score,
-            "task_type": rec.task_type,
-            "output_format": rec.output_format,
-            "format_ok": rec.format_ok,
-            "doc_hash": rec.doc_hash,
-            "cluster": rec.cluster,
-            "metadata": rec.metadata,
-        }
-        collector.add(obj, index)
+        line = RecordLine(
+            suite=rec.suite,  # type: ignore[arg-type]  # validated when it was read
+            task=rec.task,
+            item_id=rec.item_id,
+            metric=rec.metric,
+            score=rec.score,
+            task_type=rec.task_type,
+            output_format=rec.output_format,
+            format_ok=rec.format_ok,
+            doc_hash=rec.doc_hash,
+            cluster=rec.cluster,
+            metadata=None if rec.metadata is None else dict(rec.metadata),
+        )
+        collector.add(line, index)
     metrics = {task: frozenset(m) for task, m in collector.metrics.items()}
     return RunColumns(
         run.path,

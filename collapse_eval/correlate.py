@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from collapse_eval.errors import InputError, did_you_mean
+from collapse_eval.formats import to_plain
+from collapse_eval.formats.correlation import Correlation, CorrelationReport, CorrelationRun
 from collapse_eval.records import Run, is_run_dir, load_run
 from collapse_eval.summary import SUMMARY_FILE, load_summary, side_run_dir
 
@@ -109,8 +111,7 @@ def _quality_value(
 ) -> tuple[float, str | None, dict[str, float] | None]:
     """A quality cell: a number as is, or a quality.json (or its directory) -> the score,
     the file read and all its numeric dimensions."""
-    from collapse_eval.quality import load_quality
-    from collapse_eval.quality.report import QUALITY_FILE
+    from collapse_eval.quality.report import QUALITY_FILE, read_quality_scores
 
     try:
         return float(value), None, None
@@ -127,14 +128,14 @@ def _quality_value(
             line=line,
             field="quality",
         )
-    quality = load_quality(source)
+    quality = read_quality_scores(source)
     file = source if source.is_file() else source / QUALITY_FILE
     if dimension is None:
-        score = quality["overall"]
-    elif dimension in quality["dimensions"]:
-        score = quality["dimensions"][dimension]
+        score = quality.overall
+    elif dimension in quality.dimensions:
+        score = quality.dimensions[dimension]
     else:
-        present = sorted(quality["dimensions"])
+        present = sorted(quality.dimensions)
         raise InputError(
             file,
             f"no quality dimension '{dimension}'.{did_you_mean(dimension, present)} "
@@ -142,14 +143,7 @@ def _quality_value(
             field="dimensions",
             hint="pick one with --dimension, or leave it out for the overall score",
         )
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        raise InputError(file, f"must be a number, got {score!r}", field=dimension or "overall")
-    dimensions = {
-        name: float(v)
-        for name, v in quality["dimensions"].items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
-    return float(score), str(file), dimensions
+    return float(score), str(file), dict(quality.dimensions)
 
 
 def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPerformance]:
@@ -200,24 +194,30 @@ def read_table(path: str | Path, *, dimension: str | None = None) -> list[RunPer
 
 
 def _clean(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    """None for an undefined value; a numpy float as the Python float it equals (msgspec
+    writes only the latter; json.dumps wrote both alike)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
 
 
-def _correlation_row(
-    x: list[float], y: list[float], method: str, n_boot: int, seed: int
-) -> dict[str, Any]:
+def _correlation(
+    x: list[float], y: list[float], method: str, n_boot: int, seed: int, **where: str
+) -> Correlation:
+    """``where``: the ``performance`` (and in ``by_dimension`` the ``dimension``)."""
     from collapse_eval.stats import correlation
 
     res = correlation(x, y, method, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
-    return {
-        "method": method,
-        "n": res.n,
-        "estimate": _clean(res.estimate),
-        "ci_low": _clean(res.ci_low),
-        "ci_high": _clean(res.ci_high),
-        "p_value": _clean(res.p_value),
-        "p_method": res.p_method,
-    }
+    return Correlation(
+        **where,  # type: ignore[arg-type]
+        method=method,  # type: ignore[arg-type]
+        n=res.n,
+        estimate=_clean(res.estimate),
+        ci_low=_clean(res.ci_low),
+        ci_high=_clean(res.ci_high),
+        p_value=_clean(res.p_value),
+        p_method=res.p_method,  # type: ignore[arg-type]
+    )
 
 
 def _pairs(rows: list[RunPerformance], target: str, quality: Any) -> list[tuple[float, float]]:
@@ -240,7 +240,7 @@ def shared_dimensions(rows: list[RunPerformance]) -> list[str]:
 
 def dimension_correlations(
     rows: list[RunPerformance], *, n_boot: int = 10_000, seed: int = 0
-) -> list[dict[str, Any]]:
+) -> list[Correlation]:
     """Spearman of each quality dimension with each performance measure (a constant
     dimension gives estimate None: it cannot predict anything here)."""
     out = []
@@ -250,8 +250,8 @@ def dimension_correlations(
             if len(pairs) < 3:
                 continue
             x, y = [p[0] for p in pairs], [p[1] for p in pairs]
-            row = _correlation_row(x, y, "spearman", n_boot, seed)
-            out.append({"dimension": name, "performance": target, **row})
+            where = {"dimension": name, "performance": target}
+            out.append(_correlation(x, y, "spearman", n_boot, seed, **where))
     return out
 
 
@@ -260,22 +260,23 @@ def correlate_table(
 ) -> dict[str, Any]:
     """The correlation report (JSON-ready) for a CSV of runs and quality scores."""
     rows = read_table(path, dimension=dimension)
-    result: dict[str, Any] = {
-        "schema_version": 1,
-        "quality_dimension": dimension or "overall",
-        "runs": [asdict(r) for r in rows],
-        "correlations": [],
-    }
+    correlations = []
     for target in PERFORMANCE:
         pairs = _pairs(rows, target, lambda r: r.quality)
         if len(pairs) < 3:
             continue
         x, y = [p[0] for p in pairs], [p[1] for p in pairs]
         for method in METHODS:
-            row = _correlation_row(x, y, method, n_boot, seed)
-            result["correlations"].append({"performance": target, **row})
-    result["by_dimension"] = dimension_correlations(rows, n_boot=n_boot, seed=seed)
-    return result
+            correlations.append(_correlation(x, y, method, n_boot, seed, performance=target))
+    report = CorrelationReport(
+        schema_version=1,
+        quality_dimension=dimension or "overall",
+        runs=[CorrelationRun(**asdict(r)) for r in rows],
+        correlations=correlations,
+        by_dimension=dimension_correlations(rows, n_boot=n_boot, seed=seed),
+    )
+    plain: dict[str, Any] = to_plain(report)
+    return plain
 
 
 def _measures(report: dict[str, Any]) -> list[str]:

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
+
 from collapse_eval.errors import CollapseEvalWarning, InputError, InputErrors, os_error
+from collapse_eval.formats.record import RECORD_DECODER, RecordLine
 from collapse_eval.versioning import Migration, upgrade
 
 SCHEMA_VERSION = 1
@@ -412,6 +415,34 @@ def _record_lines(path: Path) -> tuple[list[bytes], bool]:
     return data.split(b"\n"), bool(data) and not data.endswith(b"\n")
 
 
+def decode_record_line(raw: bytes, *, path: Path, line: int) -> RecordLine | None:
+    """One line of records.jsonl as a RecordLine, or None for a blank line.
+
+    msgspec's decoder takes every valid line at C speed; a line it refuses is decoded and
+    checked again by ``check_record_json``, which raises the InputError that names the
+    file, line and field. Invalid JSON is raised as ``json.JSONDecodeError`` for the
+    caller to tell a torn last line from a bad one.
+    """
+    try:
+        return RECORD_DECODER.decode(raw)
+    except msgspec.DecodeError:
+        pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text ({exc.reason})", line=line) from None
+    if not text.strip():
+        return None
+    obj = decode_json(text)
+    check_record_json(obj, path=path, line=line)
+    return RecordLine(**obj)
+
+
+def item_record(line: RecordLine) -> ItemRecord:
+    # The two have the same fields; a line the reference check took may hold an int score.
+    return ItemRecord(**{**msgspec.structs.asdict(line), "score": float(line.score)})
+
+
 def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[ItemRecord]:
     """Read records.jsonl, validating every line; report all problems at once.
 
@@ -428,9 +459,9 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
         if not raw.strip():
             continue
         try:
-            obj = decode_json(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            problems.append(InputError(path, f"not UTF-8 text ({exc.reason})", line=index))
+            line = decode_record_line(raw, path=path, line=index)
+        except InputError as err:
+            problems.append(err)
             continue
         except json.JSONDecodeError as exc:
             if torn_tail and index == len(lines) and tolerate_torn_tail:
@@ -438,11 +469,9 @@ def read_records(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[I
                 break
             problems.append(InputError(path, f"invalid JSON: {exc.msg}", line=index))
             continue
-        try:
-            rec = record_from_json(obj, path=path, line=index)
-        except InputError as err:
-            problems.append(err)
+        if line is None:
             continue
+        rec = item_record(line)
         if rec.key in seen:
             problems.append(
                 InputError(

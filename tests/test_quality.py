@@ -357,7 +357,7 @@ def test_load_quality_checks_versions_like_every_reader(tmp_path: Path) -> None:
         load_quality(path)
     assert info.value.field == "schema_version"
     path.write_text(json.dumps({"schema_version": 1, "overall": 0.5, "dimensions": []}))
-    with pytest.raises(InputError, match="must be an object") as info:
+    with pytest.raises(InputError, match="Expected `object`, got `array`") as info:
         load_quality(path)
     assert info.value.field == "dimensions"
 

@@ -17,10 +17,10 @@ import functools
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -47,6 +47,21 @@ from collapse_eval.domain.dataset import DomainItem, TrainingItem
 from collapse_eval.domain.scorers import check_reference
 from collapse_eval.engines.base import Engine, GenRequest, checkpoint_fingerprint
 from collapse_eval.errors import CollapseEvalError, InputError, did_you_mean
+from collapse_eval.formats import to_plain
+from collapse_eval.formats.build import (
+    BuildCost,
+    BuildReport,
+    CellCoverage,
+    Counts,
+    CoverageBlock,
+    DiversityBlock,
+    MergedCluster,
+    MissingTypes,
+    OperatorRow,
+    PromptDiversity,
+    RunCost,
+    SplitReport,
+)
 from collapse_eval.progress import Progress, QuietProgress
 from collapse_eval.quality import contamination
 from collapse_eval.quality import pipeline as quality_pipeline
@@ -67,7 +82,7 @@ __all__ = [
     "read_jsonl",
 ]
 
-BUILD_SCHEMA_VERSION = 1
+BUILD_SCHEMA_VERSION: Final = 1
 STATE_FILE = ".build-state.json"
 REVIEW_FILE = "prompts.review.jsonl"
 TEST_REVIEW_FILE = "test.review.jsonl"
@@ -640,7 +655,7 @@ def _quality(b: _Build) -> dict[str, Any]:
         write_jsonl(b.path("train"), kept)
         write_jsonl(b.path("rejected"), rejected)
         atomic_write_json(b.path("quality"), result.quality)
-        return {"overall": result.quality["overall"], "flags": result.quality["flags"]}
+        return {"overall": result.report.overall, "flags": dict(result.report.flags)}
 
     return b.stage("quality", inputs, ["train", "rejected", "quality"], compute)
 
@@ -681,7 +696,7 @@ def _contamination(b: _Build) -> contamination.Contamination:
 
 def _report(
     b: _Build, summaries: Mapping[str, dict[str, Any]], leaks: contamination.Contamination
-) -> dict[str, Any]:
+) -> BuildReport:
     spec = b.spec
     prompts = read_jsonl(b.path("prompts"))
     labeled = read_jsonl(b.path("labeled"))
@@ -692,6 +707,12 @@ def _report(
     accepted = [p for p in prompts if p["status"] == "accepted"]
     before = [p["text"] for p in accepted if p["stage"] != "evolution"]
     cells = [(t.name, t.output_format) for t in spec.task_types]
+
+    def cover(rows: Iterable[Mapping[str, Any]]) -> CellCoverage:
+        return CellCoverage(
+            **rep.coverage([(r["task_type"], r["output_format"]) for r in rows], cells)
+        )
+
     # Task types of weight 0 are never asked: only the others must reach each file.
     required = [(t.name, t.output_format) for t in spec.task_types if t.weight > 0]
     missing = {
@@ -748,48 +769,47 @@ def _report(
     for name in STAGES:
         stages[name]["ran"] = b.ran.get(name, False)
         stages[name]["cost"] = b.costs.get(name, StageCost()).as_dict()
-    return {
-        "schema_version": BUILD_SCHEMA_VERSION,
-        "spec": str(spec.path),
-        "generator": b.options.generator,
-        "labeler": b.options.labeler or b.options.generator,
-        "engine": b.options.engine,
-        "seed": spec.seed,
-        "stages": stages,
-        "operators": rep.operator_table(prompts),
-        "diversity": {
-            "before_evolution": rep.diversity(before, spec.seed),
-            "after_evolution": rep.diversity([p["text"] for p in accepted], spec.seed),
-        },
-        "coverage": {
-            "prompts": rep.coverage(
-                [(p["task_type"], p["output_format"]) for p in accepted if p["stage"] != "seed"],
-                cells,
+    return BuildReport(
+        schema_version=BUILD_SCHEMA_VERSION,
+        spec=str(spec.path),
+        generator=b.options.generator,
+        labeler=b.options.labeler or b.options.generator,
+        engine=b.options.engine,
+        seed=spec.seed,
+        stages=stages,
+        operators={op: OperatorRow(**row) for op, row in rep.operator_table(prompts).items()},
+        diversity=DiversityBlock(
+            before_evolution=PromptDiversity(**rep.diversity(before, spec.seed)),
+            after_evolution=PromptDiversity(
+                **rep.diversity([p["text"] for p in accepted], spec.seed)
             ),
-            "train": rep.coverage([(s["task_type"], s["output_format"]) for s in train], cells),
-            "test": rep.coverage([(i["task_type"], i["output_format"]) for i in test], cells),
-            "missing": missing,
-        },
-        "warnings": rep.coverage_warnings(missing, len(required)),
-        "split": {
-            "train_dialogues": sorted(d.id for d in b.train_dialogues),
-            "test_dialogues": sorted(d.id for d in b.test_dialogues),
-            "overlap": sorted(train_ids & test_ids),
-            "near_duplicate_jaccard": label_mod.SPLIT_JACCARD,
-            "clusters": b.split.n_clusters,
-            "merged": b.split.merged,
-        },
-        "contamination": leaks.to_json(FILES["train"], FILES["test"]),
-        "counts": {
-            "prompts_accepted": len(accepted),
-            "train": len(train),
-            "test": len(test),
-            "test_silver": sum(i["metadata"]["reference_source"] == "silver" for i in test),
-            "test_gold": sum(i["metadata"]["reference_source"] == "gold" for i in test),
-            "rejected": len(rejected),
-        },
-        "cost": {"this_run": total.as_dict()},
-    }
+        ),
+        coverage=CoverageBlock(
+            prompts=cover(p for p in accepted if p["stage"] != "seed"),
+            train=cover(train),
+            test=cover(test),
+            missing=MissingTypes(**missing),
+        ),
+        warnings=rep.coverage_warnings(missing, len(required)),
+        split=SplitReport(
+            train_dialogues=sorted(d.id for d in b.train_dialogues),
+            test_dialogues=sorted(d.id for d in b.test_dialogues),
+            overlap=sorted(train_ids & test_ids),
+            near_duplicate_jaccard=label_mod.SPLIT_JACCARD,
+            clusters=b.split.n_clusters,
+            merged=[MergedCluster(**m) for m in b.split.merged],
+        ),
+        contamination=leaks.report(FILES["train"], FILES["test"]),
+        counts=Counts(
+            prompts_accepted=len(accepted),
+            train=len(train),
+            test=len(test),
+            test_silver=sum(i["metadata"]["reference_source"] == "silver" for i in test),
+            test_gold=sum(i["metadata"]["reference_source"] == "gold" for i in test),
+            rejected=len(rejected),
+        ),
+        cost=BuildCost(this_run=RunCost(**total.as_dict())),
+    )
 
 
 # ------------------------------------------------------------------ entry point
@@ -830,9 +850,10 @@ def build(
         if cache is not None:
             cache.close()
     leaks = _contamination(b)
-    report = _report(b, summaries, leaks)
-    if report["split"]["overlap"]:
-        raise AssertionError(f"dialogues in both splits: {report['split']['overlap']}")
+    typed = _report(b, summaries, leaks)
+    if typed.split.overlap:
+        raise AssertionError(f"dialogues in both splits: {typed.split.overlap}")
+    report: dict[str, Any] = to_plain(typed)
     atomic_write_json(b.path("report"), report)
     if leaks.n_contaminated:
         first = leaks.leaks[0]
@@ -843,11 +864,11 @@ def build(
             f"{first.similarity:.2f}); the pairs are in {b.path('report')} under "
             "'contamination'. This is a bug: please report it with that file."
         )
-    for warning in report["warnings"]:
+    for warning in typed.warnings:
         say(f"warning: {warning}")
-    if spec.require_coverage and report["warnings"]:
+    if spec.require_coverage and typed.warnings:
         raise rep.CoverageError(
-            f"{spec.path}: require_coverage: {'; '.join(report['warnings'])}. The files are "
+            f"{spec.path}: require_coverage: {'; '.join(typed.warnings)}. The files are "
             f"written ({out / FILES['report']}); give the missing task types clearer seed "
             "instructions or more dialogues, or drop require_coverage to accept the build."
         )

@@ -195,7 +195,7 @@ def score_graded_sets(levels: Sequence[int], out_dir: Path) -> list[GradedSet]:
                 level=level,
                 train=train,
                 quality_dir=folder,
-                overall=float(result.quality["overall"]),
+                overall=float(result.report.overall),
             )
         )
     return scored

@@ -21,10 +21,17 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from collapse_eval.domain.dataset import DomainItem, TrainingItem
 from collapse_eval.domain.scorers import mixed_tokens, normalize_text
+from collapse_eval.formats import to_plain
+from collapse_eval.formats.contamination import (
+    ContaminationPair,
+    ContaminationReport,
+    ContaminationThresholds,
+    TaskTypeLeaks,
+)
 from collapse_eval.quality import lsh
 from collapse_eval.quality.context import CONTEXT_MIN_TOKENS, metadata_key
 from collapse_eval.quality.rules import NUM_PERM, SHINGLE_SIZE, Shingler, jaccard
@@ -51,7 +58,7 @@ __all__ = [
     "write_contamination",
 ]
 
-CONTAMINATION_SCHEMA_VERSION = 1
+CONTAMINATION_SCHEMA_VERSION: Final = 1
 CONTAMINATION_FILE = "contamination.json"
 # Jaccard similarity of word 3-gram shingles at or above which two contexts (dialogues,
 # passages) are near-identical: one word changed in a 20-word text still scores 0.74,
@@ -231,15 +238,15 @@ class Leak:
     # How many training samples the test item near-duplicates (context or prompt).
     train_matches: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "test_id": self.test_id,
-            "train_id": self.train_id,
-            "task_type": self.task_type,
-            "matched": self.matched,
-            "similarity": self.similarity,
-            "train_matches": self.train_matches,
-        }
+    def pair(self) -> ContaminationPair:
+        return ContaminationPair(
+            test_id=self.test_id,
+            train_id=self.train_id,
+            task_type=self.task_type,
+            matched=self.matched,
+            similarity=self.similarity,
+            train_matches=self.train_matches,
+        )
 
 
 @dataclass(frozen=True)
@@ -260,34 +267,45 @@ class Contamination:
 
     def by_task_type(self) -> dict[str, dict[str, int]]:
         """Task type -> test items, contaminated ones, and how many matched by context
-        and by prompt."""
-        out = {
-            name: {"n_test": n, "contaminated": 0, "context": 0, "prompt": 0}
+        and by prompt (as plain JSON values)."""
+        plain: dict[str, dict[str, int]] = to_plain(self._task_type_leaks())
+        return plain
+
+    def _task_type_leaks(self) -> dict[str, TaskTypeLeaks]:
+        leaks = [(leak.task_type, leak.matched) for leak in self.leaks]
+        return {
+            name: TaskTypeLeaks(
+                n_test=n,
+                contaminated=sum(t == name for t, _ in leaks),
+                context=leaks.count((name, "context")),
+                prompt=leaks.count((name, "prompt")),
+            )
             for name, n in self.test_task_types
         }
-        for leak in self.leaks:
-            out[leak.task_type]["contaminated"] += 1
-            out[leak.task_type][leak.matched] += 1
-        return out
+
+    def report(self, train: str | None = None, test: str | None = None) -> ContaminationReport:
+        return ContaminationReport(
+            schema_version=CONTAMINATION_SCHEMA_VERSION,
+            train=train,
+            test=test,
+            n_train=self.n_train,
+            n_test=self.n_test,
+            n_contaminated=self.n_contaminated,
+            thresholds=ContaminationThresholds(
+                context_jaccard=self.context_threshold,
+                prompt_jaccard=self.prompt_threshold,
+                context_min_tokens=CONTEXT_MIN_TOKENS,
+                shingle_size=SHINGLE_SIZE,
+                minhash_num_perm=NUM_PERM,
+            ),
+            by_task_type=self._task_type_leaks(),
+            pairs=[leak.pair() for leak in self.leaks],
+        )
 
     def to_json(self, train: str | None = None, test: str | None = None) -> dict[str, Any]:
-        return {
-            "schema_version": CONTAMINATION_SCHEMA_VERSION,
-            "train": train,
-            "test": test,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "n_contaminated": self.n_contaminated,
-            "thresholds": {
-                "context_jaccard": self.context_threshold,
-                "prompt_jaccard": self.prompt_threshold,
-                "context_min_tokens": CONTEXT_MIN_TOKENS,
-                "shingle_size": SHINGLE_SIZE,
-                "minhash_num_perm": NUM_PERM,
-            },
-            "by_task_type": self.by_task_type(),
-            "pairs": [leak.to_json() for leak in self.leaks],
-        }
+        """contamination.json's content as plain JSON values."""
+        plain: dict[str, Any] = to_plain(self.report(train, test))
+        return plain
 
 
 def _by_context(inputs: Sequence[_Input]) -> dict[str, list[int]]:

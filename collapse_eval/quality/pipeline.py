@@ -12,12 +12,27 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import msgspec
 
 from collapse_eval.cache import RequestCache
 from collapse_eval.cost import StageCost, Timer, count_and_cache
 from collapse_eval.domain.dataset import TrainingItem, load_training_set
 from collapse_eval.engines.base import Engine
+from collapse_eval.formats import to_plain
+from collapse_eval.formats.quality import (
+    Breakdown,
+    ContextReuse,
+    DatasetStats,
+    Ifd,
+    JudgeStage,
+    ModelStage,
+    QualityReport,
+    RulesStage,
+    StageCostJson,
+    Stages,
+)
 from collapse_eval.quality import dataset_level, judge, model_based, rules
 
 __all__ = [
@@ -31,7 +46,7 @@ __all__ = [
     "assess_file",
 ]
 
-QUALITY_SCHEMA_VERSION = 1
+QUALITY_SCHEMA_VERSION: Final = 1
 
 # Weights of the overall score (renormalised over the dimensions that were computed: without
 # --model and --judge, the rule and dataset dimensions share the whole weight).
@@ -94,8 +109,14 @@ class SampleQuality:
 
 @dataclass
 class QualityResult:
-    quality: dict[str, Any]
+    report: QualityReport
     samples: list[SampleQuality]
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        """quality.json's content as plain JSON values (what the file holds)."""
+        plain: dict[str, Any] = to_plain(self.report)
+        return plain
 
 
 def weighted_mean(values: Mapping[str, float]) -> float:
@@ -212,29 +233,31 @@ def _flag_counts(samples: Iterable[SampleQuality], all_reasons: bool) -> dict[st
     return {reason: counts.get(reason, 0) for reason in ALL_FLAGS}
 
 
-def _ifd(samples: Sequence[SampleQuality]) -> dict[str, Any]:
-    """``{"ifd": summary}`` when the model stage scored any of ``samples``, else ``{}``."""
+def _ifd(samples: Sequence[SampleQuality]) -> Ifd | msgspec.UnsetType:
+    """The IFD summary when the model stage scored any of ``samples``, else UNSET."""
     ifds = [s.detail.get("ifd") for s in samples]
-    return {"ifd": model_based.ifd_summary(ifds)} if any(v is not None for v in ifds) else {}
+    if all(v is None for v in ifds):
+        return msgspec.UNSET
+    return Ifd(**model_based.ifd_summary(ifds))  # type: ignore[arg-type]
 
 
-def _breakdown(samples: Sequence[SampleQuality], key: str) -> dict[str, Any]:
+def _breakdown(samples: Sequence[SampleQuality], key: str) -> dict[str, Breakdown]:
     groups: dict[str, list[SampleQuality]] = defaultdict(list)
     for sample in samples:
         groups[getattr(sample.item, key) or NO_GROUP].append(sample)
     return {
-        name: {
-            "n": len(group),
-            "dimensions": _dimension_means(group),
-            "score": round(sum(s.score for s in group) / len(group), 6),
-            "flags": _flag_counts(group, all_reasons=False),
-            **_ifd(group),
-        }
+        name: Breakdown(
+            n=len(group),
+            dimensions=_dimension_means(group),
+            score=round(sum(s.score for s in group) / len(group), 6),
+            flags=_flag_counts(group, all_reasons=False),
+            ifd=_ifd(group),
+        )
         for name, group in sorted(groups.items())
     }
 
 
-def _thresholds() -> dict[str, Any]:
+def _thresholds() -> dict[str, float]:
     return {
         "label_min_count": rules.LABEL_MIN_COUNT,
         "length_robust_z_max": rules.LENGTH_Z_MAX,
@@ -272,9 +295,7 @@ def assess(
     with Timer(costs["rules"]):
         contexts = rules.sample_contexts(items)
     samples = _rule_stage(items, contexts, costs["rules"])
-    stages: dict[str, Any] = {
-        "rules": {"n_in": len(samples), "n_passed": sum(not s.hard for s in samples)}
-    }
+    rules_stage = RulesStage(n_in=len(samples), n_passed=sum(not s.hard for s in samples))
     with Timer(costs["dataset"]):
         dataset = dataset_level.dataset_stats(
             [i.task_type or NO_GROUP for i in items],
@@ -285,47 +306,59 @@ def assess(
             seed,
         )
     if model is None:
-        stages["model"] = {"ran": False, "note": "skipped: no --model given"}
+        model_stage = ModelStage(ran=False, note="skipped: no --model given")
     else:
-        n_in = stages["rules"]["n_passed"]
         _model_stage(samples, model, cache, costs["model"])
-        stages["model"] = {
-            "ran": True,
-            "model": model.model_name,
-            "n_in": n_in,
-            "n_passed": sum(not s.hard for s in samples),
-        }
+        model_stage = ModelStage(
+            ran=True,
+            model=model.model_name,
+            n_in=rules_stage.n_passed,
+            n_passed=sum(not s.hard for s in samples),
+        )
     if judge_engine is None:
-        stages["judge"] = {"ran": False, "note": "skipped: no --judge given"}
+        judge_stage = JudgeStage(ran=False, note="skipped: no --judge given")
     else:
         n_judged = _judge_stage(samples, judge_engine, cache, costs["judge"], judge_sample, seed)
-        stages["judge"] = {
-            "ran": True,
-            "model": judge_engine.model_name,
-            "n_judged": n_judged,
-            "unparseable": sum("judge_unparseable" in s.flags for s in samples),
-        }
+        judge_stage = JudgeStage(
+            ran=True,
+            model=judge_engine.model_name,
+            n_judged=n_judged,
+            unparseable=sum("judge_unparseable" in s.flags for s in samples),
+        )
+    stages = Stages(rules=rules_stage, model=model_stage, judge=judge_stage)
+    report = _report(samples, dataset, rules.context_reuse(contexts), stages, costs, source)
+    return QualityResult(report, samples)
+
+
+def _report(
+    samples: Sequence[SampleQuality],
+    dataset: Mapping[str, Any],
+    context_reuse: Mapping[str, Any],
+    stages: Stages,
+    costs: Mapping[str, StageCost],
+    source: str | None,
+) -> QualityReport:
+    """quality.json's content from what the stages found."""
     dimensions = _dimension_means(samples)
     dimensions.update({name: dataset[name] for name in DATASET_DIMENSIONS})
-    quality: dict[str, Any] = {
-        "schema_version": QUALITY_SCHEMA_VERSION,
-        "source": source,
-        "n_samples": len(samples),
-        "overall": round(weighted_mean(dimensions), 6),
-        "weights": dict(WEIGHTS),
-        "dimensions": dimensions,
-        "by_task_type": _breakdown(samples, "task_type"),
-        "by_output_format": _breakdown(samples, "output_format"),
-        "flags": _flag_counts(samples, all_reasons=True),
-        "n_hard_flagged": sum(s.hard for s in samples),
-        "dataset": dataset,
-        "context_reuse": rules.context_reuse(contexts),
-        "stages": stages,
-        "thresholds": _thresholds(),
-        "cost": {name: cost.as_dict() for name, cost in costs.items()},
-        **_ifd(samples),
-    }
-    return QualityResult(quality, samples)
+    return QualityReport(
+        schema_version=QUALITY_SCHEMA_VERSION,
+        source=source,
+        n_samples=len(samples),
+        overall=round(weighted_mean(dimensions), 6),
+        weights=dict(WEIGHTS),
+        dimensions=dimensions,
+        by_task_type=_breakdown(samples, "task_type"),
+        by_output_format=_breakdown(samples, "output_format"),
+        flags=_flag_counts(samples, all_reasons=True),
+        n_hard_flagged=sum(s.hard for s in samples),
+        dataset=DatasetStats(**dataset),
+        context_reuse=ContextReuse(**context_reuse),
+        stages=stages,
+        thresholds=_thresholds(),
+        cost={name: StageCostJson(**cost.as_dict()) for name, cost in costs.items()},
+        ifd=_ifd(samples),
+    )
 
 
 def assess_file(path: str | Path, **kwargs: Any) -> QualityResult:

@@ -10,7 +10,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from collapse_eval.errors import InputError
+from collapse_eval.formats import input_error
+from collapse_eval.formats.quality import KeepOut, QualityScores
 from collapse_eval.quality.pipeline import (
     ALL_FLAGS,
     HARD_FLAGS,
@@ -22,7 +26,14 @@ from collapse_eval.quality.pipeline import (
 from collapse_eval.records import atomic_write_json, atomic_write_text, read_json
 from collapse_eval.versioning import Migration, upgrade
 
-__all__ = ["load_quality", "write_outputs", "keep_out", "render_html", "write_plots"]
+__all__ = [
+    "load_quality",
+    "read_quality_scores",
+    "write_outputs",
+    "keep_out",
+    "render_html",
+    "write_plots",
+]
 
 QUALITY_FILE = "quality.json"
 SAMPLES_FILE = "samples.jsonl"
@@ -35,12 +46,25 @@ HTML_WORST = 50
 
 
 def load_quality(path: str | Path) -> dict[str, Any]:
-    """quality.json (or a directory holding one) with its schema version checked.
+    """quality.json (or a directory holding one) with its schema version checked, as the
+    plain JSON object.
 
     Versions are checked (and older ones migrated) by ``collapse_eval.versioning.upgrade``
     like every other file collapse-eval reads. The keys a consumer needs are ``overall``
-    (0..1) and ``dimensions`` (name -> 0..1).
+    (0..1) and ``dimensions`` (name -> 0..1), checked as ``read_quality_scores`` does.
     """
+    path, data = _quality_json(path)
+    _scores(path, data)
+    return data
+
+
+def read_quality_scores(path: str | Path) -> QualityScores:
+    """The overall score and the dimensions of a quality.json (or a directory holding one);
+    an InputError names the file and field of what is missing or not a 0..1 number."""
+    return _scores(*_quality_json(path))
+
+
+def _quality_json(path: str | Path) -> tuple[Path, dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / QUALITY_FILE
@@ -54,12 +78,14 @@ def load_quality(path: str | Path) -> dict[str, Any]:
         migrations=QUALITY_MIGRATIONS,
         path=path,
     )
-    for key in ("overall", "dimensions"):
-        if key not in data:
-            raise InputError(path, "missing required field", field=key)
-    if not isinstance(data["dimensions"], dict):
-        raise InputError(path, "must be an object (name -> score)", field="dimensions")
-    return data
+    return path, data
+
+
+def _scores(path: Path, data: dict[str, Any]) -> QualityScores:
+    try:
+        return msgspec.convert(data, QualityScores)
+    except msgspec.ValidationError as exc:
+        raise input_error(path, exc) from None
 
 
 # ------------------------------------------------------------------ keep-out
@@ -135,13 +161,13 @@ def write_plots(result: QualityResult, plot_dir: Path) -> dict[str, Path]:
     fig.savefig(out["dimensions"], dpi=90)
     plt.close(fig)
 
-    by_type = result.quality["by_task_type"]
-    reasons = [r for r in ALL_FLAGS if any(g["flags"].get(r) for g in by_type.values())]
+    by_type = result.report.by_task_type
+    reasons = [r for r in ALL_FLAGS if any(g.flags.get(r) for g in by_type.values())]
     fig, ax = plt.subplots(figsize=(9.5, 0.4 * max(len(by_type), 3) + 1.5))
     names = list(by_type)
     left = [0] * len(names)
     for reason in reasons:
-        counts = [by_type[n]["flags"].get(reason, 0) for n in names]
+        counts = [by_type[n].flags.get(reason, 0) for n in names]
         ax.barh(names, counts, left=left, label=reason)
         left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.set_xlabel("flags (a sample may have several)")
@@ -215,13 +241,8 @@ def write_outputs(
     if clean is not None and source is not None:
         rejected = out_dir / REJECTED_FILE
         n_kept, n_rejected = keep_out(result, source, clean, rejected, min_score)
-        result.quality["keep_out"] = {
-            "path": str(clean),
-            "rejected_path": str(rejected),
-            "min_score": min_score,
-            "kept": n_kept,
-            "rejected": n_rejected,
-        }
+        keep = KeepOut(str(clean), str(rejected), min_score, n_kept, n_rejected)
+        result.report = msgspec.structs.replace(result.report, keep_out=keep)
         written.update({"kept": clean, "rejected": rejected})
     samples_text = "".join(
         json.dumps(s.record(), ensure_ascii=False) + "\n" for s in result.samples
