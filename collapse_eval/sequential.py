@@ -22,6 +22,7 @@ simultaneously with probability >= 1 - alpha.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,6 @@ from collapse_eval.stats import clustered_se
 
 FloatArray = NDArray[np.float64]
 SPENDING = "lan_demets_obrien_fleming"
-DEFAULT_LOOKS = 5
 MIN_LOOK_ITEMS = 30  # below this the z approximation is not trusted: the look tests nothing
 MIN_LOOK_CLUSTERS = 10
 _GRID = 801  # grid points per look (Simpson's rule); boundaries agree with tables to 1e-3
@@ -166,6 +166,54 @@ def spending_bounds(t: Sequence[float], alpha: float) -> tuple[float, ...]:
     if any(b <= a for a, b in zip(key, key[1:], strict=False)) or key[0] <= 0 or key[-1] > 1:
         raise ValueError(f"information fractions must increase within (0, 1], got {key}")
     return _bounds(key, float(alpha))
+
+
+# ---------------------------------------------------------------- order and looks
+
+
+def _unit_key(seed: int, unit: str) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the unit's name alone, so base and
+    candidate, and a resumed run, put the same items in the same order."""
+    digest = hashlib.sha256(f"{seed}\x1f{unit}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def evaluation_order(
+    units: Sequence[str], strata: Sequence[str] | None = None, *, seed: int = 0
+) -> NDArray[np.intp]:
+    """The order in which items are evaluated: indices into ``units`` (one unit name per
+    item: its cluster, or the item itself). Units are kept whole (their items in file
+    order) and ordered at random by the seed; with ``strata`` (one per item) the order is
+    stratified: a unit's position is (rank within its stratum + its random key) / stratum
+    size, so every prefix holds each stratum in proportion."""
+    first: dict[str, int] = {}
+    members: dict[str, list[int]] = {}
+    for i, unit in enumerate(units):
+        first.setdefault(unit, i)
+        members.setdefault(unit, []).append(i)
+    keys = {u: _unit_key(seed, u) for u in first}
+    stratum = {u: (strata[i] if strata is not None else "") for u, i in first.items()}
+    by_stratum: dict[str, list[str]] = {}
+    for u in sorted(first, key=lambda u: keys[u]):
+        by_stratum.setdefault(stratum[u], []).append(u)
+    position = {
+        u: (rank + keys[u]) / len(group)
+        for group in by_stratum.values()
+        for rank, u in enumerate(group)
+    }
+    ordered = sorted(first, key=lambda u: (position[u], keys[u]))
+    return np.array([i for u in ordered for i in members[u]], dtype=np.intp)
+
+
+def look_sizes(units_in_order: Sequence[str], looks: int) -> list[int]:
+    """Items at each look: the first whole-unit prefix holding at least k/K of the items."""
+    n = len(units_in_order)
+    ends = [i + 1 for i in range(n) if i + 1 == n or units_in_order[i + 1] != units_in_order[i]]
+    out = []
+    for k in range(1, looks + 1):
+        need = math.ceil(k * n / looks)
+        out.append(next(e for e in ends if e >= need) if n else 0)
+    return out
 
 
 # ---------------------------------------------------------------- looks of one comparison
@@ -340,7 +388,7 @@ class DesignResult:
     looks: int
     alpha: float
     stop_look: int  # the look at which the verdict was known
-    verdict: str  # pass | fail
+    verdict: str  # pass | fail | undecided
     comparisons: tuple[ComparisonResult, ...]
 
 
@@ -360,11 +408,11 @@ def run_design(
     *,
     alpha: float,
 ) -> DesignResult:
-    """Replay the design: ``stats[i][k]`` is comparison i at look k+1 (every comparison has
-    the same number of looks K; the last one holds all its items). A comparison is no
-    longer looked at once decided; the run stops at the first look where the verdict can
-    no longer change."""
-    n_looks = len(stats[0]) if stats else 0
+    """Replay the design: ``stats[i][k]`` is comparison i at look k+1 (a replay gives every
+    comparison K looks, the last holding all its items; a stored result may hold fewer).
+    A comparison is no longer looked at once decided; the run stops at the first look
+    where the verdict can no longer change."""
+    n_looks = max((len(s) for s in stats), default=0)
     family = n_failing(gatings)
     judged = [judge_looks(g, s, alpha, family) for g, s in zip(gatings, stats, strict=True)]
     stop = n_looks
@@ -381,7 +429,9 @@ def run_design(
         seen = tuple(x for x in j if x.look <= stop)
         results.append(ComparisonResult(g, seen, final_status(g, seen)))
     statuses = [r.status for r in results]
-    verdict = verdict_known(gatings, statuses) or "fail"
+    # "undecided" only when the looks given stop short (a stored result re-judged under
+    # another policy): a replay's last look holds every item and always decides.
+    verdict = verdict_known(gatings, statuses) or "undecided"
     return DesignResult(n_looks, alpha, stop, verdict, tuple(results))
 
 
