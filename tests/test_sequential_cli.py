@@ -39,6 +39,19 @@ def test_compare_sequential_on_run_directories_and_gate(
     assert gain["status"] == "gain_ruled_out" and gain["looks"][0]["decision"] is None
     assert main(["gate", str(out / "summary.json")]) == 1
     assert "gain_ruled_out at look 2 (40 of 100 items" in capsys.readouterr().out
+    # The report shows the boundary plot of the gating comparison.
+    assert (out / "plots" / "sequential.png").stat().st_size > 1000
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert '<section id="sequential"><h2>Sequential gate</h2>' in html
+    assert "domain gain gain_ruled_out at look 2 (40 of 100 items)" in html
+
+
+def test_fixed_n_report_has_no_sequential_plot(tmp_path: Path) -> None:
+    base, tuned = write_run_pair(tmp_path, tuned_score=1.0)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(base), str(tuned), "--out", str(out)]) == 0
+    assert not (out / "plots" / "sequential.png").exists()
+    assert 'id="sequential"' not in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_good_candidate_passes_and_the_policy_section_turns_it_on(tmp_path: Path) -> None:
