@@ -737,6 +737,67 @@ def gate(summary_path: Path, policy: str | None) -> None:
 
 
 @cli.command()
+@click.argument("base_run", metavar="[BASE_RUN]", required=False, type=click.Path(path_type=Path))
+@policy_option
+@click.option(
+    "--prior",
+    multiple=True,
+    metavar="TASK=ACCURACY",
+    help="A task's base accuracy (0..1) instead of a base run's, or a task to plan without "
+    "one; repeatable.",
+)
+@click.option(
+    "--items",
+    "items",
+    multiple=True,
+    metavar="TASK=N",
+    help="The items a task has (its test set size or `limit`); repeatable. Default: the "
+    "base run's count.",
+)
+@click.option(
+    "--discordance",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Assumed share of items the two models answer differently (binary tasks; "
+    "default 0.15, capped at what the base accuracy allows).",
+)
+@click.option(
+    "--power",
+    type=click.FloatRange(0.5, 1, max_open=True),
+    default=0.8,
+    show_default=True,
+    help="The wanted power to show non-inferiority when nothing changed.",
+)
+@click.option(
+    "--looks",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Looks of the sequential design (default: the policy's sequential.looks, else 5).",
+)
+@click.option(
+    "--design-effect",
+    type=click.FloatRange(min=1),
+    default=1.0,
+    show_default=True,
+    help="Variance inflation of clustered items for --prior tasks (a base run's is measured).",
+)
+@handled
+def plan(base_run: Path | None, policy: str | None, **kw: Any) -> None:
+    """How many items a decision needs, per task: fixed-n at the wanted power, and the
+    expected items of `compare --sequential` (docs/statistics.md#planning)."""
+    from collapse_eval.columns import load_run_columns
+    from collapse_eval.planning import build_plan
+    from collapse_eval.policy import load_policy
+    from collapse_eval.report.plan import plan_table
+
+    loaded = load_policy(policy)
+    looks = kw.pop("looks") or (loaded.sequential.looks if loaded.sequential else 5)
+    run = load_run_columns(base_run) if base_run is not None else None
+    plans = build_plan(run, loaded, looks=looks, **kw)
+    _console().print(plan_table(plans, power=kw["power"], looks=looks, alpha=loaded.alpha))
+
+
+@cli.command()
 @click.argument("path", metavar="FILE.jsonl", type=click.Path(path_type=Path))
 @handled
 def validate(path: Path) -> None:
