@@ -226,7 +226,7 @@ class LookStat:
     n: int
     n_max: int
     delta: float
-    se: float | None  # None: too few items or clusters, or no spread: the look tests nothing
+    se: float | None  # None: too few items or clusters: the look tests nothing
     n_clusters: int | None = None
 
     @property
@@ -245,7 +245,12 @@ def look_stat(d: ArrayLike, n_max: int, clusters: Sequence[object] | None = None
         se_cl, n_cl = clustered_se(diffs, clusters)
         if n_cl < n:
             se = se_cl if n_cl >= MIN_LOOK_CLUSTERS else None
-    if (n < MIN_LOOK_ITEMS and n < n_max) or not se:  # the final look always tests
+    if se == 0.0 and n > 1:
+        # Every item scored alike in both models (a task neither model can do, or both
+        # always can): the SE as if one item had been lost and one gained, so a look can
+        # still show non-inferiority instead of never testing.
+        se = math.sqrt(2.0) / n
+    if (n < MIN_LOOK_ITEMS and n < n_max) or se is None:  # the final look always tests
         se = None
     return LookStat(n=n, n_max=n_max, delta=delta, se=se, n_clusters=n_cl)
 

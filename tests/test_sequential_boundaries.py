@@ -140,3 +140,12 @@ def test_scalar_replay_and_vectorised_simulation_agree() -> None:
             for c in result.comparisons
         ]
         assert codes == list(sim.status[:, r])
+
+
+def test_a_look_without_spread_takes_the_se_of_one_item_lost_and_one_gained() -> None:
+    stat = sq.look_stat(np.zeros(200), 500)
+    assert stat.se == pytest.approx(math.sqrt(2) / 200)
+    # 0.02 / (sqrt(2) / 200) = 2.8 < 3.36 at look 2 of 5; at 400 items 5.7 > 2.29.
+    task = sq.Gating("capitals", "task", 0.02)
+    assert sq.decide(task, stat, 3.36, 3.6) is None
+    assert sq.decide(task, sq.look_stat(np.zeros(400), 500), 2.29, 2.5) == "non_inferior"
