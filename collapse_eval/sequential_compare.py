@@ -10,7 +10,7 @@ the stored looks under a policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,18 +95,24 @@ class _Track:
         ]
 
 
+def unit_names(task: str, item_ids: Iterable[Any], clusters: Iterable[Any]) -> list[str]:
+    """The unit each item is ordered with: its cluster, else the item itself."""
+    return [
+        f"{task}\x1fc\x1f{c}" if c is not None else f"{task}\x1fi\x1f{i}"
+        for c, i in zip(clusters, item_ids, strict=True)
+    ]
+
+
+def strata_names(task_types: Iterable[Any], output_formats: Iterable[Any]) -> list[str]:
+    """The domain strata: task type x output format."""
+    return [f"{t}\x1f{f}" for t, f in zip(task_types, output_formats, strict=True)]
+
+
 def _ordered(base: RunColumns, pair: _Pair, seed: int, domain: bool) -> tuple[np.ndarray, Any]:
     """(order, unit of each item in that order) of one task's items."""
     ids = base.get((pair.suite, pair.task, pair.metric)).item_ids
-    units = [
-        f"{pair.task}\x1fc\x1f{c}" if c is not None else f"{pair.task}\x1fi\x1f{i}"
-        for c, i in zip(pair.clusters, ids, strict=True)
-    ]
-    strata = (
-        [f"{t}\x1f{f}" for t, f in zip(pair.task_types, pair.output_formats, strict=True)]
-        if domain
-        else None
-    )
+    units = unit_names(pair.task, ids, pair.clusters)
+    strata = strata_names(pair.task_types, pair.output_formats) if domain else None
     order = sq.evaluation_order(units, strata, seed=seed)
     return order, [units[i] for i in order]
 
