@@ -256,7 +256,11 @@ def judge_block(block: Mapping[str, Any], policy: Policy) -> Judgement:
             f" on {share * 100:.0f}% of the candidate's items "
             f"({out['items_evaluated']} of {out['items_available']})"
         )
-    return Judgement(verdict, reasons, out)
+    # As in the fixed-n verdict: a critical task both runs lack fails the gate.
+    compared = {e["task"] for e in entries if e["kind"] == "task"}
+    missing = [t for t in policy.general.critical if t not in compared]
+    reasons[1:1] = [f"critical task {t} was not compared (not in both runs)" for t in missing]
+    return Judgement("fail" if missing else verdict, reasons, out)
 
 
 def _judge_entry(entry: dict[str, Any], result: sq.ComparisonResult | None, stop: int) -> None:

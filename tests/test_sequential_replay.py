@@ -184,3 +184,13 @@ def test_evaluation_order_keeps_clusters_whole_and_strata_in_proportion() -> Non
     first = [strata[i] for i in order[:80]]
     assert first.count("a") == 60  # the first 20 clusters hold 15 of a and 5 of b
     assert sq.look_sizes(ordered, 3) == [136, 268, 400]  # ceil(k/3 * 400) up to a cluster
+
+
+def test_a_critical_task_missing_from_the_runs_fails_the_sequential_gate() -> None:
+    base, tuned = _runs(lose_arc=0.01)
+    tuned = Run(tuned.path, tuned.manifest, tuple(r for r in tuned.records if r.task != "hs"))
+    critical = dataclasses.replace(SEQ, general=dataclasses.replace(SEQ.general, critical=("hs",)))
+    summary = compare_runs(base, tuned, critical, seed=3)
+    assert summary.verdict == "fail"
+    assert summary.reasons[1] == "critical task hs was not compared (not in both runs)"
+    assert summary.sequential is not None and summary.sequential["verdict"] == "pass"
