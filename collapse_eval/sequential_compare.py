@@ -41,13 +41,14 @@ def check_supported(policy: Policy) -> None:
         raise ConfigError(
             f"{where}--sequential decides non-inferiority, regression and the domain gain; "
             "an equivalence requirement (require: equivalent) needs the fixed-n comparison: "
-            "drop --sequential (and the policy's sequential: section)"
+            "compare the run directories without --sequential (and without a sequential: "
+            "section in the policy)"
         )
     if policy.domain.fail_on or policy.domain.fail_on_format:
         raise ConfigError(
             f"{where}--sequential gates on the general tasks and the pooled domain gain; "
-            "domain.fail_on and domain.fail_on_format need the fixed-n comparison: drop "
-            "them or drop --sequential"
+            "domain.fail_on and domain.fail_on_format need the fixed-n comparison: drop them, "
+            "or compare the run directories without --sequential"
         )
 
 
