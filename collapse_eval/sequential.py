@@ -402,7 +402,7 @@ def verdict_known(gatings: Sequence[Gating], statuses: Sequence[str]) -> str | N
     failing, else None (the verdict can still change)."""
     if any(fails(g, s) for g, s in zip(gatings, statuses, strict=True)):
         return "fail"
-    if all(s not in ("undecided",) for s in statuses):
+    if all(s != "undecided" for s in statuses):
         return "pass"
     return None
 
