@@ -108,3 +108,21 @@ def test_repeated_ci_covers_at_the_stopping_look() -> None:
         s = np.take_along_axis(se, look[:, None], axis=1)[:, 0]
         covered = float((np.abs(d - true) <= bound * s).mean())
         assert covered >= 1 - ALPHA - _mc(ALPHA, reps), covered
+
+
+def test_domain_gain_errors() -> None:
+    rng = np.random.default_rng(16)
+    reps = 4000
+    gain = [sq.Gating("gain", "gain", 0.0)]
+    # No true gain: showing one is the false claim (one-sided alpha/2).
+    delta, se = seqsim.clustered(rng, reps, 150, 4, K, delta=0.0)
+    sim = sq.simulate_design(gain, delta[None], se[None], T, alpha=ALPHA)
+    shown = float((sim.status[0] == 3).mean())
+    assert shown <= ALPHA / 2 + _mc(ALPHA / 2, reps), shown
+    # A true gain of min_gain (0.03): ruling it out is the false failure.
+    delta, se = seqsim.continuous(rng, reps, 400, K, delta=0.03)
+    sim = sq.simulate_design(
+        [sq.Gating("gain", "gain", 0.03)], delta[None], se[None], T, alpha=ALPHA
+    )
+    ruled_out = float((sim.status[0] == 4).mean())
+    assert ruled_out <= ALPHA / 2 + _mc(ALPHA / 2, reps), ruled_out
