@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import brentq
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from collapse_eval.stats import clustered_se
 
@@ -233,6 +234,20 @@ class LookStat:
     def t(self) -> float:
         return self.n / self.n_max
 
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom of the SE: clusters - 1 when items share clusters, else n - 1."""
+        if self.n_clusters is not None and self.n_clusters < self.n:
+            return max(self.n_clusters - 1, 1)
+        return max(self.n - 1, 1)
+
+
+def t_scaled(bound: ArrayLike, dof: ArrayLike) -> FloatArray:
+    """The boundary on Student's t scale with ``dof`` degrees of freedom at the same tail
+    probability: the SE is estimated, and at the small tail probabilities of early looks
+    (and with few clusters) the normal boundary would reject too often."""
+    return np.asarray(student_t.isf(norm.sf(bound), dof), dtype=float)
+
 
 def look_stat(d: ArrayLike, n_max: int, clusters: Sequence[object] | None = None) -> LookStat:
     """Delta and its SE (cluster-robust when items share clusters) of the first n items."""
@@ -335,8 +350,11 @@ def judge_looks(
             out.append(LookDecision(k, stat, None, None, None))
             continue
         fractions.append(min(stat.t, 1.0))
-        bound = spending_bounds(fractions, alpha / 2)[-1]
-        fail_bound = spending_bounds(fractions, alpha / (2 * max(n_failing, 1)))[-1]
+        z_bounds = (
+            spending_bounds(fractions, alpha / 2)[-1],
+            spending_bounds(fractions, alpha / (2 * max(n_failing, 1)))[-1],
+        )
+        bound, fail_bound = (float(x) for x in t_scaled(z_bounds, stat.dof))
         decision = decide(g, stat, bound, fail_bound)
         out.append(LookDecision(k, stat, bound, fail_bound, decision))
         if decision is not None:
@@ -463,15 +481,22 @@ def simulate_design(
     t: Sequence[float],
     *,
     alpha: float,
+    dof: ArrayLike = np.inf,
 ) -> SimulatedDesign:
     """The design on many replicates at once: ``delta``/``se`` of shape (G, R, K) at the
-    information fractions ``t`` (shared, all looks testing). Same rules as ``run_design``."""
+    information fractions ``t`` (shared, all looks testing), ``dof`` the SE's degrees of
+    freedom per comparison and look (G, K), as ``LookStat.dof``. Same rules as
+    ``run_design``."""
     d, s = np.asarray(delta, dtype=float), np.asarray(se, dtype=float)
-    n_cmp, _, k_looks = d.shape
+    _, _, k_looks = d.shape
     bound = np.array(spending_bounds(t, alpha / 2))
     fail_bound = np.array(spending_bounds(t, alpha / (2 * max(n_failing(gatings), 1))))
+    dofs = np.broadcast_to(np.asarray(dof, dtype=float), (len(gatings), k_looks))
     codes = np.stack(
-        [decision_codes(g, d[i], s[i], bound, fail_bound) for i, g in enumerate(gatings)]
+        [
+            decision_codes(g, d[i], s[i], t_scaled(bound, dofs[i]), t_scaled(fail_bound, dofs[i]))
+            for i, g in enumerate(gatings)
+        ]
     )  # (G, R, K)
     decided = codes > 0
     decided_at = np.where(decided.any(axis=2), decided.argmax(axis=2) + 1, k_looks + 1)

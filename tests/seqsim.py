@@ -17,6 +17,11 @@ def looks(n_max: int, k: int) -> list[int]:
     return [round(n_max * (j + 1) / k) for j in range(k)]
 
 
+def dof(units: int, k: int) -> Arr:
+    """Degrees of freedom of the SE at each look: items (or clusters) there - 1."""
+    return np.array(looks(units, k), dtype=float) - 1
+
+
 def _iid(d: Arr, sizes: list[int]) -> tuple[Arr, Arr]:
     """delta and the i.i.d. SE (ddof 1) of each prefix of each row of d."""
     csum, csq = np.cumsum(d, axis=1), np.cumsum(d * d, axis=1)

@@ -59,9 +59,9 @@ def test_expected_items_match_the_simulated_design() -> None:
             pl.binary_variance(disc), margin, n_max, scale * margin, alpha=ALPHA, looks=k
         )
         delta, se = seqsim.binary(rng, 3000, n_max, k, scale * margin, disc)
-        sim = sq.simulate_design(
-            [sq.Gating("t", "task", margin)], delta[None], se[None], t, alpha=ALPHA
-        )
+        g = [sq.Gating("t", "task", margin)]
+        dof = seqsim.dof(n_max, k)
+        sim = sq.simulate_design(g, delta[None], se[None], t, alpha=ALPHA, dof=dof)
         assert abs(planned - float(sizes[sim.stop - 1].mean())) <= 0.03 * n_max
 
 

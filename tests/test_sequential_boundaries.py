@@ -99,7 +99,9 @@ def test_run_passes_once_every_task_is_non_inferior() -> None:
     assert (result.verdict, result.stop_look) == ("pass", 3)
     assert [c.stop_look for c in result.comparisons] == [1, 3]
     low, high = result.comparisons[1].looks[-1].rci or (0, 0)
-    assert (low, high) == pytest.approx((-0.006 * 2.6803, 0.006 * 2.6803), abs=1e-4)
+    c3 = float(sq.t_scaled(2.6803, 299))  # 300 items: Student's t with 299 df, about 2.70
+    assert 2.69 < c3 < 2.71
+    assert (low, high) == pytest.approx((-0.006 * c3, 0.006 * c3), abs=1e-4)
 
 
 def test_undecided_non_critical_task_passes_at_the_end_a_critical_one_fails() -> None:
@@ -123,7 +125,8 @@ def test_scalar_replay_and_vectorised_simulation_agree() -> None:
     ]
     delta = rng.normal([[[-0.01]], [[0.0]], [[0.02]]], 0.02, size=(3, 300, 5))
     se = np.full((3, 300, 5), 0.01) * np.sqrt(1 / np.array(T5))
-    sim = sq.simulate_design(gatings, delta, se, T5, alpha=0.05)
+    dof = [100 * (k + 1) - 1 for k in range(5)]  # LookStat.dof of n items
+    sim = sq.simulate_design(gatings, delta, se, T5, alpha=0.05, dof=dof)
     for r in range(300):
         stats = [
             [
@@ -149,3 +152,14 @@ def test_a_look_without_spread_takes_the_se_of_one_item_lost_and_one_gained() ->
     task = sq.Gating("capitals", "task", 0.02)
     assert sq.decide(task, stat, 3.36, 3.6) is None
     assert sq.decide(task, sq.look_stat(np.zeros(400), 500), 2.29, 2.5) == "non_inferior"
+
+
+def test_boundaries_move_to_the_t_scale_with_few_items_or_clusters() -> None:
+    stat = sq.LookStat(n=60, n_max=300, delta=0.0, se=0.01, n_clusters=12)
+    assert stat.dof == 11  # clusters - 1
+    assert sq.LookStat(n=60, n_max=300, delta=0.0, se=0.01).dof == 59
+    assert sq.LookStat(n=60, n_max=300, delta=0.0, se=0.01, n_clusters=60).dof == 59
+    (look,) = sq.judge_looks(sq.Gating("t", "task", 0.02), [stat], 0.05, 1)
+    # 4.877 on the normal scale is the tail probability 5.4e-7; t with 11 df: about 9.6.
+    assert look.bound == pytest.approx(float(sq.t_scaled(4.8769, 11)), rel=1e-4)
+    assert 9.5 < (look.bound or 0) < 9.8
