@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from collapse_eval.policy import Policy
     from collapse_eval.summary import Summary
 
 from collapse_eval import __version__
@@ -468,6 +469,15 @@ def run(model: str, out: Path, **kw: Any) -> None:
 @model_inputs
 @policy_option
 @click.option(
+    "--sequential",
+    is_flag=True,
+    help="Decide the gate by the group-sequential design "
+    "(docs/statistics.md#sequential-gate): on two run directories it replays the design on "
+    "the stored records and reports the look and the share of the candidate's items that "
+    "decided it. Settings: "
+    "`sequential:` in policy.yaml (which also turns it on).",
+)
+@click.option(
     "--allow-labeler-as-candidate",
     is_flag=True,
     help="Compare even a model whose fingerprint is that of the labeler recorded in the "
@@ -489,6 +499,7 @@ def compare(
     tuned: tuple[str, ...],
     out: Path,
     policy: str | None,
+    sequential: bool,
     allow_labeler_as_candidate: bool,
     **kw: Any,
 ) -> None:
@@ -503,7 +514,7 @@ def compare(
     checkpoints = [m for m in (base, *tuned) if not is_run_dir(m)]
     if checkpoints:  # two run directories need no model
         _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
-    loaded_policy = load_policy(policy)  # a bad policy fails before any model loads
+    loaded_policy = _with_sequential(load_policy(policy), sequential, checkpoints)
     results = compare_candidates(
         base,
         tuned,
@@ -519,6 +530,31 @@ def compare(
         _console().print(f"overview: {out / 'index.html'}")
     failed = any(r.summary.verdict != "pass" for r in results)
     sys.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
+
+
+def _with_sequential(policy: Policy, flag: bool, checkpoints: Sequence[str]) -> Policy:
+    """The policy with ``--sequential`` applied; UsageError where it cannot take effect.
+    (A bad policy fails here, before any model loads.)"""
+    import dataclasses
+
+    from collapse_eval.errors import UsageError
+    from collapse_eval.policy import SequentialPolicy
+    from collapse_eval.sequential_compare import check_supported
+
+    if flag and policy.sequential is None:
+        policy = dataclasses.replace(policy, sequential=SequentialPolicy())
+    if policy.sequential is None:
+        return policy
+    if checkpoints:
+        how = "--sequential" if flag else f"sequential: in {policy.source}"
+        raise UsageError(
+            f"{how}: evaluating a checkpoint in rounds is not built yet; {checkpoints[0]} is "
+            "not a run directory. Evaluate both models with `collapse-eval run MODEL --out "
+            "RUN_DIR`, then `collapse-eval compare BASE_RUN TUNED_RUN --sequential` replays "
+            "the design on their records."
+        )
+    check_supported(policy)
+    return policy
 
 
 # Options that decide how a checkpoint is evaluated. With two run directories nothing is
@@ -698,6 +734,67 @@ def gate(summary_path: Path, policy: str | None) -> None:
     summary = rejudge(load_summary(summary_path), load_policy(policy))
     _print_verdict(summary, None)
     sys.exit(EXIT_OK if summary.verdict == "pass" else EXIT_GATE_FAILED)
+
+
+@cli.command()
+@click.argument("base_run", metavar="[BASE_RUN]", required=False, type=click.Path(path_type=Path))
+@policy_option
+@click.option(
+    "--prior",
+    multiple=True,
+    metavar="TASK=ACCURACY",
+    help="A task's base accuracy (0..1) instead of a base run's, or a task to plan without "
+    "one; repeatable.",
+)
+@click.option(
+    "--items",
+    "items",
+    multiple=True,
+    metavar="TASK=N",
+    help="The items a task has (its test set size or `limit`); repeatable. Default: the "
+    "base run's count.",
+)
+@click.option(
+    "--discordance",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Assumed share of items the two models answer differently (binary tasks; "
+    "default 0.15, capped at what the base accuracy allows).",
+)
+@click.option(
+    "--power",
+    type=click.FloatRange(0.5, 1, max_open=True),
+    default=0.8,
+    show_default=True,
+    help="The wanted power to show non-inferiority when nothing changed.",
+)
+@click.option(
+    "--looks",
+    type=click.IntRange(1, 20),
+    default=None,
+    help="Looks of the sequential design (default: the policy's sequential.looks, else 5).",
+)
+@click.option(
+    "--design-effect",
+    type=click.FloatRange(min=1),
+    default=1.0,
+    show_default=True,
+    help="Variance inflation of clustered items for --prior tasks (a base run's is measured).",
+)
+@handled
+def plan(base_run: Path | None, policy: str | None, **kw: Any) -> None:
+    """How many items a decision needs, per task: fixed-n at the wanted power, and the
+    expected items of `compare --sequential` (docs/statistics.md#planning)."""
+    from collapse_eval.columns import load_run_columns
+    from collapse_eval.planning import build_plan
+    from collapse_eval.policy import load_policy
+    from collapse_eval.report.plan import plan_table
+
+    loaded = load_policy(policy)
+    looks = kw.pop("looks") or (loaded.sequential.looks if loaded.sequential else 5)
+    run = load_run_columns(base_run) if base_run is not None else None
+    plans = build_plan(run, loaded, looks=looks, **kw)
+    _console().print(plan_table(plans, power=kw["power"], looks=looks, alpha=loaded.alpha))
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from collapse_eval.columns import ItemColumns, ObjectArray, RunColumns, as_colum
 from collapse_eval.errors import PairingError
 from collapse_eval.policy import Policy
 from collapse_eval.records import Run
+from collapse_eval.sequential_compare import build_block
 from collapse_eval.stats import (
     DEFAULT_N_BOOT,
     FloatArray,
@@ -380,6 +381,10 @@ def compare_runs(
 ) -> Summary:
     """Compare two runs item by item and judge them under ``policy``: the summary.json.
 
+    With ``policy.sequential`` (``--sequential``, or ``sequential:`` in policy.yaml) the
+    group-sequential design is replayed on the records too, and its verdict is the gate's
+    (sequential_compare.py).
+
     Run directories are best passed as ``load_run_columns(path)`` (no per-item text in
     memory); a loaded ``Run`` is converted. Steps: pair the tasks, list the comparison
     rows (``_RowSpec``), compute all of them in one batch, adjust p-values per family,
@@ -430,6 +435,10 @@ def compare_runs(
         collapse_eval_version=__version__,
         references=reference_counts(base, paired.domain),
     )
+    if policy.sequential is not None:
+        summary.sequential = build_block(
+            base, general_units, paired.domain, policy, seed=seed, looks=policy.sequential.looks
+        )
     return apply_policy(summary, policy)
 
 

@@ -37,7 +37,10 @@ from collapse_eval.errors import ConfigError, did_you_mean, unknown_key_error
 FAILABLE_STATUSES = ("regressed", "inconclusive")
 REQUIREMENTS = ("non_inferior", "equivalent")
 DEFAULT_MARGIN = 0.02
-_TOP_KEYS = ("alpha", "general", "domain")
+_TOP_KEYS = ("alpha", "general", "domain", "sequential")
+_SEQUENTIAL_KEYS = ("looks",)
+MAX_LOOKS = 20
+DEFAULT_LOOKS = 5
 _GENERAL_KEYS = ("margin", "fail_on", "critical", "margins", "require", "require_per_task")
 _DOMAIN_KEYS = ("require_gain", "min_gain", "margin", "fail_on", "fail_on_format", "require")
 # --policy NAME: a named policy instead of a file. ``release`` is the default policy (a
@@ -81,10 +84,19 @@ class DomainPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class SequentialPolicy:
+    """``sequential:`` in policy.yaml: the gate is decided by the group-sequential design
+    (docs/statistics.md#sequential-gate) with this many looks."""
+
+    looks: int = DEFAULT_LOOKS
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     alpha: float = 0.05
     general: GeneralPolicy = field(default_factory=GeneralPolicy)
     domain: DomainPolicy = field(default_factory=DomainPolicy)
+    sequential: SequentialPolicy | None = None  # None: fixed-n unless --sequential
     # Not part of the policy: the file it came from, the line of each dotted key and the
     # keys the file set (to tell "policy general.margin" from the default), for messages.
     source: str | None = field(default=None, compare=False)
@@ -166,6 +178,8 @@ class Policy:
                 "fail_on_format": list(self.domain.fail_on_format),
                 "require": self.domain.require,
             },
+            # Additive: written only when set, so fixed-n summaries stay as they were.
+            **({"sequential": {"looks": self.sequential.looks}} if self.sequential else {}),
         }
 
 
@@ -326,10 +340,29 @@ def policy_from_mapping(
         alpha=alpha,
         general=general,
         domain=domain,
+        sequential=_sequential(r, raw),
         source=source,
         lines=dict(lines or {}),
         given=given,
     )
+
+
+def _sequential(r: _Reader, raw: Mapping[str, Any]) -> SequentialPolicy | None:
+    """``sequential:`` (a mapping, possibly empty, or true): the sequential gate's settings."""
+    if "sequential" not in raw or raw["sequential"] is False:
+        return None
+    value = raw["sequential"]
+    if value is None or value is True:
+        return SequentialPolicy()
+    if not isinstance(value, dict):
+        raise r.error("sequential", f"must be a mapping such as {{looks: 5}}, got {value!r}")
+    r.check_keys(value, _SEQUENTIAL_KEYS, "sequential.")
+    looks = value.get("looks", DEFAULT_LOOKS)
+    if isinstance(looks, bool) or not isinstance(looks, int) or not 1 <= looks <= MAX_LOOKS:
+        raise r.error(
+            "sequential.looks", f"must be a whole number from 1 to {MAX_LOOKS}, got {looks!r}"
+        )
+    return SequentialPolicy(looks=looks)
 
 
 def load_policy(path: str | Path | None) -> Policy:

@@ -249,7 +249,7 @@ def _default_of(f: Field[Any]) -> Any:
 
 
 # Set only by re-judging, for some rows: never written as null.
-_OMIT_NONE = frozenset(("critical", "margin_source", "required", "references"))
+_OMIT_NONE = frozenset(("critical", "margin_source", "required", "references", "sequential"))
 # What a pooled domain row lacks (it is not judged on its own); filled in when read.
 POOLED_LACKS = (
     "group_by",
@@ -584,6 +584,9 @@ class Summary:
     # model's answer), "gold": n (human-corrected), "unknown": n}; None (left out) when
     # no item says, as for a test set not made by `data build`.
     references: dict[str, int] | None = None
+    # compare --sequential: the design, the looks of each gating comparison and the verdict
+    # they gave (docs/formats.md#sequential); None (left out) for a fixed-n comparison.
+    sequential: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     absent: frozenset[str] = frozenset()
 
@@ -624,6 +627,7 @@ class Summary:
             collapse_eval_version=f.get("collapse_eval_version", None, _str_or_none),
             domain_gain=DomainGain.from_json(gain) if gain is not None else None,
             references=f.get("references", None, _dict_or_none),
+            sequential=f.get("sequential", None, _sequential_or_none),
             extra=f.extra,
             absent=frozenset(f.absent),
         )
@@ -631,6 +635,17 @@ class Summary:
     def to_json(self) -> dict[str, Any]:
         """The summary.json object: the same keys, in the same order, as compare writes."""
         return _emit(self, self.absent, self.extra)
+
+
+def _sequential_or_none(value: Any) -> bool:
+    """A sequential block with the keys ``gate`` re-judges it from (else kept in extra)."""
+    if value is None:
+        return True
+    if not isinstance(value, dict) or not isinstance(value.get("comparisons"), list):
+        return False
+    return isinstance(value.get("design"), dict) and all(
+        isinstance(c, dict) and isinstance(c.get("looks"), list) for c in value["comparisons"]
+    )
 
 
 def _list_of_dicts(value: Any) -> bool:

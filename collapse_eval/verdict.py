@@ -48,6 +48,7 @@ from collapse_eval.spelling import (
     points,
     signed_points,
 )
+from collapse_eval.sequential_compare import judge_block
 from collapse_eval.summary import Comparison, DomainGain, Summary
 
 FORMAT_METRIC = "format_ok"
@@ -188,11 +189,27 @@ def apply_policy(summary: Summary, policy: Policy) -> Summary:
     out.domain_gain = domain_gain(out, policy)
     general = _general_rows(out)
     out.verdict, out.reasons = _fold(_reasons(out, general, policy), general)
+    if out.sequential is not None:
+        _judge_sequential(out, policy)
     out.alpha = policy.alpha
     out.policy = policy.to_json()
     # What the policy set is written even if the summary read from a file lacked it.
     out.absent -= {"domain_gain", "verdict", "reasons", "alpha", "policy"}
     return out
+
+
+def _judge_sequential(summary: Summary, policy: Policy) -> None:
+    """A sequential summary: the verdict is the design's, from its stored looks; the
+    fixed-n verdict of the rows (on the items the runs hold) follows as notes."""
+    judged = judge_block(summary.sequential or {}, policy)
+    fixed_verdict, fixed_reasons = summary.verdict, summary.reasons
+    summary.sequential = {**judged.block, "fixed_n_verdict": fixed_verdict}
+    summary.verdict = judged.verdict
+    summary.reasons = [
+        *judged.reasons,
+        f"note: the fixed-n comparison of every item in the runs gives {fixed_verdict}",
+        *(f"note: fixed-n: {r.removeprefix('note: ')}" for r in fixed_reasons),
+    ]
 
 
 # ---------------------------------------------------------------- status per row

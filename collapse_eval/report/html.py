@@ -335,6 +335,7 @@ def render_html(summary: Summary, figures: Sequence[Figure], examples: Examples)
     comparisons = [c.to_json() for c in summary.comparisons]  # every field, as written
     fields = _all_fields(comparisons)
     flips_figure = next((f for f in figures if f.name == "flips"), None)
+    sequential_figure = next((f for f in figures if f.name == "sequential"), None)
     verdict = str(summary.verdict or "unknown")
     return env.get_template("report.html.j2").render(
         css=css,
@@ -364,6 +365,7 @@ def render_html(summary: Summary, figures: Sequence[Figure], examples: Examples)
         ],
         status_values=sorted({str(c.get("status")) for c in comparisons}),
         flips_figure=_figure_view(flips_figure) if flips_figure else None,
+        sequential_figure=_figure_view(sequential_figure) if sequential_figure else None,
         examples=_examples_view(examples),
         unpaired=summary.unpaired,
     )

@@ -357,6 +357,7 @@ class _Spec:
     rows: list[Row]
     draw: Callable[..., Path]  # draw(path=...)
     alt: str
+    data: Any = None  # what else the figure shows (the sequential block), for its key
 
 
 def figure_specs(summary: Summary) -> list[_Spec]:
@@ -413,14 +414,97 @@ def figure_specs(summary: Summary) -> list[_Spec]:
         title = "Items lost and gained per task"
         draw = partial(flips_plot, flip_rows, title)
         specs.append(_Spec("flips", title, flip_rows, draw, _flips_alt(flip_rows)))
+    gating = _sequential_gating(summary)
+    if gating:
+        title = "Sequential gate: repeated CI at each look against the margin"
+        draw = partial(sequential_plot, gating, title, alpha=alpha)
+        specs.append(_Spec("sequential", title, [], draw, _sequential_alt(gating), gating))
     return specs
 
 
-def _key(name: str, title: str, rows: Sequence[Row], alpha: float) -> str:
+def _sequential_gating(summary: Summary) -> list[dict[str, Any]]:
+    """The gating comparisons of a sequential summary that had a look."""
+    block = summary.sequential or {}
+    return [c for c in block.get("comparisons", []) if c.get("gating") and c.get("looks")]
+
+
+# The gain's decisions coloured as the row statuses that mean the same.
+_AS_STATUS = {"gain_shown": "improved", "gain_ruled_out": "regressed", "no_gain": "inconclusive"}
+
+
+def _look_points(entry: dict[str, Any]) -> list[tuple[int, float, float | None, float | None]]:
+    """(items, delta, RCI low, RCI high) in points per look, in the metric's direction."""
+    sign = 100.0 if entry.get("higher_is_better", True) else -100.0
+    out = []
+    for look in entry["looks"]:
+        low, high = look.get("rci_low"), look.get("rci_high")
+        if is_number(low) and is_number(high) and sign < 0:
+            low, high = high, low
+        out.append(
+            (
+                int(look["n"]),
+                float(look["delta"]) * sign,
+                float(low) * sign if is_number(low) else None,
+                float(high) * sign if is_number(high) else None,
+            )
+        )
+    return out
+
+
+def sequential_plot(
+    entries: Sequence[dict[str, Any]], title: str, path: Path, alpha: float
+) -> Path:
+    """One panel per gating comparison: delta (dot) and its repeated (1 - alpha) CI (bar)
+    at each look, by items evaluated, against the margin (-m, dashed) or the gain to show
+    (+g) and zero: the interval narrows until it clears the line that decides."""
+    fig = new_figure(_WIDTH, 1.9 * len(entries) + 0.6)
+    axes = fig.subplots(len(entries), 1, squeeze=False)[:, 0]
+    for ax, entry in zip(axes, entries, strict=True):
+        status = str(entry.get("status"))
+        colour = STATUS_COLOURS.get(
+            {
+                "gain_shown": "improved",
+                "gain_ruled_out": "regressed",
+                "no_gain": "inconclusive",
+            }.get(status, status),
+            OTHER_COLOUR,
+        )
+        for n, delta, low, high in _look_points(entry):
+            if low is not None and high is not None:
+                ax.plot([n, n], [low, high], color=colour, linewidth=2.5)
+            ax.plot([n], [delta], "o", color=colour, markersize=5)
+        margin = entry.get("margin")
+        if is_number(margin):
+            line = margin * 100 if entry.get("kind") == "gain" else -margin * 100
+            ax.axhline(line, color="#000000", linewidth=1.2, linestyle=_DASH)
+        ax.axhline(0.0, color="#000000", linewidth=0.7)
+        ax.set_xlim(0, int(entry.get("items_available") or 1) * 1.02)
+        name = "domain gain (pooled)" if entry.get("kind") == "gain" else str(entry.get("task"))
+        ax.set_title(f"{_short(name)}: {status}", fontsize=10, loc="left")
+        ax.set_ylabel("tuned - base (points)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel(
+        f"candidate items evaluated (bar = repeated {ci_label(alpha)}; dashed = margin)"
+    )
+    fig.suptitle(title, fontsize=11, x=0.01, ha="left")
+    return _save(fig, path)
+
+
+def _sequential_alt(entries: Sequence[dict[str, Any]]) -> str:
+    parts = [
+        f"{e.get('task') if e.get('kind') != 'gain' else 'domain gain'} {e.get('status')} at "
+        f"look {e.get('stop_look')} ({e.get('items_evaluated')} of "
+        f"{e.get('items_available')} items)"
+        for e in entries
+    ]
+    return f"Repeated confidence intervals per look of the sequential gate. {_listing(parts)}."
+
+
+def _key(name: str, title: str, rows: Sequence[Row], alpha: float, extra: Any = None) -> str:
     """What a figure depends on: its data, its title and this module's code."""
     code = Path(__file__).read_bytes()
     data = json.dumps(
-        [name, title, alpha, [r.to_json() for r in rows]], sort_keys=True, default=str
+        [name, title, alpha, [r.to_json() for r in rows], extra], sort_keys=True, default=str
     )
     return hashlib.sha256(code + data.encode("utf-8")).hexdigest()
 
@@ -448,7 +532,7 @@ def write_plots(summary: Summary, plots_dir: Path) -> list[Figure]:
     todo: list[tuple[Callable[..., Path], Path]] = []
     for spec in figure_specs(summary):
         path = plots_dir / f"{spec.name}.png"
-        key = _key(spec.name, spec.title, spec.rows, alpha)
+        key = _key(spec.name, spec.title, spec.rows, alpha, spec.data)
         if not (old.get(spec.name) == key and path.is_file()):
             todo.append((spec.draw, path))
         new[spec.name] = key
