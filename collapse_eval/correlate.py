@@ -203,12 +203,27 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def _correlation_row(
-    x: list[float], y: list[float], method: str, n_boot: int, seed: int
+def correlation_row(
+    x: list[float],
+    y: list[float],
+    method: str,
+    n_boot: int,
+    seed: int,
+    *,
+    exact_max_n: int | None = None,
 ) -> dict[str, Any]:
-    from collapse_eval.stats import correlation
+    """One correlation as a JSON row: estimate, bootstrap 95% CI, permutation p and how it
+    was computed (``exact_max_n``: the most points for an exact p; default stats')."""
+    from collapse_eval.stats import EXACT_PERMUTATION_MAX_N, correlation
 
-    res = correlation(x, y, method, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
+    res = correlation(
+        x,
+        y,
+        method,  # type: ignore[arg-type]
+        n_boot=n_boot,
+        seed=seed,
+        exact_max_n=EXACT_PERMUTATION_MAX_N if exact_max_n is None else exact_max_n,
+    )
     return {
         "method": method,
         "n": res.n,
@@ -250,7 +265,7 @@ def dimension_correlations(
             if len(pairs) < 3:
                 continue
             x, y = [p[0] for p in pairs], [p[1] for p in pairs]
-            row = _correlation_row(x, y, "spearman", n_boot, seed)
+            row = correlation_row(x, y, "spearman", n_boot, seed)
             out.append({"dimension": name, "performance": target, **row})
     return out
 
@@ -272,7 +287,7 @@ def correlate_table(
             continue
         x, y = [p[0] for p in pairs], [p[1] for p in pairs]
         for method in METHODS:
-            row = _correlation_row(x, y, method, n_boot, seed)
+            row = correlation_row(x, y, method, n_boot, seed)
             result["correlations"].append({"performance": target, **row})
     result["by_dimension"] = dimension_correlations(rows, n_boot=n_boot, seed=seed)
     return result

@@ -258,8 +258,8 @@ def _default_of(f: Field[Any]) -> Any:
     return None  # a required field: absent only from the pooled domain row
 
 
-# Set only by re-judging, for some rows: never written as null.
-_OMIT_NONE = frozenset(("critical", "margin_source", "required", "references"))
+# Set only by re-judging (or, `training`, only with `compare --train`): never written as null.
+_OMIT_NONE = frozenset(("critical", "margin_source", "required", "references", "training"))
 # What a pooled domain row lacks (it is not judged on its own); filled in when read.
 POOLED_LACKS = (
     "group_by",
@@ -594,6 +594,10 @@ class Summary:
     # model's answer), "gold": n (human-corrected), "unknown": n}; None (left out) when
     # no item says, as for a test set not made by `data build`.
     references: dict[str, int] | None = None
+    # The training set attached with `compare --train` (collapse_eval/training.py): per
+    # domain slice its samples, quality and the slice's delta, the correlations across
+    # slices, and the nearest training samples of every lost domain item; None without.
+    training: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     absent: frozenset[str] = frozenset()
 
@@ -634,6 +638,7 @@ class Summary:
             collapse_eval_version=f.get("collapse_eval_version", None, _str_or_none),
             domain_gain=DomainGain.from_json(gain) if gain is not None else None,
             references=f.get("references", None, _dict_or_none),
+            training=f.get("training", None, _dict_or_none),
             extra=f.extra,
             absent=frozenset(f.absent),
         )
