@@ -234,3 +234,45 @@ def test_bm25_finds_the_long_dialogue_a_question_is_about(language: str) -> None
         query = f"Did {facts['name']} ask for {facts['request']} in the {facts['room']}?"
     (found,) = nearest_samples(samples, [query])
     assert [n["id"].split("-")[1] for n in found] == [f"{17:05d}"] * 3
+
+
+PAYLOAD = "<script>document.body.setAttribute('data-pwned', 'x')</script>"
+
+
+def test_report_shows_nearest_samples_with_training_text_escaped(tmp_path: Path) -> None:
+    """Training text and task types are untrusted: the report escapes them in the slice
+    table and in the lost-examples view, which names each lost item's nearest samples."""
+    items = [
+        {"id": f"q{i}", "task_type": "intent", "output_format": "label",
+         "prompt": f"Customer {i} wants to rent a flat in Lyon. Intent:", "reference": "rent"}
+        for i in range(6)
+    ]  # fmt: skip
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    rows = [
+        {"suite": "domain", "task": "test", "item_id": r["id"], "metric": "score",
+         "task_type": "intent", "output_format": "label"}
+        for r in items
+    ]  # fmt: skip
+    base = write_run(tmp_path / "base", "b", [{**r, "score": 1.0} for r in rows])
+    tuned = write_run(
+        tmp_path / "tuned", "t", [{**r, "score": float(i % 2)} for i, r in enumerate(rows)]
+    )
+    train = tmp_path / "train.jsonl"
+    samples = [
+        {"id": f"s{i}", "task_type": "intent", "output_format": "label",
+         "prompt": f"{PAYLOAD} Customer {i} wants to rent in Lyon. Intent:", "response": "rent"}
+        for i in range(4)
+    ]  # fmt: skip
+    train.write_text("".join(json.dumps(r) + "\n" for r in samples), encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["compare", str(base), str(tuned), "--train", str(train), "--domain", str(test)]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 1  # the gate fails: it lost half
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert PAYLOAD not in html
+    assert "&lt;script&gt;document.body.setAttribute(" in html
+    assert html.count('class="neighbour"') == 3 * 3  # 3 lost items, 3 samples each
+    assert 'id="training-task_type"' in html and "95% CI" in html
+    lost = json.loads((out / "summary.json").read_text())["training"]["lost"]
+    assert [r["item_id"] for r in lost] == ["q0", "q2", "q4"]
+    assert lost[0]["nearest"][0]["id"] == "s0"  # "Customer 0" matches only s0's number
