@@ -1183,9 +1183,12 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
         )
     _console().print(table)
     _console().print(f"overview: {out / 'index.html'}", markup=False, highlight=False)
-    from collapse_eval.demo.run import correlation_lines
+    from collapse_eval.demo.run import correlation_lines, training_report_lines
 
     for line in correlation_lines(out):
+        click.echo(line)
+    click.echo("training data by task type against each candidate's delta:")
+    for line in training_report_lines(rows):
         click.echo(line)
 
 

@@ -21,14 +21,18 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from collapse_eval.columns import RunColumns
 from collapse_eval.domain.dataset import DomainItem, TrainingItem
 from collapse_eval.errors import InputError, UsageError, did_you_mean
 from collapse_eval.summary import Comparison, Summary
+
+if TYPE_CHECKING:  # compare.py imports pandas: only when a block is computed
+    from collapse_eval.compare import DomainItems
 
 NEAREST_K = 3  # training samples listed per lost item
 EXCERPT_CHARS = 300  # of a training sample's input or response kept in summary.json
@@ -124,8 +128,16 @@ def load_training(path: str | Path) -> TrainingSet:
         raise InputError(path, "file not found (--train)")
     if path.is_dir() or path.suffix == ".json":
         return _from_quality(path)
+    from collapse_eval.domain.dataset import _detect_kind
     from collapse_eval.quality import assess_file
 
+    if _detect_kind(path) == "domain":  # the commonest mix-up: the test set given twice
+        raise InputError(
+            path,
+            "is not a training set: no line has a 'response', or some have a 'reference' "
+            "(a domain test set's items)",
+            hint="--train takes the set the candidate was fine-tuned on",
+        )
     result = assess_file(path)
     scores = {s.item.id: (s.score, tuple(s.flags)) for s in result.samples}
     items = [s.item for s in result.samples]
@@ -291,7 +303,7 @@ def _slice_keys(kind: str, task_type: Any, output_format: Any) -> tuple[str | No
     )
 
 
-def _slices(summary: Summary, items: Any, training: TrainingSet) -> list[dict[str, Any]]:
+def _slices(summary: Summary, items: DomainItems, training: TrainingSet) -> list[dict[str, Any]]:
     """One row per slice of each kind: test items, lost and gained, the delta and CI, and
     the slice's training samples; task-type and output-format deltas are the summary's own
     rows, cells are computed here with the same tests."""
@@ -323,7 +335,7 @@ def _named(kind: str, key: tuple[str | None, str | None]) -> tuple[str | None, .
 
 
 def _deltas(
-    summary: Summary, kind: str, items: Any, test_keys: list[Any], keys: list[Any]
+    summary: Summary, kind: str, items: DomainItems, test_keys: list[Any], keys: list[Any]
 ) -> dict[Any, dict[str, Any]]:
     """Slice key -> its delta and CI: the summary's comparison row for task types and
     output formats, a comparison computed here (compare_many) for cells."""
@@ -367,7 +379,9 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _test_side(items: Any, rows: Any, delta: Mapping[str, Any] | None) -> dict[str, Any]:
+def _test_side(
+    items: DomainItems, rows: NDArray[np.bool_], delta: Mapping[str, Any] | None
+) -> dict[str, Any]:
     empty = {"delta": None, "ci_low": None, "ci_high": None, "ci_method": None}
     return {
         "n_test": int(rows.sum()),
@@ -427,7 +441,7 @@ Leaks = dict[tuple[str, str], dict[str, Any]]  # (task, test id) -> the leak
 
 
 def _contamination(
-    training: TrainingSet, items: Any, test_sets: Mapping[str, Sequence[DomainItem]] | None
+    training: TrainingSet, items: DomainItems, test_sets: Mapping[str, Sequence[DomainItem]] | None
 ) -> Leaks:
     """The compared test items that near-duplicate a training sample (``quality
     --against``'s check), per domain task."""
@@ -451,7 +465,7 @@ def _contamination(
 
 
 def _contamination_json(
-    leaks: Leaks, items: Any, test_sets: Mapping[str, Sequence[DomainItem]] | None
+    leaks: Leaks, items: DomainItems, test_sets: Mapping[str, Sequence[DomainItem]] | None
 ) -> dict[str, Any]:
     from collapse_eval.quality.contamination import CONTEXT_THRESHOLD, PROMPT_THRESHOLD
 
@@ -469,8 +483,8 @@ def _contamination_json(
 
 
 def _trace_lost(
-    items: Any,
-    lost: Any,
+    items: DomainItems,
+    lost: NDArray[np.intp],
     training: TrainingSet,
     test_sets: Mapping[str, Sequence[DomainItem]] | None,
     leaks: Leaks,

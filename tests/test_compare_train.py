@@ -201,6 +201,7 @@ def test_cli_refuses_bad_train_values_with_exit_2(traced, capsys) -> None:
     for train, said in (
         ("tunde=x.jsonl", "Did you mean 'tuned'?"),
         (str(traced["root"] / "missing.jsonl"), "file not found (--train)"),
+        (str(TEST_FILE), "is not a training set"),
     ):
         assert main(["compare", base, tuned, "--train", train, "--out", out]) == 2
         assert said in capsys.readouterr().err
@@ -276,3 +277,77 @@ def test_report_shows_nearest_samples_with_training_text_escaped(tmp_path: Path)
     lost = json.loads((out / "summary.json").read_text())["training"]["lost"]
     assert [r["item_id"] for r in lost] == ["q0", "q2", "q4"]
     assert lost[0]["nearest"][0]["id"] == "s0"  # "Customer 0" matches only s0's number
+
+
+def test_summary_with_training_matches_the_schema_and_rerenders(traced) -> None:
+    import jsonschema
+
+    schema_path = Path(__file__).parents[1] / "collapse_eval" / "schemas" / "summary.schema.json"
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    jsonschema.validate(traced["summary"], schema)
+    broken = json.loads(json.dumps(traced["summary"]))
+    broken["training"]["slices"][0]["group_by"] = "task"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+    # `collapse-eval report` re-renders the section from summary.json alone.
+    out = traced["root"] / "out"
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="training-task_type"' in html and html.count('class="neighbour"') == 25 * 3
+
+
+def test_train_without_bm25s_is_exit_2_naming_the_extra(traced, monkeypatch, capsys) -> None:
+    from collapse_eval import extras
+
+    real = extras._findable
+    monkeypatch.setattr(extras, "_findable", lambda module: module != "bm25s" and real(module))
+    base, tuned, train = traced["argv"][1], traced["argv"][2], traced["argv"][4]
+    out = traced["root"] / "no-bm25s"
+    assert main(["compare", base, tuned, "--train", train, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "bm25s is not installed" in err and "pip install 'collapse-eval[run]'" in err
+    assert not out.exists()
+
+
+def test_train_per_candidate_by_name(traced, tmp_path: Path) -> None:
+    """Several candidates: NAME=PATH attaches a set to that candidate only."""
+    import shutil
+
+    base, tuned = traced["argv"][1], traced["argv"][2]
+    other = tmp_path / "other"
+    shutil.copytree(tuned, other)
+    train = f"other={traced['train']}"
+    argv = ["compare", base, tuned, str(other), "--train", train, "--out", str(tmp_path / "o")]
+    assert main([*argv, "--quiet"]) == 0
+    with_block = json.loads((tmp_path / "o" / "other" / "summary.json").read_text())
+    without = json.loads((tmp_path / "o" / "tuned" / "summary.json").read_text())
+    assert with_block["training"]["source"] == str(traced["train"])
+    assert "training" not in without
+
+
+def test_demo_prints_each_candidates_training_table(traced) -> None:
+    from collapse_eval.demo.run import DemoRow, training_report_lines
+
+    summary = traced["root"] / "out" / "summary.json"
+    rows = [
+        DemoRow("graded-34", "pass", None, None, summary),
+        DemoRow("x", "pass", None, None, summary),
+    ]
+    lines = training_report_lines(rows)
+    assert [line for line in lines if not line.startswith("  ")] == ["graded-34:", "x:"]
+    assert lines[1].startswith("  training data: ") and "1920 samples" in lines[1]
+    assert lines[2].split() == [
+        "slice",
+        "train",
+        "share",
+        "quality",
+        "flagged",
+        "test",
+        "lost",
+        "delta",
+        "[95%",
+        "CI]",
+    ]
+    assert any(line.split()[:2] == ["intent_classification", "237"] for line in lines)
+    assert "training quality vs delta across task types: spearman +0.50" in "\n".join(lines)
