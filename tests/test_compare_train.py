@@ -261,7 +261,7 @@ def test_report_shows_nearest_samples_with_training_text_escaped(tmp_path: Path)
     )
     train = tmp_path / "train.jsonl"
     samples = [
-        {"id": f"s{i}", "task_type": "intent", "output_format": "label",
+        {"id": f"s{i}", "task_type": "intent" if i < 3 else PAYLOAD, "output_format": "label",
          "prompt": f"{PAYLOAD} Customer {i} wants to rent in Lyon. Intent:", "response": "rent"}
         for i in range(4)
     ]  # fmt: skip
@@ -274,6 +274,9 @@ def test_report_shows_nearest_samples_with_training_text_escaped(tmp_path: Path)
     assert "&lt;script&gt;document.body.setAttribute(" in html
     assert html.count('class="neighbour"') == 3 * 3  # 3 lost items, 3 samples each
     assert 'id="training-task_type"' in html and "95% CI" in html
+    markdown = (out / "summary.md").read_text(encoding="utf-8")
+    assert "### Training data by slice" in markdown and "<script>" not in markdown
+    assert "| intent | 3 | 75.0% |" in markdown and "\\<script\\>" in markdown
     lost = json.loads((out / "summary.json").read_text())["training"]["lost"]
     assert [r["item_id"] for r in lost] == ["q0", "q2", "q4"]
     assert lost[0]["nearest"][0]["id"] == "s0"  # "Customer 0" matches only s0's number
