@@ -354,3 +354,43 @@ def test_demo_prints_each_candidates_training_table(traced) -> None:
     ]
     assert any(line.split()[:2] == ["intent_classification", "237"] for line in lines)
     assert "training quality vs delta across task types: spearman +0.50" in "\n".join(lines)
+
+
+def test_cells_are_sliced_and_correlated_when_a_task_type_has_several_formats(
+    tmp_path: Path,
+) -> None:
+    """Task type x output format cells: their own delta (computed like the summary's rows)
+    and, as they split the task types here, their own correlations."""
+    cells = [("ask", "label"), ("ask", "yes_no"), ("tell", "label"), ("tell", "free_text")]
+    rows, samples = [], []
+    for i in range(160):
+        task_type, fmt = cells[i % 4]
+        rows.append({"suite": "domain", "task": "t", "item_id": f"q{i}", "metric": "score",
+                     "task_type": task_type, "output_format": fmt})  # fmt: skip
+    base = write_run(tmp_path / "base", "b", [{**r, "score": 1.0} for r in rows])
+    # cell c (= i % 4) loses the items with (i // 4) % 4 < c: 0, 25, 50 and 75 % of them.
+    lost = [(i % 4) > (i // 4) % 4 for i in range(160)]
+    tuned_rows = [{**r, "score": 0.0 if gone else 1.0} for r, gone in zip(rows, lost, strict=True)]
+    tuned = write_run(tmp_path / "tuned", "t", tuned_rows)
+    for c, (task_type, fmt) in enumerate(cells):
+        for j in range(10 + 10 * c):  # shares 10, 20, 30, 40 samples
+            response = {"label": "yes", "yes_no": "yes", "free_text": "It is fine."}[fmt]
+            samples.append({"id": f"s{c}-{j}", "task_type": task_type, "output_format": fmt,
+                            "prompt": f"Question {c} {j}?", "response": response})  # fmt: skip
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
+    argv = ["compare", str(base), str(tuned), "--train", str(train), "--out", str(tmp_path / "o")]
+    main([*argv, "--quiet"])
+    block = json.loads((tmp_path / "o" / "summary.json").read_text())["training"]
+    by_cell = {
+        (s["task_type"], s["output_format"]): s for s in block["slices"] if s["group_by"] == "cell"
+    }
+    assert list(by_cell) == sorted(cells, key=str)
+    for c, cell in enumerate(cells):
+        assert by_cell[cell]["n_test"] == 40 and by_cell[cell]["lost"] == 10 * c
+        assert by_cell[cell]["delta"] == pytest.approx(-c / 4)
+        assert by_cell[cell]["n_train"] == 10 + 10 * c
+        assert by_cell[cell]["ci_low"] <= by_cell[cell]["delta"] <= by_cell[cell]["ci_high"]
+    share = next(c for c in block["correlations"] if (c["group_by"], c["x"]) == ("cell", "share"))
+    assert share["n"] == 4 and share["estimate"] == pytest.approx(-1.0)
+    assert share["p_method"] == "exact_permutation" and share["p_value"] == pytest.approx(2 / 24)
