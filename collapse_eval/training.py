@@ -507,14 +507,16 @@ def _trace_lost(
                 "evaluated on another version of this test set; give the file they were "
                 "evaluated on"
             )
-        if item is None:
+        text = None if item is None else input_text(item.prompt, item.messages)
+        if text is None:
             untraced += 1
         else:
-            queries.append(input_text(item.prompt, item.messages))
+            queries.append(text)
         rows.append(
             {
                 "task": key[0],
                 "item_id": key[1],
+                "input": None if text is None else _excerpt(text),
                 "task_type": _text_or_none(items.task_types[i]),
                 "output_format": _text_or_none(items.output_formats[i]),
                 "base_score": float(items.base[i]),

@@ -273,6 +273,7 @@ def test_report_shows_nearest_samples_with_training_text_escaped(tmp_path: Path)
     assert PAYLOAD not in html
     assert "&lt;script&gt;document.body.setAttribute(" in html
     assert html.count('class="neighbour"') == 3 * 3  # 3 lost items, 3 samples each
+    assert "<pre>Customer 2 wants to rent a flat in Lyon. Intent:</pre>" in html  # from --domain
     assert 'id="training-task_type"' in html and "95% CI" in html
     markdown = (out / "summary.md").read_text(encoding="utf-8")
     assert "### Training data by slice" in markdown and "<script>" not in markdown

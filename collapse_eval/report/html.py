@@ -306,6 +306,8 @@ def _examples_view(examples: Examples, summary: Summary) -> dict[str, Any]:
         found = traced.get((str(ex["task"]), str(ex["item_id"])), {})
         ex["nearest"] = found.get("nearest", []) if ex["direction"] == "lost" else []
         ex["contaminated"] = found.get("contaminated")
+        if not ex["prompt"] and found.get("input"):  # runs keep no prompts; --domain does
+            ex["prompt"] = found["input"]
 
     def values(field: str) -> list[str]:
         return sorted({str(ex[field]) for ex in rows if ex[field]})

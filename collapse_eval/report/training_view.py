@@ -75,6 +75,7 @@ def nearest_by_item(summary: Summary) -> dict[tuple[str, str], dict[str, Any]]:
             for n in row.get("nearest", [])
         ]
         out[str(row["task"]), str(row["item_id"])] = {
+            "input": row.get("input"),
             "nearest": nearest,
             "contaminated": row.get("contaminated"),
         }
