@@ -664,7 +664,10 @@ def _lost_line(block: Mapping[str, Any]) -> str:
     if any(row["nearest"] for row in lost):
         line += f"; nearest training sample's task type: {nearest}"
     contaminated = sum(row["contaminated"] is not None for row in lost)
-    line += f"; {contaminated} lost and {block['contamination']['n_contaminated']} in all "
-    line += "near-duplicate a training sample (contaminated)"
+    if block["contamination"]["checked_tasks"]:
+        line += f"; {contaminated} lost and {block['contamination']['n_contaminated']} in all "
+        line += "near-duplicate a training sample (contaminated)"
+    else:
+        line += "; contamination not checked (no test texts)"
     note = block.get("lost_not_traced")
     return line + (f" ({note})" if note else "")

@@ -170,6 +170,10 @@ def test_run_directories_without_domain_are_not_traced(traced, tmp_path: Path) -
     block = json.loads((tmp_path / "summary.json").read_text())["training"]
     assert block["n_lost"] == 38 and all(r["nearest"] == [] for r in block["lost"])
     assert "give the domain test set with --domain" in block["lost_not_traced"]
+    assert block["contamination"]["checked_tasks"] == []
+    from collapse_eval.training import training_lines
+
+    assert "contamination not checked (no test texts)" in training_lines(block)[-1]
     assert _types(block)[DEFECT]["quality"] < 0.5
 
 
