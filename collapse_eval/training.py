@@ -512,24 +512,29 @@ def _trace_lost(
             untraced += 1
         else:
             queries.append(text)
-        rows.append(
-            {
-                "task": key[0],
-                "item_id": key[1],
-                "input": None if text is None else _excerpt(text),
-                "task_type": _text_or_none(items.task_types[i]),
-                "output_format": _text_or_none(items.output_formats[i]),
-                "base_score": float(items.base[i]),
-                "tuned_score": float(items.tuned[i]),
-                "contaminated": leaks.get(key),
-                "nearest": [] if item is None else None,
-            }
-        )
+        rows.append(_lost_row(items, i, text, leaks.get(key)))
     neighbours = iter(nearest_samples(training.samples, queries))
     for row in rows:
         if row["nearest"] is None:
             row["nearest"] = next(neighbours)
     return rows, _untraced_note(untraced, test_sets)
+
+
+def _lost_row(
+    items: DomainItems, i: int, text: str | None, leak: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A lost item's row; ``nearest`` is None (to fill in) when it has a text to trace."""
+    return {
+        "task": str(items.tasks[i]),
+        "item_id": str(items.item_ids[i]),
+        "input": None if text is None else _excerpt(text),
+        "task_type": _text_or_none(items.task_types[i]),
+        "output_format": _text_or_none(items.output_formats[i]),
+        "base_score": float(items.base[i]),
+        "tuned_score": float(items.tuned[i]),
+        "contaminated": leak,
+        "nearest": [] if text is None else None,
+    }
 
 
 def _untraced_note(untraced: int, test_sets: Mapping[str, Any] | None) -> str | None:
