@@ -485,6 +485,17 @@ def run(model: str, out: Path, **kw: Any) -> None:
     "otherwise (exit 2), because the references are its own answers.",
 )
 @click.option(
+    "--train",
+    "train",
+    multiple=True,
+    metavar="[NAME=]TRAIN.jsonl|quality.json",
+    help="The training set of the candidates (or, as NAME=PATH, of the candidate NAME: "
+    "its folder name under --out; repeatable): per domain slice its samples, quality and "
+    "the slice's delta, and every lost domain item's nearest training samples "
+    "(summary.json `training`, report.html). A quality.json is read with its "
+    "samples.jsonl; a JSONL is scored by the quality rules.",
+)
+@click.option(
     "--out",
     "--output-path",
     "out",
@@ -501,6 +512,7 @@ def compare(
     policy: str | None,
     sequential: bool,
     allow_labeler_as_candidate: bool,
+    train: tuple[str, ...],
     **kw: Any,
 ) -> None:
     """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
@@ -510,22 +522,26 @@ def compare(
     from collapse_eval.records import is_run_dir
     from collapse_eval.runner import compare_candidates
 
-    _refuse_unused_model_inputs(base, tuned)
+    _refuse_unused_model_inputs(base, tuned, tracing=bool(train))
     checkpoints = [m for m in (base, *tuned) if not is_run_dir(m)]
     if checkpoints:  # two run directories need no model
         _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
+    # a bad policy fails before any model loads
     loaded_policy = _with_sequential(load_policy(policy), sequential, checkpoints)
+    spec = _spec(base, kw)
     results = compare_candidates(
         base,
         tuned,
-        _spec(base, kw),
+        spec,
         out,
         policy=loaded_policy,
         progress=_progress(kw["quiet"]),
         allow_labeler=allow_labeler_as_candidate,
+        training=_training_sets(train, tuned),  # read and scored before any model loads
     )
     for result in results:
         _print_verdict(result.summary, result.out)
+        _print_training(result.summary)
     if len(results) > 1:
         _console().print(f"overview: {out / 'index.html'}")
     failed = any(r.summary.verdict != "pass" for r in results)
@@ -577,15 +593,35 @@ _MODEL_INPUT_FLAGS = {
 }
 
 
+def _training_sets(train: Sequence[str], tuned: Sequence[str]) -> dict[str, Any] | None:
+    """Each candidate's training set from the --train values (None without any)."""
+    if not train:
+        return None
+    from collapse_eval.runner import candidate_names
+    from collapse_eval.training import load_trainings, parse_train_options
+
+    return load_trainings(parse_train_options(train, candidate_names(tuned)))
+
+
+def _print_training(summary: Summary) -> None:
+    if summary.training is None:
+        return
+    from collapse_eval.training import training_lines
+
+    for line in training_lines(summary.training):
+        click.echo(line)
+
+
 def _all_run_dirs(base: str, tuned: Sequence[str]) -> bool:
     from collapse_eval.records import is_run_dir
 
     return is_run_dir(base) and all(is_run_dir(t) for t in tuned)
 
 
-def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
+def _refuse_unused_model_inputs(base: str, tuned: Sequence[str], *, tracing: bool) -> None:
     """UsageError naming every evaluation option given when BASE and every candidate are
-    run directories (nothing is evaluated)."""
+    run directories (nothing is evaluated); with ``tracing`` (--train) --domain is taken:
+    its texts trace the lost items to training samples."""
     from click.core import ParameterSource
 
     from collapse_eval.errors import UsageError
@@ -596,6 +632,8 @@ def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
     given = []
     for name, flag in _MODEL_INPUT_FLAGS.items():
         if ctx.get_parameter_source(name) in (None, ParameterSource.DEFAULT):
+            continue
+        if tracing and name == "domain":
             continue
         value = ctx.params[name]
         shown = " ".join(str(v) for v in value) if isinstance(value, tuple) else value
@@ -608,7 +646,8 @@ def _refuse_unused_model_inputs(base: str, tuned: Sequence[str]) -> None:
         "and TUNED are run directories: their records are compared as they are. Evaluate "
         f"checkpoints, or use `collapse-eval run MODEL --out RUN_DIR {flags} ...` first "
         "(it recomputes what changed), then compare the run directories. (--seed, the "
-        "bootstrap seed, --policy and --out do apply.)"
+        "bootstrap seed, --policy, --out and --train do apply; with --train, --domain "
+        "gives the test texts that lost items are traced by.)"
     )
 
 
@@ -1242,9 +1281,12 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
         )
     _console().print(table)
     _console().print(f"overview: {out / 'index.html'}", markup=False, highlight=False)
-    from collapse_eval.demo.run import correlation_lines
+    from collapse_eval.demo.run import correlation_lines, training_report_lines
 
     for line in correlation_lines(out):
+        click.echo(line)
+    click.echo("training data by task type against each candidate's delta:")
+    for line in training_report_lines(rows):
         click.echo(line)
 
 

@@ -634,3 +634,42 @@ def _side(run: RunColumns) -> Side:
         run=str(run.path.resolve()),
         model_fingerprint=run.manifest.model_fingerprint,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DomainItems:
+    """Every paired domain item of two runs, as parallel columns (run order, task by task)."""
+
+    tasks: ObjectArray
+    item_ids: ObjectArray
+    task_types: ObjectArray
+    output_formats: ObjectArray
+    base: FloatArray
+    tuned: FloatArray
+    clusters: ObjectArray
+
+    def sample(self, rows: NDArray[np.intp]) -> PairedSample:
+        """The paired sample of ``rows`` (clustered when every item has a cluster)."""
+        return _sample_of(self.base[rows], self.tuned[rows], self.clusters[rows])
+
+
+def paired_domain_items(base: RunColumns, tuned: RunColumns) -> DomainItems:
+    """The domain tasks both runs have, paired item by item as ``compare_runs`` pairs them
+    (PairingError on the same mismatches); the general suite is not touched."""
+    tuned_keys = set(_task_order(tuned))
+    keys = [k for k in _task_order(base) if k[0] == "domain" and k in tuned_keys]
+    pairs = [_pair_task(base, tuned, suite, task) for suite, task in keys]
+    if not pairs:
+        empty = np.array([], dtype=object)
+        return DomainItems(empty, empty, empty, empty, np.array([]), np.array([]), empty)
+    ids = [base.get((p.suite, p.task, p.metric)).item_ids for p in pairs]
+    tasks = [np.full(len(i), p.task, dtype=object) for p, i in zip(pairs, ids, strict=True)]
+    return DomainItems(
+        tasks=np.concatenate(tasks),
+        item_ids=np.concatenate(ids).astype(object),
+        task_types=np.concatenate([p.task_types for p in pairs]),
+        output_formats=np.concatenate([p.output_formats for p in pairs]),
+        base=np.concatenate([p.base for p in pairs]),
+        tuned=np.concatenate([p.tuned for p in pairs]),
+        clusters=np.concatenate([p.clusters for p in pairs]),
+    )

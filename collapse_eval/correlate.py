@@ -205,19 +205,39 @@ def _correlation(
     x: list[float], y: list[float], method: str, n_boot: int, seed: int, **where: str
 ) -> Correlation:
     """``where``: the ``performance`` (and in ``by_dimension`` the ``dimension``)."""
-    from collapse_eval.stats import correlation
+    return Correlation(**where, **correlation_row(x, y, method, n_boot, seed))  # type: ignore[arg-type]
 
-    res = correlation(x, y, method, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
-    return Correlation(
-        **where,  # type: ignore[arg-type]
-        method=method,  # type: ignore[arg-type]
-        n=res.n,
-        estimate=_clean(res.estimate),
-        ci_low=_clean(res.ci_low),
-        ci_high=_clean(res.ci_high),
-        p_value=_clean(res.p_value),
-        p_method=res.p_method,  # type: ignore[arg-type]
+
+def correlation_row(
+    x: list[float],
+    y: list[float],
+    method: str,
+    n_boot: int,
+    seed: int,
+    *,
+    exact_max_n: int | None = None,
+) -> dict[str, Any]:
+    """One correlation as a JSON row: estimate, bootstrap 95% CI, permutation p and how it
+    was computed (``exact_max_n``: the most points for an exact p; default stats')."""
+    from collapse_eval.stats import EXACT_PERMUTATION_MAX_N, correlation
+
+    res = correlation(
+        x,
+        y,
+        method,  # type: ignore[arg-type]
+        n_boot=n_boot,
+        seed=seed,
+        exact_max_n=EXACT_PERMUTATION_MAX_N if exact_max_n is None else exact_max_n,
     )
+    return {
+        "method": method,
+        "n": res.n,
+        "estimate": _clean(res.estimate),
+        "ci_low": _clean(res.ci_low),
+        "ci_high": _clean(res.ci_high),
+        "p_value": _clean(res.p_value),
+        "p_method": res.p_method,
+    }
 
 
 def _pairs(rows: list[RunPerformance], target: str, quality: Any) -> list[tuple[float, float]]:

@@ -26,6 +26,7 @@ EXTRA_MODULES: Mapping[str, Mapping[str, str]] = {
         "datasets": "datasets",
         "rouge_score": "rouge-score",
         "tenacity": "tenacity",
+        "bm25s": "bm25s",
     },
     "vllm": {"vllm": "vllm"},
 }
@@ -90,6 +91,18 @@ def require_extra(extra: str, needed_by: str) -> None:
     problems = extra_problems(extra)
     if problems:
         raise MissingExtraError(needed_by, extra, problems)
+
+
+def require_module(module: str, needed_by: str) -> None:
+    """MissingExtraError (exit 2) naming the extra that provides ``module`` unless it is
+    installed: for a command that needs one package of an extra, not all of it."""
+    for extra, modules in EXTRA_MODULES.items():
+        if module in modules:
+            problem = _problem(module, modules[module])
+            if problem is not None:
+                raise MissingExtraError(needed_by, extra, [problem])
+            return
+    raise ValueError(f"{module} is provided by no extra")
 
 
 def extra_for_import_error(exc: ImportError, needed_by: str) -> MissingExtraError | None:

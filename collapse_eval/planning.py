@@ -339,7 +339,7 @@ def build_plan(
     counts = parse_assignments(items, "--items", integer=True)
     inputs = _inputs(run, priors, counts, design_effect)
     margins = [
-        policy.general_margin(i.task, i.benchmark_margin)
+        policy.general_margin_source(i.task, i.benchmark_margin).value
         if i.suite == "general"
         else policy.domain.margin
         for i in inputs

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
@@ -53,6 +53,9 @@ from collapse_eval.records import (
     write_manifest,
 )
 from collapse_eval.summary import SUMMARY_FILE, Summary, side_run_dirs
+
+if TYPE_CHECKING:  # training.py is imported only when a compare has --train
+    from collapse_eval.training import TrainingSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -1158,10 +1161,12 @@ def compare(
     engine_factory: EngineFactory = default_engine_factory,
     run_dirs: tuple[Path, Path] | None = None,
     allow_labeler: bool = False,
+    training: TrainingSet | None = None,
 ) -> Summary:
     """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``.
     ``allow_labeler``: compare even a model that labeled the domain test set (see
-    ``check_labelers``)."""
+    ``check_labelers``); ``training``: the tuned model's training set (``compare
+    --train``), attached as summary.json's ``training`` block."""
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import default_policy
 
@@ -1174,9 +1179,28 @@ def compare(
     _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
+    summary = with_training(summary, (base_run, tuned_run), training, spec, progress)
     with directory_lock(out, progress):  # two compares into one --out take turns
         write_summary(out, summary, runs=(base_run, tuned_run))
     return summary
+
+
+def with_training(
+    summary: Summary,
+    runs: tuple[RunColumns, RunColumns],
+    training: TrainingSet | None,
+    spec: RunSpec,
+    progress: Progress,
+) -> Summary:
+    """``summary`` with the training block of ``training`` (unchanged without one); the
+    --domain files give the texts lost items are traced by."""
+    if training is None:
+        return summary
+    from collapse_eval.training import attach_training
+
+    progress.log(f"compare: tracing lost items to {training.source}")
+    test_sets = _load_domain_sets(spec.domain_files, spec.domain_limit) or None
+    return attach_training(summary, runs, training, test_sets)
 
 
 def _resolve_dir(
@@ -1269,6 +1293,7 @@ def compare_candidates(
     engine_factory: EngineFactory = default_engine_factory,
     names: Sequence[str] | None = None,
     allow_labeler: bool = False,
+    training: Mapping[str, TrainingSet] | None = None,
 ) -> list[CandidateResult]:
     """Compare each candidate against one base, evaluating the base once.
 
@@ -1276,7 +1301,8 @@ def compare_candidates(
     ``out/runs/tuned``). Several: the base run in ``out/runs/base``, candidate runs in
     ``out/runs/<name>``, each summary and its reports in ``out/<name>/``, and the overview
     ``out/index.html`` + ``out/overview.png`` (learning versus forgetting). ``names``
-    overrides the folder names (default: ``candidate_names``).
+    overrides the folder names (default: ``candidate_names``); ``training`` maps a
+    candidate's name to its training set (``compare --train``).
     """
     from collapse_eval.columns import load_run_columns
     from collapse_eval.compare import compare_runs
@@ -1308,6 +1334,7 @@ def compare_candidates(
             progress=progress,
             engine_factory=engine_factory,
             allow_labeler=allow_labeler,
+            training=(training or {}).get(names[0]),
         )
         return [CandidateResult(names[0], summary, out)]
     base_path = _resolve_dir(base, spec, out / "runs" / "base", progress, engine_factory)
@@ -1320,6 +1347,8 @@ def compare_candidates(
         _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
         check_same_task_specs(base_run, tuned_run)
         summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed)
+        trained = (training or {}).get(name)
+        summary = with_training(summary, (base_run, tuned_run), trained, spec, progress)
         with directory_lock(out / name, progress):
             write_summary(out / name, summary, runs=(base_run, tuned_run))
         results.append(CandidateResult(name, summary, out / name))

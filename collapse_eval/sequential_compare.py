@@ -68,7 +68,7 @@ def gating(entry: Mapping[str, Any], policy: Policy) -> sq.Gating | None:
     return sq.Gating(
         task,
         "task",
-        policy.general_margin(task, entry.get("benchmark_margin")),
+        policy.general_margin_source(task, entry.get("benchmark_margin")).value,
         higher_is_better=bool(entry.get("higher_is_better", True)),
         fails_when_undecided=undecided_fails,
         can_regress=can_regress,

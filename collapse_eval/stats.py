@@ -798,11 +798,13 @@ def correlation(
     *,
     n_boot: int = 10_000,
     seed: int = 0,
+    exact_max_n: int = EXACT_PERMUTATION_MAX_N,
 ) -> CorrelationResult:
     """Correlation of x and y (e.g. data quality vs. score over checkpoints).
 
     p-value: permutation test of "no association" by shuffling y against x, over all n!
-    orderings when n <= 8 (exact), else ``n_boot`` random ones ((hits + 1)/(B + 1)).
+    orderings when n <= ``exact_max_n`` (exact; 9! = 362,880 orderings still fit in
+    memory), else ``n_boot`` random ones ((hits + 1)/(B + 1)).
     CI: percentile bootstrap over (x, y) pairs, degenerate resamples dropped.
     """
     xs = np.asarray(x, dtype=float)
@@ -822,7 +824,7 @@ def correlation(
         ci_low, ci_high = _percentile(boot, alpha)
     else:
         ci_low = ci_high = float("nan")
-    if n <= EXACT_PERMUTATION_MAX_N:
+    if n <= exact_max_n:
         orders = np.array(list(itertools.permutations(range(n))))
         p_method = "exact_permutation"
     else:

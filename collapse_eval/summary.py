@@ -248,8 +248,10 @@ def _default_of(f: Field[Any]) -> Any:
     return None  # a required field: absent only from the pooled domain row
 
 
-# Set only by re-judging, for some rows: never written as null.
-_OMIT_NONE = frozenset(("critical", "margin_source", "required", "references", "sequential"))
+# Set only by re-judging (or only with `compare --sequential` / `--train`): never written as null.
+_OMIT_NONE = frozenset(
+    ("critical", "margin_source", "required", "references", "sequential", "training")
+)
 # What a pooled domain row lacks (it is not judged on its own); filled in when read.
 POOLED_LACKS = (
     "group_by",
@@ -587,6 +589,10 @@ class Summary:
     # compare --sequential: the design, the looks of each gating comparison and the verdict
     # they gave (docs/formats.md#sequential); None (left out) for a fixed-n comparison.
     sequential: dict[str, Any] | None = None
+    # The training set attached with `compare --train` (collapse_eval/training.py): per
+    # domain slice its samples, quality and the slice's delta, the correlations across
+    # slices, and the nearest training samples of every lost domain item; None without.
+    training: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     absent: frozenset[str] = frozenset()
 
@@ -628,6 +634,7 @@ class Summary:
             domain_gain=DomainGain.from_json(gain) if gain is not None else None,
             references=f.get("references", None, _dict_or_none),
             sequential=f.get("sequential", None, _sequential_or_none),
+            training=f.get("training", None, _dict_or_none),
             extra=f.extra,
             absent=frozenset(f.absent),
         )

@@ -39,6 +39,7 @@ from typing import Literal, NamedTuple
 
 from collapse_eval.errors import ConfigError
 from collapse_eval.policy import Policy
+from collapse_eval.sequential_compare import judge_block
 from collapse_eval.spelling import (
     STATUSES,
     ci_label,
@@ -48,7 +49,6 @@ from collapse_eval.spelling import (
     points,
     signed_points,
 )
-from collapse_eval.sequential_compare import judge_block
 from collapse_eval.summary import Comparison, DomainGain, Summary
 
 FORMAT_METRIC = "format_ok"

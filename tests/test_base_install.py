@@ -41,6 +41,7 @@ HEAVY = (
     "vllm",
     "datasets",
     "rouge_score",
+    "bm25s",
     "huggingface_hub",
     "safetensors",
     "accelerate",

@@ -150,6 +150,20 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
     assert rows["balance"] == ["constant"]
     by_dim = {r["dimension"]: r for r in report["by_dimension"]}
     assert by_dim["balance"]["estimate"] is None and by_dim["completeness"]["n"] == 3
+    _assert_graded_training_blocks(out)
+
+
+def _assert_graded_training_blocks(out: Path) -> None:
+    """Each graded candidate's summary has its training set attached (compare --train):
+    at graded-100 the summaries are empty, so that slice's quality is the lowest."""
+    block = json.loads((out / "graded-100" / "summary.json").read_text())["training"]
+    assert block["quality_source"] == str(out / "quality" / "graded-100" / "quality.json")
+    types = {s["task_type"]: s for s in block["slices"] if s["group_by"] == "task_type"}
+    assert types["summary"]["flags"]["empty_response"] == types["summary"]["n_train"] == 240
+    assert min(types.values(), key=lambda s: s["quality"])["quality"] < 0.5
+    assert block["correlations"][0]["n"] == 9
+    clean = json.loads((out / "graded-00" / "summary.json").read_text())["training"]
+    assert all(s["quality"] > 0.99 for s in clean["slices"] if s["group_by"] == "task_type")
 
 
 def test_checkpoints_evaluated_in_worker_processes_match_one_process(

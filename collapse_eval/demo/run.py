@@ -117,6 +117,7 @@ def run_demo(
     spec = _demo_spec(world, engine, cache_dir)
     names = ("domain-only", "mixed")
     progress.log("demo: comparing domain-only and mixed against base")
+    clean = _clean_training()  # both learned the domain from the clean split
     results = compare_candidates(
         str(world.base),
         [str(world.domain_only), str(world.mixed)],
@@ -125,6 +126,7 @@ def run_demo(
         policy=default_policy(),
         progress=progress,
         names=names,
+        training={name: clean for name in names},
     )
     rows = [
         DemoRow(
@@ -139,6 +141,28 @@ def run_demo(
     rows += run_graded_study(world, spec, out, progress, scored=scored)
     write_demo_overview(out, rows)
     return rows
+
+
+def _clean_training() -> Any:
+    """The clean domain training split (world.py's DOMAIN_TRAIN_FILE), scored by the rules."""
+    from collapse_eval.demo.world import DOMAIN_TRAIN_FILE
+    from collapse_eval.training import load_training
+
+    return load_training(DOMAIN_TRAIN_FILE)
+
+
+def training_report_lines(rows: Sequence[DemoRow]) -> list[str]:
+    """Per candidate, its training data by task type against the delta and the
+    correlations across task types (summary.json's training block)."""
+    from collapse_eval.summary import load_summary
+    from collapse_eval.training import training_lines
+
+    lines = []
+    for row in rows:
+        block = load_summary(row.summary).training
+        if block is not None:
+            lines += [f"{row.name}:", *("  " + line for line in training_lines(block))]
+    return lines
 
 
 def write_demo_overview(out: Path, rows: Sequence[DemoRow]) -> dict[str, Path]:
@@ -218,6 +242,7 @@ def run_graded_study(
     from collapse_eval.demo.graded import score_graded_sets
     from collapse_eval.policy import default_policy
     from collapse_eval.runner import compare
+    from collapse_eval.training import load_training
 
     if not world.graded:
         return []
@@ -236,6 +261,7 @@ def run_graded_study(
             policy=default_policy(),
             progress=progress,
             run_dirs=(out / "runs" / "base", out / "runs" / candidate.name),
+            training=load_training(by_name[candidate.name].quality_dir),
         )
         rows.append(
             DemoRow(

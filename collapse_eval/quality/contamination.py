@@ -54,6 +54,7 @@ __all__ = [
     "Leak",
     "Link",
     "find_contamination",
+    "input_text",
     "near_identical_groups",
     "write_contamination",
 ]
@@ -151,7 +152,7 @@ class _Input:
     context: str | None
 
 
-def _input_text(prompt: str | None, messages: Sequence[tuple[str, str]] | None) -> str:
+def input_text(prompt: str | None, messages: Sequence[tuple[str, str]] | None) -> str:
     """The prompt, or the non-system messages' contents (a system message is the same
     boilerplate for every item of a set: it would make every pair look alike)."""
     if prompt is not None:
@@ -215,7 +216,7 @@ def detect_contexts(
 
 
 def _inputs(items: Sequence[TrainingItem | DomainItem]) -> list[_Input]:
-    texts = [_input_text(item.prompt, item.messages) for item in items]
+    texts = [input_text(item.prompt, item.messages) for item in items]
     contexts = detect_contexts(texts, [item.metadata for item in items])
     return [
         _Input(item.id, item.task_type or "(none)", text, context)

@@ -41,6 +41,7 @@ from collapse_eval.report.fmt import (
     status_meanings,
 )
 from collapse_eval.report.plots import Figure, flip_counts
+from collapse_eval.report.training_view import nearest_by_item, training_view
 from collapse_eval.summary import Comparison, DomainGain, Summary
 
 Row = Mapping[str, Any]  # a comparison row as summary.json holds it (Comparison.to_json)
@@ -296,11 +297,17 @@ def _reasons(summary: Summary) -> list[dict[str, str]]:
     ]
 
 
-def _examples_view(examples: Examples) -> dict[str, Any]:
+def _examples_view(examples: Examples, summary: Summary) -> dict[str, Any]:
     rows = examples.rows
+    traced = nearest_by_item(summary)  # lost domain items -> nearest training samples
     for ex in rows:
         ex["base_score_text"] = "" if ex["base_score"] is None else f"{ex['base_score']:g}"
         ex["tuned_score_text"] = "" if ex["tuned_score"] is None else f"{ex['tuned_score']:g}"
+        found = traced.get((str(ex["task"]), str(ex["item_id"])), {})
+        ex["nearest"] = found.get("nearest", []) if ex["direction"] == "lost" else []
+        ex["contaminated"] = found.get("contaminated")
+        if not ex["prompt"] and found.get("input"):  # runs keep no prompts; --domain does
+            ex["prompt"] = found["input"]
 
     def values(field: str) -> list[str]:
         return sorted({str(ex[field]) for ex in rows if ex[field]})
@@ -313,6 +320,7 @@ def _examples_view(examples: Examples) -> dict[str, Any]:
         "task_types": values("task_type"),
         "output_formats": values("output_format"),
         "has_prompt": any(ex["prompt"] for ex in rows),
+        "has_nearest": bool(traced),
     }
 
 
@@ -366,7 +374,8 @@ def render_html(summary: Summary, figures: Sequence[Figure], examples: Examples)
         status_values=sorted({str(c.get("status")) for c in comparisons}),
         flips_figure=_figure_view(flips_figure) if flips_figure else None,
         sequential_figure=_figure_view(sequential_figure) if sequential_figure else None,
-        examples=_examples_view(examples),
+        examples=_examples_view(examples, summary),
+        training=training_view(summary),
         unpaired=summary.unpaired,
     )
 

@@ -105,6 +105,28 @@ def _section(
     lines += _table(_header(first, ci_header, flips), _rows(rows, flips, alpha, ci_header))
 
 
+def _training_section(summary: Summary) -> list[str]:
+    """compare --train's slices and correlations (report/training_view.py); none without."""
+    from collapse_eval.report.training_view import training_view
+
+    view = training_view(summary)
+    if view is None:
+        return []
+    lines = ["", "### Training data by slice", "", escape_cell(view["head"])]
+    header = ["slice", "train", "share", "quality", "flagged", "test", "lost", "delta"]
+    for table in view["tables"]:
+        rows = [
+            [escape_cell(r["name"])]
+            + [str(r[k]) for k in ("n_train", "share", "quality", "n_flagged", "n_test", "lost")]
+            + [r["delta"], r["ci"]]
+            for r in table["rows"]
+        ]
+        lines += ["", f"{table['title']}:", ""]
+        lines += _table([*header, view["ci_header"]], rows)
+    lines += [""] + [f"- {escape_cell(c)}" for c in view["correlations"]]
+    return [*lines, f"- {escape_cell(view['lost'])}"]
+
+
 def render_summary_markdown(summary: Summary) -> str:
     """summary.md for a summary."""
     alpha = alpha_of(summary)
@@ -165,6 +187,7 @@ def render_summary_markdown(summary: Summary) -> str:
         "output format",
         alpha,
     )
+    lines += _training_section(summary)
     if summary.unpaired:
         lines += ["", "### Not compared", ""]
         lines += [
