@@ -163,9 +163,17 @@ def _opened(open_engine: EngineOpener) -> Iterator[Any]:
         engine.close()
 
 
-def _rows_by_set(engine: Any, sets: Mapping[str, Sequence[str]]) -> dict[str, list[list[int]]]:
+# A set of texts, or a function of the base engine giving them (chat-rendered prompts).
+TextSet = Sequence[str] | Callable[[Any], Sequence[str]]
+
+
+def _texts(engine: Any, sets: Mapping[str, TextSet]) -> dict[str, Sequence[str]]:
+    return {name: texts(engine) if callable(texts) else texts for name, texts in sets.items()}
+
+
+def _rows_by_set(engine: Any, texts: Mapping[str, Sequence[str]]) -> dict[str, list[list[int]]]:
     max_length = int(getattr(engine, "max_length", None) or 1 << 30)
-    return {name: token_rows(engine.tokenizer, texts, max_length) for name, texts in sets.items()}
+    return {name: token_rows(engine.tokenizer, t, max_length) for name, t in texts.items()}
 
 
 def _set_drift(name: str, texts: Sequence[str], rows: Rows, sums: Sequence[float]) -> SetDrift:
@@ -177,12 +185,13 @@ def _set_drift(name: str, texts: Sequence[str], rows: Rows, sums: Sequence[float
 def measure_drift(
     open_base: EngineOpener,
     open_tuned: EngineOpener,
-    sets: Mapping[str, Sequence[str]],
+    sets: Mapping[str, TextSet],
     *,
     top_k: int | None = None,
     progress: Progress | None = None,
 ) -> DriftResult:
-    """Drift of the tuned model from the base on each named set of texts.
+    """Drift of the tuned model from the base on each named set of texts (a list, or a
+    function of the base engine that gives it).
 
     ``open_base`` and ``open_tuned`` build the two engines (one kind). ``top_k`` None:
     the exact KL from full distributions (``next_token_logprobs``; both models are
@@ -193,13 +202,15 @@ def measure_drift(
         with _opened(open_base) as base, _opened(open_tuned) as tuned:
             names = (base.model_name, tuned.model_name, base.kind)
             check_same_tokenizer(base.tokenizer, tuned.tokenizer, names[:2])
-            rows = _rows_by_set(base, sets)
+            texts = _texts(base, sets)
+            rows = _rows_by_set(base, texts)
             _log_sets(progress, rows)
             sums = {name: full_kl_sums(base, tuned, r) for name, r in rows.items()}
     else:
         with _opened(open_base) as base:
             names = (base.model_name, "", base.kind)
-            tokenizer, rows = base.tokenizer, _rows_by_set(base, sets)
+            texts = _texts(base, sets)
+            tokenizer, rows = base.tokenizer, _rows_by_set(base, texts)
             _log_sets(progress, rows)
             base_top = {name: base.prompt_top_logprobs(r, top_k) for name, r in rows.items()}
         with _opened(open_tuned) as tuned:
@@ -218,7 +229,7 @@ def measure_drift(
         engine=names[2],
         method=FULL if top_k is None else TOP_K_LUMPED,
         top_k=top_k,
-        sets=tuple(_set_drift(n, sets[n], rows[n], sums[n]) for n in sets),
+        sets=tuple(_set_drift(n, texts[n], rows[n], sums[n]) for n in sets),
     )
 
 
