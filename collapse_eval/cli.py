@@ -621,7 +621,9 @@ def _drift_and_screen(
         return {}, {}, list(range(len(tuned)))
     check_models_first([base, *tuned], spec)  # a mistyped candidate fails before any drift
     names = candidate_names(tuned)
-    drift_spec = DriftSpec(spec.engine, spec.engine_args, spec.domain_files, top_k)
+    drift_spec = DriftSpec(
+        spec.engine, spec.engine_args, spec.domain_files, top_k, spec.domain_limit
+    )
     drifts = drift_candidates(base, tuned, names, drift_spec, progress)
     if screen is None:
         return drifts, {}, list(range(len(tuned)))

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -13,6 +14,7 @@ from collapse_eval.cli import cli
 from collapse_eval.drift.measure import DriftResult, SetDrift
 from collapse_eval.drift.run import Screen, apply_screen
 from collapse_eval.errors import UsageError
+from tests.test_compare import SCHEMA
 from tests.testdata import rent_domain_file
 
 HF = ["--engine", "hf", "-q"]
@@ -22,6 +24,15 @@ def _result(kl: float) -> DriftResult:
     return DriftResult(
         "b", "t", "hf", "full", None, (SetDrift("general_probe", kl, 0.0, 1, 9, "x"),)
     )
+
+
+def test_drift_colour_is_a_heat_scale_within_the_overview() -> None:
+    from collapse_eval.report.overview import drift_colour
+
+    assert drift_colour(0.0, 2.0) == "rgb(255, 255, 255)"
+    assert drift_colour(2.0, 2.0) == "rgb(255, 120, 120)"
+    assert drift_colour(1.0, 2.0) == "rgb(255, 188, 188)"
+    assert drift_colour(None, 2.0) == drift_colour(1.0, None) == "transparent"
 
 
 def test_screen_by_threshold_and_by_best_k() -> None:
@@ -101,6 +112,8 @@ def test_compare_screens_candidates_by_drift(
         str(copy),
         "--domain",
         str(domain),
+        "--domain-limit",
+        "3",
         "--no-general",
         "--no-cache",
         "--screen",
@@ -122,5 +135,10 @@ def test_compare_screens_candidates_by_drift(
     summary = json.loads((out / "same" / "summary.json").read_text())
     assert summary["drift"]["sets"]["general_probe"]["mean_kl"] == 0.0
     assert set(summary["drift"]["sets"]) == {"general_probe", "domain"}
+    assert summary["drift"]["sets"]["domain"]["n_texts"] == 3  # what --domain-limit evaluates
+    jsonschema.validate(summary, SCHEMA)
+    broken = {**summary, "drift": {**summary["drift"], "method": "guessed"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, SCHEMA)
     page = (out / "index.html").read_text()
     assert "Screened out (not evaluated)" in page and "drift (KL/token)" in page

@@ -37,6 +37,7 @@ class DriftSpec:
     engine_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
     domain_files: tuple[Path, ...] = ()
     top_k: int | None = None  # None: exact on hf, DEFAULT_TOP_K on vllm and openai
+    domain_limit: int | None = None  # compare's --domain-limit: the items it evaluates
 
 
 def method_top_k(kind: str, top_k: int | None) -> int | None:
@@ -46,12 +47,17 @@ def method_top_k(kind: str, top_k: int | None) -> int | None:
     return top_k
 
 
-def domain_prompts(files: Sequence[Path]) -> Callable[[Any], list[str]]:
-    """The rendered prompts of the domain files' items, rendered by the given engine."""
+def domain_prompts(files: Sequence[Path], limit: int | None = None) -> Callable[[Any], list[str]]:
+    """The rendered prompts of the domain files' items (at most ``limit`` per file, the
+    whole clusters ``--domain-limit`` evaluates), rendered by the given engine."""
     from collapse_eval.domain.dataset import load_domain_set
     from collapse_eval.domain.runner import rendered_prompt
+    from collapse_eval.runner import whole_clusters
 
-    items = [item for path in files for item in load_domain_set(path)]  # InputErrors first
+    items: list[Any] = []
+    for path in files:
+        loaded = load_domain_set(path)  # InputErrors before any model loads
+        items += loaded if limit is None else whole_clusters(loaded, limit, path)
     return lambda engine: [rendered_prompt(engine, item) for item in items]
 
 
@@ -66,7 +72,7 @@ def run_drift(
         check_engine_args(kind, model, spec.engine_args)
     sets: dict[str, Any] = {PROBE_SET: probe_passages()}
     if spec.domain_files:
-        sets[DOMAIN_SET] = domain_prompts(spec.domain_files)
+        sets[DOMAIN_SET] = domain_prompts(spec.domain_files, spec.domain_limit)
     return measure_drift(
         lambda: make_engine(kind, base, spec.engine_args),
         lambda: make_engine(kind, tuned, spec.engine_args),
