@@ -142,3 +142,18 @@ def test_compare_screens_candidates_by_drift(
         jsonschema.validate(broken, SCHEMA)
     page = (out / "index.html").read_text()
     assert "Screened out (not evaluated)" in page and "drift (KL/token)" in page
+
+
+def test_a_mistyped_tuned_checkpoint_fails_before_the_base_loads(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import collapse_eval.engines.registry as registry
+
+    def no_engine(*args: object) -> None:
+        raise AssertionError("no engine may be built")
+
+    monkeypatch.setattr(registry, "make_engine", no_engine)
+    missing = tmp_path / "no" / "ckpt"
+    result = CliRunner().invoke(cli, ["drift", str(tiny_model), str(missing), *HF])
+    assert result.exit_code == 2
+    assert "checkpoint directory not found" in result.output

@@ -65,11 +65,13 @@ def run_drift(
     base: str, tuned: str, spec: DriftSpec, progress: Progress | None = None
 ) -> DriftResult:
     """Drift of ``tuned`` from ``base``; inputs are checked before a model loads."""
-    from collapse_eval.engines.registry import check_engine_args, make_engine, resolve_engine_kind
+    from collapse_eval.engines.registry import make_engine, resolve_engine_kind
+    from collapse_eval.runner import RunSpec, check_models_first
 
     kind, _notice = resolve_engine_kind(spec.engine)  # the caller prints the notice
-    for model in (base, tuned):
-        check_engine_args(kind, model, spec.engine_args)
+    # Both checkpoints and their arguments before the first loads: on vLLM the base is
+    # measured whole before the tuned model loads, so a typo would cost the base's time.
+    check_models_first([base, tuned], RunSpec(base, engine=kind, engine_args=spec.engine_args))
     sets: dict[str, Any] = {PROBE_SET: probe_passages()}
     if spec.domain_files:
         sets[DOMAIN_SET] = domain_prompts(spec.domain_files, spec.domain_limit)
