@@ -288,6 +288,16 @@ policy_option = click.option(
 )
 
 
+top_k_option = click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Bound the KL from the top-K log-probabilities with the rest lumped (a lower "
+    "bound; the vllm and openai engines' method, default 20). Default on hf: the exact KL "
+    "from full distributions.",
+)
+
+
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -504,6 +514,36 @@ def run(model: str, out: Path, **kw: Any) -> None:
     show_default=True,
     help="Output directory.",
 )
+@click.option(
+    "--drift",
+    "with_drift",
+    is_flag=True,
+    help="Also measure each candidate's drift from BASE (mean per-token KL on the general "
+    "probe set and the --domain prompts; see `collapse-eval drift`): summary.json's drift "
+    "block and a column of the overview. The hf engine holds both models at once.",
+)
+@top_k_option
+@click.option(
+    "--screen",
+    type=click.Choice(["drift"]),
+    default=None,
+    help="Measure every candidate's drift first and evaluate only those passing "
+    "--screen-max-kl or --screen-best; the others are listed with why (implies --drift).",
+)
+@click.option(
+    "--screen-max-kl",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="X",
+    help="--screen drift: keep candidates whose general-probe KL is at most X nats/token.",
+)
+@click.option(
+    "--screen-best",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="--screen drift: keep the K candidates with the least general-probe KL.",
+)
 @handled
 def compare(
     base: str,
@@ -513,6 +553,11 @@ def compare(
     sequential: bool,
     allow_labeler_as_candidate: bool,
     train: tuple[str, ...],
+    with_drift: bool,
+    top_k: int | None,
+    screen: str | None,
+    screen_max_kl: float | None,
+    screen_best: int | None,
     **kw: Any,
 ) -> None:
     """Compare BASE and one or more TUNED (checkpoints or run directories) against it; exit 1
@@ -520,7 +565,7 @@ def compare(
     an overview in OUT/index.html."""
     from collapse_eval.policy import load_policy
     from collapse_eval.records import is_run_dir
-    from collapse_eval.runner import compare_candidates
+    from collapse_eval.runner import candidate_names, compare_candidates
 
     _refuse_unused_model_inputs(base, tuned, tracing=bool(train))
     checkpoints = [m for m in (base, *tuned) if not is_run_dir(m)]
@@ -528,21 +573,30 @@ def compare(
         _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
     # a bad policy fails before any model loads
     loaded_policy = _with_sequential(load_policy(policy), sequential, checkpoints)
-    spec = _spec(base, kw)
+    spec, progress = _spec(base, kw), _progress(kw["quiet"])
+    training = _training_sets(train, tuned)  # read and scored before any model loads
+    screening = _screen_of(screen, screen_max_kl, screen_best, with_drift, top_k)
+    drifts, skipped, kept = _drift_and_screen(base, tuned, spec, screening, top_k, out, progress)
+    if not kept:
+        _echo_err("error: no candidate passed the screen; nothing was evaluated")
+        sys.exit(EXIT_GATE_FAILED)
     results = compare_candidates(
         base,
-        tuned,
+        [tuned[i] for i in kept],
         spec,
         out,
         policy=loaded_policy,
-        progress=_progress(kw["quiet"]),
+        progress=progress,
         allow_labeler=allow_labeler_as_candidate,
-        training=_training_sets(train, tuned),  # read and scored before any model loads
+        training=training,
+        names=[candidate_names(tuned)[i] for i in kept] if screening[0] else None,
+        drifts=drifts,
+        screened_out=skipped,
     )
     for result in results:
         _print_verdict(result.summary, result.out)
         _print_training(result.summary)
-    if len(results) > 1:
+    if len(results) > 1 or skipped:
         _console().print(f"overview: {out / 'index.html'}")
     failed = any(r.summary.verdict != "pass" for r in results)
     sys.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
@@ -571,6 +625,65 @@ def _with_sequential(policy: Policy, flag: bool, checkpoints: Sequence[str]) -> 
         )
     check_supported(policy)
     return policy
+
+
+def _screen_of(
+    screen: str | None,
+    max_kl: float | None,
+    best: int | None,
+    with_drift: bool,
+    top_k: int | None,
+) -> tuple[bool, Any]:
+    """(whether drift is measured, the Screen or None); options that need another are
+    refused (exit 2) rather than ignored."""
+    from collapse_eval.drift.run import Screen
+    from collapse_eval.errors import UsageError
+
+    if screen is None:
+        given = "--screen-max-kl" if max_kl is not None else "--screen-best" if best else None
+        if given:
+            raise UsageError(f"{given} is a threshold of --screen drift; add --screen drift")
+        if top_k is not None and not with_drift:
+            raise UsageError("--top-k sets how drift is measured; add --drift or --screen drift")
+        return with_drift, None
+    return True, Screen(max_kl=max_kl, best=best)
+
+
+def _drift_and_screen(
+    base: str,
+    tuned: Sequence[str],
+    spec: Any,
+    screening: tuple[bool, Any],
+    top_k: int | None,
+    out: Path,
+    progress: Any,
+) -> tuple[dict[str, Any], dict[str, str], list[int]]:
+    """Each candidate's drift when asked (by folder name), the candidates a screen left
+    out (name: why) and the indices of those to evaluate; prints what it skipped."""
+    from collapse_eval.drift.run import (
+        DriftSpec,
+        apply_screen,
+        drift_candidates,
+        write_screen,
+    )
+    from collapse_eval.runner import candidate_names, check_models_first
+
+    measure, screen = screening
+    if not measure:
+        return {}, {}, list(range(len(tuned)))
+    check_models_first([base, *tuned], spec)  # a mistyped candidate fails before any drift
+    names = candidate_names(tuned)
+    drift_spec = DriftSpec(
+        spec.engine, spec.engine_args, spec.domain_files, top_k, spec.domain_limit
+    )
+    drifts = drift_candidates(base, tuned, names, drift_spec, progress)
+    if screen is None:
+        return drifts, {}, list(range(len(tuned)))
+    skipped = apply_screen(drifts, screen)
+    write_screen(out, screen, dict(zip(names, tuned, strict=True)), drifts, skipped)
+    for name, why in skipped.items():
+        _echo_err(f"screened out (not evaluated): {name}: {why}")
+    return drifts, skipped, [i for i, name in enumerate(names) if name not in skipped]
 
 
 # Options that decide how a checkpoint is evaluated. With two run directories nothing is
@@ -738,6 +851,86 @@ def _console() -> Any:
 
     console = Console()
     return console if console.is_terminal else Console(width=150)
+
+
+def _engine_options(func: F) -> F:
+    """--engine, --engine-arg, --batch-size and --device of the commands outside
+    `model_inputs` that load models (`drift`)."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(["vllm", "hf", "openai"]),
+            default=None,
+            help="Inference backend (default: vllm if installed, else hf).",
+        ),
+        click.option(
+            "--engine-arg",
+            "--engine-args",
+            "--model-args",
+            "engine_arg",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Backend argument (repeatable or comma-separated), as for `compare`.",
+        ),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None),
+        click.option("--device", default=None, help="Engine device, e.g. cuda:0 (hf)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _existing_domain_files(files: Sequence[Path]) -> tuple[Path, ...]:
+    missing = [p for p in files if not Path(p).is_file()]
+    if missing:
+        from collapse_eval.errors import InputError
+
+        raise InputError(missing[0], "file not found (--domain)")
+    return tuple(files)
+
+
+@cli.command()
+@click.argument("base")
+@click.argument("tuned")
+@click.option(
+    "--domain",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Domain test set (JSONL) whose prompts are measured too; repeatable.",
+)
+@_engine_options
+@top_k_option
+@click.option(
+    "--out",
+    "--output-path",
+    "out",
+    type=click.Path(path_type=Path),
+    default=Path("reports/drift"),
+    show_default=True,
+    help="Output directory (drift.json).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@handled
+def drift(base: str, tuned: str, out: Path, top_k: int | None, **kw: Any) -> None:
+    """Mean per-token KL(BASE || TUNED) of next-token distributions on the shipped general
+    probe set and on --domain prompts: a forgetting signal that needs no labels."""
+    _require_run_extra()
+    from collapse_eval.drift.run import DriftSpec, drift_lines, run_drift, write_drift
+    from collapse_eval.engines.registry import notice_once, resolve_engine_kind
+
+    spec = DriftSpec(
+        engine=kw["engine"],
+        engine_args=_engine_args(kw),
+        domain_files=_existing_domain_files(kw["domain"]),
+        top_k=top_k,
+    )
+    notice = notice_once(resolve_engine_kind(kw["engine"])[1])
+    if notice and not kw["quiet"]:
+        _echo_err(notice)
+    result = run_drift(base, tuned, spec, progress=_progress(kw["quiet"]))
+    for line in drift_lines(result):
+        click.echo(line)
+    click.echo(f"written: {write_drift(out, result)}")
 
 
 @cli.command()

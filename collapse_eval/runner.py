@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from collapse_eval import __version__
 from collapse_eval.columns import RunColumns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, BenchmarksConfig, Suite
+from collapse_eval.drift.measure import DriftResult
+from collapse_eval.drift.run import with_drift
 from collapse_eval.engines.base import Engine, checkpoint_fingerprint, checkpoint_signature
 from collapse_eval.errors import (
     CollapseEvalWarning,
@@ -1162,11 +1164,13 @@ def compare(
     run_dirs: tuple[Path, Path] | None = None,
     allow_labeler: bool = False,
     training: TrainingSet | None = None,
+    drift: DriftResult | None = None,
 ) -> Summary:
     """Evaluate (or load) both sides, then write summary.json and summary.md into ``out``.
     ``allow_labeler``: compare even a model that labeled the domain test set (see
     ``check_labelers``); ``training``: the tuned model's training set (``compare
-    --train``), attached as summary.json's ``training`` block."""
+    --train``), attached as summary.json's ``training`` block; ``drift``: the tuned
+    model's drift, summary.json's ``drift``."""
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import default_policy
 
@@ -1180,6 +1184,7 @@ def compare(
     check_same_task_specs(base_run, tuned_run)
     summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
     summary = with_training(summary, (base_run, tuned_run), training, spec, progress)
+    summary = with_drift(summary, drift)
     with directory_lock(out, progress):  # two compares into one --out take turns
         write_summary(out, summary, runs=(base_run, tuned_run))
     return summary
@@ -1294,6 +1299,8 @@ def compare_candidates(
     names: Sequence[str] | None = None,
     allow_labeler: bool = False,
     training: Mapping[str, TrainingSet] | None = None,
+    drifts: Mapping[str, DriftResult] | None = None,
+    screened_out: Mapping[str, str] | None = None,
 ) -> list[CandidateResult]:
     """Compare each candidate against one base, evaluating the base once.
 
@@ -1302,7 +1309,10 @@ def compare_candidates(
     ``out/runs/<name>``, each summary and its reports in ``out/<name>/``, and the overview
     ``out/index.html`` + ``out/overview.png`` (learning versus forgetting). ``names``
     overrides the folder names (default: ``candidate_names``); ``training`` maps a
-    candidate's name to its training set (``compare --train``).
+    candidate's name to its training set (``compare --train``). ``drifts`` (by name) go
+    into each summary's ``drift`` block and the overview; ``screened_out`` (name: why),
+    candidates a ``--screen`` left out, are listed in the overview, whose layout they
+    keep (a screen that leaves one candidate still writes the many-candidate layout).
     """
     from collapse_eval.columns import load_run_columns
     from collapse_eval.compare import compare_runs
@@ -1324,7 +1334,8 @@ def compare_candidates(
         if labelers:  # hashing a checkpoint costs seconds: only for a built test set
             fingerprints = {m: _model_fingerprint(m, spec) for m in (base, *candidates)}
             check_labelers(fingerprints, labelers, allow=allow_labeler)
-    if len(candidates) == 1:
+    drifts = drifts or {}
+    if len(candidates) == 1 and not screened_out:
         summary = compare(
             base,
             candidates[0],
@@ -1335,6 +1346,7 @@ def compare_candidates(
             engine_factory=engine_factory,
             allow_labeler=allow_labeler,
             training=(training or {}).get(names[0]),
+            drift=drifts.get(names[0]),
         )
         return [CandidateResult(names[0], summary, out)]
     base_path = _resolve_dir(base, spec, out / "runs" / "base", progress, engine_factory)
@@ -1349,10 +1361,11 @@ def compare_candidates(
         summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed)
         trained = (training or {}).get(name)
         summary = with_training(summary, (base_run, tuned_run), trained, spec, progress)
+        summary = with_drift(summary, drifts.get(name))
         with directory_lock(out / name, progress):
             write_summary(out / name, summary, runs=(base_run, tuned_run))
         results.append(CandidateResult(name, summary, out / name))
-    write_overview(out, [Candidate(r.name, r.summary) for r in results])
+    write_overview(out, [Candidate(r.name, r.summary) for r in results], screened_out)
     return results
 
 

@@ -144,7 +144,9 @@ def choice_continuation(context: str, choice: str) -> str:
     return choice if not context or context[-1].isspace() else " " + choice
 
 
-def _rendered_prompt(engine: Engine, item: DomainItem) -> str:
+def rendered_prompt(engine: Engine, item: DomainItem) -> str:
+    """The text a model is given for ``item``: its prompt, or its messages rendered
+    with the chat template (also what `drift` measures on the domain prompts)."""
     if item.prompt is not None:
         return item.prompt
     return engine.render_chat(item.messages or ())
@@ -209,7 +211,7 @@ def _generate_batch(
                 score=result.score,
                 format_ok=result.format_ok,
                 prediction=output,
-                rendered_prompt=_rendered_prompt(engine, item),
+                rendered_prompt=rendered_prompt(engine, item),
             )
         )
     return records
@@ -221,7 +223,7 @@ def _rank_batch(
     task: str,
     on_progress: Callable[[int], None],
 ) -> list[ItemRecord]:
-    contexts = [_rendered_prompt(engine, item) for item in items]
+    contexts = [rendered_prompt(engine, item) for item in items]
     requests = [
         (context, choice_continuation(context, choice))
         for item, context in zip(items, contexts, strict=True)

@@ -296,6 +296,42 @@ class HFEngine(EngineDefaults):
                     picked = torch.gather(scored[:, -n:], 2, member_cont.unsqueeze(-1)).squeeze(-1)
                     results[member] = (float(picked.sum()), is_greedy)
 
+    def next_token_logprobs(self, rows: Sequence[list[int]]) -> Any:
+        """log p(next token | the row up to and including each position), in float32: a
+        [len(rows), longest row, vocab] tensor, right-padded (a shorter row's positions
+        past its end hold padding's distributions). ``drift`` compares two models with it;
+        rows must fit ``max_length``."""
+        import torch
+
+        width = max(len(row) for row in rows)
+        batch = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        with self._runtime_errors("next-token distributions"), torch.inference_mode():
+            logits = self._model(batch.to(self._device)).logits
+            return torch.log_softmax(logits.float(), dim=-1)
+
+    def prompt_top_logprobs(
+        self, rows: Sequence[list[int]], k: int
+    ) -> list[list[dict[Any, float]]]:
+        """What vLLM's ``prompt_logprobs=k`` returns, from the full distributions: per row,
+        for each token after the first, the ``k`` most likely tokens there (ids) and the
+        row's own token, with their log-probabilities (``drift --top-k`` on hf shows
+        how far the servers' top-k bound is below the exact KL)."""
+        answers: list[list[dict[Any, float]]] = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            logprobs = self.next_token_logprobs(chunk)
+            values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
+            for i, row in enumerate(chunk):
+                positions = []
+                for j, token in enumerate(row[1:]):
+                    top = dict(zip(ids[i, j].tolist(), values[i, j].tolist(), strict=True))
+                    top[token] = float(logprobs[i, j, token])
+                    positions.append(top)
+                answers.append(positions)
+        return answers
+
     # ------------------------------------------------------------------ generation
 
     def generate(self, requests: Sequence[GenRequest]) -> list[str]:

@@ -168,6 +168,11 @@ class OpenAIEngine(EngineDefaults):
         return args | self._budget_args()
 
     @property
+    def max_length(self) -> int | None:
+        """The context length given (``--engine-arg max_length``); None: the server's."""
+        return self._max_length
+
+    @property
     def base_url(self) -> str:
         """The server URL without credentials (for the manifest)."""
         return self._public_url
@@ -314,7 +319,7 @@ class OpenAIEngine(EngineDefaults):
         positions = [i for i, offset in enumerate(offsets) if len(context) <= offset < len(prompt)]
         return _from_token_strings(logprobs, positions)
 
-    def _echo(self, prompt: str | list[int]) -> dict[str, Any]:
+    def _echo(self, prompt: str | list[int], top: int = 1) -> dict[str, Any]:
         answer = self._post(
             "completions",
             {
@@ -323,12 +328,24 @@ class OpenAIEngine(EngineDefaults):
                 "max_tokens": 1,
                 "temperature": 0,
                 "echo": True,
-                "logprobs": 1,
+                "logprobs": top,
             },
         )
         choices = answer.get("choices") or [{}]
         choice: dict[str, Any] = choices[0]
         return choice
+
+    def prompt_top_logprobs(
+        self, rows: Sequence[list[int]], k: int
+    ) -> list[list[dict[Any, float]]]:
+        """Per row of token ids, for each token after the first: the server's ``k`` most
+        likely tokens there with their log-probabilities, plus the row's own token
+        (``echo`` + ``logprobs=k``; servers cap k, OpenAI's API at 5, vLLM at its
+        ``max_logprobs``). Keys are token ids (vLLM's ``prompt_logprobs``) or token
+        strings. ``drift`` bounds the KL divergence from them."""
+        return self._map(
+            lambda row: prompt_top_logprobs_of(self._echo(list(row), top=k), len(row)), list(rows)
+        )
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         if self._tokenizer is None:
@@ -456,3 +473,31 @@ def _from_token_strings(
         if options:
             greedy = greedy and max(options, key=options.__getitem__) == tokens[i]
     return total, greedy
+
+
+def prompt_top_logprobs_of(choice: Mapping[str, Any], n: int) -> list[dict[Any, float]]:
+    """The top log-probabilities at positions 1..n-1 of an echoed prompt of ``n`` tokens:
+    vLLM's ``prompt_logprobs`` (token ids) when present, else the OpenAI ``logprobs``
+    object (token strings), with each position's own token added."""
+    prompt_logprobs = choice.get("prompt_logprobs")
+    if isinstance(prompt_logprobs, list) and len(prompt_logprobs) >= n:
+        return [
+            {int(t): float(v["logprob"]) for t, v in (options or {}).items()}
+            for options in prompt_logprobs[1:n]
+        ]
+    logprobs = choice.get("logprobs") or {}
+    tokens = logprobs.get("tokens") or []
+    own = logprobs.get("token_logprobs") or []
+    top = logprobs.get("top_logprobs") or []
+    if min(len(tokens), len(own), len(top)) < n:
+        raise EngineError(
+            f"the server echoed {len(tokens)} prompt tokens with log-probabilities, "
+            f"expected {n}: it does not return prompt log-probabilities (echo + logprobs)"
+        )
+    positions = []
+    for i in range(1, n):
+        options = {str(t): float(v) for t, v in (top[i] or {}).items()}
+        if own[i] is not None:
+            options[str(tokens[i])] = float(own[i])
+        positions.append(options)
+    return positions

@@ -202,6 +202,11 @@ class VLLMEngine(EngineDefaults):
         return args | self._budget_args()
 
     @property
+    def max_length(self) -> int:
+        """The context length (``max_model_len``)."""
+        return self._max_len
+
+    @property
     def llm(self) -> Any:
         """The underlying ``vllm.LLM`` (for benchmarks and advanced use)."""
         return self._llm
@@ -248,6 +253,23 @@ class VLLMEngine(EngineDefaults):
     def loglikelihood_rolling(self, texts: Sequence[str]) -> list[float]:
         # max_len - 2: one token of context and one generated token (lm-eval's vllm backend).
         return rolling_loglikelihoods(self._tokenizer, texts, self._max_len - 2, self._score_tokens)
+
+    def prompt_top_logprobs(
+        self, rows: Sequence[list[int]], k: int
+    ) -> list[list[dict[Any, float]]]:
+        """Per row, for each token after the first: the ``k`` most likely tokens (ids) at
+        that position with their log-probabilities, plus the row's own token (vLLM's
+        ``prompt_logprobs``; ``k`` is capped by the engine's ``max_logprobs``, 20 unless
+        set). ``drift`` bounds the KL divergence from them."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(temperature=0, prompt_logprobs=k, max_tokens=1, detokenize=False)
+        outputs = self._run([TokensPrompt(prompt_token_ids=list(row)) for row in rows], params)
+        return [
+            [{t: lp.logprob for t, lp in options.items()} for options in out.prompt_logprobs[1:]]
+            for out in outputs
+        ]
 
     # -- generation ---------------------------------------------------------------------
 

@@ -244,9 +244,24 @@ def _interval(value: float | None, low: float | None, high: float | None, scale:
     return text
 
 
+def drift_colour(value: float | None, largest: float | None) -> str:
+    """The drift cell's background: white at no drift to red at the largest drift of the
+    candidates (a heat scale within one overview: KL values are not comparable across
+    base models, their order among one base's candidates is)."""
+    if value is None or not largest or largest <= 0:
+        return "transparent"
+    share = min(max(value / largest, 0.0), 1.0)
+    green_blue = round(255 - share * (255 - 120))
+    return f"rgb(255, {green_blue}, {green_blue})"
+
+
 def _rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    from collapse_eval.drift.run import summary_drift
+
+    drifts = [summary_drift(c.summary) for c in candidates]
+    largest = max((d for d in drifts if d is not None), default=None)
     rows = []
-    for candidate in candidates:
+    for candidate, drift in zip(candidates, drifts, strict=True):
         p = _point(candidate)
         general = [
             c for c in candidate.summary.comparisons if c.suite == "general" and not c.group_by
@@ -264,6 +279,8 @@ def _rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
                 "regressed": sum(c.status == "regressed" for c in general),
                 "n_general": len(general),
                 "reason": str(reasons[0]) if reasons else "",
+                "drift": "n/a" if drift is None else f"{drift:.4g}",
+                "drift_colour": drift_colour(drift, largest),
                 "report": f"{p.name}/report.html",
                 "summary": f"{p.name}/summary.json",
             }
@@ -272,7 +289,10 @@ def _rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
 
 
 def render_overview(
-    base: Mapping[str, Any], candidates: Sequence[Candidate], png: bytes | None
+    base: Mapping[str, Any],
+    candidates: Sequence[Candidate],
+    png: bytes | None,
+    screened_out: Mapping[str, str] | None = None,
 ) -> str:
     """index.html for the candidates (jinja2, autoescape on: names are untrusted text)."""
     import jinja2
@@ -287,6 +307,8 @@ def render_overview(
     return env.get_template("overview.html.j2").render(
         base=base,
         rows=_rows(candidates),
+        has_drift=any(c.summary.extra.get("drift") for c in candidates),
+        screened_out=sorted((screened_out or {}).items()),
         image=("data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else None),
         alt=_alt_text(candidates),
         level=f"{(1 - alpha) * 100:g}%",
@@ -294,8 +316,11 @@ def render_overview(
     )
 
 
-def write_overview(out: Path, candidates: Sequence[Candidate]) -> dict[str, Path]:
-    """DIR/index.html and DIR/overview.png (the PNG only when there is something to plot)."""
+def write_overview(
+    out: Path, candidates: Sequence[Candidate], screened_out: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """DIR/index.html and DIR/overview.png (the PNG only when there is something to plot);
+    ``screened_out``: candidates a ``--screen`` left out (name: why), listed apart."""
     from collapse_eval.records import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
@@ -305,6 +330,6 @@ def write_overview(out: Path, candidates: Sequence[Candidate]) -> dict[str, Path
         (out / OVERVIEW_PNG).write_bytes(png)
         written[OVERVIEW_PNG] = out / OVERVIEW_PNG
     base = candidates[0].summary.base.to_json() if candidates else {}
-    atomic_write_text(out / OVERVIEW_HTML, render_overview(base, candidates, png))
+    atomic_write_text(out / OVERVIEW_HTML, render_overview(base, candidates, png, screened_out))
     written[OVERVIEW_HTML] = out / OVERVIEW_HTML
     return written
