@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,9 +94,16 @@ class Cluster:
 
 
 def _start(args: list[str], log: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A node in a session of its own, its working directory its log's (a worker reads a
+    relative path from there: the tests' checkpoints are not in it)."""
     with log.open("wb") as fh:
         return subprocess.Popen(
-            args, stdout=fh, stderr=subprocess.STDOUT, env=_env(env), start_new_session=True
+            args,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=_env(env),
+            cwd=log.parent,
+            start_new_session=True,
         )
 
 
@@ -104,11 +111,9 @@ def _session_pids(sid: int) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
+            with suppress(OSError):
                 if os.getsid(int(entry.name)) == sid:
                     pids.append(int(entry.name))
-            except OSError:
-                pass
     return pids
 
 
@@ -127,10 +132,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     while _session_pids(sid) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in _session_pids(sid):
-        try:
+        with suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 @contextmanager
