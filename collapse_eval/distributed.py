@@ -439,7 +439,8 @@ def _run_units(ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, progress: Pr
                 raise _unit_failed(unit, exc) from None
             progress.log(
                 f"ray: {result.name} done on {result.node} in {result.seconds:.1f} s "
-                f"({result.cpu_seconds:.1f} CPU s, pid {result.pid})"
+                f"({result.cpu_seconds:.1f} CPU s, pid {result.pid}; answers: "
+                f"{result.answers_cached:,} from the cache, {result.answers_computed:,} computed)"
             )
             if sweep.done(result):
                 progress.log(f"ray: {sweep.owner[result.name].session.label} complete")

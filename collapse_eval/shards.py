@@ -74,6 +74,8 @@ class UnitResult:
     general: list[tuple[str, TaskInfo, list[ItemRecord]]] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    answers_cached: int = 0  # engine requests answered from the driver's cache
+    answers_computed: int = 0
 
 
 def library_versions() -> dict[str, str | None]:
@@ -151,6 +153,8 @@ def evaluate_unit(unit: Unit, node: str, cache: CacheStore) -> UnitResult:
         general,
         time.monotonic() - start,
         time.process_time() - cpu,
+        engine.stats.hits,
+        engine.stats.misses,
     )
 
 

@@ -192,7 +192,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(
     err = capsys.readouterr().err
     assert code == 0, err
     assert killed, "no unit was running after the first batch"
-    finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+)\)", err)]
+    finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+);", err)]
     assert len(finished_by) == 2 and killed[0] not in finished_by  # retried elsewhere
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     ids = [json.loads(line)["item_id"] for line in lines]
@@ -326,3 +326,36 @@ def test_shards_cut_domain_items_in_slices_and_deal_general_tasks_whole() -> Non
     assert [e.task for e in units[0][2]] == ["a", "c"] and [e.task for e in units[1][2]] == ["b"]
     # More shards than work: the empty ones are not sent.
     assert [u[0] for u in plan_shards("ck", [("x", ["x1"])], [], 3)] == ["ck shard 3/3"]
+
+
+def test_a_killed_driver_resumes_from_its_cache_like_a_local_run(
+    cluster: Cluster, inputs: dict[str, Path], local_compare: Path, tmp_path: Path, capsys
+) -> None:
+    import subprocess
+    import sys
+
+    argv = _run_argv(inputs, tmp_path, ["--no-general", "--executor", "ray"])
+    argv += ["--ray-address", cluster.address]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "collapse_eval", "run", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while _answers(tmp_path / "cache") < 64 and driver.poll() is None:
+            assert time.monotonic() < deadline, "no answer reached the cache in 240 s"
+            time.sleep(0.02)
+    finally:
+        driver.kill()  # SIGKILL: no finally block of the driver runs
+        driver.wait()
+    assert not (tmp_path / "run" / "records.jsonl").exists()  # killed before the local phase
+    capsys.readouterr()
+    assert main(["run", *argv]) == 0
+    err = capsys.readouterr().err
+    cached = sum(int(n.replace(",", "")) for n in re.findall(r"answers: ([\d,]+) from", err))
+    assert cached >= 64, err  # the batch answered before the kill is not computed again
+    lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    local = (local_compare / "runs" / "base" / "records.jsonl").read_text().splitlines()
+    assert lines == [line for line in local if json.loads(line)["suite"] == "domain"]
