@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,7 +91,8 @@ def main() -> None:
     local_wall, _ = _compare(models, domain, root / "local", [])
     local_cpu = _children_cpu() - cpu
     print(f"local     : {local_wall:6.1f} s wall, {local_cpu:6.1f} CPU s")
-    with ray_cluster(Path(tempfile.mkdtemp(prefix="ce-bench-"))) as cluster:
+    ray_temp = Path(tempfile.mkdtemp(prefix="ce-bench-"))  # short: Ray's socket paths
+    with ray_cluster(ray_temp) as cluster:
         cpu = _children_cpu()
         extra = ["--executor", "ray", "--ray-address", cluster.address, "--shards"]
         ray_wall, log = _compare(models, domain, root / "ray", [*extra, str(args.shards)])
@@ -109,6 +111,7 @@ def main() -> None:
             "worker's first unit: it imports torch and transformers)"
         )
         print(f"overhead  : {_ray_overhead(cluster.address):.1f} ms per empty Ray task (warm)")
+    shutil.rmtree(ray_temp, ignore_errors=True)
     print(f"inputs and outputs: {root}")
 
 
