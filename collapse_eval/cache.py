@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from collapse_eval.engines.base import Engine, EngineWrapper, GenRequest
 from collapse_eval.errors import ConfigError
@@ -245,6 +245,15 @@ def _gen_request_identity(req: GenRequest) -> dict[str, Any]:
     }
 
 
+class CacheStore(Protocol):
+    """What ``CachedEngine`` needs of a cache: a ``RequestCache``, or on a Ray worker the
+    driver's cache reached through the cluster (collapse_eval/distributed.py)."""
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]: ...
+
+    def put_many(self, kind: str, items: Mapping[str, Any]) -> None: ...
+
+
 class CachedEngine(EngineWrapper):
     """Wraps any Engine: answers cached requests, sends only the misses, in one batch.
 
@@ -257,7 +266,7 @@ class CachedEngine(EngineWrapper):
     def __init__(
         self,
         engine: Engine,
-        cache: RequestCache,
+        cache: CacheStore,
         *,
         on_first_miss: Callable[[int], None] | None = None,
     ) -> None:

@@ -382,10 +382,62 @@ def model_inputs(func: F) -> F:
         ),
         click.option("--no-cache", is_flag=True, help="Do not read or write the request cache."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+        *executor_options(),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def executor_options() -> list[Any]:
+    """--executor, --ray-address, --shards (docs/distributed.md)."""
+    return [
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="Where checkpoints are evaluated: in this process, or as Ray tasks on a "
+            "cluster (needs collapse-eval[ray]); reports are written here either way.",
+        ),
+        click.option(
+            "--ray-address",
+            default=None,
+            metavar="HOST:PORT",
+            help="The Ray cluster of --executor ray (default: RAY_ADDRESS, else the "
+            "cluster `ray start` left on this machine).",
+        ),
+        click.option(
+            "--shards",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Split each checkpoint's items over N Ray tasks, each with its own engine "
+            "(--executor ray; domain items in slices, lm-eval tasks whole).",
+        ),
+    ]
+
+
+def _on_cluster(models: Sequence[str], spec: Any, kw: dict[str, Any], progress: Any) -> None:
+    """With --executor ray, evaluate the checkpoints on the cluster first (into the
+    cache); refuse the cluster options without it."""
+    from collapse_eval.errors import UsageError
+
+    if kw["executor"] == "local":
+        given = [f"--ray-address {kw['ray_address']}"] if kw["ray_address"] else []
+        if kw["shards"] != 1:
+            given.append(f"--shards {kw['shards']}")
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} only apply with --executor ray (the Ray cluster); add "
+                "--executor ray, or drop them to evaluate here"
+            )
+        return
+    from collapse_eval.distributed import evaluate_on_cluster
+
+    evaluate_on_cluster(
+        models, spec, address=kw["ray_address"], shards=kw["shards"], progress=progress
+    )
 
 
 def _spec(model: str, kw: dict[str, Any]) -> Any:
@@ -469,7 +521,9 @@ def run(model: str, out: Path, **kw: Any) -> None:
     _require_run_extra()
     from collapse_eval.runner import run_model
 
-    result = run_model(_spec(model, kw), out, progress=_progress(kw["quiet"]))
+    spec, progress = _spec(model, kw), _progress(kw["quiet"])
+    _on_cluster([model], spec, kw, progress)
+    result = run_model(spec, out, progress=progress)
     click.echo(f"run written to {result.path} ({len(result.records)} records)")
 
 
@@ -580,6 +634,7 @@ def compare(
     if not kept:
         _echo_err("error: no candidate passed the screen; nothing was evaluated")
         sys.exit(EXIT_GATE_FAILED)
+    _on_cluster([base, *(tuned[i] for i in kept)], spec, kw, progress)
     results = compare_candidates(
         base,
         [tuned[i] for i in kept],
@@ -703,6 +758,9 @@ _MODEL_INPUT_FLAGS = {
     "domain_limit": "--domain-limit",
     "cache_dir": "--cache-dir",
     "no_cache": "--no-cache",
+    "executor": "--executor",
+    "ray_address": "--ray-address",
+    "shards": "--shards",
 }
 
 

@@ -1,7 +1,8 @@
 """Error hierarchy. Each error owns its exit code and its user-facing wording.
 
 Library code raises these; only ``cli.py`` turns them into messages and exit codes.
-Exit codes (docs/formats.md#exit-codes): 1 gate failed, 2 usage/config/input, 3 runtime failure.
+Exit codes (docs/formats.md#exit-codes): 1 gate failed, 2 usage/config/input, 3 runtime failure;
+4 to 7 the Ray executor's cluster failures (unreachable, resources, checkpoint, versions).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
+# `--executor ray`: what is wrong with the cluster, one code each so a CI script can tell
+# a cluster to fix (4, 5, 7) from a checkpoint to copy (6).
+EXIT_CLUSTER_UNREACHABLE = 4
+EXIT_CLUSTER_RESOURCES = 5
+EXIT_WORKER_CHECKPOINT = 6
+EXIT_VERSION_MISMATCH = 7
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: what CI runners send on cancel
 
@@ -110,6 +117,33 @@ class StorageError(CollapseEvalError):
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason or message
+
+
+class ClusterUnreachable(CollapseEvalError):
+    """`--executor ray`: no Ray cluster answers at the address given (exit 4)."""
+
+    exit_code = EXIT_CLUSTER_UNREACHABLE
+
+
+class ClusterResourcesMissing(CollapseEvalError):
+    """`--executor ray`: no node (or, for a multi-node vLLM engine, not the whole cluster)
+    has the GPUs or CPUs a unit asks for; said before anything starts (exit 5)."""
+
+    exit_code = EXIT_CLUSTER_RESOURCES
+
+
+class WorkerCheckpointError(CollapseEvalError):
+    """`--executor ray`: a checkpoint the driver sees is missing on a worker node, or holds
+    other files there (exit 6)."""
+
+    exit_code = EXIT_WORKER_CHECKPOINT
+
+
+class VersionMismatch(CollapseEvalError):
+    """`--executor ray`: a worker node runs another collapse-eval, lm-eval or vLLM than the
+    driver, so its answers would not be the ones a local run computes (exit 7)."""
+
+    exit_code = EXIT_VERSION_MISMATCH
 
 
 class CollapseEvalWarning(UserWarning):

@@ -29,6 +29,8 @@ EXTRA_MODULES: Mapping[str, Mapping[str, str]] = {
         "bm25s": "bm25s",
     },
     "vllm": {"vllm": "vllm"},
+    # `--executor ray` (collapse_eval/distributed.py); the workers need `run` as well.
+    "ray": {"ray": "ray"},
 }
 
 # The lowest versions the code works with (pyproject.toml says why); checked before a
@@ -36,6 +38,7 @@ EXTRA_MODULES: Mapping[str, Mapping[str, str]] = {
 LOWEST_VERSIONS: Mapping[str, tuple[int, ...]] = {
     "lm-eval": (0, 4, 12),
     "transformers": (4, 56),
+    "ray": (2, 40),
 }
 
 

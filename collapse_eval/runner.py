@@ -179,8 +179,10 @@ class _EngineSession:
         return CachedEngine(inner, self.cache, on_first_miss=loading if lazy else None)
 
     def _identity_key(self) -> str | None:
-        """Where the hf engine's resolved arguments are remembered (None: not remembered)."""
-        if self.cache is None or self.spec.engine != "hf":
+        """Where the engine's resolved arguments are remembered (None: not remembered):
+        hf's by any run (it resolves them without loading weights), vLLM's also by the Ray
+        executor, whose workers resolved them (docs/distributed.md)."""
+        if self.cache is None or self.spec.engine not in ("hf", "vllm"):
             return None
         from collapse_eval.cache import identity_key
 
@@ -192,11 +194,14 @@ class _EngineSession:
         if known is not None:
             return known
         engine = self.engine()
-        args = dict(engine.engine_args)
+        return self.resolved(engine.kind, dict(engine.engine_args))
+
+    def resolved(self, kind: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Remember the engine's resolved arguments; the run-level settings they make."""
         key = self._identity_key()
         if key is not None:
             self.cache.put_many("engine-identity", {key: {"engine_args": args}})
-        self._run_spec = run_level_spec(engine.kind, args, self.spec.seed)
+        self._run_spec = run_level_spec(kind, args, self.spec.seed)
         return self._run_spec
 
     def known_run_spec(self) -> dict[str, Any] | None:
@@ -261,12 +266,14 @@ class _EngineSession:
             owner = name if info.suite == "domain" else str((info.spec or {}).get("task", name))
             if owner in specs and specs[owner][0] == info.suite:
                 entries.setdefault(owner, []).append((name, info, by_task.get(name, [])))
-        fresh = {}
         for owner, leaves in entries.items():
-            key = self._task_key(*specs[owner])
-            if key is not None and key not in self.reused:
-                fresh[key] = _encode_cached_task(leaves)
-        self.cache.put_many("task", fresh)
+            self.store(*specs[owner], leaves)
+
+    def store(self, suite: str, task_spec: Mapping[str, Any], leaves: Sequence[CachedTask]) -> None:
+        """Remember one task's results whole (not those just taken from the cache)."""
+        key = self._task_key(suite, task_spec)
+        if key is not None and key not in self.reused:
+            self.cache.put_many("task", {key: _encode_cached_task(leaves)})
 
     def close(self) -> None:
         """Close the engine (if built) and say what the cache saved."""
@@ -464,6 +471,11 @@ class _Request:
     general: Mapping[str, Mapping[str, Any]]
     engine: Mapping[str, Any]  # as requested: kind and --engine-arg strings
 
+    def general_info(self, task: str, records: Sequence[ItemRecord], info: TaskInfo) -> TaskInfo:
+        """A finished general leaf task's manifest entry: the spec of the entry it ran for."""
+        task_spec = self.general[_groups(records).get(task, task)]
+        return dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
+
     def spec_for(self, task: str, info: TaskInfo, group: str | None) -> Mapping[str, Any] | None:
         if info.suite == "domain":
             return self.domain.get(task)
@@ -550,11 +562,58 @@ def run_model(
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"{run_dir}: --out must be a directory, and this is a file.")
 
-    # Validate every input before loading a model: input mistakes must cost nothing.
+    inputs = read_inputs(spec, progress, resolve_engine=engine_factory is default_engine_factory)
+    spec, request = inputs.spec, inputs.request
+    session = _EngineSession(spec, engine_factory, progress, label=run_dir.name)
+    try:
+        inputs.validate_suite(session)
+        # One writer per run directory: a second process (two compares sharing a base run)
+        # waits here, then finds the run complete and reuses it.
+        with directory_lock(run_dir, progress):
+            return _run_locked(
+                spec,
+                run_dir,
+                progress,
+                session,
+                inputs.domain_sets,
+                inputs.suite,
+                inputs.include_paths,
+                request,
+            )
+    finally:
+        session.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RunInputs:
+    """A run's inputs, read and checked before any model loads (input mistakes must cost
+    nothing): the domain sets, the general suite and what the run asks for."""
+
+    spec: RunSpec  # with the engine kind resolved, when asked to
+    domain_sets: dict[str, Any]
+    suite: Suite | None
+    config: BenchmarksConfig | None
+    request: _Request
+
+    @property
+    def include_paths(self) -> tuple[Path, ...]:
+        return tuple(self.config.include_paths) if self.config is not None else ()
+
+    def validate_suite(self, session: _EngineSession) -> None:
+        """Task names against lm-eval; entries whose results the cache holds whole need no
+        lm-eval task index."""
+        if self.config is not None and self.suite is not None:
+            skip = session.reusable_entries(self.request)
+            _validate_suite(self.config, self.suite, skip=skip, from_tasks=bool(self.spec.tasks))
+
+
+def read_inputs(spec: RunSpec, progress: Progress, *, resolve_engine: bool) -> RunInputs:
+    """Read the domain files and the suite; ``resolve_engine``: pick the backend of
+    ``--engine`` (default) and say so once."""
     domain_sets = _load_domain_sets(spec.domain_files, spec.domain_limit)
     suite, config = _load_suite(spec, progress) if spec.run_general else (None, None)
     include_paths = tuple(config.include_paths) if config is not None else ()
-    if engine_factory is default_engine_factory:
+    if resolve_engine:
         from collapse_eval.engines.registry import notice_once, resolve_engine_kind
 
         kind, notice = resolve_engine_kind(spec.engine)
@@ -562,21 +621,7 @@ def run_model(
             progress.log(str(notice))
         spec = dataclasses.replace(spec, engine=kind)
     request = _make_request(spec, domain_sets, suite, include_paths)
-    session = _EngineSession(spec, engine_factory, progress, label=run_dir.name)
-    try:
-        if config is not None and suite is not None:
-            # Entries whose results the cache holds whole need no lm-eval task index.
-            _validate_suite(
-                config, suite, skip=session.reusable_entries(request), from_tasks=bool(spec.tasks)
-            )
-        # One writer per run directory: a second process (two compares sharing a base run)
-        # waits here, then finds the run complete and reuses it.
-        with directory_lock(run_dir, progress):
-            return _run_locked(
-                spec, run_dir, progress, session, domain_sets, suite, include_paths, request
-            )
-    finally:
-        session.close()
+    return RunInputs(spec, domain_sets, suite, config, request)
 
 
 def _run_locked(
@@ -653,13 +698,7 @@ def _run_locked(
     with RecordWriter(run_dir / RECORDS_FILE) as writer:
         for task, items in domain_sets.items():
             task_spec = request.domain[task]
-            tasks[task] = TaskInfo(
-                suite="domain",
-                primary_metric="score",
-                n=len(items),
-                spec=task_spec,
-                spec_hash=spec_hash(task_spec),
-            )
+            tasks[task] = domain_task_info(items, task_spec)
             write_manifest(run_dir, dataclasses.replace(manifest, tasks=tasks))
             done = done_domain.get(task, set())
             cached = None if done else session.cached("domain", task_spec)
@@ -667,7 +706,7 @@ def _run_locked(
                 writer.write_batch([r for _, _, records in cached for r in records])
                 progress.log(f"domain {task}: {len(items)} items, from the cache")
                 continue
-            _run_domain_task(session.engine(), task, items, done, writer, progress)
+            run_domain_task(session.engine(), task, items, done, writer.write_batch, progress)
         if suite is not None:
             finished = _TaskFinisher(run_dir, manifest, tasks, writer, progress, request)
             todo = _reuse_general(session, suite, request, tasks, finished)
@@ -870,14 +909,27 @@ def prepared_offline_data() -> Path | None:
     return data_dir if data_prepare.offline_data_status(data_dir) else None
 
 
-def _run_domain_task(
+def domain_task_info(items: Sequence[Any], task_spec: Mapping[str, Any]) -> TaskInfo:
+    """A domain task's manifest entry."""
+    return TaskInfo(
+        suite="domain",
+        primary_metric="score",
+        n=len(items),
+        spec=task_spec,
+        spec_hash=spec_hash(task_spec),
+    )
+
+
+def run_domain_task(
     engine: Engine,
     task: str,
     items: Sequence[Any],
-    done: set[str],
-    writer: RecordWriter,
+    done: Collection[str],
+    on_batch: Callable[[list[ItemRecord]], None],
     progress: Progress,
 ) -> None:
+    """Answer the ``items`` not in ``done`` (with the generation budgets of all of them,
+    so a part of a task is answered as the whole task would be), batch by batch."""
     from collapse_eval.domain.runner import evaluate_domain, generation_budgets, request_count
 
     todo = [item for item in items if item.id not in done]
@@ -893,7 +945,7 @@ def _run_domain_task(
             items,
             task,
             done_item_ids=done,
-            on_batch=writer.write_batch,
+            on_batch=on_batch,
             on_progress=bar.advance,
             budgets=budgets,
         )
@@ -916,9 +968,7 @@ class _TaskFinisher:
 
     def __call__(self, task: str, records: list[ItemRecord], info: TaskInfo, how: str = "") -> None:
         self.writer.write_batch(records)
-        entry = _groups(records).get(task, task)
-        task_spec = self.request.general[entry]
-        self.tasks[task] = dataclasses.replace(info, spec=task_spec, spec_hash=spec_hash(task_spec))
+        self.tasks[task] = self.request.general_info(task, records, info)
         write_manifest(self.run_dir, dataclasses.replace(self.manifest, tasks=self.tasks))
         self.progress.log(f"general {task}: {info.n} items{how}")
         below = below_chance(task, records, info.primary_metric)

