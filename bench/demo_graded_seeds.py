@@ -125,8 +125,26 @@ def _seed_result(seed: int, runs: Path, levels: tuple[float, ...], quality: list
     }
 
 
+def _print_steps(results: list[dict], names: list[str]) -> None:
+    """Each step down from one level to the next: points lost (paired SE) and how many
+    SEs that is, the number the requirement (several SEs per step) is about."""
+    pairs = [
+        f"{a.removeprefix('graded-')}->{b.removeprefix('graded-')}"
+        for a, b in zip(names, names[1:], strict=False)
+    ]
+    print("domain score lost from one level to the next, points (paired SE) = SEs:")
+    print("seed  " + "  ".join(f"{p:>18}" for p in pairs))
+    for r in results:
+        cells = "  ".join(
+            f"{100 * d:+5.1f} ({100 * se:.1f}) = {d / se if se > 0 else math.inf:+5.1f}"
+            for d, se in zip(r["steps"], r["step_se"], strict=True)
+        )
+        print(f"{r['seed']:>4}  {cells}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # allow_abbrev off: a misspelt option (--seed, --work) is refused, not taken as a prefix
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/demo-graded-seeds"))
@@ -166,6 +184,7 @@ def main() -> None:
             f"{r['seed']:>4}  {r['base']:.3f}  {cells}  {r['min_step_z']:>11.1f}"
             f"  {r['spearman']:+8.2f}  {r['p_value']:.4f} ({r['p_method']})"
         )
+    _print_steps(results, names)
     ok = all(r["spearman"] > 0 and r["p_value"] < 0.05 for r in results)
     print(f"positive and p < 0.05 on every seed: {'yes' if ok else 'NO'}")
     print(f"wall {time.monotonic() - wall:.0f} s, CPU {cpu:.0f} s (this process and its workers)")

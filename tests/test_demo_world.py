@@ -50,7 +50,7 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     assert built.domain_only == root / "domain-only"
     assert built.graded == (
         GradedCandidate("graded-00", 0, root / "graded-00", 0.0),
-        GradedCandidate("graded-34", 2, root / "graded-34", 647 / 1920),
+        GradedCandidate("graded-41", 2, root / "graded-41", 783 / 1920),
         GradedCandidate("graded-100", 5, root / "graded-100", 1911 / 1920),
     )
     assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
@@ -71,7 +71,7 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
         "domain-only",
         "mixed",
         "graded-00",
-        "graded-34",
+        "graded-41",
         "graded-100",
     }
     assert all(s["wall_s"] > 0 and s["cpu_s"] > 0 for s in manifest["stages"].values())
@@ -125,7 +125,7 @@ def test_graded_study_scores_compares_and_correlates(small_world, tmp_path: Path
     )
     out = tmp_path / "demo"
     rows = run_graded_study(built, spec, out, QuietProgress())
-    assert [r.name for r in rows] == ["graded-00", "graded-34", "graded-100"]
+    assert [r.name for r in rows] == ["graded-00", "graded-41", "graded-100"]
     assert all((out / r.name / "summary.json").is_file() for r in rows)
     overall = [
         json.loads((out / "quality" / r.name / "quality.json").read_text())["overall"] for r in rows
@@ -297,7 +297,7 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
     cache, _, _ = small_world
     out = tmp_path / "demo"
     rows = run_demo(out, cache_dir=cache, world_config=WorldConfig.test())
-    graded = ["graded-00", "graded-34", "graded-100"]
+    graded = ["graded-00", "graded-41", "graded-100"]
     assert [r.name for r in rows] == ["domain-only", "mixed", *graded]
     assert [r.summary for r in rows[:2]] == [
         out / "domain-only" / "summary.json",
@@ -321,14 +321,14 @@ def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path, tiny_b
     for root in roots:
         shutil.copytree(tiny_base, root / "base")
     tasks = [world.world_tasks(root, tiny, None) for root in roots]
-    assert [t.name for t in tasks[0]] == ["mixed", "domain-only", "graded-59"]
+    assert [t.name for t in tasks[0]] == ["mixed", "domain-only", "graded-66"]
     one = run_tasks(tasks[0], 1)
     two = run_tasks(tasks[1], 2)
-    assert sorted(one) == sorted(two) == ["domain-only", "graded-59", "mixed"]
+    assert sorted(one) == sorted(two) == ["domain-only", "graded-66", "mixed"]
     for job in world._jobs(tiny):
         weights = (roots[0] / job.name / "model.safetensors").read_bytes()
         assert weights == (roots[1] / job.name / "model.safetensors").read_bytes()
     # the graded candidate trained on its own (corrupted) set: other weights than mixed
-    assert (roots[0] / "graded-59" / "model.safetensors").read_bytes() != (
+    assert (roots[0] / "graded-66" / "model.safetensors").read_bytes() != (
         roots[0] / "mixed" / "model.safetensors"
     ).read_bytes()

@@ -17,13 +17,24 @@ Why whole task types: spread uniformly over the set, a few percent of empty (or 
 answers become the model's greedy answer for every item whose right answer it is unsure
 of, so the domain score fell steeply at the first level and then hardly moved (levels 25
 to 75 % sat inside each other's noise). Corrupted whole, a task type the model was taught
-wrongly scores about zero, so each group removes what the model learned for it (on world
-seed 0 the domain score fell 13, 0.4, 5, 2 and 10 points from one level to the next: the
-uncorrupted label tasks, answered near chance, swing between fine-tunes; the seed bench,
-bench/demo_graded_seeds.py, measures how often that reorders levels). The tiny model
-never learns three task types even from clean data (span, number and JSON answers:
-domain scores near 0), so each of those shares a group with one it does learn; every
-group removes one learned task type.
+wrongly scores about zero (its generated answers; its multiple-choice items stay at the
+base's level), so each group removes what the model learned for it. The tiny model never
+learns three task types even from clean data (span, number and JSON answers: domain
+scores near 0), so each of those shares a group with one it does learn.
+
+Why this order. Only the summary is learned steadily (ROUGE-L about 0.7 on every world
+seed). The label tasks are answered with about one label per task type, whichever the
+fine-tune happened to settle on (``next_action`` scored 0.07 with ``send_listings`` and
+0.54 with ``schedule_viewing``, fine-tunes of one base apart), so while a label task is
+left clean its score swings from one level to the next by as much as corrupting another
+one takes away; corrupted, it stays at its floor. The swingiest ones (``next_action``,
+with ``amenities``) therefore go first, and every later step is taken with fewer of them
+left to swing; the summary's steady drop of about 8 points comes third, and the last two
+levels take the two label tasks the model answers best. With the summary first (the
+order before) the last levels were left to near-chance label tasks, and on world seed 2
+two of them came out in the wrong order (Spearman +0.83, p = 0.058). The order was
+chosen by resampling the per-task-type scores of that order's fine-tunes on world seeds
+0 to 3; bench/demo_graded_seeds.py measures each step on world seeds 0 to 4.
 
 A higher level corrupts every sample a lower level does, in the same way, plus more.
 ``score_graded_sets`` scores each set with the rule and dataset stages of the quality
@@ -60,17 +71,18 @@ __all__ = [
 DEFECT_KINDS = ("empty", "malformed", "duplicate")
 GRADED_SEED = 5005
 DUPLICATE_SOURCES = 3
-# Groups of (task type, defect kind), corrupted in this order. The free-text summary gets
-# ``empty`` (a summary cut short by two words keeps most of its ROUGE); a one-line answer
-# behind an unclosed fence leaves only the fence, as generation stops at the line end.
-# ``duplicate`` goes to the task types the model does not learn anyway: a label task
-# taught from three examples still answers one of their labels, often right by chance.
+# Groups of (task type, defect kind), corrupted in this order (why this order: the module
+# docstring). The free-text summary gets ``empty`` (a summary cut short by two words keeps
+# most of its ROUGE); a one-line answer behind an unclosed fence leaves only the fence, as
+# generation stops at the line end. ``duplicate`` goes to the task types the model does
+# not learn anyway: a label task taught from three examples still answers one of their
+# labels, often right by chance.
 TASK_GROUPS: tuple[tuple[tuple[str, str], ...], ...] = (
-    (("summary", "empty"),),
-    (("compliance", "malformed"), ("entity_extraction", "duplicate")),
-    (("intent_classification", "empty"), ("district", "duplicate")),
-    (("satisfaction", "malformed"), ("area", "duplicate")),
     (("next_action", "empty"), ("amenities", "malformed")),
+    (("compliance", "malformed"), ("entity_extraction", "duplicate")),
+    (("summary", "empty"), ("district", "duplicate")),
+    (("satisfaction", "malformed"), ("area", "duplicate")),
+    (("intent_classification", "empty"),),
 )
 
 
@@ -155,7 +167,7 @@ def corrupted_share(groups: int) -> float:
 
 def graded_name(groups: int) -> str:
     """Checkpoint / directory name of a graded candidate: its corrupted share in percent
-    (``graded-34``: 34 % of the samples corrupted)."""
+    (``graded-41``: 41 % of the samples corrupted)."""
     return f"graded-{round(corrupted_share(groups) * 100):02d}"
 
 
