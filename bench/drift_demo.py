@@ -20,7 +20,7 @@ import resource
 import time
 from pathlib import Path
 
-GRADED = ["graded-00", "graded-12", "graded-34", "graded-59", "graded-80", "graded-100"]
+GRADED = ["graded-00", "graded-20", "graded-41", "graded-66", "graded-87", "graded-100"]
 OTHERS = ["domain-only", "mixed"]
 
 

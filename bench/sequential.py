@@ -1,6 +1,6 @@
 """The sequential gate against fixed-n on the demo world: items, verdicts, wall time.
 
-    nice -n 10 python bench/sequential.py DEMO_OUT [--candidates mixed domain-only graded-80]
+    nice -n 10 python bench/sequential.py DEMO_OUT [--candidates mixed domain-only graded-87]
         [--looks 5] [--time] [--json OUT.json]
     nice -n 10 python bench/sequential.py --runs BASE_RUN CAND_RUN [CAND_RUN ...]
 
