@@ -20,7 +20,7 @@ from collapse_eval import sequential as sq
 from collapse_eval.columns import RunColumns
 from collapse_eval.errors import ConfigError
 from collapse_eval.policy import Policy
-from collapse_eval.report.fmt import ci_label, ci_points, margin_points
+from collapse_eval.spelling import ci_label, ci_points, margin_points
 
 if TYPE_CHECKING:
     from collapse_eval.compare import _Pair

@@ -552,6 +552,27 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _import_bm25s() -> Any:
+    """bm25s without numba. Where numba is installed (vLLM's CPU build needs it), bm25s
+    imports it, and llvmlite's objects then sit in ``sys.modules``, where a vLLM engine
+    loaded later in the same process (the next candidate of a many-candidate compare)
+    fails: vLLM scans every module's objects when it registers its kernels, and
+    llvmlite's ffi wrappers break that scan (AttributeError in vllm's
+    ``triton_utils.dispatcher``). The numpy backend, which is all we use, needs no numba."""
+    import sys
+
+    if "numba" in sys.modules:  # already there: hiding it would change nothing
+        import bm25s
+
+        return bm25s
+    sys.modules["numba"] = None  # type: ignore[assignment]  # import numba -> ImportError
+    try:
+        import bm25s
+    finally:
+        del sys.modules["numba"]
+    return bm25s
+
+
 def nearest_samples(
     samples: Sequence[TrainingSample], queries: Sequence[str], k: int = NEAREST_K
 ) -> list[list[dict[str, Any]]]:
@@ -559,11 +580,9 @@ def nearest_samples(
     words and CJK characters; samples sharing no token with the query are left out."""
     if not queries or not samples:
         return [[] for _ in queries]
-    import bm25s
-
     from collapse_eval.domain.scorers import mixed_tokens
 
-    index = bm25s.BM25()
+    index = _import_bm25s().BM25()
     index.index([mixed_tokens(s.text) or [""] for s in samples], show_progress=False)
     found, scores = index.retrieve(
         [mixed_tokens(q) or [""] for q in queries],
