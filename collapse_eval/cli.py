@@ -298,6 +298,40 @@ top_k_option = click.option(
 )
 
 
+def engine_options() -> list[Any]:
+    """--engine, --engine-arg, --batch-size and --device: of `run` and `compare` (in
+    `model_inputs`) and of `drift`."""
+    return [
+        click.option(
+            "--engine",
+            type=click.Choice(["vllm", "hf", "openai"]),
+            default=None,
+            help="Inference backend (default: vllm if installed, else hf).",
+        ),
+        click.option(
+            "--engine-arg",
+            "--engine-args",
+            "--model-args",
+            "engine_arg",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Backend argument, e.g. tensor_parallel_size=4; repeatable, or "
+            "comma-separated (dtype=float32,batch_size=16) as lm-eval's --model_args.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Engine batch size: --engine-arg batch_size (hf) or max_num_seqs (vllm).",
+        ),
+        click.option(
+            "--device",
+            default=None,
+            help="Engine device, e.g. cuda:0 or cpu: --engine-arg device (hf).",
+        ),
+    ]
+
+
 def model_inputs(func: F) -> F:
     """Options shared by `run` and `compare` (one definition, not two copies)."""
     options = [
@@ -331,33 +365,7 @@ def model_inputs(func: F) -> F:
             help="Few-shot examples for every general task (overrides benchmarks.yaml).",
         ),
         click.option("--no-general", is_flag=True, help="Skip the general suite."),
-        click.option(
-            "--engine",
-            type=click.Choice(["vllm", "hf", "openai"]),
-            default=None,
-            help="Inference backend (default: vllm if installed, else hf).",
-        ),
-        click.option(
-            "--engine-arg",
-            "--engine-args",
-            "--model-args",
-            "engine_arg",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Backend argument, e.g. tensor_parallel_size=4; repeatable, or "
-            "comma-separated (dtype=float32,batch_size=16) as lm-eval's --model_args.",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Engine batch size: --engine-arg batch_size (hf) or max_num_seqs (vllm).",
-        ),
-        click.option(
-            "--device",
-            default=None,
-            help="Engine device, e.g. cuda:0 or cpu: --engine-arg device (hf).",
-        ),
+        *engine_options(),
         click.option(
             "--limit",
             type=click.IntRange(min=1),
@@ -912,28 +920,9 @@ def _console() -> Any:
 
 
 def _engine_options(func: F) -> F:
-    """--engine, --engine-arg, --batch-size and --device of the commands outside
-    `model_inputs` that load models (`drift`)."""
-    options = [
-        click.option(
-            "--engine",
-            type=click.Choice(["vllm", "hf", "openai"]),
-            default=None,
-            help="Inference backend (default: vllm if installed, else hf).",
-        ),
-        click.option(
-            "--engine-arg",
-            "--engine-args",
-            "--model-args",
-            "engine_arg",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Backend argument (repeatable or comma-separated), as for `compare`.",
-        ),
-        click.option("--batch-size", type=click.IntRange(min=1), default=None),
-        click.option("--device", default=None, help="Engine device, e.g. cuda:0 (hf)."),
-    ]
-    for option in reversed(options):
+    """The engine options (`engine_options`) of the commands outside `model_inputs` that
+    load models (`drift`)."""
+    for option in reversed(engine_options()):
         func = option(func)
     return func
 
