@@ -66,9 +66,11 @@ def _subplots(width: float, height: float) -> tuple[Any, Any]:
     return fig, fig.add_subplot()
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, top: float = 1.0) -> Path:
+    """``top``: the share of the height the axes may use (the rest: a ``suptitle``, which
+    tight_layout does not make room for)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout(pad=0.4)  # makes room for the legend outside the axes too
+    fig.tight_layout(pad=0.4, rect=(0.0, 0.0, 1.0, top))  # room for outside legends too
     fig.savefig(path, dpi=_DPI)
     return path
 
@@ -457,7 +459,8 @@ def sequential_plot(
     """One panel per gating comparison: delta (dot) and its repeated (1 - alpha) CI (bar)
     at each look, by items evaluated, against the margin (-m, dashed) or the gain to show
     (+g) and zero: the interval narrows until it clears the line that decides."""
-    fig = new_figure(_WIDTH, 1.9 * len(entries) + 0.6)
+    height = 1.9 * len(entries) + 0.6
+    fig = new_figure(_WIDTH, height)
     axes = fig.subplots(len(entries), 1, squeeze=False)[:, 0]
     for ax, entry in zip(axes, entries, strict=True):
         status = str(entry.get("status"))
@@ -487,7 +490,7 @@ def sequential_plot(
         f"candidate items evaluated (bar = repeated {ci_label(alpha)}; dashed = margin)"
     )
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
-    return _save(fig, path)
+    return _save(fig, path, top=1.0 - 0.35 / height)  # 0.35 in for the suptitle
 
 
 def _sequential_alt(entries: Sequence[dict[str, Any]]) -> str:
