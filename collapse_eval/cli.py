@@ -270,6 +270,29 @@ def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
     return parse_engine_arg_strings(pairs)
 
 
+def out_option(default: Path | None, help: str) -> Callable[[F], F]:
+    """--out (alias lm-eval's --output-path) of `run`, `compare` and `drift`; required
+    when there is no default."""
+    if default is None:  # click takes an explicit default=None as a default: leave it out
+        return click.option(
+            "--out",
+            "--output-path",
+            "out",
+            type=click.Path(path_type=Path),
+            required=True,
+            help=help,
+        )
+    return click.option(
+        "--out",
+        "--output-path",
+        "out",
+        type=click.Path(path_type=Path),
+        default=default,
+        show_default=True,
+        help=help,
+    )
+
+
 def benchmarks_option(
     help: str = "benchmarks.yaml (default: ./benchmarks.yaml, else the packaged one).",
 ) -> Callable[[F], F]:
@@ -515,14 +538,7 @@ def _general_tasks(kw: dict[str, Any]) -> tuple[str, ...]:
 @cli.command()
 @click.argument("model")
 @model_inputs
-@click.option(
-    "--out",
-    "--output-path",
-    "out",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Run directory.",
-)
+@out_option(None, "Run directory.")
 @handled
 def run(model: str, out: Path, **kw: Any) -> None:
     """Evaluate one MODEL into a run directory (manifest.json + records.jsonl); resumable."""
@@ -567,15 +583,7 @@ def run(model: str, out: Path, **kw: Any) -> None:
     "(summary.json `training`, report.html). A quality.json is read with its "
     "samples.jsonl; a JSONL is scored by the quality rules.",
 )
-@click.option(
-    "--out",
-    "--output-path",
-    "out",
-    type=click.Path(path_type=Path),
-    default=Path("reports/compare"),
-    show_default=True,
-    help="Output directory.",
-)
+@out_option(Path("reports/compare"), "Output directory.")
 @click.option(
     "--drift",
     "with_drift",
@@ -947,15 +955,7 @@ def _existing_domain_files(files: Sequence[Path]) -> tuple[Path, ...]:
 )
 @_engine_options
 @top_k_option
-@click.option(
-    "--out",
-    "--output-path",
-    "out",
-    type=click.Path(path_type=Path),
-    default=Path("reports/drift"),
-    show_default=True,
-    help="Output directory (drift.json).",
-)
+@out_option(Path("reports/drift"), "Output directory (drift.json).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handled
 def drift(base: str, tuned: str, out: Path, top_k: int | None, **kw: Any) -> None:
