@@ -21,7 +21,7 @@ SCHEMAS = Path(generate.__file__).resolve().parent
 def test_committed_schema_is_the_generated_one(stem: str) -> None:
     committed = (SCHEMAS / f"{stem}.schema.json").read_text(encoding="utf-8")
     assert committed == generate.generated_text(stem), (
-        f"{stem}.schema.json is out of date: run python -m collapse_eval.schemas.generate"
+        f"{stem}.schema.json is out of date: run python scripts/generate_schemas.py"
     )
 
 

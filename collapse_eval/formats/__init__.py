@@ -1,8 +1,8 @@
 """Typed models of the files collapse-eval writes, one module per format (msgspec Structs).
 
 Writers serialize through the models and readers decode through them; the JSON Schemas in
-``collapse_eval/schemas/`` are generated from them (``python -m
-collapse_eval.schemas.generate``). Why msgspec and not pydantic: docs/architecture.md.
+``collapse_eval/schemas/`` are generated from them (``python
+scripts/generate_schemas.py``). Why msgspec and not pydantic: docs/architecture.md.
 This package imports nothing else of collapse_eval but ``errors``, so that every layer can
 use it.
 """

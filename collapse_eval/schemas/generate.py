@@ -1,7 +1,9 @@
 """Generate the JSON Schemas of the typed file formats from their msgspec models.
 
-    python -m collapse_eval.schemas.generate           # rewrite the schema files
-    python -m collapse_eval.schemas.generate --check   # exit 1 if a file is out of date
+    python scripts/generate_schemas.py           # rewrite the schema files
+    python scripts/generate_schemas.py --check   # exit 1 if a file is out of date
+
+(`main` returns the exit status; the script exits with it: library code never exits.)
 
 The tests run the check: a model changed without its schema fails CI. summary.json's and
 manifest.json's schemas are still kept by hand (their serializers are not models yet).
@@ -90,7 +92,7 @@ def generated_text(stem: str) -> str:
 def main(argv: list[str]) -> int:
     check = argv == ["--check"]
     if argv and not check:
-        print("usage: python -m collapse_eval.schemas.generate [--check]", file=sys.stderr)
+        print("usage: python scripts/generate_schemas.py [--check]", file=sys.stderr)
         return 2
     stale = []
     for stem in GENERATED:
@@ -101,11 +103,7 @@ def main(argv: list[str]) -> int:
         stale.append(path)
         if not check:
             path.write_text(text, encoding="utf-8")
-    verb = "out of date (run python -m collapse_eval.schemas.generate)" if check else "written"
+    verb = "out of date (run python scripts/generate_schemas.py)" if check else "written"
     for path in stale:
         print(f"{path.name}: {verb}")
     return 1 if check and stale else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
