@@ -22,6 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Two workers on two cores: each worker's torch (and the processes it starts) on one
+    # thread, set before torch loads, instead of two workers each spinning two threads.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # ---------------------------------------------------------------- CI: a skip is a failure
@@ -76,6 +80,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A module skipped at collection leaves no test behind to fail: fail the run here."""
     if _collection_skips and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---------------------------------------------------------------- two workers, slow files first
+# scripts/test.sh runs the suite in two pytest-xdist workers with `--dist loadfile` (one
+# per core of the CI machine; a file's module fixtures are built once, in one worker).
+# Workers take files in collection order, so the files with a slow test go first: a long
+# file started last would leave the other worker idle at the end.
+
+
+def _is_xdist_loadfile(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and (
+        getattr(config.option, "dist", "no") == "loadfile"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _is_xdist_loadfile(config):
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
 
 
 # ---------------------------------------------------------------- where the time goes

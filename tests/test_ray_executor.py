@@ -32,6 +32,8 @@ from collapse_eval.shards import plan_shards
 from tests.raycluster import Cluster, free_port, ray_cluster
 from tests.testdata import rent_domain_file
 
+pytestmark = pytest.mark.slow  # a real two-node Ray cluster: about 50 s
+
 ITEMS = 160  # two shards of 80: each a full domain batch (64 items) and a second one
 
 
