@@ -20,10 +20,10 @@
 #      so the tests themselves reach no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+step() { echo "== test.sh (${SECONDS} s): $*"; }
 bash scripts/setup.sh --dev
 PY=.venv/bin/python
-
-step() { echo "== test.sh: $*"; }
+step "setup done"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 step "ruff check . (lint)"
 "$PY" -m ruff check .
