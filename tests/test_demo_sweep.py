@@ -14,12 +14,12 @@ from collapse_eval.demo.sweep import (
     SweepConfig,
     ensure_sweep,
     step_name,
-    step_of,
     sweep_key,
     sweep_steps,
 )
 from collapse_eval.demo.train import WorldConfig, finetune
 from collapse_eval.demo.world import world_key
+from collapse_eval.report.steps import candidate_step
 
 
 def _tiny() -> WorldConfig:
@@ -37,12 +37,7 @@ def test_steps_are_evenly_spaced_and_names_sort_in_step_order() -> None:
     assert names == ["step-0005", "step-0015", "step-0180", "step-0100"]
     assert sorted(names) == ["step-0005", "step-0015", "step-0100", "step-0180"]
     assert step_name(7, 123456) == "step-000007"
-    assert [step_of(n) for n in ("step-0015", "runs/step-0180", "mixed", "step-x1")] == [
-        15,
-        180,
-        None,
-        None,
-    ]
+    assert [candidate_step(step_name(s, 180)) for s in (5, 180)] == [5, 180]
 
 
 def test_the_sweep_is_one_run_whose_last_checkpoint_is_domain_only(

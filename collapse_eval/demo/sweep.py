@@ -43,7 +43,6 @@ __all__ = [
     "TrainingSweep",
     "ensure_sweep",
     "step_name",
-    "step_of",
     "sweep_key",
     "sweep_steps",
 ]
@@ -90,16 +89,9 @@ def sweep_steps(total: int, checkpoints: int) -> list[int]:
 
 def step_name(step: int, total: int) -> str:
     """``step-0015``: zero-padded to the width of ``total`` (at least 4), so that names
-    sort in step order as text too."""
+    sort in step order as text too (the overview reads the step back from the name:
+    report/steps.py)."""
     return f"{_PREFIX}{step:0{max(4, len(str(total)))}d}"
-
-
-def step_of(name: str) -> int | None:
-    """The step a candidate name carries (``step-0015`` -> 15, also after a prefix such
-    as ``run-a/step-0015``); None for a name that carries none."""
-    tail = name.rsplit("/", 1)[-1]
-    digits = tail.removeprefix(_PREFIX)
-    return int(digits) if tail.startswith(_PREFIX) and digits.isdigit() else None
 
 
 def sweep_key(config: WorldConfig, sweep: SweepConfig) -> str:
