@@ -1507,7 +1507,9 @@ def demo(out: Path, cache_dir: Path | None, engine: str, sweep: bool, quiet: boo
     if sweep and engine != "hf":
         from collapse_eval.errors import UsageError
 
-        raise UsageError("demo --sweep evaluates with the hf engine: leave --engine out")
+        raise UsageError(
+            "demo --sweep evaluates with the hf engine: give --engine hf or leave it out"
+        )
     progress = _progress(quiet)
     rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=progress)
     from rich.table import Table
