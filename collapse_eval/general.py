@@ -516,6 +516,69 @@ def run_general_suite(
             )
 
 
+def run_general_documents(
+    engine: Engine,
+    suite: Suite,
+    documents: Mapping[str, Collection[int]],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    include_paths: Sequence[Path] = (),
+    on_task: OnTask,
+    progress: Progress | None = None,
+) -> None:
+    """Evaluate only the documents (by index) of each leaf task named in ``documents``
+    (lm-eval's ``samples=``), one ``simple_evaluate`` per entry, as ``run_general_suite``
+    otherwise does: ``compare --sequential`` evaluates a candidate in rounds this way.
+
+    A leaf whose few-shot examples lm-eval draws from one random stream in document order
+    (num_fewshot > 0, sampler not ``first_n``) gets other examples for a document when
+    fewer documents come before it, so a subset would not be scored as the full run
+    scores it: such a leaf is evaluated whole (under ``limit``) instead.
+    """
+    from collapse_eval.progress import QuietProgress
+
+    lm = EngineLM(engine)
+    progress = progress or QuietProgress()
+    with _prepared_tasks(include_paths, suite.task_names) as prepared, _no_run_metadata():
+        manager = prepared.manager_for(suite.task_names)
+        for entry in suite.entries:
+            loaded = _load_tasks(manager, entry.task)
+            asked = {n: t for n, t in loaded["tasks"].items() if documents.get(n)}
+            whole = {n: t for n, t in asked.items() if not _subset_safe(t, entry)}
+            part = {n: t for n, t in asked.items() if n not in whole}
+            with progress.bar(f"general {entry.task}", None) as bar:
+                lm.bar = bar
+                try:
+                    if whole:
+                        _evaluate_entry(
+                            lm, manager, entry, whole, limit=limit, seed=seed, on_task=on_task
+                        )
+                    if part:
+                        chosen = {n: sorted(set(documents[n])) for n in part}
+                        _evaluate_entry(
+                            lm,
+                            manager,
+                            entry,
+                            part,
+                            limit=None,
+                            seed=seed,
+                            on_task=on_task,
+                            documents=chosen,
+                        )
+                finally:
+                    lm.bar = QuietBar()
+
+
+def _subset_safe(task: Any, entry: BenchmarkEntry) -> bool:
+    """Whether a document's prompt does not depend on which other documents are evaluated:
+    zero-shot, or few-shot examples that are the same for every document (``first_n``)."""
+    config = task.config
+    shots = entry.num_fewshot if entry.num_fewshot is not None else config.num_fewshot
+    sampler = (config.fewshot_config or {}).get("sampler", "default")
+    return not shots or sampler == "first_n"
+
+
 @contextlib.contextmanager
 def _no_run_metadata() -> Iterator[None]:
     """Skip what ``simple_evaluate`` adds to its results about the machine, which
@@ -590,7 +653,10 @@ def _evaluate_entry(
     limit: int | None,
     seed: int,
     on_task: OnTask,
+    documents: Mapping[str, Sequence[int]] | None = None,
 ) -> None:
+    """``documents``: per leaf the sorted document indices to evaluate (lm-eval's
+    ``samples=``; ``limit`` is then not used), else every document under ``limit``."""
     import lm_eval
 
     for name, task in todo.items():
@@ -607,7 +673,8 @@ def _evaluate_entry(
         tasks=list(todo.values()),
         task_manager=manager,
         num_fewshot=entry.num_fewshot,
-        limit=_effective_limit(entry, limit),
+        limit=None if documents is not None else _effective_limit(entry, limit),
+        samples={n: list(ids) for n, ids in documents.items()} if documents else None,
         gen_kwargs=dict(entry.gen_kwargs) if entry.gen_kwargs else None,
         apply_chat_template=entry.apply_chat_template,
         log_samples=True,
@@ -621,6 +688,8 @@ def _evaluate_entry(
         raise ConfigError(f"lm-eval returned no results for '{entry.task}'")
     for name, task in todo.items():
         samples = results["samples"].get(name, [])
+        if documents is not None:
+            samples = _original_doc_ids(samples, documents[name])
         group = entry.task if name != entry.task else None
         records = records_from_samples(name, task, samples, group=group)
         metrics = sorted({r.metric for r in records})
@@ -642,6 +711,15 @@ def _evaluate_entry(
             higher_is_better=_higher_is_better(results, name, primary),
         )
         on_task(name, records, info)
+
+
+def _original_doc_ids(
+    samples: Sequence[Mapping[str, Any]], chosen: Sequence[int]
+) -> list[dict[str, Any]]:
+    """lm-eval numbers the documents of ``samples=`` 0, 1, ... in the order they are read
+    (their place in the subset, not in the task): give each back its own index, which is
+    the item id of the full run's record for the same document."""
+    return [{**s, "doc_id": chosen[int(s["doc_id"])]} for s in samples]
 
 
 def _load_tasks(manager: TaskManager, name: str) -> Any:
