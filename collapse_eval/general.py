@@ -575,7 +575,12 @@ def _subset_safe(task: Any, entry: BenchmarkEntry) -> bool:
     zero-shot, or few-shot examples that are the same for every document (``first_n``)."""
     config = task.config
     shots = entry.num_fewshot if entry.num_fewshot is not None else config.num_fewshot
-    sampler = (config.fewshot_config or {}).get("sampler", "default")
+    fewshot = config.fewshot_config  # a FewshotConfig, a mapping in older lm-eval, or None
+    sampler = (
+        fewshot.get("sampler")
+        if isinstance(fewshot, Mapping)
+        else getattr(fewshot, "sampler", None)
+    )
     return not shots or sampler == "first_n"
 
 
@@ -655,8 +660,10 @@ def _evaluate_entry(
     on_task: OnTask,
     documents: Mapping[str, Sequence[int]] | None = None,
 ) -> None:
-    """``documents``: per leaf the sorted document indices to evaluate (lm-eval's
-    ``samples=``; ``limit`` is then not used), else every document under ``limit``."""
+    """``documents``: per leaf the document indices to evaluate (lm-eval's ``samples=``;
+    ``limit`` is then not used), else every document under ``limit``. They must be
+    sorted: lm-eval reads the chosen documents in task order and logs the k-th one read
+    as ``samples[k]``, the document's own index (the full run's item id)."""
     import lm_eval
 
     for name, task in todo.items():
@@ -688,8 +695,6 @@ def _evaluate_entry(
         raise ConfigError(f"lm-eval returned no results for '{entry.task}'")
     for name, task in todo.items():
         samples = results["samples"].get(name, [])
-        if documents is not None:
-            samples = _original_doc_ids(samples, documents[name])
         group = entry.task if name != entry.task else None
         records = records_from_samples(name, task, samples, group=group)
         metrics = sorted({r.metric for r in records})
@@ -711,15 +716,6 @@ def _evaluate_entry(
             higher_is_better=_higher_is_better(results, name, primary),
         )
         on_task(name, records, info)
-
-
-def _original_doc_ids(
-    samples: Sequence[Mapping[str, Any]], chosen: Sequence[int]
-) -> list[dict[str, Any]]:
-    """lm-eval numbers the documents of ``samples=`` 0, 1, ... in the order they are read
-    (their place in the subset, not in the task): give each back its own index, which is
-    the item id of the full run's record for the same document."""
-    return [{**s, "doc_id": chosen[int(s["doc_id"])]} for s in samples]
 
 
 def _load_tasks(manager: TaskManager, name: str) -> Any:

@@ -6,6 +6,7 @@ candidate's scores, and the looks that decide it, are known in advance."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,104 @@ def test_a_sequential_run_is_not_compared_as_a_full_run(tmp_path: Path) -> None:
     )
     assert len(run.records) == N and run.manifest.sequential is None
     assert sum(n for kind, n in engine.calls if kind == "generate") == N - 160
+
+
+def _adds(right: Any) -> FakeEngine:
+    """Answers 'Q: What is a + b?' with a + b when ``right(a + b)``, else with 0."""
+
+    def answer(prompt: str) -> str:
+        a, b = (int(x) for x in prompt.split("What is ")[1].split("?")[0].split(" + "))
+        return str(a + b) if right(a + b) else "0"
+
+    return FakeEngine(name=f"adds-{id(right)}", answers=answer)
+
+
+def test_lm_eval_documents_by_index_score_as_the_full_run(tmp_path: Path) -> None:
+    spec = RunSpec(model="", tasks=("demo_arithmetic",), limit=300)
+    engines = {"base": _adds(lambda s: s % 3 != 0), "tuned": _adds(lambda s: s % 2 == 0)}
+    summary = compare(
+        "base",
+        "tuned",
+        spec,
+        tmp_path / "cmp",
+        policy=POLICY,
+        engine_factory=lambda s: engines[s.model],
+    )
+    block = summary.sequential
+    # 0.67 against 0.5: regressed by far more than the 2-point margin; look 1 (60 items)
+    # does not show it beyond its boundary, look 2 (120) does.
+    assert (summary.verdict, block["stop_look"], block["items_evaluated"]) == ("fail", 2, 120)
+    assert block["comparisons"][0]["status"] == "regressed"
+    live = {r.item_id: r for r in load_run(tmp_path / "cmp" / "runs" / "tuned").records}
+    full = run_model(
+        dataclasses.replace(spec, model="tuned"),
+        tmp_path / "full",
+        engine_factory=lambda s: engines["tuned"],
+    )
+    assert len(full.records) == 300 and len(live) == 120
+    # lm-eval numbers a subset's documents 0, 1, ...: each record has its own document's
+    # index back, and is the full run's record of that document, prompt and score alike.
+    by_id = {r.item_id: r for r in full.records}
+    for item_id, record in live.items():
+        assert record == by_id[item_id]
+    assert max(int(i) for i in live) > 200  # the looks are spread over the task
+    base = load_run_columns(tmp_path / "cmp" / "runs" / "base")
+    replay = compare_runs(base, load_run_columns(full.path), POLICY).sequential
+    assert replay is not None and replay["comparisons"] == block["comparisons"]
+
+
+def test_only_tasks_whose_prompts_do_not_depend_on_the_subset_are_cut() -> None:
+    from types import SimpleNamespace
+
+    from collapse_eval.config import BenchmarkEntry
+    from collapse_eval.general import _subset_safe
+
+    def task(shots: int, sampler: str | None) -> Any:
+        fewshot = SimpleNamespace(sampler=sampler) if sampler else None
+        return SimpleNamespace(config=SimpleNamespace(num_fewshot=shots, fewshot_config=fewshot))
+
+    entry = BenchmarkEntry(task="t")
+    assert _subset_safe(task(0, None), entry)
+    assert _subset_safe(task(5, "first_n"), entry)  # the same examples for every document
+    assert not _subset_safe(task(5, None), entry)  # drawn from one stream in document order
+    assert not _subset_safe(task(0, None), dataclasses.replace(entry, num_fewshot=3))
+
+
+def test_hf_engine_on_the_tiny_models_from_the_command_line(
+    tmp_path: Path, tiny_model: Path, sharp_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collapse_eval.cli import main
+
+    rows = [
+        {
+            "id": f"c{i}",
+            "task_type": "intent",
+            "output_format": "label",
+            "prompt": f"Customer {i} wants to",
+            "choices": ["rent", "buy"],
+            "reference": ["rent", "buy"][i % 2],
+        }
+        for i in range(90)
+    ]
+    domain = tmp_path / "intent.jsonl"
+    domain.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("sequential:\n  looks: 3\n", encoding="utf-8")
+    args = ["--domain", str(domain), "--no-general", "--engine", "hf", "--policy", str(policy)]
+    args += ["--cache-dir", str(tmp_path / "cache"), "-q"]
+    out = tmp_path / "cmp"
+    code = main(["compare", str(tiny_model), str(sharp_model), *args, "--out", str(out)])
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    block = summary["sequential"]
+    assert code == (0 if summary["verdict"] == "pass" else 1)
+    assert block["design"]["looks"] == 3 and block["items_available"] == 90
+    tuned = out / "runs" / "tuned"
+    manifest = read_json(tuned / "manifest.json")
+    assert manifest["sequential"]["stop_look"] == block["stop_look"]
+    records = load_run(tuned).records
+    assert len(records) == block["items_evaluated"] == 30 * block["stop_look"]
+    # The same command again: the run directory answers every look, the same decision.
+    assert main(["compare", str(tiny_model), str(sharp_model), *args, "--out", str(out)]) == code
+    again = json.loads((out / "summary.json").read_text(encoding="utf-8"))["sequential"]
+    assert again["comparisons"] == block["comparisons"]
+    assert load_run(tuned).records == records
