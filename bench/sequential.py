@@ -53,7 +53,7 @@ def _compare(base: Any, tuned: Any, looks: int, seed: int) -> dict[str, Any]:
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import Policy, SequentialPolicy
 
-    sq._bounds.cache_clear()  # each candidate pays for its boundaries, as a fresh run would
+    sq._bounds_state.cache_clear()  # each candidate pays for its boundaries, as a fresh run would
     start = time.process_time()
     fixed = compare_runs(base, tuned, Policy(), seed=seed)
     fixed_cpu = time.process_time() - start
