@@ -200,6 +200,26 @@ def test_lm_eval_documents_by_index_score_as_the_full_run(tmp_path: Path) -> Non
     assert replay is not None and replay["comparisons"] == block["comparisons"]
 
 
+def test_a_round_is_one_engine_call_for_all_its_lm_eval_tasks(tmp_path: Path) -> None:
+    spec = RunSpec(model="", tasks=("demo_arithmetic", "demo_copy"), limit=150)
+    engines = {"base": FakeEngine("b", default_answer="x"), "tuned": FakeEngine("t")}
+    summary = compare(
+        "base",
+        "tuned",
+        spec,
+        tmp_path / "cmp",
+        policy=POLICY,
+        engine_factory=lambda s: engines[s.model],
+    )
+    rounds = summary.sequential["stop_look"]
+    calls = [n for kind, n in engines["tuned"].calls if kind == "generate"]
+    # One generate call per round, holding both tasks' documents of that look (30 each).
+    assert len(calls) == rounds and calls == [60] * rounds
+    records = load_run(tmp_path / "cmp" / "runs" / "tuned").records
+    assert {r.task for r in records} == {"demo_arithmetic", "demo_copy"}
+    assert len(records) == 60 * rounds
+
+
 def test_only_tasks_whose_prompts_do_not_depend_on_the_subset_are_cut() -> None:
     from types import SimpleNamespace
 
