@@ -137,6 +137,29 @@ def test_collapsed_candidate_fails_at_the_first_testing_look(tmp_path: Path) -> 
     assert gain["status"] == "gain_ruled_out"
 
 
+def test_several_candidates_each_stop_at_their_own_look(tmp_path: Path) -> None:
+    from collapse_eval.runner import compare_candidates
+
+    engines = _engines(never=FakeEngine(name="never", default_answer="sell"))
+    results = compare_candidates(
+        "base",
+        ["tuned", "never"],
+        _spec(tmp_path),
+        tmp_path / "out",
+        policy=POLICY,
+        engine_factory=lambda s: engines[s.model],
+    )
+    stops = {r.name: (r.summary.verdict, r.summary.sequential["stop_look"]) for r in results}
+    assert stops == {"tuned": ("pass", 2), "never": ("fail", 1)}
+    for name, held in (("tuned", 160), ("never", 80)):
+        run_dir = tmp_path / "out" / "runs" / name
+        assert len(load_run(run_dir).records) == held
+        assert (
+            read_json(run_dir / "manifest.json")["sequential"]["tasks"]["rt"]["items_evaluated"]
+            == held
+        )
+
+
 def test_a_sequential_run_is_not_compared_as_a_full_run(tmp_path: Path) -> None:
     from collapse_eval.errors import UsageError
     from collapse_eval.runner import check_finished
