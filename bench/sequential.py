@@ -15,17 +15,18 @@ the items evaluated, the look that decided and the CPU seconds of the design's s
 (all K looks' boundaries, computed afresh for each candidate, and their statistics: the
 replay's CPU time minus the fixed-n comparison's).
 
-``--time`` (demo world only) also measures evaluation wall and CPU time on this machine:
-the candidate's checkpoint on all the demo's items, and on as many items per task as the
-design needed (general tasks: lm-eval's first N documents, the same count as the design's
-random ones; the domain set: the design's own items), both without the request cache. Live
-evaluation in rounds is not built yet, so the second number is what the rounds would cost
-without their per-round overhead.
+``--time`` (demo world only) also evaluates each candidate's checkpoint on this machine,
+without the request cache, twice: on all the demo's items (fixed-n, `collapse-eval run`)
+and live in rounds (`compare BASE TUNED --sequential` against the base run: round k
+evaluates look k's items of the comparisons still undecided and stops once the verdict is
+known), with the wall and CPU seconds of each, the items the live run evaluated and its
+verdict, and per round the seconds of evaluation against those of the statistics.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import resource
@@ -52,7 +53,7 @@ def _compare(base: Any, tuned: Any, looks: int, seed: int) -> dict[str, Any]:
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import Policy, SequentialPolicy
 
-    sq._bounds.cache_clear()  # each candidate pays for its boundaries, as a fresh run would
+    sq._bounds_state.cache_clear()  # each candidate pays for its boundaries, as a fresh run would
     start = time.process_time()
     fixed = compare_runs(base, tuned, Policy(), seed=seed)
     fixed_cpu = time.process_time() - start
@@ -72,70 +73,68 @@ def _compare(base: Any, tuned: Any, looks: int, seed: int) -> dict[str, Any]:
     }
 
 
-def _subset_inputs(base: Any, row: dict[str, Any], seed: int, folder: Path) -> tuple[Path, Path]:
-    """A benchmarks.yaml limiting each demo task to the items the design evaluated, and
-    the domain test set cut to the design's own domain items (ordered as it orders them,
-    from the base run's records)."""
-    import yaml
-
-    from collapse_eval import sequential as sq
+def _spec(checkpoint: str, seed: int) -> Any:
     from collapse_eval.demo.world import BENCHMARKS_FILE, DEMO_SUITE, DOMAIN_TEST_FILE
-    from collapse_eval.sequential_compare import strata_names, unit_names
+    from collapse_eval.runner import RunSpec
 
-    counts = {t["task"]: t["items_evaluated"] for t in row["tasks"]}
-    suite = yaml.safe_load(BENCHMARKS_FILE.read_text(encoding="utf-8"))
-    for entry in suite["suites"][DEMO_SUITE]:
-        entry["limit"] = max(int(counts.get(entry["task"], 0)), 1)
-    benchmarks = folder / "benchmarks.yaml"
-    benchmarks.write_text(yaml.safe_dump(suite), encoding="utf-8")
-    keep: set[str] = set()
-    for suite_name, task in base.order:
-        if suite_name != "domain":
-            continue
-        cols = base.get(("domain", task, "score"))
-        units = unit_names(task, cols.item_ids, cols.clusters)
-        order = sq.evaluation_order(
-            units, strata_names(cols.task_types, cols.output_formats), seed=seed
-        )
-        keep |= {str(cols.item_ids[i]) for i in order[: int(counts.get(task, len(order)))]}
-    lines = DOMAIN_TEST_FILE.read_text(encoding="utf-8").splitlines()
-    domain = folder / DOMAIN_TEST_FILE.name
-    kept = [line for line in lines if line.strip() and json.loads(line)["id"] in keep]
-    domain.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    return benchmarks, domain
-
-
-def _timed_run(checkpoint: str, benchmarks: Path, domain: Path, out: Path) -> dict[str, float]:
-    from collapse_eval.demo.world import DEMO_SUITE
-    from collapse_eval.runner import RunSpec, run_model
-
-    spec = RunSpec(
+    return RunSpec(
         model=checkpoint,
-        domain_files=(domain,),
-        benchmarks=benchmarks,
+        domain_files=(DOMAIN_TEST_FILE,),
+        benchmarks=BENCHMARKS_FILE,
         suite=DEMO_SUITE,
         engine="hf",
         engine_args={"batch_size": "64"},  # as the demo evaluates
-        seed=0,
+        seed=seed,
         use_cache=False,
     )
+
+
+def _timed(call: Any) -> tuple[Any, dict[str, float]]:
     wall, cpu = time.perf_counter(), _cpu()
-    run_model(spec, out)
-    return {"wall_s": time.perf_counter() - wall, "cpu_s": _cpu() - cpu}
+    out = call()
+    return out, {"wall_s": time.perf_counter() - wall, "cpu_s": _cpu() - cpu}
 
 
-def _time_candidate(base: Any, run_dir: Path, row: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Wall and CPU of evaluating the candidate on all items and on the design's count."""
-    from collapse_eval.demo.world import BENCHMARKS_FILE, DOMAIN_TEST_FILE
+def _time_candidate(
+    base: Any, run_dir: Path, looks: int, seed: int, fixed_n: bool
+) -> dict[str, Any]:
+    """Wall and CPU of evaluating the candidate on all items (``fixed_n``) and live in
+    rounds, with the live run's items, verdict and rounds."""
+    from collapse_eval.columns import restrict_items
+    from collapse_eval.compare import compare_runs
+    from collapse_eval.policy import Policy, SequentialPolicy
+    from collapse_eval.progress import QuietProgress
     from collapse_eval.records import read_run_manifest
+    from collapse_eval.runner import default_engine_factory, run_model
+    from collapse_eval.sequential_live import run_live
 
-    checkpoint = str(read_run_manifest(run_dir).model)
+    spec = _spec(str(read_run_manifest(run_dir).model), seed)
+    policy = Policy(sequential=SequentialPolicy(looks))
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sequential-") as tmp:
-        folder = Path(tmp)
-        full = _timed_run(checkpoint, BENCHMARKS_FILE, DOMAIN_TEST_FILE, folder / "full")
-        benchmarks, domain = _subset_inputs(base, row, seed, folder)
-        part = _timed_run(checkpoint, benchmarks, domain, folder / "part")
-    return {"fixed_n": full, "sequential": part}
+        if fixed_n:
+            _, out["fixed_n"] = _timed(lambda: run_model(spec, Path(tmp) / "full"))
+        live, out["sequential"] = _timed(
+            lambda: run_live(
+                base,
+                spec,
+                Path(tmp) / "live",
+                policy,
+                progress=QuietProgress(),
+                engine_factory=default_engine_factory,
+            )
+        )
+        summary = compare_runs(
+            restrict_items(base, live.run), live.run, policy, seed=seed, sequential_block=live.block
+        )
+    block = summary.sequential or {}
+    out["live"] = {
+        "verdict": summary.verdict,
+        "items_evaluated": block.get("items_evaluated"),
+        "stop_look": block.get("stop_look"),
+        "rounds": [dataclasses.asdict(r) for r in live.rounds],
+    }
+    return out
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
@@ -153,12 +152,25 @@ def _print(rows: list[dict[str, Any]]) -> None:
         )
     for r in rows:
         if "time" in r:
-            full, part = r["time"]["fixed_n"], r["time"]["sequential"]
-            print(
-                f"{r['candidate']}: evaluation wall {full['wall_s']:.1f} s fixed-n -> "
-                f"{part['wall_s']:.1f} s sequential (CPU {full['cpu_s']:.1f} -> "
-                f"{part['cpu_s']:.1f} s); statistics {r['design_cpu_s']:.3f} CPU s"
-            )
+            _print_time(r)
+
+
+def _print_time(r: dict[str, Any]) -> None:
+    t, live = r["time"], r["time"]["live"]
+    seq = t["sequential"]
+    full = t.get("fixed_n")
+    before = f"{full['wall_s']:.1f} s (CPU {full['cpu_s']:.1f} s) fixed-n -> " if full else ""
+    print(
+        f"{r['candidate']}: live {live['verdict']} at look {live['stop_look']} on "
+        f"{live['items_evaluated']} items; evaluation wall {before}{seq['wall_s']:.1f} s "
+        f"(CPU {seq['cpu_s']:.1f} s) sequential"
+    )
+    for rd in live["rounds"]:
+        share = rd["stats_s"] / rd["eval_s"] if rd["eval_s"] else float("nan")
+        print(
+            f"  look {rd['look']}: {rd['items']} items, evaluation {rd['eval_s']:.1f} s, "
+            f"statistics {rd['stats_s']:.3f} s ({share:.1%})"
+        )
 
 
 def main() -> None:
@@ -169,6 +181,9 @@ def main() -> None:
     parser.add_argument("--looks", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time", action="store_true")
+    parser.add_argument(
+        "--live-only", action="store_true", help="with --time: skip the fixed-n evaluation"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from collapse_eval.columns import load_run_columns
@@ -191,7 +206,7 @@ def main() -> None:
             **_compare(base, load_run_columns(cand), args.looks, args.seed),
         }
         if args.time:
-            row["time"] = _time_candidate(base, cand, row, args.seed)
+            row["time"] = _time_candidate(base, cand, args.looks, args.seed, not args.live_only)
         rows.append(row)
     _print(rows)
     if args.json:

@@ -560,8 +560,10 @@ def run(model: str, out: Path, **kw: Any) -> None:
     "--sequential",
     is_flag=True,
     help="Decide the gate by the group-sequential design "
-    "(docs/statistics.md#sequential-gate): on two run directories it replays the design on "
-    "the stored records and reports the look and the share of the candidate's items that "
+    "(docs/statistics.md#sequential-gate): a TUNED checkpoint is evaluated in rounds, one "
+    "per look, and stops once the verdict is known (its run directory holds the items "
+    "evaluated); on two run directories the design is replayed on the stored records. "
+    "Either way the report gives the look and the share of the candidate's items that "
     "decided it. Settings: "
     "`sequential:` in policy.yaml (which also turns it on).",
 )
@@ -642,7 +644,7 @@ def compare(
     if checkpoints:  # two run directories need no model
         _require_run_extra(f" of {checkpoints[0]} (not a run directory: a model to evaluate)")
     # a bad policy fails before any model loads
-    loaded_policy = _with_sequential(load_policy(policy), sequential, checkpoints)
+    loaded_policy = _with_sequential(load_policy(policy), sequential)
     spec, progress = _spec(base, kw), _progress(kw["quiet"])
     training = _training_sets(train, tuned)  # read and scored before any model loads
     screening = _screen_of(screen, screen_max_kl, screen_best, with_drift, top_k)
@@ -673,12 +675,11 @@ def compare(
     sys.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
 
 
-def _with_sequential(policy: Policy, flag: bool, checkpoints: Sequence[str]) -> Policy:
-    """The policy with ``--sequential`` applied; UsageError where it cannot take effect.
-    (A bad policy fails here, before any model loads.)"""
+def _with_sequential(policy: Policy, flag: bool) -> Policy:
+    """The policy with ``--sequential`` applied; ConfigError (exit 2) for rules the design
+    does not decide. (A bad policy fails here, before any model loads.)"""
     import dataclasses
 
-    from collapse_eval.errors import UsageError
     from collapse_eval.policy import SequentialPolicy
     from collapse_eval.sequential_compare import check_supported
 
@@ -686,14 +687,6 @@ def _with_sequential(policy: Policy, flag: bool, checkpoints: Sequence[str]) -> 
         policy = dataclasses.replace(policy, sequential=SequentialPolicy())
     if policy.sequential is None:
         return policy
-    if checkpoints:
-        how = "--sequential" if flag else f"sequential: in {policy.source}"
-        raise UsageError(
-            f"{how}: evaluating a checkpoint in rounds is not built yet; {checkpoints[0]} is "
-            "not a run directory. Evaluate both models with `collapse-eval run MODEL --out "
-            "RUN_DIR`, then `collapse-eval compare BASE_RUN TUNED_RUN --sequential` replays "
-            "the design on their records."
-        )
     check_supported(policy)
     return policy
 

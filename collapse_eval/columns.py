@@ -17,7 +17,7 @@ import json
 import warnings
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -390,6 +390,36 @@ def as_columns(run: Run | RunColumns) -> RunColumns:
 
 
 # ---------------------------------------------------------------- report examples
+
+
+_ITEM_ARRAYS = (
+    "item_ids",
+    "scores",
+    "clusters",
+    "task_types",
+    "output_formats",
+    "format_ok",
+    "doc_hashes",
+    "doc_hash_set",
+    "lines",
+)
+
+
+def restrict_items(run: RunColumns, to: RunColumns) -> RunColumns:
+    """``run`` with each task that ``to`` has cut to the item ids ``to`` holds for it: a
+    full base run paired with a candidate that a sequential run evaluated only in part."""
+    held: dict[str, set[Any]] = {}
+    for (_suite, task, _metric), cols in to.items.items():
+        held.setdefault(task, set()).update(cols.item_ids.tolist())
+    items = {}
+    for key, cols in run.items.items():
+        ids = held.get(key[1])
+        if ids is None:
+            items[key] = cols
+            continue
+        keep = np.fromiter((i in ids for i in cols.item_ids), dtype=bool, count=len(cols))
+        items[key] = replace(cols, **{name: getattr(cols, name)[keep] for name in _ITEM_ARRAYS})
+    return replace(run, items=items)
 
 
 def fetch_records(run: RunColumns, lines: Iterable[int]) -> dict[int, dict[str, Any]]:

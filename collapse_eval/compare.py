@@ -378,12 +378,15 @@ def compare_runs(
     *,
     seed: int = 0,
     n_boot: int = DEFAULT_N_BOOT,
+    sequential_block: dict[str, Any] | None = None,
 ) -> Summary:
     """Compare two runs item by item and judge them under ``policy``: the summary.json.
 
     With ``policy.sequential`` (``--sequential``, or ``sequential:`` in policy.yaml) the
     group-sequential design is replayed on the records too, and its verdict is the gate's
-    (sequential_compare.py).
+    (sequential_compare.py). ``sequential_block``: the design's looks as a live sequential
+    run took them (sequential_live.py; the runs then hold only the items evaluated), used
+    instead of a replay.
 
     Run directories are best passed as ``load_run_columns(path)`` (no per-item text in
     memory); a loaded ``Run`` is converted. Steps: pair the tasks, list the comparison
@@ -435,11 +438,20 @@ def compare_runs(
         collapse_eval_version=__version__,
         references=reference_counts(base, paired.domain),
     )
-    if policy.sequential is not None:
+    if sequential_block is not None:
+        summary.sequential = sequential_block
+    elif policy.sequential is not None:
         summary.sequential = build_block(
             base, general_units, paired.domain, policy, seed=seed, looks=policy.sequential.looks
         )
     return apply_policy(summary, policy)
+
+
+def design_pairs(base: RunColumns) -> tuple[list[tuple[str, list[_Pair]]], list[_Pair]]:
+    """The general units and domain tasks of ``base`` as the sequential design orders and
+    groups them (paired with itself: the candidate's scores are filled in later)."""
+    paired = _pair_runs(base, base)
+    return _general_units(paired.general), paired.domain
 
 
 def reference_counts(base: RunColumns, domain: Sequence[_Pair]) -> dict[str, int] | None:

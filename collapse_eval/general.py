@@ -516,6 +516,102 @@ def run_general_suite(
             )
 
 
+def run_general_documents(
+    engine: Engine,
+    suite: Suite,
+    documents: Mapping[str, Collection[int]],
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    include_paths: Sequence[Path] = (),
+    on_task: OnTask,
+    progress: Progress | None = None,
+) -> None:
+    """Evaluate only the documents (by index) of each leaf task named in ``documents``
+    (lm-eval's ``samples=``): ``compare --sequential`` evaluates a candidate in rounds this
+    way. Entries with the same settings (few-shot count and seed, generation arguments,
+    chat template) share one ``simple_evaluate``, so a round is one batched engine call
+    per request type however many tasks it holds.
+
+    A leaf whose few-shot examples lm-eval draws from one random stream in document order
+    (num_fewshot > 0, sampler not ``first_n``) gets other examples for a document when
+    fewer documents come before it, so a subset would not be scored as the full run
+    scores it: such a leaf is evaluated whole (under ``limit``, with its entry) instead.
+    """
+    from collapse_eval.progress import QuietProgress
+
+    lm = EngineLM(engine)
+    progress = progress or QuietProgress()
+    with _prepared_tasks(include_paths, suite.task_names) as prepared, _no_run_metadata():
+        manager = prepared.manager_for(suite.task_names)
+        shared: dict[str, tuple[BenchmarkEntry, dict[str, Any], dict[str, BenchmarkEntry]]] = {}
+        for entry in suite.entries:
+            loaded = _load_tasks(manager, entry.task)
+            asked = {n: t for n, t in loaded["tasks"].items() if documents.get(n)}
+            whole = {n: t for n, t in asked.items() if not _subset_safe(t, entry)}
+            if whole:
+                with _bar(lm, progress, entry.task):
+                    _evaluate_entry(
+                        lm, manager, entry, whole, limit=limit, seed=seed, on_task=on_task
+                    )
+            first, tasks, owners = shared.setdefault(_settings(entry), (entry, {}, {}))
+            for name in asked.keys() - whole.keys():
+                tasks[name], owners[name] = asked[name], entry
+        for first, tasks, owners in shared.values():
+            if not tasks:
+                continue
+            chosen = {n: sorted(set(documents[n])) for n in tasks}
+            with _bar(lm, progress, ", ".join(sorted({e.task for e in owners.values()}))):
+                _evaluate_entry(
+                    lm,
+                    manager,
+                    first,
+                    tasks,
+                    limit=None,
+                    seed=seed,
+                    on_task=on_task,
+                    documents=chosen,
+                    owners=owners,
+                )
+
+
+def _settings(entry: BenchmarkEntry) -> str:
+    """What ``simple_evaluate`` takes for all its tasks at once (entries that agree on it
+    can share a call)."""
+    gen_kwargs = dict(entry.gen_kwargs or {})
+    return canonical_json(
+        [entry.num_fewshot, entry.fewshot_seed, gen_kwargs, entry.apply_chat_template],
+        default=repr,
+    )
+
+
+@contextlib.contextmanager
+def _bar(lm: EngineLM, progress: Progress, label: str) -> Iterator[None]:
+    """A progress bar counting the engine requests of one ``simple_evaluate``; lm-eval
+    builds them inside it, so the total is learnt as each request type reaches the
+    adapter."""
+    with progress.bar(f"general {label}", None) as bar:
+        lm.bar = bar
+        try:
+            yield
+        finally:
+            lm.bar = QuietBar()
+
+
+def _subset_safe(task: Any, entry: BenchmarkEntry) -> bool:
+    """Whether a document's prompt does not depend on which other documents are evaluated:
+    zero-shot, or few-shot examples that are the same for every document (``first_n``)."""
+    config = task.config
+    shots = entry.num_fewshot if entry.num_fewshot is not None else config.num_fewshot
+    fewshot = config.fewshot_config  # a FewshotConfig, a mapping in older lm-eval, or None
+    sampler = (
+        fewshot.get("sampler")
+        if isinstance(fewshot, Mapping)
+        else getattr(fewshot, "sampler", None)
+    )
+    return not shots or sampler == "first_n"
+
+
 @contextlib.contextmanager
 def _no_run_metadata() -> Iterator[None]:
     """Skip what ``simple_evaluate`` adds to its results about the machine, which
@@ -571,14 +667,8 @@ def _run_entry(
     todo = {name: task for name, task in loaded["tasks"].items() if name not in done_tasks}
     if not todo:
         return
-    # The bar counts engine requests; lm-eval builds them inside simple_evaluate, so the
-    # total is learnt as each request type reaches the adapter.
-    with progress.bar(f"general {entry.task}", None) as bar:
-        lm.bar = bar
-        try:
-            _evaluate_entry(lm, manager, entry, todo, limit=limit, seed=seed, on_task=on_task)
-        finally:
-            lm.bar = QuietBar()
+    with _bar(lm, progress, entry.task):
+        _evaluate_entry(lm, manager, entry, todo, limit=limit, seed=seed, on_task=on_task)
 
 
 def _evaluate_entry(
@@ -590,15 +680,24 @@ def _evaluate_entry(
     limit: int | None,
     seed: int,
     on_task: OnTask,
+    documents: Mapping[str, Sequence[int]] | None = None,
+    owners: Mapping[str, BenchmarkEntry] | None = None,
 ) -> None:
+    """``documents``: per leaf the document indices to evaluate (lm-eval's ``samples=``;
+    ``limit`` is then not used), else every document under ``limit``. They must be
+    sorted: lm-eval reads the chosen documents in task order and logs the k-th one read
+    as ``samples[k]``, the document's own index (the full run's item id). ``owners``: the
+    entry of each leaf when several entries with ``entry``'s settings share the call
+    (its metric, group and margin), else ``entry`` for all."""
     import lm_eval
 
+    owner = {name: (owners or {}).get(name, entry) for name in todo}
     for name, task in todo.items():
-        names = expected_metric_names(task)
-        if entry.metric is not None and entry.metric not in names:
+        names, wanted = expected_metric_names(task), owner[name]
+        if wanted.metric is not None and wanted.metric not in names:
             raise ConfigError(
-                f"benchmarks entry '{entry.task}' (line {entry.line}): task '{name}' has no "
-                f"metric '{entry.metric}'.{did_you_mean(entry.metric, names, cutoff=0.5)} "
+                f"benchmarks entry '{wanted.task}' (line {wanted.line}): task '{name}' has "
+                f"no metric '{wanted.metric}'.{did_you_mean(wanted.metric, names, cutoff=0.5)} "
                 f"Its metrics: {', '.join(names)}."
             )
     fewshot_seed = entry.fewshot_seed if entry.fewshot_seed is not None else LM_EVAL_OTHER_SEED
@@ -607,7 +706,8 @@ def _evaluate_entry(
         tasks=list(todo.values()),
         task_manager=manager,
         num_fewshot=entry.num_fewshot,
-        limit=_effective_limit(entry, limit),
+        limit=None if documents is not None else _effective_limit(entry, limit),
+        samples={n: list(ids) for n, ids in documents.items()} if documents else None,
         gen_kwargs=dict(entry.gen_kwargs) if entry.gen_kwargs else None,
         apply_chat_template=entry.apply_chat_template,
         log_samples=True,
@@ -621,7 +721,7 @@ def _evaluate_entry(
         raise ConfigError(f"lm-eval returned no results for '{entry.task}'")
     for name, task in todo.items():
         samples = results["samples"].get(name, [])
-        group = entry.task if name != entry.task else None
+        group = owner[name].task if name != owner[name].task else None
         records = records_from_samples(name, task, samples, group=group)
         metrics = sorted({r.metric for r in records})
         if not records:
@@ -630,12 +730,12 @@ def _evaluate_entry(
                 "(corpus-level metrics only?), so it cannot be compared item by "
                 "item"
             )
-        primary = entry.metric or _default_primary(task, metrics)
+        primary = owner[name].metric or _default_primary(task, metrics)
         info = TaskInfo(
             suite=SUITE,
             primary_metric=primary,
             n=len({r.item_id for r in records}),
-            margin=entry.margin,
+            margin=owner[name].margin,
             version=_version(results, name),
             num_fewshot=_num_fewshot(results, name),
             config_hash=config_hash(results.get("configs", {}).get(name, {})),

@@ -190,12 +190,16 @@ class RunManifest:
     run_spec: Mapping[str, Any] | None = None
     run_spec_hash: str | None = None
     engine_request: Mapping[str, Any] | None = None
+    # `compare --sequential` on a checkpoint: the candidate was evaluated in rounds and
+    # stopped once the gate's verdict was known, so its tasks hold only the items the
+    # design looked at (docs/formats.md#sequential-run). None: a full run.
+    sequential: Mapping[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
         optional: dict[str, Any] = {
             name: dict(value)
-            for name in ("run_spec", "engine_request")
+            for name in ("run_spec", "engine_request", "sequential")
             if (value := getattr(self, name)) is not None
         }
         if self.run_spec_hash is not None:

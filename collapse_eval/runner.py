@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from collapse_eval import __version__
-from collapse_eval.columns import RunColumns, load_runs_columns
+from collapse_eval.columns import RunColumns, load_run_columns, load_runs_columns
 from collapse_eval.config import BenchmarkEntry, BenchmarksConfig, Suite
 from collapse_eval.drift.measure import DriftResult
 from collapse_eval.drift.run import with_drift
@@ -651,8 +651,11 @@ def _run_locked(
         if (run_dir / RECORDS_FILE).exists():
             previous = read_records(run_dir / RECORDS_FILE)
         stale = _stale_tasks(run_dir, existing, previous, request, progress)
+        if existing.sequential is not None:  # its general tasks hold a subset of documents
+            stale |= {t for t, info in existing.tasks.items() if info.suite == "general"}
         if (
             existing.complete
+            and existing.sequential is None
             and not stale
             and _run_level_unchanged(existing, request, spec.seed)
             and _covers(existing, previous, domain_sets, suite)
@@ -664,33 +667,10 @@ def _run_locked(
                 write_manifest(run_dir, existing)
             return Run(path=run_dir, manifest=existing, records=tuple(previous))
 
-    run_spec = session.run_spec()
-    if existing is not None and existing.run_spec_hash not in (None, spec_hash(run_spec)):
-        change = describe_changes(existing.run_spec or {}, run_spec)
-        progress.log(f"{run_dir}: run settings changed ({change}): recomputing every task")
-        stale = set(existing.tasks)
-    tasks = {
-        name: _refresh(info, suite)
-        for name, info in (existing.tasks if existing else {}).items()
-        if name not in stale
-    }
-    previous = _keep_records(run_dir, previous, tasks) if existing else []
-    manifest = RunManifest(
-        model=spec.model,
-        model_fingerprint=fingerprint,
-        engine=str(run_spec["engine"]),
-        engine_args=dict(run_spec["engine_args"]),
-        created_at=existing.created_at if existing else _now(),
-        collapse_eval_version=__version__,
-        lm_eval_version=_lm_eval_version(),
-        tasks=tasks,
-        seed=spec.seed,
-        complete=False,
-        run_spec=run_spec,
-        run_spec_hash=spec_hash(run_spec),
-        engine_request=dict(request.engine),
+    manifest, previous = started_manifest(
+        spec, run_dir, session, existing, (previous, stale), suite, request
     )
-    write_manifest(run_dir, manifest)
+    tasks = dict(manifest.tasks)
     done_domain: dict[str, set[str]] = {}
     for rec in previous:
         if rec.suite == "domain":
@@ -724,6 +704,49 @@ def _run_locked(
     run = load_run(run_dir)
     session.remember(run, request)
     return run
+
+
+def started_manifest(
+    spec: RunSpec,
+    run_dir: Path,
+    session: _EngineSession,
+    existing: RunManifest | None,
+    previous: tuple[list[ItemRecord], set[str]],
+    suite: Suite | None,
+    request: _Request,
+) -> tuple[RunManifest, list[ItemRecord]]:
+    """The manifest a (resumed) run starts from, written (complete: false), and the records
+    it keeps: ``previous`` = (the existing records, its stale tasks); every task is stale
+    when a run-level setting changed."""
+    records, stale = previous
+    run_spec = session.run_spec()
+    if existing is not None and existing.run_spec_hash not in (None, spec_hash(run_spec)):
+        change = describe_changes(existing.run_spec or {}, run_spec)
+        session.progress.log(f"{run_dir}: run settings changed ({change}): recomputing every task")
+        stale = set(existing.tasks)
+    tasks = {
+        name: _refresh(info, suite)
+        for name, info in (existing.tasks if existing else {}).items()
+        if name not in stale
+    }
+    kept = _keep_records(run_dir, records, tasks) if existing else []
+    manifest = RunManifest(
+        model=spec.model,
+        model_fingerprint=session.fingerprint,
+        engine=str(run_spec["engine"]),
+        engine_args=dict(run_spec["engine_args"]),
+        created_at=existing.created_at if existing else _now(),
+        collapse_eval_version=__version__,
+        lm_eval_version=_lm_eval_version(),
+        tasks=tasks,
+        seed=spec.seed,
+        complete=False,
+        run_spec=run_spec,
+        run_spec_hash=spec_hash(run_spec),
+        engine_request=dict(request.engine),
+    )
+    write_manifest(run_dir, manifest)
+    return manifest, kept
 
 
 LOCK_FILE = ".lock"
@@ -1104,12 +1127,21 @@ def _refuse_other_directories(path: Path) -> None:
         )
 
 
-def check_finished(run: RunT) -> RunT:
-    """The run, or UsageError when it was interrupted (or is still being written)."""
+def check_finished(run: RunT, *, partial: bool = False) -> RunT:
+    """The run, or UsageError when it was interrupted (or is still being written), or
+    when it is a sequential run (only the items a design looked at) and not ``partial``."""
     why = _unfinished(run)
-    if why is None:
-        return run
-    raise _incomplete_run(run.path, run.manifest.model, why)
+    if why is not None:
+        raise _incomplete_run(run.path, run.manifest.model, why)
+    if run.manifest.sequential is not None and not partial:
+        raise UsageError(
+            f"{run.path}: a sequential run written by `compare --sequential` (it holds only "
+            "the items the design looked at), so it cannot be compared as a full run. Run "
+            "the same `compare ... --sequential` command again to re-judge it (nothing is "
+            f"re-evaluated), or evaluate {run.manifest.model} in full into it with "
+            "`collapse-eval run MODEL --out DIR`."
+        )
+    return run
 
 
 def _incomplete_run(path: Path, model: str, why: str) -> UsageError:
@@ -1174,10 +1206,13 @@ def _unfinished(run: Run | RunColumns) -> str | None:
     else:
         for rec in run.records:
             items.setdefault(rec.task, set()).add(rec.item_id)
+    # A sequential run holds of each task the items its manifest says were evaluated.
+    evaluated = (run.manifest.sequential or {}).get("tasks", {})
     for task, info in run.manifest.tasks.items():
         have = len(items.get(task, ()))
-        if info.n is not None and have < info.n:
-            return f"{info.suite} task {task} has {have} of its {info.n} items"
+        n = evaluated[task]["items_evaluated"] if task in evaluated else info.n
+        if n is not None and have < n:
+            return f"{info.suite} task {task} has {have} of its {n} items"
     return None
 
 
@@ -1226,18 +1261,60 @@ def compare(
 
     out = Path(out)
     progress = progress or QuietProgress()
+    policy = policy or default_policy()
     base_dir, tuned_dir = run_dirs or (out / "runs" / "base", out / "runs" / "tuned")
     base_path = _resolve_dir(base, spec, base_dir, progress, engine_factory)
-    tuned_path = _resolve_dir(tuned, spec, tuned_dir, progress, engine_factory)
-    base_run, tuned_run = (check_finished(r) for r in load_runs_columns([base_path, tuned_path]))
+    block = None
+    if _live(policy, tuned):
+        base_run = check_finished(load_run_columns(base_path))
+        base_run, tuned_run, block = _live_candidate(
+            base_run, tuned, spec, tuned_dir, policy, progress, engine_factory
+        )
+    else:
+        tuned_path = _resolve_dir(tuned, spec, tuned_dir, progress, engine_factory)
+        base_run, tuned_run = (
+            check_finished(r) for r in load_runs_columns([base_path, tuned_path])
+        )
     _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
     check_same_task_specs(base_run, tuned_run)
-    summary = compare_runs(base_run, tuned_run, policy or default_policy(), seed=spec.seed)
+    summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed, sequential_block=block)
     summary = with_training(summary, (base_run, tuned_run), training, spec, progress)
     summary = with_drift(summary, drift)
     with directory_lock(out, progress):  # two compares into one --out take turns
         write_summary(out, summary, runs=(base_run, tuned_run))
     return summary
+
+
+def _live(policy: Any, tuned: str) -> bool:
+    """``compare --sequential`` with a checkpoint as the candidate: evaluated in rounds."""
+    return getattr(policy, "sequential", None) is not None and not is_run_dir(tuned)
+
+
+def _live_candidate(
+    base_run: RunColumns,
+    tuned: str,
+    spec: RunSpec,
+    tuned_dir: Path,
+    policy: Any,
+    progress: Progress,
+    factory: EngineFactory,
+) -> tuple[RunColumns, RunColumns, dict[str, Any]]:
+    """(the base cut to the candidate's items, the candidate's sequential run, summary.json's
+    sequential block): the candidate evaluated in rounds until the verdict is known."""
+    from collapse_eval.columns import restrict_items
+    from collapse_eval.sequential_live import run_live
+
+    _refuse_other_directories(Path(tuned))
+    live = run_live(
+        base_run,
+        dataclasses.replace(spec, model=tuned),
+        tuned_dir,
+        policy,
+        progress=progress,
+        engine_factory=factory,
+    )
+    tuned_run = check_finished(live.run, partial=True)
+    return restrict_items(base_run, tuned_run), tuned_run, live.block
 
 
 def with_training(
@@ -1364,7 +1441,6 @@ def compare_candidates(
     candidates a ``--screen`` left out, are listed in the overview, whose layout they
     keep (a screen that leaves one candidate still writes the many-candidate layout).
     """
-    from collapse_eval.columns import load_run_columns
     from collapse_eval.compare import compare_runs
     from collapse_eval.policy import default_policy
     from collapse_eval.report.overview import Candidate, write_overview
@@ -1404,16 +1480,26 @@ def compare_candidates(
     results = []
     for name, candidate in zip(names, candidates, strict=True):
         progress.log(f"compare: {name} against base")
-        tuned_path = _resolve_dir(candidate, spec, out / "runs" / name, progress, engine_factory)
-        tuned_run = check_finished(load_run_columns(tuned_path))
-        _check_run_labelers(spec, base_run, tuned_run, allow_labeler)
-        check_same_task_specs(base_run, tuned_run)
-        summary = compare_runs(base_run, tuned_run, policy, seed=spec.seed)
+        paired_base, block = base_run, None
+        if _live(policy, candidate):
+            paired_base, tuned_run, block = _live_candidate(
+                base_run, candidate, spec, out / "runs" / name, policy, progress, engine_factory
+            )
+        else:
+            tuned_path = _resolve_dir(
+                candidate, spec, out / "runs" / name, progress, engine_factory
+            )
+            tuned_run = check_finished(load_run_columns(tuned_path))
+        _check_run_labelers(spec, paired_base, tuned_run, allow_labeler)
+        check_same_task_specs(paired_base, tuned_run)
+        summary = compare_runs(
+            paired_base, tuned_run, policy, seed=spec.seed, sequential_block=block
+        )
         trained = (training or {}).get(name)
-        summary = with_training(summary, (base_run, tuned_run), trained, spec, progress)
+        summary = with_training(summary, (paired_base, tuned_run), trained, spec, progress)
         summary = with_drift(summary, drifts.get(name))
         with directory_lock(out / name, progress):
-            write_summary(out / name, summary, runs=(base_run, tuned_run))
+            write_summary(out / name, summary, runs=(paired_base, tuned_run))
         results.append(CandidateResult(name, summary, out / name))
     write_overview(out, [Candidate(r.name, r.summary) for r in results], screened_out)
     return results

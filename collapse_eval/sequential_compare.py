@@ -89,10 +89,14 @@ class _Track:
     task_sizes: dict[str, list[int]]  # the same per task (several for the pooled domain)
 
     def stats(self) -> list[sq.LookStat]:
+        """The statistics of the looks whose items were all evaluated: every look of a
+        replay; in a live run (the candidate's unevaluated items NaN) the looks so far."""
         n_max = self.d.size
+        evaluated = np.isfinite(self.d)
         return [
             sq.look_stat(self.d[:n], n_max, None if self.clusters is None else self.clusters[:n])
             for n in self.sizes
+            if evaluated[:n].all()
         ]
 
 
@@ -109,7 +113,7 @@ def strata_names(task_types: Iterable[Any], output_formats: Iterable[Any]) -> li
     return [f"{t}\x1f{f}" for t, f in zip(task_types, output_formats, strict=True)]
 
 
-def _ordered(base: RunColumns, pair: _Pair, seed: int, domain: bool) -> tuple[np.ndarray, Any]:
+def task_order(base: RunColumns, pair: _Pair, seed: int, domain: bool) -> tuple[np.ndarray, Any]:
     """(order, unit of each item in that order) of one task's items."""
     ids = base.get((pair.suite, pair.task, pair.metric)).item_ids
     units = unit_names(pair.task, ids, pair.clusters)
@@ -127,7 +131,7 @@ def _track(
     parts = []
     task_sizes: dict[str, list[int]] = {}
     for pair in pairs:
-        order, units = _ordered(base, pair, seed, domain)
+        order, units = task_order(base, pair, seed, domain)
         task_sizes[pair.task] = sq.look_sizes(units, looks)
         parts.append((pair, order))
     by_look = [[(p, o[: task_sizes[p.task][k]]) for p, o in parts] for k in range(looks)]

@@ -69,9 +69,9 @@ def test_mistakes_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["compare", str(base), str(tuned), "--sequentail"]) == 2
     err = capsys.readouterr().err  # click may offer '--screen' beside it
     assert "Did you mean" in err and "'--sequential'" in err
-    # A checkpoint would be evaluated in rounds: not built, refused before anything loads.
+    # A checkpoint is evaluated in rounds; a mistyped one fails before anything loads.
     assert main(["compare", str(base), str(tmp_path / "no-such-model"), "--sequential"]) == 2
-    assert "evaluating a checkpoint in rounds is not built yet" in capsys.readouterr().err
+    assert "no-such-model: checkpoint directory not found" in capsys.readouterr().err
     out = ["--out", str(tmp_path / "o")]
     assert (
         main(["compare", str(base), str(tuned), "--sequential", "--policy", "equivalence", *out])
