@@ -36,11 +36,13 @@ def _engines(**extra: FakeEngine) -> dict[str, FakeEngine]:
     return {"base": _oracle(5), "tuned": _oracle(3), **extra}
 
 
-def _live(tmp_path: Path, engines: dict[str, Any], out: str = "cmp") -> Any:
+def _live(
+    tmp_path: Path, engines: dict[str, Any], out: str = "cmp", spec: RunSpec | None = None
+) -> Any:
     return compare(
         "base",
         "tuned",
-        _spec(tmp_path),
+        spec or _spec(tmp_path),
         tmp_path / out,
         policy=POLICY,
         engine_factory=lambda s: engines[s.model],
@@ -192,14 +194,7 @@ def _adds(right: Any) -> FakeEngine:
 def test_lm_eval_documents_by_index_score_as_the_full_run(tmp_path: Path) -> None:
     spec = RunSpec(model="", tasks=("demo_arithmetic",), limit=300)
     engines = {"base": _adds(lambda s: s % 3 != 0), "tuned": _adds(lambda s: s % 2 == 0)}
-    summary = compare(
-        "base",
-        "tuned",
-        spec,
-        tmp_path / "cmp",
-        policy=POLICY,
-        engine_factory=lambda s: engines[s.model],
-    )
+    summary = _live(tmp_path, engines, spec=spec)
     block = summary.sequential
     # 0.67 against 0.5: regressed by far more than the 2-point margin; look 1 (60 items)
     # does not show it beyond its boundary, look 2 (120) does.
@@ -226,14 +221,7 @@ def test_lm_eval_documents_by_index_score_as_the_full_run(tmp_path: Path) -> Non
 def test_a_round_is_one_engine_call_for_all_its_lm_eval_tasks(tmp_path: Path) -> None:
     spec = RunSpec(model="", tasks=("demo_arithmetic", "demo_copy"), limit=150)
     engines = {"base": FakeEngine("b", default_answer="x"), "tuned": FakeEngine("t")}
-    summary = compare(
-        "base",
-        "tuned",
-        spec,
-        tmp_path / "cmp",
-        policy=POLICY,
-        engine_factory=lambda s: engines[s.model],
-    )
+    summary = _live(tmp_path, engines, spec=spec)
     rounds = summary.sequential["stop_look"]
     calls = [n for kind, n in engines["tuned"].calls if kind == "generate"]
     # One generate call per round, holding both tasks' documents of that look (30 each).
