@@ -1,9 +1,10 @@
 """`--executor ray`: evaluate checkpoints on a Ray cluster, then finish locally.
 
 The driver (this process) checks every input, connects to the cluster, checks each node's
-versions and that some node has the resources a unit asks for, and submits one Ray task
-per unit (one checkpoint x one shard, ``collapse_eval/shards.py``) for every checkpoint
-at once, so candidates run side by side as far as the cluster allows. Workers need no
+versions and that some node has the resources a unit asks for, starts as many workers
+(Ray actors, each holding what one unit asks for) as the nodes hold side by side, and
+deals them the units (one checkpoint x one shard, ``collapse_eval/shards.py``) of every
+checkpoint, so candidates run side by side as far as the cluster allows. Workers need no
 shared filesystem for data: domain files travel inside the unit, records come back
 through Ray's object store. Checkpoints must be at the same path on every node.
 
@@ -116,7 +117,8 @@ def evaluate_on_cluster(
             nodes = _alive_nodes(ray)
             _check_versions(ray, nodes)
             _check_resources(nodes, need, sweep.units[0].name, address)
-            _run_units(ray, sweep, need, sessions[0].cache.path.parent, progress)
+            slots = worker_slots(nodes, need)
+            _run_units(ray, sweep, need, sessions[0].cache.path.parent, slots, progress)
 
 
 @contextmanager
@@ -397,18 +399,64 @@ class _RemoteCache:
         ray.get(self.server.put_many.remote(kind, dict(items)))
 
 
-def collapse_eval_unit(unit: Unit, server: Any) -> UnitResult:
-    """One unit, on a worker (the Ray task; its name is the worker's process title)."""
-    import ray
+class CollapseEvalWorker:
+    """One worker process holding one unit's CPUs/GPUs (a Ray actor; its class name is
+    the process title) that evaluates units one after another.
 
-    from collapse_eval.shards import evaluate_unit
+    Not one Ray task per unit: a task that blocks in ``ray.get`` (every cache lookup)
+    hands its CPU back to Ray, which then starts another worker process on it, so units
+    ran two or three to a core, each in a fresh process importing torch and transformers
+    again. A worker imports them once and keeps its engine for the next shard of the same
+    checkpoint. Killed, it is restarted and its unit run again (``RETRIES``)."""
 
-    node_id = ray.get_runtime_context().get_node_id()
-    node = f"{ray.util.get_node_ip_address()} (node {node_id[:8]})"  # type: ignore[no-untyped-call]
-    return evaluate_unit(unit, node, _RemoteCache(server))
+    def __init__(self, server: Any) -> None:
+        from collapse_eval.shards import EngineKeeper
+
+        self.cache = _RemoteCache(server)
+        self.keeper = EngineKeeper()
+
+    def evaluate(self, unit: Unit) -> UnitResult:
+        import ray
+
+        from collapse_eval.shards import evaluate_unit
+
+        node_id = ray.get_runtime_context().get_node_id()
+        node = f"{ray.util.get_node_ip_address()} (node {node_id[:8]})"  # type: ignore[no-untyped-call]
+        return evaluate_unit(unit, node, self.cache, self.keeper)
 
 
-def _run_units(ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, progress: Progress) -> None:
+def worker_slots(nodes: Sequence[Mapping[str, Any]], need: Need) -> int:
+    """How many workers the nodes hold side by side (at least one: ``_check_resources``
+    said before that some node holds one)."""
+
+    def fits(node: Mapping[str, Any]) -> int:
+        have = node.get("Resources", {})
+        counts = [int(float(have.get("CPU", 0)) // need.cpus)] if need.cpus else []
+        if need.gpus and not need.spans_nodes:
+            counts.append(int(float(have.get("GPU", 0)) // need.gpus))
+        return min(counts, default=1)
+
+    return max(1, sum(fits(n) for n in nodes))
+
+
+def next_unit(pending: list[Unit], last_model: str | None, busy: Sequence[str]) -> Unit:
+    """The unit a free worker takes: the next shard of the checkpoint it has loaded, else
+    one of a checkpoint no other worker is on (so each loads its own), else the first."""
+    for wanted in (
+        lambda u: u.model == last_model,
+        lambda u: u.model not in busy,
+        lambda u: True,
+    ):
+        for unit in pending:
+            if wanted(unit):
+                pending.remove(unit)
+                return unit
+    raise ValueError("no unit pending")
+
+
+def _run_units(
+    ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, slots: int, progress: Progress
+) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
@@ -417,37 +465,52 @@ def _run_units(ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, progress: Pr
         .options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
         .remote(str(cache_dir))
     )
-    task = ray.remote(collapse_eval_unit).options(
+    worker = ray.remote(CollapseEvalWorker).options(
         num_cpus=need.cpus,
         num_gpus=0 if need.spans_nodes else need.gpus,
-        max_retries=RETRIES,
-        retry_exceptions=False,
+        max_restarts=RETRIES,
+        max_task_retries=RETRIES,
     )
-    running = {task.remote(unit, server): unit for unit in sweep.units}
-    checkpoints = len({id(s) for s in sweep.owner.values()})
+    workers = [worker.remote(server) for _ in range(min(slots, len(sweep.units)))]
+    pending = list(sweep.units)
+    running: dict[Any, tuple[Unit, Any]] = {}  # a unit's result ref -> (unit, its worker)
+
+    def send(to: Any, last_model: str | None) -> None:
+        if pending:
+            busy = [unit.model for unit, _ in running.values()]
+            unit = next_unit(pending, last_model, busy)
+            running[to.evaluate.remote(unit)] = (unit, to)
+
     progress.log(
-        f"ray: {len(running)} unit(s) of {checkpoints} checkpoint(s) on "
-        f"{len(_alive_nodes(ray))} node(s)"
+        f"ray: {len(pending)} unit(s) of {len({id(s) for s in sweep.owner.values()})} "
+        f"checkpoint(s) on {len(_alive_nodes(ray))} node(s), {len(workers)} worker(s)"
     )
     try:
+        for to in workers:
+            send(to, None)
         while running:
             done, _ = ray.wait(list(running), num_returns=1)
-            unit = running.pop(done[0])
+            unit, to = running.pop(done[0])
             try:
                 result: UnitResult = ray.get(done[0])
             except Exception as exc:
                 raise _unit_failed(unit, exc) from None
-            progress.log(
-                f"ray: {result.name} done on {result.node} in {result.seconds:.1f} s "
-                f"({result.cpu_seconds:.1f} CPU s, pid {result.pid}; answers: "
-                f"{result.answers_cached:,} from the cache, {result.answers_computed:,} computed)"
-            )
+            _log_unit(result, progress)
             if sweep.done(result):
                 progress.log(f"ray: {sweep.owner[result.name].session.label} complete")
+            send(to, unit.model)
     finally:
-        for ref in running:
-            ray.cancel(ref, force=True)
-        ray.kill(server)
+        for actor in (*workers, server):
+            ray.kill(actor)
+
+
+def _log_unit(result: UnitResult, progress: Progress) -> None:
+    how = "its worker's engine kept" if result.engine_kept else "engine loaded"
+    progress.log(
+        f"ray: {result.name} done on {result.node} in {result.seconds:.1f} s "
+        f"({result.cpu_seconds:.1f} CPU s, pid {result.pid}, {how}; answers: "
+        f"{result.answers_cached:,} from the cache, {result.answers_computed:,} computed)"
+    )
 
 
 def _cause(exc: BaseException) -> BaseException:

@@ -103,7 +103,7 @@ def test_sharded_ray_compare_writes_what_a_local_compare_writes(
     code = main(_compare_argv(inputs, out, *argv))
     assert code == main(_compare_argv(inputs, local_compare))  # the same verdict
     err = capsys.readouterr().err
-    assert "ray: 4 unit(s) of 2 checkpoint(s) on 2 node(s)" in err
+    assert "ray: 4 unit(s) of 2 checkpoint(s) on 2 node(s), 2 worker(s)" in err
     # Both nodes worked, and the local phase computed nothing.
     assert len(set(re.findall(r"done on \S+ \(node (\w+)\)", err))) == 2
     # (after the last checkpoint finished on the cluster, whichever of the two that was)
@@ -122,7 +122,8 @@ def test_sharded_ray_compare_writes_what_a_local_compare_writes(
 
 
 def _unit_workers(cluster: Cluster) -> list[int]:
-    """Pids of this cluster's worker processes running a unit now (Ray's process title)."""
+    """Pids of this cluster's worker processes evaluating a unit now (Ray's process title:
+    the actor's class and method)."""
     from tests.raycluster import _session_pids
 
     pids = []
@@ -132,7 +133,7 @@ def _unit_workers(cluster: Cluster) -> list[int]:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::collapse_eval_unit"):
+            if title.startswith(b"ray::CollapseEvalWorker.evaluate"):
                 pids.append(pid)
     return pids
 
@@ -194,7 +195,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(
     err = capsys.readouterr().err
     assert code == 0, err
     assert killed, "no unit was running after the first batch"
-    finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+);", err)]
+    finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+),", err)]
     assert len(finished_by) == 2 and killed[0] not in finished_by  # retried elsewhere
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     ids = [json.loads(line)["item_id"] for line in lines]
