@@ -45,7 +45,7 @@ class DomainPart:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """What one Ray task evaluates; ``name`` (``ckpt-0300 shard 2/4``) is said in logs
+    """What one worker evaluates at a time; ``name`` (``ckpt-0300 shard 2/4``) is said in logs
     and in every error."""
 
     name: str
