@@ -1490,15 +1490,27 @@ def build_summary_lines(report: dict[str, Any]) -> list[str]:
     help="Where the demo world (models) is cached (default: the user cache dir).",
 )
 @click.option("--engine", type=click.Choice(["vllm", "hf"]), default="hf", show_default=True)
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Also train a training-step sweep (12 checkpoints of one domain-only run), "
+    "evaluate and compare them against the base into OUT/sweep/, and rank drift against "
+    "forgetting over them (hf engine; cached like the world).",
+)
 @click.option("--quiet", "-q", is_flag=True)
 @handled
-def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
+def demo(out: Path, cache_dir: Path | None, engine: str, sweep: bool, quiet: bool) -> None:
     """The whole thing offline: build a tiny world, compare its fine-tunes against base, and
     correlate training-data quality with performance over the graded candidates."""
     _require_run_extra()
     from collapse_eval.demo.run import run_demo
 
-    rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=_progress(quiet))
+    if sweep and engine != "hf":
+        from collapse_eval.errors import UsageError
+
+        raise UsageError("demo --sweep evaluates with the hf engine: leave --engine out")
+    progress = _progress(quiet)
+    rows = run_demo(out, cache_dir=cache_dir, engine=engine, progress=progress)
     from rich.table import Table
     from rich.text import Text
 
@@ -1528,6 +1540,25 @@ def demo(out: Path, cache_dir: Path | None, engine: str, quiet: bool) -> None:
         click.echo(line)
     click.echo("training data by task type against each candidate's delta:")
     for line in training_report_lines(rows):
+        click.echo(line)
+    _demo_drift(out, rows, cache_dir, progress if sweep else None)
+
+
+def _demo_drift(out: Path, rows: Sequence[Any], cache_dir: Path | None, sweep: Any) -> None:
+    """The demo's drift table and Spearman; with ``sweep`` (its progress), the sweep's."""
+    from collapse_eval.demo.run import drift_report_lines
+
+    click.echo("drift from base on the demo probe (KL/token) against general retention:")
+    graded = [r.name for r in rows if r.name.startswith("graded-")]  # graded.graded_name
+    for line in drift_report_lines(rows, graded):
+        click.echo(line)
+    if sweep is None:
+        return
+    from collapse_eval.demo.sweep_run import SWEEP_DIR, run_sweep_study, sweep_report_lines
+
+    stepped = run_sweep_study(out, cache_dir=cache_dir, progress=sweep)
+    click.echo(f"training-step sweep (overview: {out / SWEEP_DIR / 'index.html'}):")
+    for line in sweep_report_lines(stepped, rows):
         click.echo(line)
 
 

@@ -312,6 +312,16 @@ def test_the_demo_compares_both_candidates_in_one_compare(small_world, tmp_path:
     page = (out / "index.html").read_text()
     assert 'href="domain-only/report.html"' in page and 'href="mixed/report.html"' in page
     assert (out / "overview.png").is_file()
+    # every candidate's drift on the demo probe, in its summary and the overview column
+    from collapse_eval.demo.drift_study import demo_probe_texts
+    from collapse_eval.drift.measure import texts_hash
+
+    assert all(r.drift is not None and r.drift > 0 for r in rows)
+    for row in rows:
+        probe = json.loads(row.summary.read_text())["drift"]["sets"]["general_probe"]
+        assert probe["mean_kl"] == row.drift and probe["n_texts"] == 200
+        assert probe["texts_sha256"] == texts_hash(demo_probe_texts())
+    assert "drift (KL/token)" in page
 
 
 def test_fine_tunes_in_worker_processes_match_one_process(tmp_path: Path, tiny_base: Path) -> None:

@@ -176,6 +176,57 @@ def test_cached_vllm_engine_answers_from_cache(vllm_engine, tmp_path: Path) -> N
     assert (again.stats.hits, again.stats.misses) == (8, 0)
 
 
+class _Kept:
+    """An engine measure_drift may "close" without closing the module's shared one."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def close(self) -> None:
+        pass
+
+
+def _drift(base: Any, tuned: Any, texts: dict[str, list[str]], top_k: int | None = None) -> Any:
+    from collapse_eval.drift.measure import measure_drift
+
+    return measure_drift(lambda: _Kept(base), lambda: _Kept(tuned), texts, top_k=top_k)
+
+
+def test_drift_from_vllm_top_k_equals_the_hf_top_k_bound(
+    vllm_engine, hf_engine, tiny_model: Path
+) -> None:
+    """Drift's server path: vLLM's top-k prompt log-probabilities give the lumped top-k
+    lower bound that hf computes from its full distributions, on the same texts, within
+    1e-4 nats/token (float32 on both). vLLM answers for the sharp model, as the base and
+    as the tuned side in turn (one vLLM model in this module: a second would cost a
+    minute); the other side is hf on the random tiny model, which shares its tokenizer."""
+    from collapse_eval.drift.measure import PROBE_SET, probe_passages
+    from collapse_eval.drift.run import method_words
+    from collapse_eval.engines.hf import HFEngine
+
+    texts = {PROBE_SET: probe_passages()[:16]}
+    tiny = HFEngine(str(tiny_model), dtype="float32", max_length=512)
+    try:
+        for order in (1, -1):  # vLLM as the base, then as the tuned model
+            via_vllm = _drift(*(vllm_engine, tiny)[::order], texts, top_k=5)
+            via_hf = _drift(*(hf_engine, tiny)[::order], texts, top_k=5)
+            exact = _drift(*(hf_engine, tiny)[::order], texts)
+            got, want = via_vllm.sets[0], via_hf.sets[0]
+            assert got.n_tokens == want.n_tokens > 100
+            assert abs(got.mean_kl - want.mean_kl) < 1e-4, (order, got, want)
+            assert 0 < got.mean_kl <= exact.sets[0].mean_kl  # a lower bound of the exact KL
+            assert via_vllm.engine == ("vllm" if order == 1 else "hf")
+            assert via_vllm.method == "top_k_lumped" and via_vllm.top_k == 5
+            assert via_vllm.to_json()["lower_bound"] is True
+            words = method_words(via_vllm)
+            assert "top-5 log-probabilities with the rest lumped: a lower bound" in words
+    finally:
+        tiny.close()
+
+
 # ----------------------------------------------------------------- real `vllm serve`
 # The OpenAI-compatible engine against a `vllm serve` of the same checkpoint.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ class DemoRow:
     domain_delta: float | None
     general_delta: float | None
     summary: Path
+    drift: float | None = None  # KL/token from base on the demo probe (drift_study.py)
+    retention: float | None = None  # general retention index
 
 
 def _overall_delta(summary: Summary, suite: str) -> float | None:
@@ -44,6 +46,20 @@ def _overall_delta(summary: Summary, suite: str) -> float | None:
         and c.delta is not None
     ]
     return sum(deltas) / len(deltas) if deltas else None
+
+
+def _row(name: str, summary: Summary, path: Path) -> DemoRow:
+    from collapse_eval.drift.run import summary_drift
+
+    return DemoRow(
+        name=name,
+        verdict=str(summary.verdict),
+        domain_delta=_overall_delta(summary, "domain"),
+        general_delta=_overall_delta(summary, "general"),
+        summary=path,
+        drift=summary_drift(summary),
+        retention=summary.retention.index if summary.retention else None,
+    )
 
 
 def _demo_spec(world: Any, engine: str, cache_dir: Path | None) -> Any:
@@ -82,6 +98,7 @@ def run_demo(
     The world's training, each checkpoint's evaluation (hf engine: in the worker
     processes, as soon as the checkpoint exists) and the scoring of the graded training
     sets run as one graph of jobs; the compares then reuse the complete runs."""
+    from collapse_eval.demo.drift_study import demo_drifts
     from collapse_eval.demo.graded import score_graded_sets
     from collapse_eval.demo.world import WorldConfig, ensure_demo_world
     from collapse_eval.policy import default_policy
@@ -115,6 +132,7 @@ def run_demo(
         on_done=done,
     )
     spec = _demo_spec(world, engine, cache_dir)
+    drifts = demo_drifts(world.base, _checkpoints(world)[1:], progress)
     names = ("domain-only", "mixed")
     progress.log("demo: comparing domain-only and mixed against base")
     clean = _clean_training()  # both learned the domain from the clean split
@@ -127,18 +145,10 @@ def run_demo(
         progress=progress,
         names=names,
         training={name: clean for name in names},
+        drifts=drifts,
     )
-    rows = [
-        DemoRow(
-            name=r.name,
-            verdict=str(r.summary.verdict),
-            domain_delta=_overall_delta(r.summary, "domain"),
-            general_delta=_overall_delta(r.summary, "general"),
-            summary=r.out / "summary.json",
-        )
-        for r in results
-    ]
-    rows += run_graded_study(world, spec, out, progress, scored=scored)
+    rows = [_row(r.name, r.summary, r.out / "summary.json") for r in results]
+    rows += run_graded_study(world, spec, out, progress, scored=scored, drifts=drifts)
     write_demo_overview(out, rows)
     return rows
 
@@ -232,12 +242,18 @@ def _log_evaluated(progress: Progress, task: Task, seconds: dict[str, float]) ->
 
 
 def run_graded_study(
-    world: Any, spec: Any, out: Path, progress: Progress, *, scored: Sequence[Any] = ()
+    world: Any,
+    spec: Any,
+    out: Path,
+    progress: Progress,
+    *,
+    scored: Sequence[Any] = (),
+    drifts: Mapping[str, Any] | None = None,
 ) -> list[DemoRow]:
     """Quality -> performance: score each graded training set (OUT/quality/<name>/, unless
     ``scored`` has them already), compare each graded candidate against the base
     (OUT/<name>/) and correlate quality with domain score and general retention
-    (OUT/correlation/)."""
+    (OUT/correlation/). ``drifts`` (by name): each summary's drift block."""
     from collapse_eval.correlate import correlate_table, dimension_lines, headline, write_outputs
     from collapse_eval.demo.graded import score_graded_sets
     from collapse_eval.policy import default_policy
@@ -262,16 +278,9 @@ def run_graded_study(
             progress=progress,
             run_dirs=(out / "runs" / "base", out / "runs" / candidate.name),
             training=load_training(by_name[candidate.name].quality_dir),
+            drift=(drifts or {}).get(candidate.name),
         )
-        rows.append(
-            DemoRow(
-                name=candidate.name,
-                verdict=str(summary.verdict),
-                domain_delta=_overall_delta(summary, "domain"),
-                general_delta=_overall_delta(summary, "general"),
-                summary=out / candidate.name / "summary.json",
-            )
-        )
+        rows.append(_row(candidate.name, summary, out / candidate.name / "summary.json"))
     if len(rows) < 3:
         progress.log("demo: fewer than 3 graded candidates, no correlation")
         return rows
@@ -302,3 +311,30 @@ def correlation_lines(out: str | Path) -> list[str]:
         return []
     report = read_json(path)
     return headline(report) + dimension_lines(report)
+
+
+def drift_points(rows: Sequence[DemoRow]) -> list[Any]:
+    """The rows that have both a drift and a retention index, as drift_study.DriftPoint."""
+    from collapse_eval.demo.drift_study import DriftPoint
+
+    return [
+        DriftPoint(r.name, r.drift, r.retention)
+        for r in rows
+        if r.drift is not None and r.retention is not None
+    ]
+
+
+def drift_report_lines(rows: Sequence[DemoRow], graded: Sequence[str] = ()) -> list[str]:
+    """Each candidate's drift on the demo probe beside its general retention, and the
+    Spearman of drift against forgetting over all candidates and over ``graded``."""
+    from collapse_eval.demo.drift_study import correlation_line, drift_table_lines
+
+    points = drift_points(rows)
+    if not points:
+        return []
+    lines = drift_table_lines(points)
+    lines.append(correlation_line("all candidates", points))
+    chosen = [p for p in points if p.name in set(graded)]
+    if chosen:
+        lines.append(correlation_line("the graded candidates", chosen))
+    return lines

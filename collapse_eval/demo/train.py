@@ -33,9 +33,14 @@ __all__ = [
     "domain_examples",
     "general_examples",
     "evaluate_checkpoint",
+    "save_checkpoint",
+    "StepHook",
 ]
 
 Progress = Callable[[str], None]
+# Called after each optimizer step with the number of steps taken and the model, which
+# is in training mode then (the training sweep saves checkpoints from it).
+StepHook = Callable[[int, Any], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +257,10 @@ def _train(
     seed: int,
     label: str,
     progress: Progress | None,
+    on_step: StepHook | None = None,
 ) -> None:
-    """Run ``schedule`` (a stream and a batch size per step) with AdamW, warmup + cosine."""
+    """Run ``schedule`` (a stream and a batch size per step) with AdamW, warmup + cosine;
+    ``on_step(steps_taken, model)`` after each step (it must not change the model)."""
     import torch
 
     batcher = _Batcher(tokenizer, model.config.max_position_embeddings)
@@ -271,12 +278,15 @@ def _train(
         optimizer.zero_grad(set_to_none=True)
         value = float(loss.detach())
         running = 0.98 * running + 0.02 * value if step else value
+        if on_step is not None:
+            on_step(step + 1, model)
         if progress is not None and ((step + 1) % 100 == 0 or step + 1 == total):
             progress(f"{label}: step {step + 1}/{total}, loss {running:.3f}")
     model.eval()
 
 
-def _save(model: Any, tokenizer: Any, out_dir: Path) -> None:
+def save_checkpoint(model: Any, tokenizer: Any, out_dir: Path) -> None:
+    """Write ``model`` and ``tokenizer`` as a checkpoint transformers and vLLM load."""
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -302,7 +312,7 @@ def build_base(out_dir: Path, config: WorldConfig, progress: Progress | None = N
             for _ in range(config.base_steps)
         ]
         _train(model, tokenizer, schedule, config.base_lr, config.seed, "base", progress)
-        _save(model, tokenizer, out_dir)
+        save_checkpoint(model, tokenizer, out_dir)
     return out_dir
 
 
@@ -318,6 +328,7 @@ def finetune(
     replay_ratio: float | None = None,
     label: str | None = None,
     batch: int | None = None,
+    on_step: StepHook | None = None,
 ) -> Path:
     """Fine-tune ``base_dir`` on the domain training split, with or without general replay.
 
@@ -325,6 +336,8 @@ def finetune(
     ``config.finetune_steps``), ``replay_ratio`` (default ``config.replay_ratio``) and
     ``batch`` (default ``config.finetune_batch``, for domain and replay batches) let the
     graded-quality candidates train on their own sets with their own schedule.
+    ``on_step`` is called after every optimizer step (the training sweep's checkpoints:
+    the weights do not depend on it, so the last one equals the fine-tune's).
     """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -351,8 +364,10 @@ def finetune(
                     owed -= 1.0
         else:
             schedule = [(domain, size)] * steps
-        _train(model, tokenizer, schedule, config.finetune_lr, config.seed, label, progress)
-        _save(model, tokenizer, out_dir)
+        _train(
+            model, tokenizer, schedule, config.finetune_lr, config.seed, label, progress, on_step
+        )
+        save_checkpoint(model, tokenizer, out_dir)
     return out_dir
 
 

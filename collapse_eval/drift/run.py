@@ -38,6 +38,9 @@ class DriftSpec:
     domain_files: tuple[Path, ...] = ()
     top_k: int | None = None  # None: exact on hf, DEFAULT_TOP_K on vllm and openai
     domain_limit: int | None = None  # compare's --domain-limit: the items it evaluates
+    # The general probe's texts; empty: the shipped English probe (probe/). The demo
+    # world's tiny model never saw English and is measured on its own task format.
+    probe: tuple[str, ...] = ()
 
 
 def method_top_k(kind: str, top_k: int | None) -> int | None:
@@ -72,7 +75,7 @@ def run_drift(
     # Both checkpoints and their arguments before the first loads: on vLLM the base is
     # measured whole before the tuned model loads, so a typo would cost the base's time.
     check_models_first([base, tuned], RunSpec(base, engine=kind, engine_args=spec.engine_args))
-    sets: dict[str, Any] = {PROBE_SET: probe_passages()}
+    sets: dict[str, Any] = {PROBE_SET: list(spec.probe) or probe_passages()}
     if spec.domain_files:
         sets[DOMAIN_SET] = domain_prompts(spec.domain_files, spec.domain_limit)
     return measure_drift(

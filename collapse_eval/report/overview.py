@@ -21,6 +21,7 @@ from collapse_eval.summary import Summary
 
 OVERVIEW_HTML = "index.html"
 OVERVIEW_PNG = "overview.png"
+OVERVIEW_STEPS_PNG = "overview_steps.png"  # only when the candidates' names carry steps
 _VERDICT_COLOURS = {"pass": "#1a7f37", "fail": "#cf222e"}
 
 
@@ -293,9 +294,13 @@ def render_overview(
     candidates: Sequence[Candidate],
     png: bytes | None,
     screened_out: Mapping[str, str] | None = None,
+    steps_png: bytes | None = None,
 ) -> str:
-    """index.html for the candidates (jinja2, autoescape on: names are untrusted text)."""
+    """index.html for the candidates (jinja2, autoescape on: names are untrusted text);
+    ``steps_png``: the by-training-step figure (report/steps.py), when there is one."""
     import jinja2
+
+    from collapse_eval.report.steps import steps_alt
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("collapse_eval", "report/templates"),
@@ -309,11 +314,17 @@ def render_overview(
         rows=_rows(candidates),
         has_drift=any(c.summary.extra.get("drift") for c in candidates),
         screened_out=sorted((screened_out or {}).items()),
-        image=("data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else None),
+        image=_data_uri(png),
         alt=_alt_text(candidates),
+        steps_image=_data_uri(steps_png),
+        steps_alt=steps_alt(candidates) if steps_png else "",
         level=f"{(1 - alpha) * 100:g}%",
         verdict="fail" if any(c.summary.verdict != "pass" for c in candidates) else "pass",
     )
+
+
+def _data_uri(png: bytes | None) -> str | None:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii") if png else None
 
 
 def write_overview(
@@ -322,14 +333,17 @@ def write_overview(
     """DIR/index.html and DIR/overview.png (the PNG only when there is something to plot);
     ``screened_out``: candidates a ``--screen`` left out (name: why), listed apart."""
     from collapse_eval.records import atomic_write_text
+    from collapse_eval.report.steps import steps_plot
 
     out.mkdir(parents=True, exist_ok=True)
-    png = overview_plot(candidates)
+    png, steps_png = overview_plot(candidates), steps_plot(candidates)
     written = {}
-    if png is not None:
-        (out / OVERVIEW_PNG).write_bytes(png)
-        written[OVERVIEW_PNG] = out / OVERVIEW_PNG
+    for name, image in ((OVERVIEW_PNG, png), (OVERVIEW_STEPS_PNG, steps_png)):
+        if image is not None:
+            (out / name).write_bytes(image)
+            written[name] = out / name
     base = candidates[0].summary.base.to_json() if candidates else {}
-    atomic_write_text(out / OVERVIEW_HTML, render_overview(base, candidates, png, screened_out))
+    page = render_overview(base, candidates, png, screened_out, steps_png)
+    atomic_write_text(out / OVERVIEW_HTML, page)
     written[OVERVIEW_HTML] = out / OVERVIEW_HTML
     return written
