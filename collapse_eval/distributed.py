@@ -24,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from collapse_eval.errors import (
@@ -96,6 +98,7 @@ def evaluate_on_cluster(
     from collapse_eval.runner import check_models_first
 
     require_extra("ray", "--executor ray")
+    check_address(address)
     if not spec.use_cache:
         raise UsageError(
             "--executor ray brings the workers' answers back through the request cache: "
@@ -128,6 +131,11 @@ def _sessions(
     from collapse_eval.runner import candidate_names
 
     names = candidate_names(checkpoints)
+    # A checkpoint called `base` keeps its name here (the log's): only a candidate's folder
+    # may not be called so, and the base of a compare is written to runs/base.
+    stems = [Path(m.rstrip("/\\")).name for m in checkpoints]
+    if "base" in stems:
+        names[stems.index("base")] = "base"
     sessions = [
         _EngineSession(
             dataclasses.replace(inputs.spec, model=m), default_engine_factory, progress, label=n
@@ -271,6 +279,24 @@ def _connected(address: str | None) -> Iterator[Any]:
         ray.shutdown()
 
 
+def check_address(address: str | None) -> None:
+    """UsageError (exit 2), before anything is read or started, for an address that is
+    not HOST:PORT, ``auto`` or a ``ray://`` client address: a typo, not a cluster down."""
+    import os
+
+    given = address or os.environ.get("RAY_ADDRESS")
+    if not given or given == "auto" or given.startswith("ray://"):
+        return
+    host, _, port = given.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return
+    said = f"--ray-address {given}" if address else f"RAY_ADDRESS={given}"
+    raise UsageError(
+        f"{said} is not a Ray cluster's address: give HOST:PORT (the head's, e.g. "
+        "10.0.0.5:6379, as `ray start --head` printed it), `auto`, or ray://HOST:10001"
+    )
+
+
 def _reachable(address: str) -> None:
     """A HOST:PORT that refuses connections fails in seconds, not after Ray's retries."""
     if address == "auto" or "://" in address or ":" not in address:
@@ -409,11 +435,16 @@ class CollapseEvalWorker:
     again. A worker imports them once and keeps its engine for the next shard of the same
     checkpoint. Killed, it is restarted and its unit run again (``RETRIES``)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server_name: str) -> None:
+        # The cache server by name, not its handle: Ray keeps a restartable actor's
+        # constructor arguments and warns on the user's terminal when one holds a handle.
+        import ray
+
         from collapse_eval.shards import EngineKeeper
 
-        self.cache = _RemoteCache(server)
+        self.cache = _RemoteCache(ray.get_actor(server_name))
         self.keeper = EngineKeeper()
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
 
     def evaluate(self, unit: Unit) -> UnitResult:
         import ray
@@ -422,7 +453,9 @@ class CollapseEvalWorker:
 
         node_id = ray.get_runtime_context().get_node_id()
         node = f"{ray.util.get_node_ip_address()} (node {node_id[:8]})"  # type: ignore[no-untyped-call]
-        return evaluate_unit(unit, node, self.cache, self.keeper)
+        result = evaluate_unit(unit, node, self.cache, self.keeper)
+        restarted, self.restarted = self.restarted, False  # said with its first unit only
+        return dataclasses.replace(result, worker_restarted=restarted)
 
 
 def worker_slots(nodes: Sequence[Mapping[str, Any]], need: Need) -> int:
@@ -460,9 +493,13 @@ def _run_units(
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
+    server_name = f"collapse-eval-cache-{uuid.uuid4().hex[:12]}"
     server = (
         ray.remote(num_cpus=0)(_CacheServer)
-        .options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+        .options(
+            name=server_name,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+        )
         .remote(str(cache_dir))
     )
     worker = ray.remote(CollapseEvalWorker).options(
@@ -471,7 +508,7 @@ def _run_units(
         max_restarts=RETRIES,
         max_task_retries=RETRIES,
     )
-    workers = [worker.remote(server) for _ in range(min(slots, len(sweep.units)))]
+    workers = [worker.remote(server_name) for _ in range(min(slots, len(sweep.units)))]
     pending = list(sweep.units)
     running: dict[Any, tuple[Unit, Any]] = {}  # a unit's result ref -> (unit, its worker)
 
@@ -506,6 +543,8 @@ def _run_units(
 
 def _log_unit(result: UnitResult, progress: Progress) -> None:
     how = "its worker's engine kept" if result.engine_kept else "engine loaded"
+    if result.worker_restarted:
+        how = "engine loaded by a restarted worker: a worker process died and its unit ran again"
     progress.log(
         f"ray: {result.name} done on {result.node} in {result.seconds:.1f} s "
         f"({result.cpu_seconds:.1f} CPU s, pid {result.pid}, {how}; answers: "

@@ -80,6 +80,7 @@ class UnitResult:
     answers_cached: int = 0  # engine requests answered from the driver's cache
     answers_computed: int = 0
     engine_kept: bool = False  # the worker's engine from its last unit: no load, no imports
+    worker_restarted: bool = False  # the first unit of a worker Ray restarted (one died)
 
 
 def library_versions() -> dict[str, str | None]:

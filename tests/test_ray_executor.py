@@ -197,6 +197,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(
     assert killed, "no unit was running after the first batch"
     finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+),", err)]
     assert len(finished_by) == 2 and killed[0] not in finished_by  # retried elsewhere
+    assert err.count("a worker process died and its unit ran again") == 1, err
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     ids = [json.loads(line)["item_id"] for line in lines]
     assert len(ids) == ITEMS and len(set(ids)) == ITEMS
@@ -310,6 +311,8 @@ def test_without_ray_the_executor_is_exit_2_naming_the_extra(
         (["--executor", "ray", "--no-cache"], "drop --no-cache"),
         (["--executor", "rey"], "'rey' is not one of 'local', 'ray'"),
         (["--executor", "ray", "--shards", "0"], "0 is not in the range x>=1"),
+        (["--executor", "ray", "--ray-address", "localhost"], "give HOST:PORT"),
+        (["--executor", "ray", "--ray-address", "h:63 79"], "--ray-address h:63 79 is not a"),
     ],
 )
 def test_cluster_options_that_cannot_take_effect_are_exit_2(
