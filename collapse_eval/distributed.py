@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -435,25 +434,25 @@ class CollapseEvalWorker:
     again. A worker imports them once and keeps its engine for the next shard of the same
     checkpoint. Killed, it is restarted and its unit run again (``RETRIES``)."""
 
-    def __init__(self, server_name: str) -> None:
-        # The cache server by name, not its handle: Ray keeps a restartable actor's
-        # constructor arguments and warns on the user's terminal when one holds a handle.
+    def __init__(self) -> None:
         import ray
 
         from collapse_eval.shards import EngineKeeper
 
-        self.cache = _RemoteCache(ray.get_actor(server_name))
         self.keeper = EngineKeeper()
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
 
-    def evaluate(self, unit: Unit) -> UnitResult:
+    def evaluate(self, unit: Unit, server: Any) -> UnitResult:
+        # The cache server comes with each unit, not to the constructor: Ray keeps a
+        # restartable actor's constructor arguments and prints an error line on the
+        # user's terminal when they hold a handle.
         import ray
 
         from collapse_eval.shards import evaluate_unit
 
         node_id = ray.get_runtime_context().get_node_id()
         node = f"{ray.util.get_node_ip_address()} (node {node_id[:8]})"  # type: ignore[no-untyped-call]
-        result = evaluate_unit(unit, node, self.cache, self.keeper)
+        result = evaluate_unit(unit, node, _RemoteCache(server), self.keeper)
         restarted, self.restarted = self.restarted, False  # said with its first unit only
         return dataclasses.replace(result, worker_restarted=restarted)
 
@@ -493,13 +492,9 @@ def _run_units(
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
-    server_name = f"collapse-eval-cache-{uuid.uuid4().hex[:12]}"
     server = (
         ray.remote(num_cpus=0)(_CacheServer)
-        .options(
-            name=server_name,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-        )
+        .options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
         .remote(str(cache_dir))
     )
     worker = ray.remote(CollapseEvalWorker).options(
@@ -508,7 +503,7 @@ def _run_units(
         max_restarts=RETRIES,
         max_task_retries=RETRIES,
     )
-    workers = [worker.remote(server_name) for _ in range(min(slots, len(sweep.units)))]
+    workers = [worker.remote() for _ in range(min(slots, len(sweep.units)))]
     pending = list(sweep.units)
     running: dict[Any, tuple[Unit, Any]] = {}  # a unit's result ref -> (unit, its worker)
 
@@ -516,7 +511,7 @@ def _run_units(
         if pending:
             busy = [unit.model for unit, _ in running.values()]
             unit = next_unit(pending, last_model, busy)
-            running[to.evaluate.remote(unit)] = (unit, to)
+            running[to.evaluate.remote(unit, server)] = (unit, to)
 
     progress.log(
         f"ray: {len(pending)} unit(s) of {len({id(s) for s in sweep.owner.values()})} "
