@@ -428,7 +428,7 @@ def executor_options() -> list[Any]:
             type=click.Choice(["local", "ray"]),
             default="local",
             show_default=True,
-            help="Where checkpoints are evaluated: in this process, or as Ray tasks on a "
+            help="Where checkpoints are evaluated: in this process, or by workers on a Ray "
             "cluster (needs collapse-eval[ray]); reports are written here either way.",
         ),
         click.option(
@@ -443,8 +443,9 @@ def executor_options() -> list[Any]:
             type=click.IntRange(min=1),
             default=1,
             show_default=True,
-            help="Split each checkpoint's items over N Ray tasks, each with its own engine "
-            "(--executor ray; domain items in slices, lm-eval tasks whole).",
+            help="Split each checkpoint's items into N units that the cluster's workers "
+            "evaluate side by side (--executor ray; domain items in slices, lm-eval "
+            "tasks whole).",
         ),
     ]
 

@@ -1,9 +1,10 @@
 """`--executor ray`: evaluate checkpoints on a Ray cluster, then finish locally.
 
 The driver (this process) checks every input, connects to the cluster, checks each node's
-versions and that some node has the resources a unit asks for, and submits one Ray task
-per unit (one checkpoint x one shard, ``collapse_eval/shards.py``) for every checkpoint
-at once, so candidates run side by side as far as the cluster allows. Workers need no
+versions and that some node has the resources a unit asks for, starts as many workers
+(Ray actors, each holding what one unit asks for) as the nodes hold side by side, and
+deals them the units (one checkpoint x one shard, ``collapse_eval/shards.py``) of every
+checkpoint, so candidates run side by side as far as the cluster allows. Workers need no
 shared filesystem for data: domain files travel inside the unit, records come back
 through Ray's object store. Checkpoints must be at the same path on every node.
 
@@ -26,6 +27,7 @@ import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from collapse_eval.errors import (
@@ -95,6 +97,7 @@ def evaluate_on_cluster(
     from collapse_eval.runner import check_models_first
 
     require_extra("ray", "--executor ray")
+    check_address(address)
     if not spec.use_cache:
         raise UsageError(
             "--executor ray brings the workers' answers back through the request cache: "
@@ -116,7 +119,8 @@ def evaluate_on_cluster(
             nodes = _alive_nodes(ray)
             _check_versions(ray, nodes)
             _check_resources(nodes, need, sweep.units[0].name, address)
-            _run_units(ray, sweep, need, sessions[0].cache.path.parent, progress)
+            slots = worker_slots(nodes, need)
+            _run_units(ray, sweep, need, sessions[0].cache.path.parent, slots, progress)
 
 
 @contextmanager
@@ -126,6 +130,11 @@ def _sessions(
     from collapse_eval.runner import candidate_names
 
     names = candidate_names(checkpoints)
+    # A checkpoint called `base` keeps its name here (the log's): only a candidate's folder
+    # may not be called so, and the base of a compare is written to runs/base.
+    stems = [Path(m.rstrip("/\\")).name for m in checkpoints]
+    if "base" in stems:
+        names[stems.index("base")] = "base"
     sessions = [
         _EngineSession(
             dataclasses.replace(inputs.spec, model=m), default_engine_factory, progress, label=n
@@ -269,6 +278,24 @@ def _connected(address: str | None) -> Iterator[Any]:
         ray.shutdown()
 
 
+def check_address(address: str | None) -> None:
+    """UsageError (exit 2), before anything is read or started, for an address that is
+    not HOST:PORT, ``auto`` or a ``ray://`` client address: a typo, not a cluster down."""
+    import os
+
+    given = address or os.environ.get("RAY_ADDRESS")
+    if not given or given == "auto" or given.startswith("ray://"):
+        return
+    host, _, port = given.rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return
+    said = f"--ray-address {given}" if address else f"RAY_ADDRESS={given}"
+    raise UsageError(
+        f"{said} is not a Ray cluster's address: give HOST:PORT (the head's, e.g. "
+        "10.0.0.5:6379, as `ray start --head` printed it), `auto`, or ray://HOST:10001"
+    )
+
+
 def _reachable(address: str) -> None:
     """A HOST:PORT that refuses connections fails in seconds, not after Ray's retries."""
     if address == "auto" or "://" in address or ":" not in address:
@@ -397,18 +424,71 @@ class _RemoteCache:
         ray.get(self.server.put_many.remote(kind, dict(items)))
 
 
-def collapse_eval_unit(unit: Unit, server: Any) -> UnitResult:
-    """One unit, on a worker (the Ray task; its name is the worker's process title)."""
-    import ray
+class CollapseEvalWorker:
+    """One worker process holding one unit's CPUs/GPUs (a Ray actor; its class name is
+    the process title) that evaluates units one after another.
 
-    from collapse_eval.shards import evaluate_unit
+    Not one Ray task per unit: a task that blocks in ``ray.get`` (every cache lookup)
+    hands its CPU back to Ray, which then starts another worker process on it, so units
+    ran two or three to a core, each in a fresh process importing torch and transformers
+    again. A worker imports them once and keeps its engine for the next shard of the same
+    checkpoint. Killed, it is restarted and its unit run again (``RETRIES``)."""
 
-    node_id = ray.get_runtime_context().get_node_id()
-    node = f"{ray.util.get_node_ip_address()} (node {node_id[:8]})"  # type: ignore[no-untyped-call]
-    return evaluate_unit(unit, node, _RemoteCache(server))
+    def __init__(self) -> None:
+        import ray
+
+        from collapse_eval.shards import EngineKeeper
+
+        self.keeper = EngineKeeper()
+        self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
+
+    def evaluate(self, unit: Unit, server: Any) -> UnitResult:
+        # The cache server comes with each unit, not to the constructor: Ray keeps a
+        # restartable actor's constructor arguments and prints an error line on the
+        # user's terminal when they hold a handle.
+        import ray
+
+        from collapse_eval.shards import evaluate_unit
+
+        node_id = ray.get_runtime_context().get_node_id()
+        node = f"{ray.util.get_node_ip_address()} (node {node_id[:8]})"  # type: ignore[no-untyped-call]
+        result = evaluate_unit(unit, node, _RemoteCache(server), self.keeper)
+        restarted, self.restarted = self.restarted, False  # said with its first unit only
+        return dataclasses.replace(result, worker_restarted=restarted)
 
 
-def _run_units(ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, progress: Progress) -> None:
+def worker_slots(nodes: Sequence[Mapping[str, Any]], need: Need) -> int:
+    """How many workers the nodes hold side by side (at least one: ``_check_resources``
+    said before that some node holds one)."""
+
+    def fits(node: Mapping[str, Any]) -> int:
+        have = node.get("Resources", {})
+        counts = [int(float(have.get("CPU", 0)) // need.cpus)] if need.cpus else []
+        if need.gpus and not need.spans_nodes:
+            counts.append(int(float(have.get("GPU", 0)) // need.gpus))
+        return min(counts, default=1)
+
+    return max(1, sum(fits(n) for n in nodes))
+
+
+def next_unit(pending: list[Unit], last_model: str | None, busy: Sequence[str]) -> Unit:
+    """The unit a free worker takes: the next shard of the checkpoint it has loaded, else
+    one of a checkpoint no other worker is on (so each loads its own), else the first."""
+    for wanted in (
+        lambda u: u.model == last_model,
+        lambda u: u.model not in busy,
+        lambda u: True,
+    ):
+        for unit in pending:
+            if wanted(unit):
+                pending.remove(unit)
+                return unit
+    raise ValueError("no unit pending")
+
+
+def _run_units(
+    ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, slots: int, progress: Progress
+) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = ray.get_runtime_context().get_node_id()
@@ -417,37 +497,54 @@ def _run_units(ray: Any, sweep: _Sweep, need: Need, cache_dir: Any, progress: Pr
         .options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
         .remote(str(cache_dir))
     )
-    task = ray.remote(collapse_eval_unit).options(
+    worker = ray.remote(CollapseEvalWorker).options(
         num_cpus=need.cpus,
         num_gpus=0 if need.spans_nodes else need.gpus,
-        max_retries=RETRIES,
-        retry_exceptions=False,
+        max_restarts=RETRIES,
+        max_task_retries=RETRIES,
     )
-    running = {task.remote(unit, server): unit for unit in sweep.units}
-    checkpoints = len({id(s) for s in sweep.owner.values()})
+    workers = [worker.remote() for _ in range(min(slots, len(sweep.units)))]
+    pending = list(sweep.units)
+    running: dict[Any, tuple[Unit, Any]] = {}  # a unit's result ref -> (unit, its worker)
+
+    def send(to: Any, last_model: str | None) -> None:
+        if pending:
+            busy = [unit.model for unit, _ in running.values()]
+            unit = next_unit(pending, last_model, busy)
+            running[to.evaluate.remote(unit, server)] = (unit, to)
+
     progress.log(
-        f"ray: {len(running)} unit(s) of {checkpoints} checkpoint(s) on "
-        f"{len(_alive_nodes(ray))} node(s)"
+        f"ray: {len(pending)} unit(s) of {len({id(s) for s in sweep.owner.values()})} "
+        f"checkpoint(s) on {len(_alive_nodes(ray))} node(s), {len(workers)} worker(s)"
     )
     try:
+        for to in workers:
+            send(to, None)
         while running:
             done, _ = ray.wait(list(running), num_returns=1)
-            unit = running.pop(done[0])
+            unit, to = running.pop(done[0])
             try:
                 result: UnitResult = ray.get(done[0])
             except Exception as exc:
                 raise _unit_failed(unit, exc) from None
-            progress.log(
-                f"ray: {result.name} done on {result.node} in {result.seconds:.1f} s "
-                f"({result.cpu_seconds:.1f} CPU s, pid {result.pid}; answers: "
-                f"{result.answers_cached:,} from the cache, {result.answers_computed:,} computed)"
-            )
+            _log_unit(result, progress)
             if sweep.done(result):
                 progress.log(f"ray: {sweep.owner[result.name].session.label} complete")
+            send(to, unit.model)
     finally:
-        for ref in running:
-            ray.cancel(ref, force=True)
-        ray.kill(server)
+        for actor in (*workers, server):
+            ray.kill(actor)
+
+
+def _log_unit(result: UnitResult, progress: Progress) -> None:
+    how = "its worker's engine kept" if result.engine_kept else "engine loaded"
+    if result.worker_restarted:
+        how = "engine loaded by a restarted worker: a worker process died and its unit ran again"
+    progress.log(
+        f"ray: {result.name} done on {result.node} in {result.seconds:.1f} s "
+        f"({result.cpu_seconds:.1f} CPU s, pid {result.pid}, {how}; answers: "
+        f"{result.answers_cached:,} from the cache, {result.answers_computed:,} computed)"
+    )
 
 
 def _cause(exc: BaseException) -> BaseException:

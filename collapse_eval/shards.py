@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collapse_eval import __version__
 from collapse_eval.cache import CachedEngine, CacheStore
@@ -27,6 +27,9 @@ from collapse_eval.config import BenchmarkEntry, Suite
 from collapse_eval.errors import VersionMismatch, WorkerCheckpointError
 from collapse_eval.progress import QuietProgress
 from collapse_eval.records import ItemRecord, TaskInfo
+
+if TYPE_CHECKING:
+    from collapse_eval.engines.base import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,7 @@ class DomainPart:
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """What one Ray task evaluates; ``name`` (``ckpt-0300 shard 2/4``) is said in logs
+    """What one worker evaluates at a time; ``name`` (``ckpt-0300 shard 2/4``) is said in logs
     and in every error."""
 
     name: str
@@ -76,6 +79,8 @@ class UnitResult:
     cpu_seconds: float = 0.0
     answers_cached: int = 0  # engine requests answered from the driver's cache
     answers_computed: int = 0
+    engine_kept: bool = False  # the worker's engine from its last unit: no load, no imports
+    worker_restarted: bool = False  # the first unit of a worker Ray restarted (one died)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -125,24 +130,54 @@ def plan_shards(
     return units
 
 
-def evaluate_unit(unit: Unit, node: str, cache: CacheStore) -> UnitResult:
-    """Evaluate ``unit`` here (on a worker), answering from and into ``cache``."""
-    from collapse_eval.engines.registry import make_engine
+class EngineKeeper:
+    """A worker's engine, kept loaded for its next unit of the same checkpoint: the shards
+    of one checkpoint that one worker process evaluates load the model once."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, tuple[tuple[str, str], ...]] | None = None
+        self._engine: Engine | None = None
+
+    def engine(self, unit: Unit) -> tuple[Engine, bool]:
+        """The engine for ``unit`` and whether it was kept (False: made now)."""
+        from collapse_eval.engines.registry import make_engine
+
+        key = (unit.model, unit.engine, tuple(sorted(unit.engine_args.items())))
+        if self._engine is not None and key == self._key:
+            return self._engine, True
+        self.close()  # the last checkpoint's weights go before the next one loads
+        self._engine = make_engine(unit.engine, unit.model, unit.engine_args)
+        self._key = key
+        return self._engine, False
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self._engine, self._key = None, None
+
+
+def evaluate_unit(
+    unit: Unit, node: str, cache: CacheStore, keeper: EngineKeeper | None = None
+) -> UnitResult:
+    """Evaluate ``unit`` here (on a worker), answering from and into ``cache``; with a
+    ``keeper`` the engine stays loaded for the worker's next unit, else it is closed."""
+    import os
 
     mismatch = version_mismatch(unit.versions, library_versions(), node, unit.name)
     if mismatch is not None:  # a node that joined after the driver asked them all
         raise mismatch
     start, cpu = time.monotonic(), time.process_time()
     _check_checkpoint(unit, node)
-    engine = CachedEngine(make_engine(unit.engine, unit.model, unit.engine_args), cache)
+    mine = keeper or EngineKeeper()
+    inner, kept = mine.engine(unit)
+    engine = CachedEngine(inner, cache)
     try:
         domain = _domain_records(engine, unit)
         general = _general_leaves(engine, unit)
-        kind, args = engine.kind, dict(engine.engine_args)
+        kind, args = inner.kind, dict(inner.engine_args)  # resolved by the loaded engine
     finally:
-        engine.close()
-    import os
-
+        if keeper is None:
+            mine.close()
     return UnitResult(
         unit.name,
         node,
@@ -155,6 +190,7 @@ def evaluate_unit(unit: Unit, node: str, cache: CacheStore) -> UnitResult:
         time.process_time() - cpu,
         engine.stats.hits,
         engine.stats.misses,
+        kept,
     )
 
 

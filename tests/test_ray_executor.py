@@ -105,7 +105,7 @@ def test_sharded_ray_compare_writes_what_a_local_compare_writes(
     code = main(_compare_argv(inputs, out, *argv))
     assert code == main(_compare_argv(inputs, local_compare))  # the same verdict
     err = capsys.readouterr().err
-    assert "ray: 4 unit(s) of 2 checkpoint(s) on 2 node(s)" in err
+    assert "ray: 4 unit(s) of 2 checkpoint(s) on 2 node(s), 2 worker(s)" in err
     # Both nodes worked, and the local phase computed nothing.
     assert len(set(re.findall(r"done on \S+ \(node (\w+)\)", err))) == 2
     # (after the last checkpoint finished on the cluster, whichever of the two that was)
@@ -124,7 +124,8 @@ def test_sharded_ray_compare_writes_what_a_local_compare_writes(
 
 
 def _unit_workers(cluster: Cluster) -> list[int]:
-    """Pids of this cluster's worker processes running a unit now (Ray's process title)."""
+    """Pids of this cluster's worker processes evaluating a unit now (Ray's process title:
+    the actor's class and method)."""
     from tests.raycluster import _session_pids
 
     pids = []
@@ -134,7 +135,7 @@ def _unit_workers(cluster: Cluster) -> list[int]:
                 title = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::collapse_eval_unit"):
+            if title.startswith(b"ray::CollapseEvalWorker.evaluate"):
                 pids.append(pid)
     return pids
 
@@ -196,8 +197,9 @@ def test_a_worker_killed_mid_shard_is_retried_and_nothing_is_lost_or_doubled(
     err = capsys.readouterr().err
     assert code == 0, err
     assert killed, "no unit was running after the first batch"
-    finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+);", err)]
+    finished_by = [int(p) for p in re.findall(r"done on .* pid (\d+),", err)]
     assert len(finished_by) == 2 and killed[0] not in finished_by  # retried elsewhere
+    assert err.count("a worker process died and its unit ran again") == 1, err
     lines = (tmp_path / "run" / "records.jsonl").read_text().splitlines()
     ids = [json.loads(line)["item_id"] for line in lines]
     assert len(ids) == ITEMS and len(set(ids)) == ITEMS
@@ -311,6 +313,8 @@ def test_without_ray_the_executor_is_exit_2_naming_the_extra(
         (["--executor", "ray", "--no-cache"], "drop --no-cache"),
         (["--executor", "rey"], "'rey' is not one of 'local', 'ray'"),
         (["--executor", "ray", "--shards", "0"], "0 is not in the range x>=1"),
+        (["--executor", "ray", "--ray-address", "localhost"], "give HOST:PORT"),
+        (["--executor", "ray", "--ray-address", "h:63 79"], "--ray-address h:63 79 is not a"),
     ],
 )
 def test_cluster_options_that_cannot_take_effect_are_exit_2(
