@@ -421,6 +421,8 @@ def test_demo_passes_its_own_benchmarks_file_and_suite(
     monkeypatch.setattr(world, "ensure_demo_world", fake_world)
     monkeypatch.setattr("collapse_eval.runner.compare", fake_compare)
     monkeypatch.setattr("collapse_eval.runner.compare_candidates", fake_candidates)
+    # the faked world has no checkpoints to measure drift on
+    monkeypatch.setattr("collapse_eval.demo.drift_study.demo_drifts", lambda *a: {})
     demo_run.run_demo(tmp_path / "out")
     assert len(specs) == 2  # the evaluation jobs' one spec and the many-candidate compare
     assert {(s.benchmarks, s.suite) for s in specs} == {(world.BENCHMARKS_FILE, "demo")}
