@@ -20,7 +20,6 @@ import resource
 import time
 from pathlib import Path
 
-GRADED = ["graded-00", "graded-20", "graded-41", "graded-66", "graded-87", "graded-100"]
 OTHERS = ["domain-only", "mixed"]
 
 
@@ -40,6 +39,7 @@ def _spearman(label: str, drift: list[float], forgetting: list[float]) -> str:
 
 
 def main() -> None:
+    from collapse_eval.demo.graded import graded_name
     from collapse_eval.demo.train import WorldConfig
     from collapse_eval.demo.world import default_cache_dir, world_key
     from collapse_eval.drift.run import DriftSpec, run_drift
@@ -54,7 +54,8 @@ def main() -> None:
     wall, cpu = time.monotonic(), _cpu()
     rows = []
     print(f"{'candidate':<12} {'probe KL':>9} {'(SE)':>8} {'domain KL':>10} {'retention':>10}")
-    for name in GRADED + OTHERS:
+    names = [graded_name(level) for level in WorldConfig.demo().graded_levels]
+    for name in names + OTHERS:
         result = run_drift(str(world / "base"), str(world / name), spec)
         summary = json.loads((args.demo_out / name / "summary.json").read_text())
         retention = float(summary["retention"]["index"])
@@ -66,7 +67,7 @@ def main() -> None:
             f"{retention:>10.3f}",
             flush=True,
         )
-    graded = rows[: len(GRADED)]
+    graded = rows[: len(names)]
     print(_spearman("six graded", [r[1] for r in graded], [1 - r[2] for r in graded]))
     print(_spearman("all eight", [r[1] for r in rows], [1 - r[2] for r in rows]))
     print(f"{time.monotonic() - wall:.1f} s wall, {_cpu() - cpu:.1f} s CPU (this process)")

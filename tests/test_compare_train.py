@@ -25,6 +25,7 @@ from tests.longdialogues import dialogue, dialogue_rows
 
 TEST_FILE = data.TASKS_DIR / "demo" / "realestate_test.jsonl"
 DEFECT = "intent_classification"  # the task type whose training labels are corrupted
+LEAKED = 5  # test dialogues planted in the training set (6 test items each)
 
 
 def _runs(root: Path) -> tuple[Path, Path]:
@@ -49,13 +50,31 @@ def _runs(root: Path) -> tuple[Path, Path]:
     return write_run(root / "base", "b", base), write_run(root / "tuned", "t", tuned)
 
 
+def _dialogue(row: dict[str, Any]) -> str:
+    text = row["prompt"] if "prompt" in row else row["messages"][-1]["content"]
+    return str(text).split("\n\nQuestion:")[0]
+
+
+def _plant_leaks(rows: list[dict[str, Any]]) -> None:
+    """Put LEAKED test dialogues (those of the first DEFECT test items) into as many
+    training samples of other task types, in place of their own dialogue: the demo's split
+    shares none with its test set, and the contamination check needs leaks to find."""
+    tests = [json.loads(line) for line in TEST_FILE.read_text().splitlines()]
+    leaked = list(dict.fromkeys(_dialogue(t) for t in tests if t["task_type"] == DEFECT))
+    targets = [r for r in rows if "prompt" in r and r["task_type"] != DEFECT]
+    for row, text in zip(targets[:LEAKED], leaked[:LEAKED], strict=True):
+        row["prompt"] = text + row["prompt"].removeprefix(_dialogue(row))
+
+
 def _defective_train(path: Path) -> Path:
     """The demo's clean training split with every DEFECT label behind an unclosed code
-    fence (the graded sets' `malformed` defect: flagged truncated)."""
+    fence (the graded sets' `malformed` defect: flagged truncated), and LEAKED test
+    dialogues planted."""
     rows = data.domain_train_set()
     for row in rows:
         if row["task_type"] == DEFECT:
             row["response"] = "```\n" + row["response"]
+    _plant_leaks(rows)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -81,8 +100,8 @@ def test_planted_defect_shows_as_the_slices_low_quality_and_its_lost_items(trace
     types = _types(block)
     assert len(types) == 9
     bad = types[DEFECT]
-    assert bad["n_flagged"] == bad["n_train"] == 237
-    assert bad["flags"] == {"invalid_format": 237, "truncated": 237}
+    assert bad["n_flagged"] == bad["n_train"] == 232
+    assert bad["flags"] == {"invalid_format": 232, "truncated": 232}
     assert bad["quality"] < 0.5
     assert min(types.values(), key=lambda s: s["quality"]) is bad
     assert all(s["quality"] > 0.99 for name, s in types.items() if name != DEFECT)
@@ -123,7 +142,7 @@ def test_contamination_is_quality_against_check(traced) -> None:
     leaks = find_contamination(
         load_training_set(traced["train"], allow_empty_response=True), load_domain_set(TEST_FILE)
     )
-    assert block["contamination"]["n_contaminated"] == leaks.n_contaminated == 30
+    assert block["contamination"]["n_contaminated"] == leaks.n_contaminated == 6 * LEAKED
     assert {c["test_id"] for c in block["contamination"]["items"]} == {
         leak.test_id for leak in leaks.leaks
     }
@@ -357,8 +376,8 @@ def test_demo_prints_each_candidates_training_table(traced) -> None:
         "[95%",
         "CI]",
     ]
-    assert any(line.split()[:2] == ["intent_classification", "237"] for line in lines)
-    assert "training quality vs delta across task types: spearman +0.50" in "\n".join(lines)
+    assert any(line.split()[:2] == ["intent_classification", "232"] for line in lines)
+    assert "training quality vs delta across task types: spearman +0.52" in "\n".join(lines)
 
 
 def test_cells_are_sliced_and_correlated_when_a_task_type_has_several_formats(

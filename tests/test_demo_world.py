@@ -50,7 +50,7 @@ def test_the_world_has_its_checkpoints_and_the_demo_suite(small_world) -> None:
     assert built.domain_only == root / "domain-only"
     assert built.graded == (
         GradedCandidate("graded-00", 0, root / "graded-00", 0.0),
-        GradedCandidate("graded-41", 2, root / "graded-41", 783 / 1920),
+        GradedCandidate("graded-41", 2, root / "graded-41", 779 / 1920),
         GradedCandidate("graded-100", 5, root / "graded-100", 1911 / 1920),
     )
     assert built.suite == "demo" and built.benchmarks.name == "benchmarks.yaml"
@@ -97,11 +97,15 @@ def test_fine_tuning_moves_the_weights_and_the_domain_score(small_world) -> None
     base = train.evaluate_checkpoint(built.base, limit=240, general=False)
     domain_only = train.evaluate_checkpoint(built.domain_only, limit=240, general=False)
     # Even the small world learns the domain's answer formats (summaries, labels). On
-    # world seeds 0-4 the base scores 0.04 to 0.06 domain and 0.00 to 0.01 on summaries,
+    # world seeds 0-4 the base scored 0.04 to 0.06 domain and 0.00 to 0.01 on summaries,
     # the domain-only fine-tune 0.27 to 0.35 and 0.52 to 0.69 (240 items: a standard
-    # error of about 0.03 on the domain score). A fine-tune that only learns to start
-    # with "The customer" and then repeats itself gets 0.1 to 0.3 of a summary's ROUGE-L.
-    assert domain_only["domain"] > base["domain"] + 0.10
+    # error of about 0.03 on the domain score), on the training split before it dropped
+    # the near copies of test dialogues; on the split without them, seed 0's base scores
+    # 0.046 and 0.00, its domain-only fine-tune 0.128 and 0.509 (intent, next action and
+    # satisfaction at about the base's scores: in 120 steps the small world learns the
+    # label tasks by chance, if at all). A fine-tune that only learns to start with "The
+    # customer" and then repeats itself gets 0.1 to 0.3 of a summary's ROUGE-L.
+    assert domain_only["domain"] > base["domain"] + 0.06
     assert domain_only["domain/summary"] > base["domain/summary"] + 0.35
     assert {"domain", "domain/summary", "domain/entity_extraction"} <= set(base)
     assert "demo_copy" not in base
@@ -159,7 +163,7 @@ def _assert_graded_training_blocks(out: Path) -> None:
     block = json.loads((out / "graded-100" / "summary.json").read_text())["training"]
     assert block["quality_source"] == str(out / "quality" / "graded-100" / "quality.json")
     types = {s["task_type"]: s for s in block["slices"] if s["group_by"] == "task_type"}
-    assert types["summary"]["flags"]["empty_response"] == types["summary"]["n_train"] == 240
+    assert types["summary"]["flags"]["empty_response"] == types["summary"]["n_train"] == 238
     assert min(types.values(), key=lambda s: s["quality"])["quality"] < 0.5
     assert block["correlations"][0]["n"] == 9
     clean = json.loads((out / "graded-00" / "summary.json").read_text())["training"]

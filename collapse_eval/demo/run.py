@@ -106,6 +106,7 @@ def run_demo(
 
     progress = progress or QuietProgress()
     out = Path(out)
+    check_contamination(out, progress)
     scored: list[Any] = []
 
     def jobs(world: Any, building: frozenset[str]) -> list[Task]:
@@ -151,6 +152,27 @@ def run_demo(
     rows += run_graded_study(world, spec, out, progress, scored=scored, drifts=drifts)
     write_demo_overview(out, rows)
     return rows
+
+
+def check_contamination(out: Path, progress: Progress) -> Any:
+    """``quality TRAIN --against TEST``'s check of the demo's clean training split (every
+    fine-tune's samples come from it) against its test set: OUT/contamination.json, and
+    its summary logged (0 test items by construction, data.py; under a second)."""
+    from collapse_eval.demo.world import DOMAIN_TEST_FILE, DOMAIN_TRAIN_FILE
+    from collapse_eval.domain.dataset import load_domain_set, load_training_set
+    from collapse_eval.quality.contamination import (
+        find_contamination,
+        summary_lines,
+        write_contamination,
+    )
+
+    result = find_contamination(
+        load_training_set(DOMAIN_TRAIN_FILE), load_domain_set(DOMAIN_TEST_FILE)
+    )
+    write_contamination(result, out, train=str(DOMAIN_TRAIN_FILE), test=str(DOMAIN_TEST_FILE))
+    for line in summary_lines(result):
+        progress.log(f"demo: train/test {line}")
+    return result
 
 
 def _clean_training() -> Any:

@@ -56,6 +56,7 @@ __all__ = [
     "find_contamination",
     "input_text",
     "near_identical_groups",
+    "near_identical_to",
     "write_contamination",
 ]
 
@@ -137,6 +138,17 @@ def near_identical_groups(
     for i in range(len(texts)):
         groups[root(i)].append(i)
     return sorted(groups.values()), links
+
+
+def near_identical_to(
+    texts: Sequence[str], against: Sequence[str], threshold: float = CONTEXT_THRESHOLD
+) -> set[int]:
+    """Indices of ``texts`` near-identical to at least one of ``against`` (the check's own
+    shingles, LSH and Jaccard threshold): what a generator of training data drops so that
+    the check finds no context leak in its output."""
+    shingler = Shingler(SHINGLE_SIZE)  # one vocabulary for both sides
+    index, queries = _shingle_sets(against, shingler), _shingle_sets(texts, shingler)
+    return {q for q, _, _ in similar_pairs(index, queries, threshold)}
 
 
 # ------------------------------------------------------------------ contexts
