@@ -273,23 +273,12 @@ def _parse_engine_args(pairs: Sequence[str]) -> dict[str, str]:
 def out_option(default: Path | None, help: str) -> Callable[[F], F]:
     """--out (alias lm-eval's --output-path) of `run`, `compare` and `drift`; required
     when there is no default."""
-    if default is None:  # click takes an explicit default=None as a default: leave it out
-        return click.option(
-            "--out",
-            "--output-path",
-            "out",
-            type=click.Path(path_type=Path),
-            required=True,
-            help=help,
-        )
+    # click takes an explicit default=None as a default: without one, leave it out
+    given: dict[str, Any] = (
+        {"required": True} if default is None else {"default": default, "show_default": True}
+    )
     return click.option(
-        "--out",
-        "--output-path",
-        "out",
-        type=click.Path(path_type=Path),
-        default=default,
-        show_default=True,
-        help=help,
+        "--out", "--output-path", "out", type=click.Path(path_type=Path), help=help, **given
     )
 
 
